@@ -1,0 +1,325 @@
+//! Configuration from the environment (§2 of the contract), checked once at start-up.
+//!
+//! A bad value stops the process with one line that names the variable and what is wrong,
+//! and never echoes a secret value back.
+
+use std::net::{IpAddr, SocketAddr};
+use std::time::Duration;
+
+use axum::http::HeaderValue;
+use url::Url;
+
+use crate::crypto::Keyring;
+
+/// Everything hexbroker reads from its environment.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// `HEXBROKER_LISTEN`: the address to bind.
+    pub listen: SocketAddr,
+    /// `HEXBROKER_DATABASE_URL`: `postgres://…` or `sqlite://…`.
+    pub database_url: String,
+    /// `HEXBROKER_ENCRYPTION_KEYS`, parsed; `None` when unset.
+    pub encryption_keys: Option<Keyring>,
+    /// `HEXBROKER_HEX_URL`: the template of a workspace's Hex origin.
+    pub hex_url: String,
+    /// `HEXBROKER_PUBLIC_URL`: the origin browsers use.
+    pub public_url: Url,
+    /// `HEXBROKER_ALLOWED_ORIGINS`: browser origins allowed to call the connect endpoints.
+    pub allowed_origins: Vec<HeaderValue>,
+    /// `HEXBROKER_HEX_TIMEOUT`: the whole-request timeout of hexbroker's own calls to Hex.
+    pub hex_timeout: Duration,
+    /// `HEXBROKER_PROXY_CONNECT_TIMEOUT`: the time allowed to open a connection to Hex.
+    pub proxy_connect_timeout: Duration,
+    /// `HEXBROKER_PROXY_TIMEOUT`: the time allowed for Hex to start answering a proxied call.
+    pub proxy_timeout: Duration,
+    /// `HEXBROKER_DATABASE_MAX_CONNECTIONS`: the pool's size.
+    pub database_max_connections: u32,
+    /// `HEXBROKER_LOG_FORMAT`: `json`, `pretty`, or unset for "pretty on a terminal, else JSON".
+    pub log_format: Option<LogFormat>,
+}
+
+/// How log lines are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    /// One JSON object a line, for machines.
+    Json,
+    /// Human-readable lines, for terminals.
+    Pretty,
+}
+
+/// A configuration problem: which variable, and what is wrong with it.
+#[derive(Debug, thiserror::Error)]
+#[error("{var}: {problem}")]
+pub struct ConfigError {
+    /// The variable's name.
+    pub var: &'static str,
+    /// What is wrong, in a sentence that never quotes a secret.
+    pub problem: String,
+}
+
+impl ConfigError {
+    fn new(var: &'static str, problem: impl Into<String>) -> Self {
+        Self { var, problem: problem.into() }
+    }
+}
+
+impl Config {
+    /// Reads the process environment.
+    pub fn from_env() -> Result<Self, ConfigError> {
+        Self::from_lookup(|name| std::env::var(name).ok())
+    }
+
+    /// Reads configuration through `lookup`, which maps a variable name to its value.
+    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+        let get = |name: &str| lookup(name).map(|v| v.trim().to_owned()).filter(|v| !v.is_empty());
+
+        let listen = match get("HEXBROKER_LISTEN") {
+            None => SocketAddr::from(([127, 0, 0, 1], 8080)),
+            Some(v) => v.parse().map_err(|_| {
+                ConfigError::new("HEXBROKER_LISTEN", format!("`{v}` is not an address like 127.0.0.1:8080"))
+            })?,
+        };
+
+        let database_url = get("HEXBROKER_DATABASE_URL").unwrap_or_else(|| "sqlite://hexbroker.db".into());
+        if !(database_url.starts_with("postgres://")
+            || database_url.starts_with("postgresql://")
+            || database_url.starts_with("sqlite:"))
+        {
+            return Err(ConfigError::new(
+                "HEXBROKER_DATABASE_URL",
+                "must start with postgres://, postgresql:// or sqlite:",
+            ));
+        }
+
+        let encryption_keys = get("HEXBROKER_ENCRYPTION_KEYS")
+            .map(|v| Keyring::parse(&v))
+            .transpose()
+            .map_err(|e| ConfigError::new("HEXBROKER_ENCRYPTION_KEYS", e.to_string()))?;
+
+        let allow_insecure = parse_bool(&get, "HEXBROKER_HEX_ALLOW_INSECURE")?;
+        let hex_url = get("HEXBROKER_HEX_URL").unwrap_or_else(|| "https://{subdomain}.hex.tech".into());
+        check_hex_url(&hex_url, allow_insecure).map_err(|p| ConfigError::new("HEXBROKER_HEX_URL", p))?;
+
+        let public_url = match get("HEXBROKER_PUBLIC_URL") {
+            None => Url::parse(&format!("http://{listen}")).expect("a socket address makes a URL"),
+            Some(v) => Url::parse(&v)
+                .ok()
+                .filter(|u| matches!(u.scheme(), "http" | "https") && u.has_host())
+                .ok_or_else(|| {
+                    ConfigError::new("HEXBROKER_PUBLIC_URL", format!("`{v}` is not an http(s) URL"))
+                })?,
+        };
+
+        let allowed_origins = get("HEXBROKER_ALLOWED_ORIGINS")
+            .map(|v| parse_origins(&v))
+            .transpose()
+            .map_err(|p| ConfigError::new("HEXBROKER_ALLOWED_ORIGINS", p))?
+            .unwrap_or_default();
+
+        let log_format = match get("HEXBROKER_LOG_FORMAT").as_deref() {
+            None => None,
+            Some("json") => Some(LogFormat::Json),
+            Some("pretty") => Some(LogFormat::Pretty),
+            Some(other) => {
+                return Err(ConfigError::new(
+                    "HEXBROKER_LOG_FORMAT",
+                    format!("`{other}` is neither json nor pretty"),
+                ))
+            }
+        };
+
+        let database_max_connections = match get("HEXBROKER_DATABASE_MAX_CONNECTIONS") {
+            None => 10,
+            Some(v) => v.parse().ok().filter(|n| (1..=1000).contains(n)).ok_or_else(|| {
+                ConfigError::new(
+                    "HEXBROKER_DATABASE_MAX_CONNECTIONS",
+                    format!("`{v}` is not a number from 1 to 1000"),
+                )
+            })?,
+        };
+
+        Ok(Self {
+            listen,
+            database_url,
+            encryption_keys,
+            hex_url,
+            public_url,
+            allowed_origins,
+            hex_timeout: duration(&get, "HEXBROKER_HEX_TIMEOUT", Duration::from_secs(10))?,
+            proxy_connect_timeout: duration(&get, "HEXBROKER_PROXY_CONNECT_TIMEOUT", Duration::from_secs(5))?,
+            proxy_timeout: duration(&get, "HEXBROKER_PROXY_TIMEOUT", Duration::from_secs(60))?,
+            database_max_connections,
+            log_format,
+        })
+    }
+
+    /// Whether the database is SQLite (the embedded default).
+    pub fn is_sqlite(&self) -> bool {
+        self.database_url.starts_with("sqlite:")
+    }
+}
+
+fn parse_bool(get: &impl Fn(&str) -> Option<String>, var: &'static str) -> Result<bool, ConfigError> {
+    match get(var).as_deref() {
+        None | Some("0" | "false" | "no") => Ok(false),
+        Some("1" | "true" | "yes") => Ok(true),
+        Some(other) => Err(ConfigError::new(var, format!("`{other}` is not true or false"))),
+    }
+}
+
+fn duration(
+    get: &impl Fn(&str) -> Option<String>,
+    var: &'static str,
+    default: Duration,
+) -> Result<Duration, ConfigError> {
+    match get(var) {
+        None => Ok(default),
+        Some(v) => parse_duration(&v)
+            .filter(|d| !d.is_zero())
+            .ok_or_else(|| ConfigError::new(var, format!("`{v}` is not a duration like 500ms, 10s or 2m"))),
+    }
+}
+
+/// Parses `500ms`, `10s`, `2m` or a bare number of seconds.
+pub fn parse_duration(text: &str) -> Option<Duration> {
+    let text = text.trim();
+    let split = text.find(|c: char| !c.is_ascii_digit()).unwrap_or(text.len());
+    let (number, unit) = text.split_at(split);
+    let n: u64 = number.parse().ok()?;
+    match unit.trim() {
+        "ms" => Some(Duration::from_millis(n)),
+        "" | "s" => Some(Duration::from_secs(n)),
+        "m" => n.checked_mul(60).map(Duration::from_secs),
+        _ => None,
+    }
+}
+
+/// Checks the Hex origin template: it names `{subdomain}` once, makes an http(s) URL with no query,
+/// and is https unless its host is loopback or insecure use is allowed.
+fn check_hex_url(template: &str, allow_insecure: bool) -> Result<(), String> {
+    if template.matches("{subdomain}").count() != 1 {
+        return Err("must contain `{subdomain}` exactly once".into());
+    }
+    let url = Url::parse(&template.replace("{subdomain}", "example"))
+        .map_err(|e| format!("is not a URL template ({e})"))?;
+    if url.query().is_some() || url.fragment().is_some() {
+        return Err("must not have a query or fragment".into());
+    }
+    match url.scheme() {
+        "https" => Ok(()),
+        "http" if allow_insecure || is_loopback_host(&url) => Ok(()),
+        "http" => {
+            Err("is not https; use https, a loopback host, or set HEXBROKER_HEX_ALLOW_INSECURE=true".into())
+        }
+        other => Err(format!("has scheme `{other}`; only https (or http to loopback) is allowed")),
+    }
+}
+
+fn is_loopback_host(url: &Url) -> bool {
+    match url.host() {
+        Some(url::Host::Ipv4(ip)) => IpAddr::V4(ip).is_loopback(),
+        Some(url::Host::Ipv6(ip)) => IpAddr::V6(ip).is_loopback(),
+        Some(url::Host::Domain(d)) => d == "localhost" || d.ends_with(".localhost"),
+        None => false,
+    }
+}
+
+fn parse_origins(value: &str) -> Result<Vec<HeaderValue>, String> {
+    value
+        .split(',')
+        .map(str::trim)
+        .filter(|o| !o.is_empty())
+        .map(|origin| {
+            let url = Url::parse(origin)
+                .map_err(|_| format!("`{origin}` is not an origin like https://app.example.com"))?;
+            let canonical = url.origin().ascii_serialization();
+            if canonical == "null" || canonical != origin.trim_end_matches('/') {
+                return Err(format!("`{origin}` is not a bare origin (scheme://host[:port], no path)"));
+            }
+            HeaderValue::from_str(&canonical).map_err(|_| format!("`{origin}` is not a valid header value"))
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    fn config(vars: &[(&str, &str)]) -> Result<Config, ConfigError> {
+        let map: HashMap<String, String> = vars.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        Config::from_lookup(|k| map.get(k).cloned())
+    }
+
+    #[test]
+    fn defaults_follow_the_contract() {
+        let c = config(&[]).unwrap();
+        assert_eq!(c.listen.to_string(), "127.0.0.1:8080");
+        assert_eq!(c.database_url, "sqlite://hexbroker.db");
+        assert_eq!(c.hex_url, "https://{subdomain}.hex.tech");
+        assert_eq!(c.public_url.as_str(), "http://127.0.0.1:8080/");
+        assert!(c.encryption_keys.is_none());
+        assert!(c.allowed_origins.is_empty());
+    }
+
+    #[test]
+    fn each_bad_value_names_its_variable() {
+        let cases = [
+            ("HEXBROKER_LISTEN", "localhost"),
+            ("HEXBROKER_DATABASE_URL", "mysql://x"),
+            ("HEXBROKER_ENCRYPTION_KEYS", "k1:notbase64!"),
+            ("HEXBROKER_HEX_URL", "https://hex.tech"),
+            ("HEXBROKER_HEX_URL", "http://{subdomain}.example.com"),
+            ("HEXBROKER_HEX_URL", "ftp://{subdomain}.hex.tech"),
+            ("HEXBROKER_PUBLIC_URL", "not a url"),
+            ("HEXBROKER_ALLOWED_ORIGINS", "https://app.example.com/path"),
+            ("HEXBROKER_HEX_TIMEOUT", "ten seconds"),
+            ("HEXBROKER_LOG_FORMAT", "xml"),
+            ("HEXBROKER_DATABASE_MAX_CONNECTIONS", "0"),
+        ];
+        for (var, value) in cases {
+            let err = config(&[(var, value)]).expect_err(var);
+            assert_eq!(err.var, var, "{value}");
+            assert!(err.to_string().starts_with(var));
+        }
+    }
+
+    #[test]
+    fn a_bad_encryption_key_is_not_echoed() {
+        let err = config(&[("HEXBROKER_ENCRYPTION_KEYS", "k1:c2VjcmV0LWJ1dC1zaG9ydA==")]).unwrap_err();
+        assert!(!err.to_string().contains("c2VjcmV0"), "{err}");
+    }
+
+    #[test]
+    fn plain_http_is_allowed_to_loopback_or_when_asked() {
+        assert!(config(&[("HEXBROKER_HEX_URL", "http://127.0.0.1:9090/{subdomain}")]).is_ok());
+        assert!(config(&[("HEXBROKER_HEX_URL", "http://{subdomain}.localhost:9090")]).is_ok());
+        assert!(config(&[
+            ("HEXBROKER_HEX_URL", "http://{subdomain}.hex.internal"),
+            ("HEXBROKER_HEX_ALLOW_INSECURE", "true"),
+        ])
+        .is_ok());
+    }
+
+    #[test]
+    fn durations_parse_in_three_units() {
+        let cases = [
+            ("500ms", Some(500)),
+            ("10s", Some(10_000)),
+            ("2m", Some(120_000)),
+            ("7", Some(7_000)),
+            ("1h", None),
+            ("", None),
+        ];
+        for (text, millis) in cases {
+            assert_eq!(parse_duration(text).map(|d| d.as_millis() as u64), millis, "{text}");
+        }
+    }
+
+    #[test]
+    fn origins_are_kept_canonical() {
+        let c =
+            config(&[("HEXBROKER_ALLOWED_ORIGINS", "https://a.example.com, http://localhost:3000")]).unwrap();
+        assert_eq!(c.allowed_origins, vec!["https://a.example.com", "http://localhost:3000"]);
+    }
+}

@@ -1,0 +1,23 @@
+//! hexbroker: an HTTP credential broker for the Hex data platform.
+//!
+//! A caller submits a Hex workspace subdomain and API token; hexbroker checks them against Hex
+//! ([`hex`]), seals the token ([`crypto`]) into the database ([`store`]), and from then on proxies
+//! Hex API calls for callers that name the connection by id ([`proxy`]), who never see the token.
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
+pub mod app;
+pub mod auth;
+pub mod cli;
+pub mod config;
+pub mod crypto;
+pub mod error;
+pub mod hex;
+pub mod proxy;
+pub mod routes;
+pub mod store;
+pub mod telemetry;
+
+pub use app::{serve, AppState};
+pub use config::Config;
+pub use routes::router;

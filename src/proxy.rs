@@ -1,0 +1,209 @@
+//! The proxy to Hex (§7 of the contract): one pooled HTTP/1.1 client with keep-alive, bodies
+//! streamed both ways, hop-by-hop headers dropped, and the caller's credentials replaced by the
+//! connection's Hex token.
+
+use std::time::Duration;
+
+use axum::body::Body;
+use axum::http::header::{self, HeaderMap, HeaderName, HeaderValue};
+use axum::http::{Request, Response, StatusCode, Uri};
+use hyper_rustls::HttpsConnector;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::TokioExecutor;
+use secrecy::{ExposeSecret, SecretString};
+
+use crate::error::ApiError;
+
+/// Marks a response relayed from Hex, as opposed to one hexbroker made.
+pub const UPSTREAM_HEADER: &str = "hexbroker-upstream";
+/// The header that names the connection on `/v1/proxy`.
+pub const CONNECTION_ID_HEADER: &str = "connection-id";
+
+/// Headers that belong to one hop and never cross the proxy (RFC 9110 §7.6.1), plus `expect`,
+/// which hexbroker answers itself by streaming.
+const HOP_BY_HOP: [&str; 10] = [
+    "connection",
+    "keep-alive",
+    "proxy-connection",
+    "proxy-authenticate",
+    "proxy-authorization",
+    "te",
+    "trailer",
+    "transfer-encoding",
+    "upgrade",
+    "expect",
+];
+
+/// The caller's headers that must never reach Hex.
+const CALLER_ONLY: [&str; 4] = ["authorization", "cookie", CONNECTION_ID_HEADER, "host"];
+
+/// Why a proxied call got no answer from Hex.
+#[derive(Debug, thiserror::Error)]
+pub enum ProxyError {
+    /// Hex did not start answering in time.
+    #[error("Hex did not answer within {0:?}")]
+    Timeout(Duration),
+    /// The request could not be sent (connect, TLS, or a broken connection).
+    #[error("Hex could not be reached: {0}")]
+    Unreachable(#[source] hyper_util::client::legacy::Error),
+    /// The upstream URL could not be built.
+    #[error("the upstream URL is not valid")]
+    BadUrl,
+}
+
+impl From<ProxyError> for ApiError {
+    fn from(error: ProxyError) -> Self {
+        match error {
+            ProxyError::Timeout(_) => {
+                tracing::warn!(error = %error, "proxy timeout");
+                ApiError::new(
+                    StatusCode::GATEWAY_TIMEOUT,
+                    "hex_timeout",
+                    "Hex did not answer in time; try again shortly.",
+                )
+            }
+            ProxyError::Unreachable(ref e) => {
+                tracing::warn!(error = %e, "proxy upstream error");
+                ApiError::new(
+                    StatusCode::BAD_GATEWAY,
+                    "hex_unavailable",
+                    "Hex could not be reached; try again shortly.",
+                )
+            }
+            ProxyError::BadUrl => {
+                ApiError::bad_request("invalid_path", "The path cannot be forwarded to Hex.")
+            }
+        }
+    }
+}
+
+/// The pooled client that carries proxied calls to Hex.
+#[derive(Clone, Debug)]
+pub struct Upstream {
+    client: Client<HttpsConnector<HttpConnector>, Body>,
+    timeout: Duration,
+}
+
+impl Upstream {
+    /// A client with the given connect timeout and time-to-first-byte timeout.
+    pub fn new(connect_timeout: Duration, timeout: Duration) -> Self {
+        let mut http = HttpConnector::new();
+        http.set_connect_timeout(Some(connect_timeout));
+        http.set_nodelay(true);
+        http.enforce_http(false);
+        let https = hyper_rustls::HttpsConnectorBuilder::new()
+            .with_webpki_roots()
+            .https_or_http()
+            .enable_http1()
+            .wrap_connector(http);
+        let client = Client::builder(TokioExecutor::new())
+            .pool_idle_timeout(Duration::from_secs(90))
+            .pool_max_idle_per_host(256)
+            .build(https);
+        Self { client, timeout }
+    }
+
+    /// Sends `request` to `url` with `token` as its bearer and relays Hex's answer, streaming.
+    pub async fn forward(
+        &self,
+        url: &str,
+        token: &SecretString,
+        request: Request<Body>,
+    ) -> Result<Response<Body>, ProxyError> {
+        let (mut parts, body) = request.into_parts();
+        parts.uri = url.parse::<Uri>().map_err(|_| ProxyError::BadUrl)?;
+        parts.version = axum::http::Version::HTTP_11;
+        strip_hop_by_hop(&mut parts.headers);
+        for name in CALLER_ONLY {
+            parts.headers.remove(name);
+        }
+        let mut bearer = HeaderValue::try_from(format!("Bearer {}", token.expose_secret()))
+            .map_err(|_| ProxyError::BadUrl)?;
+        bearer.set_sensitive(true);
+        parts.headers.insert(header::AUTHORIZATION, bearer);
+
+        let response =
+            tokio::time::timeout(self.timeout, self.client.request(Request::from_parts(parts, body)))
+                .await
+                .map_err(|_| ProxyError::Timeout(self.timeout))?
+                .map_err(ProxyError::Unreachable)?;
+
+        let (mut parts, body) = response.into_parts();
+        strip_hop_by_hop(&mut parts.headers);
+        parts.headers.remove(header::SET_COOKIE);
+        parts.headers.insert(HeaderName::from_static(UPSTREAM_HEADER), HeaderValue::from_static("hex"));
+        Ok(Response::from_parts(parts, Body::new(body)))
+    }
+}
+
+/// Removes the hop-by-hop headers, including any that `Connection` names.
+fn strip_hop_by_hop(headers: &mut HeaderMap) {
+    let named: Vec<HeaderName> = headers
+        .get_all(header::CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .filter_map(|name| HeaderName::from_bytes(name.trim().as_bytes()).ok())
+        .collect();
+    for name in named {
+        headers.remove(name);
+    }
+    for name in HOP_BY_HOP {
+        headers.remove(name);
+    }
+}
+
+/// Checks a path to forward: it may not hold dot segments (plain or percent-encoded), which
+/// could climb out of `/api` once Hex normalises the path.
+pub fn check_path(path: &str) -> Result<(), ApiError> {
+    let climbs = path.split('/').any(|segment| {
+        let decoded = segment.to_ascii_lowercase().replace("%2e", ".");
+        decoded == "." || decoded == ".."
+    });
+    if climbs || path.contains('\\') || path.to_ascii_lowercase().contains("%2f") {
+        Err(ApiError::bad_request(
+            "invalid_path",
+            "The path may not contain `.` or `..` segments or encoded slashes.",
+        ))
+    } else {
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dot_segments_and_encoded_slashes_are_refused() {
+        let cases = [
+            ("/v1/projects", true),
+            ("/v1/projects/abc/runs", true),
+            ("/v1/projects/a.b", true),
+            ("/v1/..", false),
+            ("/v1/../../admin", false),
+            ("/v1/./projects", false),
+            ("/v1/%2e%2e/x", false),
+            ("/v1/%2E./x", false),
+            ("/v1/a%2fb", false),
+            ("/v1\\..\\x", false),
+        ];
+        for (path, ok) in cases {
+            assert_eq!(check_path(path).is_ok(), ok, "{path}");
+        }
+    }
+
+    #[test]
+    fn hop_by_hop_headers_and_those_connection_names_are_dropped() {
+        let mut headers = HeaderMap::new();
+        headers.insert("connection", HeaderValue::from_static("close, x-private"));
+        headers.insert("x-private", HeaderValue::from_static("1"));
+        headers.insert("transfer-encoding", HeaderValue::from_static("chunked"));
+        headers.insert("keep-alive", HeaderValue::from_static("timeout=5"));
+        headers.insert("content-type", HeaderValue::from_static("application/json"));
+        strip_hop_by_hop(&mut headers);
+        let left: Vec<_> = headers.keys().map(|k| k.as_str()).collect();
+        assert_eq!(left, ["content-type"]);
+    }
+}

@@ -1,0 +1,194 @@
+//! Reading, changing and deleting connections (`/v1/connections…`).
+
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine;
+use serde::{Deserialize, Deserializer, Serialize};
+use uuid::Uuid;
+
+use crate::app::AppState;
+use crate::auth::{Caller, Scope};
+use crate::error::{ApiError, Json, Result};
+use crate::hex::Subdomain;
+use crate::store::{self, Connection, ConnectionFilter};
+
+const DEFAULT_PAGE: u32 = 50;
+const MAX_PAGE: u32 = 200;
+
+/// A connection as callers see it: the stored fields, its current status, and its Hex origin.
+#[derive(Debug, Serialize)]
+pub struct ConnectionView {
+    #[serde(flatten)]
+    connection: Connection,
+    hex_url: String,
+}
+
+impl ConnectionView {
+    /// The view of `connection`, with `expired` derived from its token's expiry.
+    pub fn new(state: &AppState, connection: Connection) -> Self {
+        let hex_url = state.hex.origin(&Subdomain::from_stored(connection.subdomain.clone()));
+        Self { connection: connection.with_current_status(store::now()), hex_url }
+    }
+}
+
+/// A page of connections.
+#[derive(Debug, Serialize)]
+pub struct Page {
+    data: Vec<ConnectionView>,
+    next_cursor: Option<String>,
+}
+
+/// The query of `GET /v1/connections`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ListParams {
+    end_user_id: Option<String>,
+    status: Option<String>,
+    limit: Option<u32>,
+    cursor: Option<String>,
+}
+
+/// `GET /v1/connections`
+pub async fn list(
+    State(state): State<AppState>,
+    caller: Caller,
+    query: std::result::Result<Query<ListParams>, axum::extract::rejection::QueryRejection>,
+) -> Result<Json<Page>> {
+    caller.require(Scope::ConnectionsRead)?;
+    let Query(params) = query.map_err(|_| {
+        ApiError::unprocessable(
+            "invalid_query",
+            "The query accepts end_user_id, status (active, invalid or expired), limit (1-200) and cursor.",
+        )
+    })?;
+    let limit = params.limit.unwrap_or(DEFAULT_PAGE);
+    if !(1..=MAX_PAGE).contains(&limit) {
+        return Err(ApiError::unprocessable("invalid_query", "limit must be from 1 to 200."));
+    }
+    if let Some(status) = &params.status {
+        if !["active", "invalid", "expired"].contains(&status.as_str()) {
+            return Err(ApiError::unprocessable(
+                "invalid_query",
+                "status must be active, invalid or expired.",
+            ));
+        }
+    }
+    let before_id = params.cursor.as_deref().map(decode_cursor).transpose()?;
+    let filter = ConnectionFilter {
+        end_user_id: params.end_user_id,
+        status: params.status,
+        before_id,
+        limit: limit + 1,
+    };
+    let mut rows = state.store.list_connections(&caller.tenant, &filter).await?;
+    let next_cursor = if rows.len() > limit as usize {
+        rows.truncate(limit as usize);
+        rows.last().map(|c| URL_SAFE_NO_PAD.encode(c.id.as_bytes()))
+    } else {
+        None
+    };
+    let data = rows.into_iter().map(|c| ConnectionView::new(&state, c)).collect();
+    Ok(Json(Page { data, next_cursor }))
+}
+
+fn decode_cursor(cursor: &str) -> Result<Uuid> {
+    URL_SAFE_NO_PAD
+        .decode(cursor)
+        .ok()
+        .and_then(|bytes| Uuid::from_slice(&bytes).ok())
+        .ok_or_else(|| ApiError::unprocessable("invalid_query", "cursor is not one this API gave out."))
+}
+
+/// Reads a connection id from the path; anything that is not one names no connection.
+pub fn connection_id(raw: &str) -> Result<Uuid> {
+    Uuid::parse_str(raw).map_err(|_| ApiError::not_found("connection"))
+}
+
+/// `GET /v1/connections/{id}`
+pub async fn get_one(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> Result<Json<ConnectionView>> {
+    caller.require(Scope::ConnectionsRead)?;
+    let id = connection_id(&id)?;
+    let connection =
+        state.store.connection(&caller.tenant, id).await?.ok_or_else(|| ApiError::not_found("connection"))?;
+    Ok(Json(ConnectionView::new(&state, connection)))
+}
+
+/// The body of `PATCH /v1/connections/{id}`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UpdateBody {
+    #[serde(default, deserialize_with = "present")]
+    label: Option<Option<String>>,
+    metadata: Option<serde_json::Value>,
+}
+
+/// Tells a field sent as `null` (`Some(None)`) from one left out (`None`).
+fn present<'de, D: Deserializer<'de>, T: Deserialize<'de>>(
+    d: D,
+) -> std::result::Result<Option<Option<T>>, D::Error> {
+    Option::<T>::deserialize(d).map(Some)
+}
+
+/// `PATCH /v1/connections/{id}`
+pub async fn update(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+    Json(body): Json<UpdateBody>,
+) -> Result<Json<ConnectionView>> {
+    caller.require(Scope::ConnectionsWrite)?;
+    let id = connection_id(&id)?;
+    if let Some(Some(label)) = &body.label {
+        check_label(label)?;
+    }
+    if let Some(metadata) = &body.metadata {
+        check_metadata(metadata)?;
+    }
+    let label = body.label.as_ref().map(Option::as_deref);
+    let connection = state
+        .store
+        .update_connection(&caller.tenant, id, label, body.metadata.as_ref())
+        .await?
+        .ok_or_else(|| ApiError::not_found("connection"))?;
+    Ok(Json(ConnectionView::new(&state, connection)))
+}
+
+/// `DELETE /v1/connections/{id}`: the row and its sealed token are gone for good.
+pub async fn delete(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> Result<StatusCode> {
+    caller.require(Scope::ConnectionsWrite)?;
+    let id = connection_id(&id)?;
+    if state.store.delete_connection(&caller.tenant, id).await? {
+        tracing::info!(connection_id = %id, "connection deleted");
+        Ok(StatusCode::NO_CONTENT)
+    } else {
+        Err(ApiError::not_found("connection"))
+    }
+}
+
+/// A label is at most 200 characters.
+pub fn check_label(label: &str) -> Result<()> {
+    if label.chars().count() > 200 {
+        return Err(ApiError::unprocessable("invalid_request", "label is at most 200 characters."));
+    }
+    Ok(())
+}
+
+/// Metadata is a JSON object of at most 16 KiB.
+pub fn check_metadata(metadata: &serde_json::Value) -> Result<()> {
+    if !metadata.is_object() || metadata.to_string().len() > 16 * 1024 {
+        return Err(ApiError::unprocessable(
+            "invalid_request",
+            "metadata is a JSON object of at most 16 KiB.",
+        ));
+    }
+    Ok(())
+}

@@ -1,0 +1,282 @@
+//! Storage: the [`Store`] trait and its two backends, Postgres (production) and SQLite (the
+//! embedded default). Plain data in, plain data out; no HTTP types.
+//!
+//! Both backends share one set of SQL statements (see `sql.rs`): sqlx binds `$1`-style parameters
+//! on SQLite too, and the column types map to the same Rust types on both.
+
+mod postgres;
+mod sql;
+mod sqlite;
+
+use std::sync::Arc;
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+use uuid::Uuid;
+
+use crate::auth::Scopes;
+use crate::crypto::Sealed;
+
+pub use postgres::PgStore;
+pub use sqlite::{database_file as sqlite_database_file, SqliteStore};
+
+/// A storage failure. Callers treat it as internal; its text may name tables, never values.
+#[derive(Debug, thiserror::Error)]
+#[error("database error: {0}")]
+pub struct StoreError(#[from] sqlx::Error);
+
+/// `Result` for store operations.
+pub type StoreResult<T> = std::result::Result<T, StoreError>;
+
+/// A shared handle to whichever backend is configured.
+pub type DynStore = Arc<dyn Store>;
+
+/// Opens the store named by `url` (postgres://… or sqlite:…) and applies its migrations.
+pub async fn open(url: &str, max_connections: u32) -> anyhow::Result<DynStore> {
+    if url.starts_with("sqlite:") {
+        Ok(Arc::new(SqliteStore::open(url, max_connections).await?))
+    } else {
+        Ok(Arc::new(PgStore::open(url, max_connections).await?))
+    }
+}
+
+/// The current time, truncated to milliseconds so both backends and JSON agree on it.
+pub fn now() -> DateTime<Utc> {
+    let now = Utc::now();
+    DateTime::from_timestamp_millis(now.timestamp_millis()).unwrap_or(now)
+}
+
+/// Every storage operation hexbroker performs, on either backend.
+#[async_trait::async_trait]
+pub trait Store: Send + Sync + 'static {
+    /// Answers when the database does.
+    async fn ping(&self) -> StoreResult<()>;
+
+    /// A named secret sealed by the keyring (e.g. the keyed-hash key).
+    async fn sealed_secret(&self, name: &str) -> StoreResult<Option<Sealed>>;
+    /// Stores a named sealed secret unless one is there already (first writer wins).
+    async fn insert_sealed_secret_if_absent(&self, name: &str, sealed: &Sealed) -> StoreResult<()>;
+
+    /// Stores a new API key.
+    async fn insert_api_key(&self, key: &NewApiKey) -> StoreResult<ApiKey>;
+    /// The key with this hash, revoked or not.
+    async fn api_key_by_hash(&self, hash: &[u8]) -> StoreResult<Option<ApiKey>>;
+    /// Every key, newest first.
+    async fn list_api_keys(&self) -> StoreResult<Vec<ApiKey>>;
+    /// Marks a key revoked; false when there is no such key or it was revoked already.
+    async fn revoke_api_key(&self, id: Uuid) -> StoreResult<bool>;
+
+    /// Stores a new connection; when the same token is already connected for the same tenant,
+    /// end user and workspace, returns that connection instead.
+    async fn insert_connection(&self, new: &NewConnection) -> StoreResult<Inserted>;
+    /// The connection already holding this token for this tenant, end user and workspace.
+    async fn connection_by_fingerprint(
+        &self,
+        tenant: &str,
+        end_user_id: &str,
+        subdomain: &str,
+        fingerprint: &[u8],
+    ) -> StoreResult<Option<Connection>>;
+    /// A connection in `tenant`.
+    async fn connection(&self, tenant: &str, id: Uuid) -> StoreResult<Option<Connection>>;
+    /// A connection in `tenant` with its sealed token, for the proxy.
+    async fn connection_with_token(
+        &self,
+        tenant: &str,
+        id: Uuid,
+    ) -> StoreResult<Option<(Connection, Sealed)>>;
+    /// A page of connections in `tenant`, newest first.
+    async fn list_connections(&self, tenant: &str, filter: &ConnectionFilter)
+        -> StoreResult<Vec<Connection>>;
+    /// Records a successful check against Hex: active again, with the identity Hex reported.
+    async fn mark_verified(
+        &self,
+        tenant: &str,
+        id: Uuid,
+        identity: &HexIdentity,
+    ) -> StoreResult<Option<Connection>>;
+    /// Changes label and metadata; `None` leaves a field as it is, `Some(None)` clears the label.
+    async fn update_connection(
+        &self,
+        tenant: &str,
+        id: Uuid,
+        label: Option<Option<&str>>,
+        metadata: Option<&serde_json::Value>,
+    ) -> StoreResult<Option<Connection>>;
+    /// Deletes a connection and its token for good; false when there was none.
+    async fn delete_connection(&self, tenant: &str, id: Uuid) -> StoreResult<bool>;
+}
+
+/// The scopes a credential carries, stored as comma-separated names.
+impl TryFrom<String> for Scopes {
+    type Error = String;
+    fn try_from(text: String) -> Result<Self, Self::Error> {
+        text.parse()
+    }
+}
+
+/// An internal API key (never its secret).
+#[derive(Debug, Clone, sqlx::FromRow, Serialize)]
+pub struct ApiKey {
+    /// The key's id.
+    pub id: Uuid,
+    /// The tenant it acts in.
+    pub tenant: String,
+    /// A name for people.
+    pub name: String,
+    /// The first characters of the secret, to recognise it.
+    pub prefix: String,
+    /// What it may do.
+    #[sqlx(try_from = "String")]
+    pub scopes: Scopes,
+    /// For connection keys: the one connection it reaches.
+    pub connection_id: Option<Uuid>,
+    /// When it was made.
+    pub created_at: DateTime<Utc>,
+    /// When it stops working, if ever.
+    pub expires_at: Option<DateTime<Utc>>,
+    /// When it was revoked, if it was.
+    pub revoked_at: Option<DateTime<Utc>>,
+}
+
+impl ApiKey {
+    /// Whether the key may be used at `now`.
+    pub fn is_usable(&self, now: DateTime<Utc>) -> bool {
+        self.revoked_at.is_none() && self.expires_at.is_none_or(|t| t > now)
+    }
+}
+
+/// A key to store: everything but the timestamps the store sets.
+#[derive(Debug, Clone)]
+pub struct NewApiKey {
+    /// Its id.
+    pub id: Uuid,
+    /// Its tenant.
+    pub tenant: String,
+    /// Its name.
+    pub name: String,
+    /// The first characters of its secret.
+    pub prefix: String,
+    /// The keyed hash of its secret.
+    pub hash: Vec<u8>,
+    /// Its scopes.
+    pub scopes: Scopes,
+    /// The connection it is bound to, for connection keys.
+    pub connection_id: Option<Uuid>,
+    /// When it expires.
+    pub expires_at: Option<DateTime<Utc>>,
+}
+
+/// What Hex told us about a token when it accepted it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct HexIdentity {
+    /// The workspace (org) id.
+    pub org_id: Option<String>,
+    /// The user's email (personal tokens).
+    pub user_email: Option<String>,
+    /// When the token expires, if Hex said.
+    pub token_expires_at: Option<DateTime<Utc>>,
+}
+
+/// A stored connection (never its token).
+#[derive(Debug, Clone, sqlx::FromRow, Serialize)]
+pub struct Connection {
+    /// Its id.
+    pub id: Uuid,
+    /// The tenant it belongs to (not shown to callers: they only see their own).
+    #[serde(skip)]
+    pub tenant: String,
+    /// The calling app's id for the person who connected.
+    pub end_user_id: String,
+    /// That person's email, if the app gave it.
+    pub end_user_email: Option<String>,
+    /// A name for people.
+    pub label: Option<String>,
+    /// The calling app's own data.
+    #[sqlx(json)]
+    pub metadata: serde_json::Value,
+    /// The Hex workspace subdomain.
+    pub subdomain: String,
+    /// `personal`, `workspace` or `unknown`, from the token's prefix.
+    pub token_type: String,
+    /// The token's prefix and last four characters.
+    pub token_hint: String,
+    /// Hex's org id.
+    pub hex_org_id: Option<String>,
+    /// The Hex user's email (personal tokens).
+    pub hex_user_email: Option<String>,
+    /// When the token expires, if known.
+    pub token_expires_at: Option<DateTime<Utc>>,
+    /// `active`, `invalid` or `expired`.
+    pub status: String,
+    /// Why it is not active.
+    pub status_reason: Option<String>,
+    /// When Hex last accepted the token.
+    pub last_verified_at: Option<DateTime<Utc>>,
+    /// When it was made.
+    pub created_at: DateTime<Utc>,
+    /// When it last changed.
+    pub updated_at: DateTime<Utc>,
+}
+
+impl Connection {
+    /// Reports an active connection whose token has passed its expiry as `expired`.
+    pub fn with_current_status(mut self, now: DateTime<Utc>) -> Self {
+        if self.status == "active" && self.token_expires_at.is_some_and(|t| t <= now) {
+            self.status = "expired".into();
+            self.status_reason = Some("The Hex token has passed its expiry date.".into());
+        }
+        self
+    }
+}
+
+/// A connection to store.
+#[derive(Debug, Clone)]
+pub struct NewConnection {
+    /// Its id (also bound into the sealed token).
+    pub id: Uuid,
+    /// Its tenant.
+    pub tenant: String,
+    /// The end user.
+    pub end_user_id: String,
+    /// The end user's email.
+    pub end_user_email: Option<String>,
+    /// Its label.
+    pub label: Option<String>,
+    /// Its metadata.
+    pub metadata: serde_json::Value,
+    /// Its workspace.
+    pub subdomain: String,
+    /// `personal`, `workspace` or `unknown`.
+    pub token_type: &'static str,
+    /// Prefix and last four characters.
+    pub token_hint: String,
+    /// Keyed hash of subdomain and token.
+    pub token_fingerprint: Vec<u8>,
+    /// The sealed token.
+    pub sealed: Sealed,
+    /// What Hex said.
+    pub identity: HexIdentity,
+}
+
+/// The outcome of [`Store::insert_connection`].
+#[derive(Debug)]
+pub enum Inserted {
+    /// A new row.
+    Created(Connection),
+    /// The token was connected already; nothing new was stored.
+    Existing(Connection),
+}
+
+/// Which connections to list.
+#[derive(Debug, Clone, Default)]
+pub struct ConnectionFilter {
+    /// Only this end user's.
+    pub end_user_id: Option<String>,
+    /// Only those with this status (`expired` is derived from the expiry).
+    pub status: Option<String>,
+    /// Only those older than this id (the page cursor).
+    pub before_id: Option<Uuid>,
+    /// At most this many.
+    pub limit: u32,
+}

@@ -1,0 +1,230 @@
+//! The harness every integration test uses: a real hexbroker on port 0, a fake Hex on port 0,
+//! and a fresh database of its own (a temporary SQLite file, or a new Postgres database when
+//! `HEXBROKER_TEST_POSTGRES_URL` is set).
+#![allow(dead_code)]
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use fake_hex::FakeHex;
+use hexbroker::crypto::Keyring;
+use hexbroker::{AppState, Config};
+use serde_json::{json, Value};
+use tokio::sync::oneshot;
+
+/// Which database a test runs on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+/// Writes `#[tokio::test]`s named `<name>_on_sqlite` and `<name>_on_postgres` for each
+/// `async fn name(backend: Backend)`.
+#[macro_export]
+macro_rules! on_both_backends {
+    ($($name:ident),* $(,)?) => {
+        mod on_sqlite {
+            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $name() { super::$name($crate::common::Backend::Sqlite).await })*
+        }
+        mod on_postgres {
+            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $name() { super::$name($crate::common::Backend::Postgres).await })*
+        }
+    };
+}
+
+/// A database of one test's own, dropped with it.
+pub struct TestDb {
+    pub url: String,
+    pub sqlite_file: Option<PathBuf>,
+    postgres: Option<(String, String)>,
+    _dir: Option<tempfile::TempDir>,
+}
+
+impl TestDb {
+    /// A fresh database, or `None` (after saying so) for Postgres when no server is configured.
+    pub async fn new(backend: Backend) -> Option<Self> {
+        match backend {
+            Backend::Sqlite => {
+                let dir = tempfile::tempdir().expect("temp dir");
+                let file = dir.path().join("hexbroker.db");
+                Some(Self {
+                    url: format!("sqlite://{}", file.display()),
+                    sqlite_file: Some(file),
+                    postgres: None,
+                    _dir: Some(dir),
+                })
+            }
+            Backend::Postgres => {
+                let Ok(admin) = std::env::var("HEXBROKER_TEST_POSTGRES_URL") else {
+                    eprintln!(
+                        "skipped: HEXBROKER_TEST_POSTGRES_URL is unset, so the Postgres half did not run"
+                    );
+                    return None;
+                };
+                let name = format!("hbt_{}", uuid::Uuid::new_v4().simple());
+                let mut conn = <sqlx::PgConnection as sqlx::Connection>::connect(&admin)
+                    .await
+                    .expect("connect to Postgres");
+                sqlx::query(&format!("create database {name}"))
+                    .execute(&mut conn)
+                    .await
+                    .expect("create database");
+                let mut url = url::Url::parse(&admin).expect("HEXBROKER_TEST_POSTGRES_URL is a URL");
+                url.set_path(&name);
+                Some(Self {
+                    url: url.to_string(),
+                    sqlite_file: None,
+                    postgres: Some((admin, name)),
+                    _dir: None,
+                })
+            }
+        }
+    }
+}
+
+impl Drop for TestDb {
+    fn drop(&mut self) {
+        if let Some((admin, name)) = self.postgres.take() {
+            // Drop runs inside the test's runtime: clean up on a thread of its own.
+            let _ = std::thread::spawn(move || {
+                let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+                runtime.block_on(async {
+                    if let Ok(mut conn) = <sqlx::PgConnection as sqlx::Connection>::connect(&admin).await {
+                        let _ = sqlx::query(&format!("drop database if exists {name} with (force)"))
+                            .execute(&mut conn)
+                            .await;
+                    }
+                });
+            })
+            .join();
+        }
+    }
+}
+
+/// A running hexbroker with a fake Hex behind it.
+pub struct TestApp {
+    pub base: String,
+    pub addr: SocketAddr,
+    pub state: AppState,
+    pub fake: FakeHex,
+    pub fake_addr: SocketAddr,
+    pub http: reqwest::Client,
+    pub db: TestDb,
+    pub env: HashMap<String, String>,
+    shutdown: Option<oneshot::Sender<()>>,
+}
+
+impl TestApp {
+    /// Starts hexbroker on `backend`; `None` when that backend is not available here.
+    pub async fn start(backend: Backend) -> Option<Self> {
+        Self::start_with(backend, &[]).await
+    }
+
+    /// Starts hexbroker with extra `HEXBROKER_*` settings.
+    pub async fn start_with(backend: Backend, extra: &[(&str, &str)]) -> Option<Self> {
+        let db = TestDb::new(backend).await?;
+        let fake = FakeHex::new();
+        let fake_addr = fake.spawn().await.expect("start the fake Hex");
+        let mut env: HashMap<String, String> = HashMap::from([
+            ("HEXBROKER_LISTEN".into(), "127.0.0.1:0".into()),
+            ("HEXBROKER_DATABASE_URL".into(), db.url.clone()),
+            ("HEXBROKER_HEX_URL".into(), FakeHex::url_template(fake_addr)),
+            ("HEXBROKER_ENCRYPTION_KEYS".into(), Keyring::generate_entry()),
+        ]);
+        for (k, v) in extra {
+            env.insert(k.to_string(), v.to_string());
+        }
+        let config = Config::from_lookup(|k| env.get(k).cloned()).expect("test configuration");
+        let state = AppState::new(config).await.expect("build the app");
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (tx, rx) = oneshot::channel();
+        let router = hexbroker::router(state.clone());
+        tokio::spawn(hexbroker::serve(listener, router, async {
+            let _ = rx.await;
+        }));
+        Some(Self {
+            base: format!("http://{addr}"),
+            addr,
+            state,
+            fake,
+            fake_addr,
+            http: reqwest::Client::new(),
+            db,
+            env,
+            shutdown: Some(tx),
+        })
+    }
+
+    /// `base` + `path`.
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    /// A new API key in the default tenant.
+    pub async fn key(&self, scopes: &str) -> String {
+        self.key_in("default", scopes).await
+    }
+
+    /// A new API key in `tenant`.
+    pub async fn key_in(&self, tenant: &str, scopes: &str) -> String {
+        use secrecy::ExposeSecret;
+        let created = hexbroker::auth::create_api_key(&self.state, "test", tenant, scopes.parse().unwrap())
+            .await
+            .expect("create key");
+        created.secret.expose_secret().to_owned()
+    }
+
+    /// `POST /v1/connect` with `key` and `body`.
+    pub async fn connect(&self, key: &str, body: Value) -> reqwest::Response {
+        self.http.post(self.url("/v1/connect")).bearer_auth(key).json(&body).send().await.unwrap()
+    }
+
+    /// Connects a fresh personal token of workspace `acme` for end user `u1`; returns the
+    /// connection id and the Hex token.
+    pub async fn connected(&self, key: &str) -> (String, String) {
+        self.fake.add_workspace("acme");
+        let token = self.fake.add_personal_token("acme", "ada@example.com");
+        let response =
+            self.connect(key, json!({"subdomain": "acme", "token": token, "end_user_id": "u1"})).await;
+        assert_eq!(response.status(), 201, "connect failed");
+        let body: Value = response.json().await.unwrap();
+        (body["id"].as_str().unwrap().to_owned(), token)
+    }
+
+    /// The number of stored connections, read raw.
+    pub async fn connection_count(&self) -> i64 {
+        match &self.db.sqlite_file {
+            Some(_) => {
+                let pool = sqlx::SqlitePool::connect(&self.db.url).await.unwrap();
+                sqlx::query_scalar("select count(*) from connection").fetch_one(&pool).await.unwrap()
+            }
+            None => {
+                let pool = sqlx::PgPool::connect(&self.db.url).await.unwrap();
+                sqlx::query_scalar("select count(*) from connection").fetch_one(&pool).await.unwrap()
+            }
+        }
+    }
+}
+
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+    }
+}
+
+/// Asserts the contract's error shape and returns the code.
+pub async fn error_code(response: reqwest::Response) -> (u16, String) {
+    let status = response.status().as_u16();
+    assert!(response.headers().contains_key("x-request-id"), "every response carries x-request-id");
+    let body: Value = response.json().await.expect("error bodies are JSON");
+    let code = body["error"]["code"].as_str().expect("error.code").to_owned();
+    assert!(body["error"]["message"].as_str().is_some_and(|m| !m.is_empty()), "error.message");
+    (status, code)
+}

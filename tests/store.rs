@@ -1,0 +1,191 @@
+//! Every `Store` operation, on both backends, through the trait.
+
+mod common;
+
+use common::{Backend, TestDb};
+use hexbroker::auth::{Scope, Scopes};
+use hexbroker::crypto::{Keyring, Sealed};
+use hexbroker::store::{self, ConnectionFilter, DynStore, HexIdentity, Inserted, NewApiKey, NewConnection};
+use secrecy::SecretString;
+use serde_json::json;
+use uuid::Uuid;
+
+async fn open(backend: Backend) -> Option<(DynStore, TestDb)> {
+    let db = TestDb::new(backend).await?;
+    let store = store::open(&db.url, 4).await.expect("open and migrate");
+    Some((store, db))
+}
+
+fn new_connection(tenant: &str, user: &str, fingerprint: u8) -> NewConnection {
+    let id = Uuid::now_v7();
+    let keyring = Keyring::parse(&Keyring::generate_entry()).unwrap();
+    NewConnection {
+        id,
+        tenant: tenant.into(),
+        end_user_id: user.into(),
+        end_user_email: Some("ada@example.com".into()),
+        label: Some("label".into()),
+        metadata: json!({"k": "v"}),
+        subdomain: "acme".into(),
+        token_type: "personal",
+        token_hint: "hxtp_…abcd".into(),
+        token_fingerprint: vec![fingerprint; 32],
+        sealed: keyring.seal_token(id, &SecretString::from("hxtp_secret")),
+        identity: HexIdentity {
+            org_id: Some("org-1".into()),
+            user_email: Some("ada@hex".into()),
+            token_expires_at: Some(store::now() + chrono::Duration::days(30)),
+        },
+    }
+}
+
+async fn migrations_apply_twice_and_ping_answers(backend: Backend) {
+    let Some((store, db)) = open(backend).await else { return };
+    store.ping().await.unwrap();
+    let again = store::open(&db.url, 2).await.expect("migrations are idempotent");
+    again.ping().await.unwrap();
+}
+
+async fn sealed_secrets_keep_the_first_writer(backend: Backend) {
+    let Some((store, _db)) = open(backend).await else { return };
+    assert!(store.sealed_secret("x").await.unwrap().is_none());
+    let first = Sealed { key_id: "k1".into(), nonce: vec![1; 12], ciphertext: vec![2; 48] };
+    let second = Sealed { key_id: "k2".into(), nonce: vec![3; 12], ciphertext: vec![4; 48] };
+    store.insert_sealed_secret_if_absent("x", &first).await.unwrap();
+    store.insert_sealed_secret_if_absent("x", &second).await.unwrap();
+    assert_eq!(store.sealed_secret("x").await.unwrap(), Some(first));
+}
+
+async fn api_keys_are_stored_found_listed_and_revoked(backend: Backend) {
+    let Some((store, _db)) = open(backend).await else { return };
+    let new = NewApiKey {
+        id: Uuid::now_v7(),
+        tenant: "t1".into(),
+        name: "ci".into(),
+        prefix: "hxbk_abcdefg".into(),
+        hash: vec![9; 32],
+        scopes: Scopes::of(&[Scope::Proxy, Scope::ConnectionsRead]),
+        connection_id: None,
+        expires_at: None,
+    };
+    let stored = store.insert_api_key(&new).await.unwrap();
+    assert_eq!(stored.id, new.id);
+    assert_eq!(stored.scopes, new.scopes);
+    assert!(stored.is_usable(store::now()));
+    let found = store.api_key_by_hash(&[9; 32]).await.unwrap().unwrap();
+    assert_eq!((found.id, found.tenant.as_str(), found.name.as_str()), (new.id, "t1", "ci"));
+    assert!(store.api_key_by_hash(&[8; 32]).await.unwrap().is_none());
+    let duplicate = NewApiKey { id: Uuid::now_v7(), ..new.clone() };
+    assert!(store.insert_api_key(&duplicate).await.is_err(), "hashes are unique");
+    assert_eq!(store.list_api_keys().await.unwrap().len(), 1);
+    assert!(store.revoke_api_key(new.id).await.unwrap());
+    assert!(!store.revoke_api_key(new.id).await.unwrap(), "revoking twice reports nothing to do");
+    assert!(!store.api_key_by_hash(&[9; 32]).await.unwrap().unwrap().is_usable(store::now()));
+}
+
+async fn connections_round_trip_every_field(backend: Backend) {
+    let Some((store, _db)) = open(backend).await else { return };
+    let new = new_connection("t1", "u1", 1);
+    let Inserted::Created(c) = store.insert_connection(&new).await.unwrap() else { panic!("created") };
+    assert_eq!(c.id, new.id);
+    assert_eq!(c.end_user_email.as_deref(), Some("ada@example.com"));
+    assert_eq!(c.metadata, json!({"k": "v"}));
+    assert_eq!(c.token_type, "personal");
+    assert_eq!(c.hex_org_id.as_deref(), Some("org-1"));
+    assert_eq!(c.token_expires_at, new.identity.token_expires_at);
+    assert_eq!(c.status, "active");
+    assert!(c.last_verified_at.is_some());
+
+    let (read, sealed) = store.connection_with_token("t1", new.id).await.unwrap().unwrap();
+    assert_eq!(read.created_at, c.created_at);
+    assert_eq!(sealed, new.sealed);
+    assert!(store.connection("t2", new.id).await.unwrap().is_none(), "tenants are walls");
+    assert!(store.connection_with_token("t2", new.id).await.unwrap().is_none());
+}
+
+async fn the_same_fingerprint_is_one_connection(backend: Backend) {
+    let Some((store, _db)) = open(backend).await else { return };
+    let first = new_connection("t1", "u1", 7);
+    store.insert_connection(&first).await.unwrap();
+    let again = new_connection("t1", "u1", 7);
+    let Inserted::Existing(existing) = store.insert_connection(&again).await.unwrap() else {
+        panic!("existing")
+    };
+    assert_eq!(existing.id, first.id);
+    let found = store.connection_by_fingerprint("t1", "u1", "acme", &[7; 32]).await.unwrap().unwrap();
+    assert_eq!(found.id, first.id);
+    assert!(store.connection_by_fingerprint("t1", "u2", "acme", &[7; 32]).await.unwrap().is_none());
+    let Inserted::Created(_) = store.insert_connection(&new_connection("t1", "u2", 7)).await.unwrap() else {
+        panic!("created")
+    };
+}
+
+async fn connections_page_and_filter(backend: Backend) {
+    let Some((store, _db)) = open(backend).await else { return };
+    let mut ids = Vec::new();
+    for i in 0..5u8 {
+        let mut c = new_connection("t1", if i < 3 { "a" } else { "b" }, i);
+        if i == 4 {
+            c.identity.token_expires_at = Some(store::now() - chrono::Duration::hours(1));
+        }
+        store.insert_connection(&c).await.unwrap();
+        ids.push(c.id);
+    }
+    store.insert_connection(&new_connection("t2", "a", 99)).await.unwrap();
+    let list = |filter: ConnectionFilter| {
+        let store = store.clone();
+        async move {
+            store.list_connections("t1", &filter).await.unwrap().into_iter().map(|c| c.id).collect::<Vec<_>>()
+        }
+    };
+    let all = list(ConnectionFilter { limit: 10, ..Default::default() }).await;
+    assert_eq!(all, ids.iter().rev().copied().collect::<Vec<_>>());
+    let page = list(ConnectionFilter { limit: 2, before_id: Some(ids[3]), ..Default::default() }).await;
+    assert_eq!(page, vec![ids[2], ids[1]]);
+    let of_a =
+        list(ConnectionFilter { limit: 10, end_user_id: Some("a".into()), ..Default::default() }).await;
+    assert_eq!(of_a.len(), 3);
+    let expired =
+        list(ConnectionFilter { limit: 10, status: Some("expired".into()), ..Default::default() }).await;
+    assert_eq!(expired, vec![ids[4]]);
+    let active =
+        list(ConnectionFilter { limit: 10, status: Some("active".into()), ..Default::default() }).await;
+    assert_eq!(active.len(), 4);
+}
+
+async fn connections_are_verified_updated_and_deleted(backend: Backend) {
+    let Some((store, _db)) = open(backend).await else { return };
+    let new = new_connection("t1", "u1", 3);
+    store.insert_connection(&new).await.unwrap();
+    let identity = HexIdentity { org_id: Some("org-2".into()), user_email: None, token_expires_at: None };
+    let verified = store.mark_verified("t1", new.id, &identity).await.unwrap().unwrap();
+    assert_eq!(verified.hex_org_id.as_deref(), Some("org-2"));
+    assert!(verified.token_expires_at.is_none());
+    assert!(store.mark_verified("t2", new.id, &identity).await.unwrap().is_none());
+
+    let relabelled = store.update_connection("t1", new.id, Some(Some("new")), None).await.unwrap().unwrap();
+    assert_eq!(relabelled.label.as_deref(), Some("new"));
+    assert_eq!(relabelled.metadata, json!({"k": "v"}));
+    let remeta =
+        store.update_connection("t1", new.id, None, Some(&json!({"x": [1, 2]}))).await.unwrap().unwrap();
+    assert_eq!(remeta.label.as_deref(), Some("new"));
+    assert_eq!(remeta.metadata, json!({"x": [1, 2]}));
+    let cleared = store.update_connection("t1", new.id, Some(None), None).await.unwrap().unwrap();
+    assert!(cleared.label.is_none());
+    assert!(store.update_connection("t2", new.id, Some(Some("x")), None).await.unwrap().is_none());
+
+    assert!(!store.delete_connection("t2", new.id).await.unwrap());
+    assert!(store.delete_connection("t1", new.id).await.unwrap());
+    assert!(!store.delete_connection("t1", new.id).await.unwrap());
+    assert!(store.connection("t1", new.id).await.unwrap().is_none());
+}
+
+on_both_backends!(
+    migrations_apply_twice_and_ping_answers,
+    sealed_secrets_keep_the_first_writer,
+    api_keys_are_stored_found_listed_and_revoked,
+    connections_round_trip_every_field,
+    the_same_fingerprint_is_one_connection,
+    connections_page_and_filter,
+    connections_are_verified_updated_and_deleted,
+);
