@@ -7,6 +7,8 @@ use std::str::FromStr;
 use axum::extract::FromRequestParts;
 use axum::http::header::AUTHORIZATION;
 use axum::http::request::Parts;
+use axum::http::StatusCode;
+use chrono::{DateTime, Utc};
 use secrecy::{ExposeSecret, SecretString};
 use serde::{Serialize, Serializer};
 use uuid::Uuid;
@@ -14,10 +16,14 @@ use uuid::Uuid;
 use crate::app::AppState;
 use crate::crypto;
 use crate::error::ApiError;
-use crate::store::{self, ApiKey, NewApiKey};
+use crate::store::{self, ApiKey, NewApiKey, Session};
 
 /// Prefix of internal API keys, for secret scanners.
 pub const API_KEY_PREFIX: &str = "hxbk_";
+/// Prefix of connection keys.
+pub const CONNECTION_KEY_PREFIX: &str = "hxbc_";
+/// Prefix of connect session tokens.
+pub const SESSION_TOKEN_PREFIX: &str = "hxbs_";
 /// How many leading characters of a secret are kept to recognise it.
 const SHOWN_PREFIX_LEN: usize = 12;
 
@@ -126,7 +132,7 @@ impl Serialize for Scopes {
     }
 }
 
-/// An authenticated internal caller.
+/// An authenticated internal caller (an API key not bound to a connection).
 #[derive(Debug, Clone)]
 pub struct Caller {
     /// The key it used.
@@ -140,10 +146,57 @@ pub struct Caller {
 impl Caller {
     /// Refuses with 403 unless the caller holds `scope`.
     pub fn require(&self, scope: Scope) -> Result<(), ApiError> {
-        if self.scopes.grants(scope) {
-            Ok(())
-        } else {
-            Err(ApiError::insufficient_scope(scope.name()))
+        require(self.scopes, scope)
+    }
+}
+
+/// A caller holding a connection key: it reaches one connection, through the drop-in surface.
+#[derive(Debug, Clone)]
+pub struct ConnectionCaller {
+    /// The key it used.
+    pub key_id: Uuid,
+    /// The tenant of the connection.
+    pub tenant: String,
+    /// `proxy` or `proxy:read`.
+    pub scopes: Scopes,
+    /// The one connection the key reaches.
+    pub connection_id: Uuid,
+}
+
+impl ConnectionCaller {
+    /// Refuses with 403 unless the key holds `scope`.
+    pub fn require(&self, scope: Scope) -> Result<(), ApiError> {
+        require(self.scopes, scope)
+    }
+}
+
+fn require(scopes: Scopes, scope: Scope) -> Result<(), ApiError> {
+    if scopes.grants(scope) {
+        Ok(())
+    } else {
+        Err(ApiError::insufficient_scope(scope.name()))
+    }
+}
+
+/// Finds the usable key behind the request's bearer credential. Missing, unknown, revoked and
+/// expired keys are one and the same 401; the reason goes to the debug log.
+async fn authenticate(parts: &Parts, state: &AppState) -> Result<ApiKey, ApiError> {
+    let bearer = bearer(parts).ok_or_else(|| {
+        tracing::debug!("no bearer credential");
+        ApiError::unauthorized()
+    })?;
+    match state.store.api_key_by_hash(&state.hasher.secret_hash(bearer)).await? {
+        Some(key) if key.is_usable(store::now()) => {
+            tracing::Span::current().record("key_id", tracing::field::display(key.id));
+            Ok(key)
+        }
+        Some(key) => {
+            tracing::debug!(key_id = %key.id, "key revoked or expired");
+            Err(ApiError::unauthorized())
+        }
+        None => {
+            tracing::debug!("unknown key");
+            Err(ApiError::unauthorized())
         }
     }
 }
@@ -152,26 +205,77 @@ impl FromRequestParts<AppState> for Caller {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
-        let bearer = bearer(parts).ok_or_else(|| {
-            tracing::debug!("no bearer credential");
-            ApiError::unauthorized()
-        })?;
-        let key = state.store.api_key_by_hash(&state.hasher.secret_hash(bearer)).await?;
-        match key {
-            Some(key) if key.is_usable(store::now()) && key.connection_id.is_none() => {
-                tracing::Span::current().record("key_id", tracing::field::display(key.id));
-                Ok(Caller { key_id: key.id, tenant: key.tenant, scopes: key.scopes })
-            }
-            Some(key) => {
-                tracing::debug!(key_id = %key.id, "key revoked, expired or bound to a connection");
-                Err(ApiError::unauthorized())
-            }
-            None => {
-                tracing::debug!("unknown key");
-                Err(ApiError::unauthorized())
-            }
+        let key = authenticate(parts, state).await?;
+        if key.connection_id.is_some() {
+            return Err(ApiError::new(
+                StatusCode::FORBIDDEN,
+                "connection_key_not_allowed",
+                "A connection key works only on the drop-in surface (/api/…); use an API key here.",
+            ));
         }
+        Ok(Caller { key_id: key.id, tenant: key.tenant, scopes: key.scopes })
     }
+}
+
+impl FromRequestParts<AppState> for ConnectionCaller {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
+        let key = authenticate(parts, state).await?;
+        let Some(connection_id) = key.connection_id else {
+            return Err(ApiError::new(
+                StatusCode::FORBIDDEN,
+                "connection_key_required",
+                "The drop-in surface (/api/…) takes a connection key; use /v1/proxy with an API key instead.",
+            ));
+        };
+        Ok(ConnectionCaller { key_id: key.id, tenant: key.tenant, scopes: key.scopes, connection_id })
+    }
+}
+
+/// Whoever may call `POST /v1/connect`: an API key holding `connect`, or a connect session.
+#[derive(Debug, Clone)]
+pub enum ConnectCaller {
+    /// An internal caller with an API key.
+    Key(Caller),
+    /// A person in a browser holding a session token: usable, not yet used, not expired.
+    Session(Session),
+}
+
+impl FromRequestParts<AppState> for ConnectCaller {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
+        let Some(token) = bearer(parts).filter(|t| t.starts_with(SESSION_TOKEN_PREFIX)) else {
+            return Caller::from_request_parts(parts, state).await.map(ConnectCaller::Key);
+        };
+        let session =
+            state.store.session_by_hash(&state.hasher.secret_hash(token)).await?.ok_or_else(|| {
+                tracing::debug!("unknown session token");
+                ApiError::unauthorized()
+            })?;
+        tracing::Span::current().record("key_id", tracing::field::display(session.id));
+        if session.used_at.is_some() {
+            return Err(session_used());
+        }
+        if session.expires_at <= store::now() {
+            return Err(ApiError::new(
+                StatusCode::UNAUTHORIZED,
+                "session_expired",
+                "This connect link has expired; ask the app that sent you here for a new one.",
+            ));
+        }
+        Ok(ConnectCaller::Session(session))
+    }
+}
+
+/// The answer to a session that has been used already.
+pub fn session_used() -> ApiError {
+    ApiError::new(
+        StatusCode::CONFLICT,
+        "session_used",
+        "This connect link has been used already; ask the app that sent you here for a new one.",
+    )
 }
 
 /// The bearer credential of a request, if it has one.
@@ -190,26 +294,48 @@ pub struct CreatedKey {
     pub secret: SecretString,
 }
 
-/// Makes and stores an internal API key.
+/// What a new key is for.
+#[derive(Debug, Clone)]
+pub struct KeySpec<'a> {
+    /// A name for people.
+    pub name: &'a str,
+    /// The tenant it acts in.
+    pub tenant: &'a str,
+    /// What it may do.
+    pub scopes: Scopes,
+    /// For a connection key: the connection.
+    pub connection_id: Option<Uuid>,
+    /// When it stops working.
+    pub expires_at: Option<DateTime<Utc>>,
+}
+
+/// Makes and stores a key: an internal API key (`hxbk_…`) or, with a connection, a connection
+/// key (`hxbc_…`).
+pub async fn create_key(state: &AppState, spec: KeySpec<'_>) -> Result<CreatedKey, store::StoreError> {
+    let prefix = if spec.connection_id.is_some() { CONNECTION_KEY_PREFIX } else { API_KEY_PREFIX };
+    let secret = crypto::new_secret(prefix);
+    let new = NewApiKey {
+        id: Uuid::now_v7(),
+        tenant: spec.tenant.to_owned(),
+        name: spec.name.to_owned(),
+        prefix: secret.expose_secret()[..SHOWN_PREFIX_LEN].to_owned(),
+        hash: state.hasher.secret_hash(secret.expose_secret()),
+        scopes: spec.scopes,
+        connection_id: spec.connection_id,
+        expires_at: spec.expires_at,
+    };
+    let key = state.store.insert_api_key(&new).await?;
+    Ok(CreatedKey { key, secret })
+}
+
+/// Makes and stores an internal API key that never expires.
 pub async fn create_api_key(
     state: &AppState,
     name: &str,
     tenant: &str,
     scopes: Scopes,
 ) -> Result<CreatedKey, store::StoreError> {
-    let secret = crypto::new_secret(API_KEY_PREFIX);
-    let new = NewApiKey {
-        id: Uuid::now_v7(),
-        tenant: tenant.to_owned(),
-        name: name.to_owned(),
-        prefix: secret.expose_secret()[..SHOWN_PREFIX_LEN].to_owned(),
-        hash: state.hasher.secret_hash(secret.expose_secret()),
-        scopes,
-        connection_id: None,
-        expires_at: None,
-    };
-    let key = state.store.insert_api_key(&new).await?;
-    Ok(CreatedKey { key, secret })
+    create_key(state, KeySpec { name, tenant, scopes, connection_id: None, expires_at: None }).await
 }
 
 #[cfg(test)]

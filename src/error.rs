@@ -5,7 +5,7 @@
 
 use std::borrow::Cow;
 
-use axum::extract::rejection::JsonRejection;
+use axum::extract::rejection::{JsonRejection, PathRejection};
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
@@ -140,10 +140,26 @@ impl From<JsonRejection> for ApiError {
             JsonRejection::JsonSyntaxError(_) => {
                 Self::bad_request("invalid_json", "The body is not valid JSON.")
             }
+            JsonRejection::BytesRejection(e) if e.status() == StatusCode::PAYLOAD_TOO_LARGE => Self::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "body_too_large",
+                "The request body is larger than this endpoint accepts.",
+            ),
             _ => Self::bad_request("invalid_body", "The request body could not be read."),
         }
     }
 }
+
+impl From<PathRejection> for ApiError {
+    fn from(_: PathRejection) -> Self {
+        Self::bad_request("invalid_path", "The URL path could not be read (is it valid UTF-8?).")
+    }
+}
+
+/// `axum::extract::Path` whose rejections come out in the contract's error shape.
+#[derive(Debug, axum::extract::FromRequestParts)]
+#[from_request(via(axum::extract::Path), rejection(ApiError))]
+pub struct Path<T>(pub T);
 
 /// `axum::Json` whose rejections come out in the contract's error shape.
 #[derive(Debug, Clone, Copy, Default, axum::extract::FromRequest)]

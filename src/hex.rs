@@ -120,6 +120,19 @@ pub enum Rejection {
     Unavailable,
 }
 
+impl Rejection {
+    /// For answers that say the stored token no longer works, why (for `status_reason`);
+    /// `None` for passing trouble (rate limits, Hex unavailable) that says nothing about it.
+    pub fn invalidation_reason(&self) -> Option<&'static str> {
+        match self {
+            Rejection::TokenRejected => Some("Hex rejected the token (expired, revoked or regenerated)."),
+            Rejection::InsufficientScope => Some("The token no longer has the scope to read projects."),
+            Rejection::WorkspaceNotFound => Some("The Hex workspace no longer answers at this subdomain."),
+            Rejection::RateLimited { .. } | Rejection::Unavailable => None,
+        }
+    }
+}
+
 impl From<Rejection> for ApiError {
     fn from(rejection: Rejection) -> Self {
         match rejection {

@@ -132,6 +132,8 @@ impl Upstream {
         let (mut parts, body) = response.into_parts();
         strip_hop_by_hop(&mut parts.headers);
         parts.headers.remove(header::SET_COOKIE);
+        // hexbroker's own request id names the exchange; Hex's (if any) would hide it.
+        parts.headers.remove("x-request-id");
         parts.headers.insert(HeaderName::from_static(UPSTREAM_HEADER), HeaderValue::from_static("hex"));
         Ok(Response::from_parts(parts, Body::new(body)))
     }

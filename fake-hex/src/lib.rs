@@ -6,11 +6,29 @@
 //! `http://127.0.0.1:PORT/{subdomain}` ([`FakeHex::url_template`]). A workspace that was never
 //! added answers an empty 404 on every path (Hex itself would fail DNS).
 //!
-//! Behaviour follows Hex's published OpenAPI file and `HEX.md` for what is implemented: Me,
-//! ListProjects, GetProject, RunProject, GetRunStatus, CancelRun and GetProjectRuns (plus the
-//! legacy singular run paths), with Hex's error shapes and timestamp format. It comes from a small
-//! model (workspaces, users, tokens, projects, runs whose status moves with time), not canned
-//! answers.
+//! Every operation of Hex's published OpenAPI file is served (plus the legacy singular run paths
+//! and `semantic-models` beside `semantic-projects`), with each operation's documented success
+//! status, error style (`{reason, details, traceId}` or `{code, message, issues}`), workspace-token
+//! scopes and per-token rate limits (429 with `Retry-After`), and Hex's timestamp format. Answers
+//! come from a small in-memory model (workspaces, users, tokens, projects, runs whose status moves
+//! with time, cells, groups, collections, data connections, threads, guides, semantic projects,
+//! presigned embedding URLs), not canned strings. What goes beyond Hex's documents is marked as a
+//! choice where it is made; the endpoint table (`routes/endpoints.rs`) says which operation takes
+//! which scopes, error style and rate-limit group.
+//!
+//! Rate limits are per token and per group, over sliding windows, checked after authentication
+//! ([`RateLimits::hex_defaults`] unless [`FakeHex::set_rate_limits`] says otherwise):
+//!
+//! | group | limit | operations |
+//! | --- | --- | --- |
+//! | `hex-api` | 30/min, 1,800/h | every operation not below |
+//! | `hex-api-30rpm` | 30/min | Me, ListUsers, DeactivateUser, ListCells, CreateCell, GetCell, UpdateCell, DeleteCell, EditProjectSharingUsers, ListDraftGuides |
+//! | `hex-run-kernel` | 20/min, 60/h | RunProject, CreateThread, ContinueThread |
+//! | `hex-chart-image` | 20/min | GetChartImageFromLogic, GetChartImageFromRun |
+//! | `semantic-ingest` | 3/min | IngestSemanticProject |
+//!
+//! Beside Hex's API the fake serves the pages presigned embedding URLs open
+//! (`/{subdomain}/embedded/{token}`) and two test instruments under `/{subdomain}/api/__fake/`.
 //!
 //! ```no_run
 //! # async fn demo() -> std::io::Result<()> {
@@ -26,6 +44,7 @@
 
 mod errors;
 mod model;
+mod png;
 mod routes;
 mod timestamp;
 
@@ -37,9 +56,19 @@ use std::time::Duration;
 use chrono::TimeDelta;
 use tokio::net::TcpListener;
 
-pub use model::{RecordedRequest, RunStatus, Scope, TokenKind, TokenSpec};
+pub use model::{RateGroup, RateLimits, RecordedRequest, RunStatus, Scope, TokenKind, TokenSpec, Window};
 
-use model::{InjectedFailure, Model};
+use model::{InjectedFailure, Model, SemanticProject, Topic};
+use uuid::Uuid;
+
+/// A cell's two ids: `id` (scoped to a project version) and `static_id` (stable across versions).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CellIds {
+    /// The cell's id.
+    pub id: String,
+    /// The cell's static id.
+    pub static_id: String,
+}
 
 /// A fake Hex: cheap to clone, every clone shares one in-memory model.
 #[derive(Clone, Default)]
@@ -114,6 +143,57 @@ impl FakeHex {
     /// Adds a published project (the workspace is created if needed) and returns its id.
     pub fn add_project(&self, subdomain: &str, title: &str) -> String {
         self.lock().workspace_entry(subdomain).add_project(subdomain, title).to_string()
+    }
+
+    /// Adds a member (if new) to a workspace (created if needed) and returns the user's id. The
+    /// workspace's first user is its admin, later ones editors; a user added this way has never
+    /// signed in (`lastLoginDate` is null) until a token is made for them.
+    pub fn add_user(&self, subdomain: &str, email: &str, name: Option<&str>) -> String {
+        self.lock().workspace_entry(subdomain).add_user(email, name.map(str::to_owned)).to_string()
+    }
+
+    /// Adds a chart cell at the end of a project's draft (the API cannot make chart cells), for
+    /// the chart-image endpoints. `None` if the workspace has no such project.
+    pub fn add_chart_cell(&self, subdomain: &str, project_id: &str, title: &str) -> Option<CellIds> {
+        let project_id = Uuid::parse_str(project_id).ok()?;
+        let mut model = self.lock();
+        let cell = model.workspaces.get_mut(subdomain)?.add_chart_cell(project_id, title)?;
+        Some(CellIds { id: cell.id.to_string(), static_id: cell.static_id.to_string() })
+    }
+
+    /// Adds a semantic project with these datasets and views (Hex's API cannot create one) to a
+    /// workspace (created if needed) and returns its id.
+    pub fn add_semantic_project(
+        &self,
+        subdomain: &str,
+        name: &str,
+        datasets: &[&str],
+        views: &[&str],
+    ) -> String {
+        let project = SemanticProject::new(name, datasets, views);
+        let id = project.id.to_string();
+        self.lock().workspace_entry(subdomain).semantic_projects.push(project);
+        id
+    }
+
+    /// Adds a thread topic to a workspace (created if needed) and returns its id. Threads whose
+    /// prompts mention the topic's name are tagged with it.
+    pub fn add_topic(&self, subdomain: &str, name: &str) -> String {
+        let topic = Topic { id: Uuid::new_v4(), name: name.to_owned() };
+        let id = topic.id.to_string();
+        self.lock().workspace_entry(subdomain).topics.push(topic);
+        id
+    }
+
+    /// Replaces the per-token rate limits (default [`RateLimits::hex_defaults`]). Requests already
+    /// counted stay counted.
+    pub fn set_rate_limits(&self, limits: RateLimits) {
+        self.lock().rate_limits = limits;
+    }
+
+    /// The per-token rate limits in force.
+    pub fn rate_limits(&self) -> RateLimits {
+        self.lock().rate_limits.clone()
     }
 
     /// How long runs started from now on stay PENDING, then RUNNING, before their outcome

@@ -1,6 +1,7 @@
 //! `fake-hex [--listen 127.0.0.1:9090]`: serves a fake Hex seeded with a `demo` workspace (a
-//! personal token, a workspace token with every scope, three projects), prints how to reach it,
-//! and runs until Ctrl-C.
+//! personal token, a workspace token with every scope, three projects, a chart cell, a semantic
+//! project and a thread topic), prints how to reach it, and runs until Ctrl-C. Hex's default rate
+//! limits apply.
 
 #![forbid(unsafe_code)]
 
@@ -37,15 +38,23 @@ async fn main() -> ExitCode {
     let org_id = hex.add_workspace("demo");
     let personal = hex.add_personal_token("demo", "demo@example.com");
     let workspace = hex.add_workspace_token("demo", &Scope::all());
-    for title in ["Revenue dashboard", "Churn analysis", "Weekly metrics"] {
-        hex.add_project("demo", title);
-    }
+    let projects: Vec<String> = ["Revenue dashboard", "Churn analysis", "Weekly metrics"]
+        .iter()
+        .map(|t| hex.add_project("demo", t))
+        .collect();
+    let chart = hex.add_chart_cell("demo", &projects[0], "Revenue by month");
+    let semantic = hex.add_semantic_project("demo", "Metrics", &["orders", "customers"], &["revenue"]);
+    hex.add_topic("demo", "revenue");
 
     println!("fake-hex listening on http://{addr}");
     println!("HEXBROKER_HEX_URL={}", FakeHex::url_template(addr));
     println!("workspace: demo (org {org_id}) at http://{addr}/demo/api/v1/…");
     println!("personal token (demo@example.com): {personal}");
     println!("workspace token (all scopes): {workspace}");
+    if let Some(chart) = chart {
+        println!("chart cell (project {}): {} (static id {})", projects[0], chart.id, chart.static_id);
+    }
+    println!("semantic project: {semantic}");
 
     let shutdown = async {
         // If the signal handler cannot be installed, serve until killed.

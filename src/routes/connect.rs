@@ -1,18 +1,19 @@
 //! `POST /v1/connect`: judge a submitted subdomain and token as §6 describes, and store the
-//! token sealed only when Hex accepts it.
+//! token sealed only when Hex accepts it. Callers are internal apps with an API key, or people
+//! in a browser with a connect session (which may be a reconnect of one connection).
 
 use axum::extract::State;
-use axum::http::StatusCode;
+use axum::http::{header::ORIGIN, HeaderMap, StatusCode};
 use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
 use uuid::Uuid;
 
 use super::connections::{check_label, check_metadata, ConnectionView};
 use crate::app::AppState;
-use crate::auth::{Caller, Scope};
+use crate::auth::{session_used, Caller, ConnectCaller, Scope};
 use crate::error::{ApiError, Json, Result};
 use crate::hex::{self, Subdomain};
-use crate::store::{Inserted, NewConnection};
+use crate::store::{Inserted, NewConnection, Session, SessionOutcome, SessionWrite, TokenReplacement};
 
 /// The body of `POST /v1/connect`.
 #[derive(Debug, Deserialize)]
@@ -26,68 +27,169 @@ pub struct ConnectBody {
     metadata: Option<serde_json::Value>,
 }
 
-/// `POST /v1/connect` with an API key holding `connect`: 201 with a new connection, or 200 with
-/// the existing one when this token is already connected for this end user.
+/// A submission that passed every check but Hex's.
+struct Submission {
+    subdomain: Subdomain,
+    token: SecretString,
+    label: Option<String>,
+    metadata: serde_json::Value,
+}
+
+type Answer = (StatusCode, Json<ConnectionView>);
+
+/// `POST /v1/connect`: 201 with a new connection; 200 with the existing one when this token is
+/// already connected for this end user, or when a reconnect session replaced a token.
 pub async fn connect(
     State(state): State<AppState>,
-    caller: Caller,
+    caller: ConnectCaller,
+    headers: HeaderMap,
     Json(body): Json<ConnectBody>,
-) -> Result<(StatusCode, Json<ConnectionView>)> {
-    caller.require(Scope::Connect)?;
+) -> Result<Answer> {
+    if let ConnectCaller::Key(key) = &caller {
+        key.require(Scope::Connect)?;
+    }
     let subdomain = Subdomain::parse(&body.subdomain)?;
     let token = hex::parse_token(body.token.expose_secret())?;
-    let end_user_id = match body.end_user_id.as_deref().map(str::trim) {
-        Some(id) if (1..=256).contains(&id.len()) => id.to_owned(),
-        _ => {
-            return Err(ApiError::unprocessable(
-                "invalid_request",
-                "end_user_id (1-256 characters) is required when connecting with an API key.",
-            ))
-        }
-    };
     if let Some(label) = &body.label {
         check_label(label)?;
     }
     let metadata = body.metadata.unwrap_or_else(|| serde_json::json!({}));
     check_metadata(&metadata)?;
-    if body.end_user_email.as_ref().is_some_and(|e| e.len() > 320) {
-        return Err(ApiError::unprocessable("invalid_request", "end_user_email is at most 320 characters."));
+    let submission = Submission { subdomain, token, label: body.label, metadata };
+    match caller {
+        ConnectCaller::Key(key) => {
+            let end_user_id = match body.end_user_id.as_deref().map(str::trim) {
+                Some(id) if (1..=256).contains(&id.chars().count()) => id.to_owned(),
+                _ => {
+                    return Err(ApiError::unprocessable(
+                        "invalid_request",
+                        "end_user_id (1-256 characters) is required when connecting with an API key.",
+                    ))
+                }
+            };
+            if body.end_user_email.as_ref().is_some_and(|e| e.chars().count() > 320) {
+                return Err(ApiError::unprocessable(
+                    "invalid_request",
+                    "end_user_email is at most 320 characters.",
+                ));
+            }
+            with_key(&state, &key, end_user_id, body.end_user_email, submission).await
+        }
+        ConnectCaller::Session(session) => {
+            if body.end_user_id.is_some() || body.end_user_email.is_some() {
+                return Err(ApiError::unprocessable(
+                    "invalid_request",
+                    "With a connect session the end user comes from the session; leave end_user_id out.",
+                ));
+            }
+            let origin =
+                headers.get(ORIGIN).and_then(|v| v.to_str().ok()).map(|o| o.chars().take(200).collect());
+            with_session(&state, session, submission, origin).await
+        }
     }
+}
 
-    let identity = state.hex.verify(&subdomain, &token).await?;
-
-    let fingerprint = state.hasher.token_fingerprint(subdomain.as_str(), &token);
+async fn with_key(
+    state: &AppState,
+    caller: &Caller,
+    end_user_id: String,
+    end_user_email: Option<String>,
+    s: Submission,
+) -> Result<Answer> {
+    let identity = state.hex.verify(&s.subdomain, &s.token).await?;
+    let fingerprint = state.hasher.token_fingerprint(s.subdomain.as_str(), &s.token);
     if let Some(existing) = state
         .store
-        .connection_by_fingerprint(&caller.tenant, &end_user_id, subdomain.as_str(), &fingerprint)
+        .connection_by_fingerprint(&caller.tenant, &end_user_id, s.subdomain.as_str(), &fingerprint)
         .await?
     {
         // The same token again: Hex has just vouched for it, so record that instead of a duplicate.
         let refreshed =
             state.store.mark_verified(&caller.tenant, existing.id, &identity).await?.unwrap_or(existing);
-        return Ok((StatusCode::OK, Json(ConnectionView::new(&state, refreshed))));
+        return Ok((StatusCode::OK, Json(ConnectionView::new(state, refreshed))));
     }
-
     let id = Uuid::now_v7();
     let new = NewConnection {
         id,
         tenant: caller.tenant.clone(),
         end_user_id,
-        end_user_email: body.end_user_email,
-        label: body.label,
-        metadata,
-        subdomain: subdomain.as_str().to_owned(),
-        token_type: hex::token_type(&token),
-        token_hint: hex::token_hint(&token),
+        end_user_email,
+        label: s.label,
+        metadata: s.metadata,
+        subdomain: s.subdomain.as_str().to_owned(),
+        token_type: hex::token_type(&s.token),
+        token_hint: hex::token_hint(&s.token),
         token_fingerprint: fingerprint,
-        sealed: state.keyring.seal_token(id, &token),
+        sealed: state.keyring.seal_token(id, &s.token),
         identity,
     };
     match state.store.insert_connection(&new).await? {
         Inserted::Created(connection) => {
             tracing::info!(connection_id = %connection.id, "connection created");
-            Ok((StatusCode::CREATED, Json(ConnectionView::new(&state, connection))))
+            Ok((StatusCode::CREATED, Json(ConnectionView::new(state, connection))))
         }
-        Inserted::Existing(connection) => Ok((StatusCode::OK, Json(ConnectionView::new(&state, connection)))),
+        Inserted::Existing(connection) => Ok((StatusCode::OK, Json(ConnectionView::new(state, connection)))),
     }
+}
+
+/// A browser connect: Hex is asked first (a refusal leaves the session usable, so the person can
+/// correct a field), then the session is claimed and the connection written in one transaction.
+async fn with_session(
+    state: &AppState,
+    session: Session,
+    s: Submission,
+    origin: Option<String>,
+) -> Result<Answer> {
+    let identity = state.hex.verify(&s.subdomain, &s.token).await?;
+    let fingerprint = state.hasher.token_fingerprint(s.subdomain.as_str(), &s.token);
+    let write = match session.connection_id {
+        Some(id) => SessionWrite::Replace(TokenReplacement {
+            id,
+            subdomain: s.subdomain.as_str().to_owned(),
+            token_type: hex::token_type(&s.token),
+            token_hint: hex::token_hint(&s.token),
+            token_fingerprint: fingerprint,
+            sealed: state.keyring.seal_token(id, &s.token),
+            identity,
+        }),
+        None => {
+            let id = Uuid::now_v7();
+            SessionWrite::Create(NewConnection {
+                id,
+                tenant: session.tenant.clone(),
+                end_user_id: session.end_user_id.clone(),
+                end_user_email: session.end_user_email.clone(),
+                label: s.label,
+                metadata: s.metadata,
+                subdomain: s.subdomain.as_str().to_owned(),
+                token_type: hex::token_type(&s.token),
+                token_hint: hex::token_hint(&s.token),
+                token_fingerprint: fingerprint,
+                sealed: state.keyring.seal_token(id, &s.token),
+                identity,
+            })
+        }
+    };
+    let (status, connection) = match state.store.complete_session(&session, &write, origin.as_deref()).await?
+    {
+        SessionOutcome::Created(c) => (StatusCode::CREATED, c),
+        SessionOutcome::Existing(c) | SessionOutcome::Replaced(c) => (StatusCode::OK, c),
+        SessionOutcome::Unavailable => return Err(session_used()),
+        SessionOutcome::ConnectionGone => return Err(ApiError::not_found("connection")),
+        SessionOutcome::TokenTaken => {
+            return Err(ApiError::new(
+                StatusCode::CONFLICT,
+                "token_already_connected",
+                "This Hex token is already connected for you in another connection.",
+            ))
+        }
+    };
+    tracing::info!(
+        connection_id = %connection.id,
+        session_id = %session.id,
+        end_user_id = %session.end_user_id,
+        replaced = matches!(write, SessionWrite::Replace(_)),
+        "browser connect completed"
+    );
+    Ok((status, Json(ConnectionView::new(state, connection))))
 }

@@ -1,6 +1,6 @@
 //! Reading, changing and deleting connections (`/v1/connections…`).
 
-use axum::extract::{Path, Query, State};
+use axum::extract::{Query, State};
 use axum::http::StatusCode;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
@@ -9,7 +9,7 @@ use uuid::Uuid;
 
 use crate::app::AppState;
 use crate::auth::{Caller, Scope};
-use crate::error::{ApiError, Json, Result};
+use crate::error::{ApiError, Json, Path, Result};
 use crate::hex::Subdomain;
 use crate::store::{self, Connection, ConnectionFilter};
 
@@ -172,6 +172,36 @@ pub async fn delete(
     } else {
         Err(ApiError::not_found("connection"))
     }
+}
+
+/// `POST /v1/connections/{id}/verify`: asks Hex about the stored token now. A token Hex refuses
+/// makes the connection `invalid` (with the reason); one it accepts makes it `active` again.
+pub async fn verify(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> Result<Json<ConnectionView>> {
+    caller.require(Scope::ConnectionsWrite)?;
+    let id = connection_id(&id)?;
+    let (connection, sealed) = state
+        .store
+        .connection_with_token(&caller.tenant, id)
+        .await?
+        .ok_or_else(|| ApiError::not_found("connection"))?;
+    let token = state.keyring.open_token(id, &sealed).map_err(ApiError::internal)?;
+    let subdomain = Subdomain::from_stored(connection.subdomain);
+    let updated = match state.hex.verify(&subdomain, &token).await {
+        Ok(identity) => state.store.mark_verified(&caller.tenant, id, &identity).await?,
+        Err(rejection) => match rejection.invalidation_reason() {
+            Some(reason) => {
+                tracing::info!(connection_id = %id, reason, "connection invalidated by verify");
+                state.store.mark_invalid(&caller.tenant, id, reason).await?
+            }
+            None => return Err(rejection.into()),
+        },
+    };
+    let updated = updated.ok_or_else(|| ApiError::not_found("connection"))?;
+    Ok(Json(ConnectionView::new(&state, updated)))
 }
 
 /// A label is at most 200 characters.

@@ -3,16 +3,20 @@
 mod connect;
 mod connections;
 mod health;
+mod keys;
+mod page;
 mod proxy;
+mod sessions;
 
 use std::time::Duration;
 
 use axum::extract::{MatchedPath, Request};
-use axum::http::{header, HeaderName, StatusCode};
+use axum::http::{header, HeaderName, Method, StatusCode};
 use axum::response::Response;
-use axum::routing::{any, get, post};
+use axum::routing::{any, delete, get, post};
 use axum::Router;
 use tower::ServiceBuilder;
+use tower_http::cors::{AllowOrigin, CorsLayer};
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, RequestId, SetRequestIdLayer};
 use tower_http::sensitive_headers::SetSensitiveRequestHeadersLayer;
 use tower_http::trace::TraceLayer;
@@ -23,19 +27,47 @@ use crate::error::ApiError;
 
 const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
+/// The routes a browser may call from another origin (CORS, from `HEXBROKER_ALLOWED_ORIGINS` only).
+fn browser_facing(state: &AppState) -> Router<AppState> {
+    // The explicit OPTIONS handlers give the CORS layer a preflight to answer: axum layers each
+    // method's handler, so a method without one would never reach it.
+    let routes = Router::new()
+        .route("/v1/connect", post(connect::connect).options(preflight))
+        .route("/v1/connect/sessions", post(sessions::create).options(preflight));
+    let origins = &state.config.allowed_origins;
+    if origins.is_empty() {
+        return routes;
+    }
+    routes.layer(
+        CorsLayer::new()
+            .allow_origin(AllowOrigin::list(origins.iter().cloned()))
+            .allow_methods([Method::POST])
+            .allow_headers([header::AUTHORIZATION, header::CONTENT_TYPE])
+            .expose_headers([REQUEST_ID])
+            .max_age(Duration::from_secs(600)),
+    )
+}
+
 /// Every route hexbroker serves, with its middleware.
 pub fn router(state: AppState) -> Router {
     let routes = Router::new()
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
         .route("/openapi.yaml", get(health::openapi))
-        .route("/v1/connect", post(connect::connect))
+        .route("/connect", get(page::index))
+        .route("/connect/app.js", get(page::script))
+        .route("/connect/app.css", get(page::style))
+        .merge(browser_facing(&state))
         .route("/v1/connections", get(connections::list))
         .route(
             "/v1/connections/{id}",
             get(connections::get_one).patch(connections::update).delete(connections::delete),
         )
+        .route("/v1/connections/{id}/verify", post(connections::verify))
+        .route("/v1/connections/{id}/keys", post(keys::create))
+        .route("/v1/connections/{id}/keys/{key_id}", delete(keys::revoke))
         .route("/v1/proxy/{*path}", any(proxy::proxy))
+        .route("/api/{*path}", any(proxy::drop_in))
         .fallback(route_not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .with_state(state);
@@ -72,6 +104,11 @@ pub fn router(state: AppState) -> Router {
             .layer(trace)
             .layer(PropagateRequestIdLayer::new(REQUEST_ID)),
     )
+}
+
+/// A CORS preflight; the CORS layer adds the headers when the origin is allowed.
+async fn preflight() -> StatusCode {
+    StatusCode::NO_CONTENT
 }
 
 async fn route_not_found() -> ApiError {

@@ -1,37 +1,95 @@
-//! `ANY /v1/proxy/{path}`: forward a call to the Hex workspace of the connection that
-//! `Connection-Id` names, with that connection's token.
+//! The two ways in to Hex: `ANY /v1/proxy/{path}` for internal callers that name the connection
+//! in `Connection-Id`, and `ANY /api/{path}` (the drop-in surface) for existing Hex clients that
+//! hold a connection key in place of a Hex token. Both forward to `{hex origin}/api/{path}`.
 
 use axum::body::Body;
 use axum::extract::{Request, State};
 use axum::http::{Method, Response, StatusCode};
+use uuid::Uuid;
 
 use super::connections::connection_id;
 use crate::app::AppState;
-use crate::auth::{Caller, Scope};
+use crate::auth::{Caller, ConnectionCaller, Scope};
 use crate::error::{ApiError, Result};
 use crate::hex::Subdomain;
 use crate::proxy::{check_path, CONNECTION_ID_HEADER};
 use crate::store;
 
-/// `ANY /v1/proxy/{path}` → `{hex origin}/api/{path}?{query}`.
+/// The scope a method needs: GET and HEAD read, everything else may change something.
+fn scope_for(method: &Method) -> Scope {
+    if matches!(*method, Method::GET | Method::HEAD) {
+        Scope::ProxyRead
+    } else {
+        Scope::Proxy
+    }
+}
+
+/// Only the methods Hex's API uses cross the proxy; TRACE, CONNECT and the like do not.
+fn check_method(method: &Method) -> Result<()> {
+    if matches!(
+        *method,
+        Method::GET
+            | Method::HEAD
+            | Method::POST
+            | Method::PUT
+            | Method::PATCH
+            | Method::DELETE
+            | Method::OPTIONS
+    ) {
+        Ok(())
+    } else {
+        Err(ApiError::new(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "method_not_allowed",
+            "This method is not proxied to Hex.",
+        ))
+    }
+}
+
+/// `ANY /v1/proxy/{path}` with an API key and `Connection-Id`.
 pub async fn proxy(
     State(state): State<AppState>,
     caller: Caller,
     request: Request,
 ) -> Result<Response<Body>> {
-    let read_only = matches!(*request.method(), Method::GET | Method::HEAD);
-    caller.require(if read_only { Scope::ProxyRead } else { Scope::Proxy })?;
-
+    caller.require(scope_for(request.method()))?;
     let id = request.headers().get(CONNECTION_ID_HEADER).and_then(|v| v.to_str().ok()).ok_or_else(|| {
         ApiError::bad_request("missing_connection_id", "Name the connection in the Connection-Id header.")
     })?;
     let id = connection_id(id.trim())?;
+    forward(&state, &caller.tenant, id, "/v1/proxy", request).await
+}
 
-    let path = request.uri().path().strip_prefix("/v1/proxy").unwrap_or("/");
+/// `ANY /api/{path}` with a connection key: a Hex client pointed at hexbroker works unchanged.
+pub async fn drop_in(
+    State(state): State<AppState>,
+    caller: ConnectionCaller,
+    request: Request,
+) -> Result<Response<Body>> {
+    check_method(request.method())?;
+    if caller.require(scope_for(request.method())).is_err() {
+        return Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "read_only_key",
+            "This connection key is read-only (proxy:read): it may send only GET and HEAD requests.",
+        ));
+    }
+    forward(&state, &caller.tenant, caller.connection_id, "/api", request).await
+}
+
+/// Forwards `request` (whose path starts with `prefix`) to the Hex workspace of connection `id`.
+async fn forward(
+    state: &AppState,
+    tenant: &str,
+    id: Uuid,
+    prefix: &str,
+    request: Request,
+) -> Result<Response<Body>> {
+    let path = request.uri().path().strip_prefix(prefix).unwrap_or("/");
     check_path(path)?;
     let (connection, sealed) = state
         .store
-        .connection_with_token(&caller.tenant, id)
+        .connection_with_token(tenant, id)
         .await?
         .ok_or_else(|| ApiError::not_found("connection"))?;
     let connection = connection.with_current_status(store::now());

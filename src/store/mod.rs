@@ -65,6 +65,13 @@ pub trait Store: Send + Sync + 'static {
     async fn list_api_keys(&self) -> StoreResult<Vec<ApiKey>>;
     /// Marks a key revoked; false when there is no such key or it was revoked already.
     async fn revoke_api_key(&self, id: Uuid) -> StoreResult<bool>;
+    /// Revokes a connection key of `connection_id` in `tenant`; false when there is none to revoke.
+    async fn revoke_connection_key(
+        &self,
+        tenant: &str,
+        connection_id: Uuid,
+        key_id: Uuid,
+    ) -> StoreResult<bool>;
 
     /// Stores a new connection; when the same token is already connected for the same tenant,
     /// end user and workspace, returns that connection instead.
@@ -95,6 +102,8 @@ pub trait Store: Send + Sync + 'static {
         id: Uuid,
         identity: &HexIdentity,
     ) -> StoreResult<Option<Connection>>;
+    /// Records that Hex no longer accepts the token, and why.
+    async fn mark_invalid(&self, tenant: &str, id: Uuid, reason: &str) -> StoreResult<Option<Connection>>;
     /// Changes label and metadata; `None` leaves a field as it is, `Some(None)` clears the label.
     async fn update_connection(
         &self,
@@ -105,6 +114,19 @@ pub trait Store: Send + Sync + 'static {
     ) -> StoreResult<Option<Connection>>;
     /// Deletes a connection and its token for good; false when there was none.
     async fn delete_connection(&self, tenant: &str, id: Uuid) -> StoreResult<bool>;
+
+    /// Stores a new connect session.
+    async fn insert_session(&self, new: &NewSession) -> StoreResult<Session>;
+    /// The session with this token hash, used or not.
+    async fn session_by_hash(&self, hash: &[u8]) -> StoreResult<Option<Session>>;
+    /// In one transaction: claims the session (unused and unexpired, decided by the database, so
+    /// two racing requests cannot both win) and writes the connection it produced.
+    async fn complete_session(
+        &self,
+        session: &Session,
+        write: &SessionWrite,
+        origin: Option<&str>,
+    ) -> StoreResult<SessionOutcome>;
 }
 
 /// The scopes a credential carries, stored as comma-separated names.
@@ -279,4 +301,91 @@ pub struct ConnectionFilter {
     pub before_id: Option<Uuid>,
     /// At most this many.
     pub limit: u32,
+}
+
+/// A connect session (never its token).
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct Session {
+    /// Its id.
+    pub id: Uuid,
+    /// The tenant it connects into.
+    pub tenant: String,
+    /// The end user it connects for.
+    pub end_user_id: String,
+    /// That person's email, if the app gave it.
+    pub end_user_email: Option<String>,
+    /// For a reconnect session: the connection whose token it replaces.
+    pub connection_id: Option<Uuid>,
+    /// When it stops working.
+    pub expires_at: DateTime<Utc>,
+    /// When it was used, if it was.
+    pub used_at: Option<DateTime<Utc>>,
+    /// When it was made.
+    pub created_at: DateTime<Utc>,
+}
+
+/// A session to store.
+#[derive(Debug, Clone)]
+pub struct NewSession {
+    /// Its id.
+    pub id: Uuid,
+    /// Its tenant.
+    pub tenant: String,
+    /// The keyed hash of its token.
+    pub token_hash: Vec<u8>,
+    /// The end user.
+    pub end_user_id: String,
+    /// The end user's email.
+    pub end_user_email: Option<String>,
+    /// For reconnects: the connection.
+    pub connection_id: Option<Uuid>,
+    /// The API key that made it.
+    pub created_by_key: Uuid,
+    /// When it expires.
+    pub expires_at: DateTime<Utc>,
+}
+
+/// What a completed session writes.
+#[derive(Debug)]
+pub enum SessionWrite {
+    /// A new connection (or, for a token already connected, the existing one).
+    Create(NewConnection),
+    /// New credentials for the session's connection.
+    Replace(TokenReplacement),
+}
+
+/// New credentials for an existing connection, checked against Hex and sealed for its id.
+#[derive(Debug)]
+pub struct TokenReplacement {
+    /// The connection.
+    pub id: Uuid,
+    /// The workspace (a person may reconnect to a renamed one).
+    pub subdomain: String,
+    /// `personal`, `workspace` or `unknown`.
+    pub token_type: &'static str,
+    /// Prefix and last four characters.
+    pub token_hint: String,
+    /// Keyed hash of subdomain and token.
+    pub token_fingerprint: Vec<u8>,
+    /// The sealed token, bound to `id`.
+    pub sealed: Sealed,
+    /// What Hex said.
+    pub identity: HexIdentity,
+}
+
+/// How completing a session ended.
+#[derive(Debug)]
+pub enum SessionOutcome {
+    /// A new connection.
+    Created(Connection),
+    /// The token was already connected for this end user; nothing new was stored.
+    Existing(Connection),
+    /// The connection's token was replaced.
+    Replaced(Connection),
+    /// Someone else used (or the clock expired) the session first; nothing was written.
+    Unavailable,
+    /// The reconnect target is gone; nothing was written.
+    ConnectionGone,
+    /// The new token is already another connection of this end user; nothing was written.
+    TokenTaken,
 }

@@ -4,7 +4,10 @@ use std::time::Duration;
 
 use sqlx::postgres::{PgPool, PgPoolOptions};
 
-use super::sql::{api_key_columns, connection_columns, impl_store};
+use super::sql::{
+    api_key_columns, bind_new_connection, connection_columns, impl_store, insert_connection_sql,
+    session_columns,
+};
 
 /// A [`Store`](super::Store) on Postgres.
 #[derive(Debug, Clone)]

@@ -18,6 +18,51 @@ macro_rules! api_key_columns {
     };
 }
 
+/// The columns of a [`Session`](super::Session).
+macro_rules! session_columns {
+    () => {
+        "id, tenant, end_user_id, end_user_email, connection_id, expires_at, used_at, created_at"
+    };
+}
+
+/// Inserts a connection unless its token is already connected (then returns no row).
+macro_rules! insert_connection_sql {
+    () => {
+        concat!(
+            "insert into connection (id, tenant, end_user_id, end_user_email, label, metadata, subdomain, \
+             token_type, token_hint, token_fingerprint, key_id, nonce, ciphertext, hex_org_id, \
+             hex_user_email, token_expires_at, status, last_verified_at, created_at, updated_at) \
+             values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, 'active', $17, $17, $17) \
+             on conflict (tenant, end_user_id, subdomain, token_fingerprint) do nothing returning ",
+            connection_columns!()
+        )
+    };
+}
+
+/// Binds a `NewConnection` and the time to `insert_connection_sql!`.
+macro_rules! bind_new_connection {
+    ($query:expr, $new:expr, $now:expr) => {
+        $query
+            .bind($new.id)
+            .bind(&$new.tenant)
+            .bind(&$new.end_user_id)
+            .bind(&$new.end_user_email)
+            .bind(&$new.label)
+            .bind(sqlx::types::Json(&$new.metadata))
+            .bind(&$new.subdomain)
+            .bind($new.token_type)
+            .bind(&$new.token_hint)
+            .bind(&$new.token_fingerprint)
+            .bind(&$new.sealed.key_id)
+            .bind(&$new.sealed.nonce)
+            .bind(&$new.sealed.ciphertext)
+            .bind(&$new.identity.org_id)
+            .bind(&$new.identity.user_email)
+            .bind($new.identity.token_expires_at)
+            .bind($now)
+    };
+}
+
 /// A connection row with its sealed token.
 #[derive(sqlx::FromRow)]
 pub(super) struct ConnectionWithToken {
@@ -105,38 +150,34 @@ macro_rules! impl_store {
                 Ok(done.rows_affected() == 1)
             }
 
+            async fn revoke_connection_key(
+                &self,
+                tenant: &str,
+                connection_id: uuid::Uuid,
+                key_id: uuid::Uuid,
+            ) -> $crate::store::StoreResult<bool> {
+                let done = sqlx::query(
+                    "update api_key set revoked_at = $4 \
+                     where id = $1 and tenant = $2 and connection_id = $3 and revoked_at is null",
+                )
+                .bind(key_id)
+                .bind(tenant)
+                .bind(connection_id)
+                .bind($crate::store::now())
+                .execute(&self.pool)
+                .await?;
+                Ok(done.rows_affected() == 1)
+            }
+
             async fn insert_connection(
                 &self,
                 new: &$crate::store::NewConnection,
             ) -> $crate::store::StoreResult<$crate::store::Inserted> {
                 let now = $crate::store::now();
-                let created: Option<$crate::store::Connection> = sqlx::query_as(concat!(
-                    "insert into connection (id, tenant, end_user_id, end_user_email, label, metadata, subdomain, \
-                     token_type, token_hint, token_fingerprint, key_id, nonce, ciphertext, hex_org_id, \
-                     hex_user_email, token_expires_at, status, last_verified_at, created_at, updated_at) \
-                     values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, 'active', $17, $17, $17) \
-                     on conflict (tenant, end_user_id, subdomain, token_fingerprint) do nothing returning ",
-                    connection_columns!()
-                ))
-                .bind(new.id)
-                .bind(&new.tenant)
-                .bind(&new.end_user_id)
-                .bind(&new.end_user_email)
-                .bind(&new.label)
-                .bind(sqlx::types::Json(&new.metadata))
-                .bind(&new.subdomain)
-                .bind(new.token_type)
-                .bind(&new.token_hint)
-                .bind(&new.token_fingerprint)
-                .bind(&new.sealed.key_id)
-                .bind(&new.sealed.nonce)
-                .bind(&new.sealed.ciphertext)
-                .bind(&new.identity.org_id)
-                .bind(&new.identity.user_email)
-                .bind(new.identity.token_expires_at)
-                .bind(now)
-                .fetch_optional(&self.pool)
-                .await?;
+                let created: Option<$crate::store::Connection> =
+                    bind_new_connection!(sqlx::query_as(insert_connection_sql!()), new, now)
+                        .fetch_optional(&self.pool)
+                        .await?;
                 if let Some(connection) = created {
                     return Ok($crate::store::Inserted::Created(connection));
                 }
@@ -245,6 +286,25 @@ macro_rules! impl_store {
                 .await?)
             }
 
+            async fn mark_invalid(
+                &self,
+                tenant: &str,
+                id: uuid::Uuid,
+                reason: &str,
+            ) -> $crate::store::StoreResult<Option<$crate::store::Connection>> {
+                Ok(sqlx::query_as(concat!(
+                    "update connection set status = 'invalid', status_reason = $3, updated_at = $4 \
+                     where tenant = $1 and id = $2 returning ",
+                    connection_columns!()
+                ))
+                .bind(tenant)
+                .bind(id)
+                .bind(reason)
+                .bind($crate::store::now())
+                .fetch_optional(&self.pool)
+                .await?)
+            }
+
             async fn update_connection(
                 &self,
                 tenant: &str,
@@ -271,6 +331,127 @@ macro_rules! impl_store {
                 .await?)
             }
 
+            async fn insert_session(&self, new: &$crate::store::NewSession) -> $crate::store::StoreResult<$crate::store::Session> {
+                Ok(sqlx::query_as(concat!(
+                    "insert into connect_session (id, tenant, token_hash, end_user_id, end_user_email, connection_id, \
+                     created_by_key, expires_at, created_at) values ($1, $2, $3, $4, $5, $6, $7, $8, $9) returning ",
+                    session_columns!()
+                ))
+                .bind(new.id)
+                .bind(&new.tenant)
+                .bind(&new.token_hash)
+                .bind(&new.end_user_id)
+                .bind(&new.end_user_email)
+                .bind(new.connection_id)
+                .bind(new.created_by_key)
+                .bind(new.expires_at)
+                .bind($crate::store::now())
+                .fetch_one(&self.pool)
+                .await?)
+            }
+
+            async fn session_by_hash(&self, hash: &[u8]) -> $crate::store::StoreResult<Option<$crate::store::Session>> {
+                Ok(sqlx::query_as(concat!("select ", session_columns!(), " from connect_session where token_hash = $1"))
+                    .bind(hash)
+                    .fetch_optional(&self.pool)
+                    .await?)
+            }
+
+            async fn complete_session(
+                &self,
+                session: &$crate::store::Session,
+                write: &$crate::store::SessionWrite,
+                origin: Option<&str>,
+            ) -> $crate::store::StoreResult<$crate::store::SessionOutcome> {
+                use $crate::store::{SessionOutcome, SessionWrite};
+                let now = $crate::store::now();
+                let mut tx = self.pool.begin().await?;
+                // The claim comes first, so the row lock (Postgres) or write lock (SQLite) it
+                // takes makes a racing request wait here and then find the session used.
+                let claimed = sqlx::query(
+                    "update connect_session set used_at = $2, used_origin = $3 \
+                     where id = $1 and used_at is null and expires_at > $2",
+                )
+                .bind(session.id)
+                .bind(now)
+                .bind(origin)
+                .execute(&mut *tx)
+                .await?
+                .rows_affected()
+                    == 1;
+                if !claimed {
+                    return Ok(SessionOutcome::Unavailable);
+                }
+                let outcome = match write {
+                    SessionWrite::Create(new) => {
+                        let created: Option<$crate::store::Connection> =
+                            bind_new_connection!(sqlx::query_as(insert_connection_sql!()), new, now)
+                                .fetch_optional(&mut *tx)
+                                .await?;
+                        match created {
+                            Some(connection) => SessionOutcome::Created(connection),
+                            None => SessionOutcome::Existing(
+                                sqlx::query_as(concat!(
+                                    "select ",
+                                    connection_columns!(),
+                                    " from connection where tenant = $1 and end_user_id = $2 and subdomain = $3 \
+                                     and token_fingerprint = $4"
+                                ))
+                                .bind(&new.tenant)
+                                .bind(&new.end_user_id)
+                                .bind(&new.subdomain)
+                                .bind(&new.token_fingerprint)
+                                .fetch_one(&mut *tx)
+                                .await?,
+                            ),
+                        }
+                    }
+                    SessionWrite::Replace(r) => {
+                        let replaced: Result<Option<$crate::store::Connection>, sqlx::Error> = sqlx::query_as(concat!(
+                            "update connection set subdomain = $3, token_type = $4, token_hint = $5, \
+                             token_fingerprint = $6, key_id = $7, nonce = $8, ciphertext = $9, hex_org_id = $10, \
+                             hex_user_email = $11, token_expires_at = $12, status = 'active', status_reason = null, \
+                             last_verified_at = $13, updated_at = $13 where tenant = $1 and id = $2 returning ",
+                            connection_columns!()
+                        ))
+                        .bind(&session.tenant)
+                        .bind(r.id)
+                        .bind(&r.subdomain)
+                        .bind(r.token_type)
+                        .bind(&r.token_hint)
+                        .bind(&r.token_fingerprint)
+                        .bind(&r.sealed.key_id)
+                        .bind(&r.sealed.nonce)
+                        .bind(&r.sealed.ciphertext)
+                        .bind(&r.identity.org_id)
+                        .bind(&r.identity.user_email)
+                        .bind(r.identity.token_expires_at)
+                        .bind(now)
+                        .fetch_optional(&mut *tx)
+                        .await;
+                        match replaced {
+                            Ok(Some(connection)) => SessionOutcome::Replaced(connection),
+                            Ok(None) => return Ok(SessionOutcome::ConnectionGone),
+                            Err(sqlx::Error::Database(e)) if e.is_unique_violation() => {
+                                return Ok(SessionOutcome::TokenTaken)
+                            }
+                            Err(e) => return Err(e.into()),
+                        }
+                    }
+                };
+                let result_id = match &outcome {
+                    SessionOutcome::Created(c) | SessionOutcome::Existing(c) | SessionOutcome::Replaced(c) => c.id,
+                    _ => unreachable!("only written outcomes reach here"),
+                };
+                sqlx::query("update connect_session set result_connection_id = $2 where id = $1")
+                    .bind(session.id)
+                    .bind(result_id)
+                    .execute(&mut *tx)
+                    .await?;
+                tx.commit().await?;
+                Ok(outcome)
+            }
+
             async fn delete_connection(&self, tenant: &str, id: uuid::Uuid) -> $crate::store::StoreResult<bool> {
                 let done = sqlx::query("delete from connection where tenant = $1 and id = $2")
                     .bind(tenant)
@@ -283,4 +464,7 @@ macro_rules! impl_store {
     };
 }
 
-pub(super) use {api_key_columns, connection_columns, impl_store};
+pub(super) use {
+    api_key_columns, bind_new_connection, connection_columns, impl_store, insert_connection_sql,
+    session_columns,
+};

@@ -7,7 +7,10 @@ use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
 };
 
-use super::sql::{api_key_columns, connection_columns, impl_store};
+use super::sql::{
+    api_key_columns, bind_new_connection, connection_columns, impl_store, insert_connection_sql,
+    session_columns,
+};
 
 /// A [`Store`](super::Store) on SQLite.
 #[derive(Debug, Clone)]

@@ -1,23 +1,47 @@
 //! The fake's whole state, kept in memory behind one mutex: workspaces (each with its users,
-//! projects and runs), the tokens that open them, the requests received, and failures queued by
-//! tests. Handlers read and change this model; nothing in a response is a canned string.
+//! projects, runs, cells, groups, collections, data connections, threads, guides, semantic
+//! projects and presigned URLs), the tokens that open them, rate-limit logs, the requests
+//! received, and failures queued by tests. Handlers read and change this model; nothing in a
+//! response is a canned string.
 
+mod cells;
+mod connections;
+mod embedding;
+mod groups;
+mod guides;
+mod pagination;
 mod projects;
+mod rate_limits;
 mod runs;
+mod semantic;
+mod threads;
 mod tokens;
+mod users;
+mod workspace;
 
 use std::collections::{HashMap, VecDeque};
 
 use chrono::{DateTime, Utc};
-use uuid::Uuid;
 
-pub(crate) use projects::{decode_cursor, page, Project};
+pub(crate) use cells::{tables_in, Cell, CellType};
+pub(crate) use connections::{
+    connection_type, resolve_schema_object, DataConnection, TYPES as CONNECTION_TYPES,
+};
+pub(crate) use embedding::PresignedUrl;
+pub(crate) use groups::{upsert_collection_grant, Collection, Group};
+pub(crate) use guides::Guide;
+pub(crate) use pagination::{decode_cursor, paginate, PageRequest, Start};
+pub(crate) use projects::{upsert_grant, Access, Project};
+pub(crate) use rate_limits::Limiter;
+pub use rate_limits::{RateGroup, RateLimits, Window};
 pub use runs::RunStatus;
-pub(crate) use runs::{Run, RunPlan};
+pub(crate) use runs::{Notification, Run, RunPlan};
+pub(crate) use semantic::SemanticProject;
+pub(crate) use threads::{reply_to, title_from, Author, Message, Resource, Thread, Topic};
 pub(crate) use tokens::{new_secret, Identity, Token, TokenOwner};
 pub use tokens::{Scope, TokenKind, TokenSpec};
-
-use crate::timestamp;
+pub(crate) use users::{Role, User};
+pub(crate) use workspace::Workspace;
 
 /// One request as the fake received it.
 #[derive(Clone, Debug)]
@@ -48,95 +72,6 @@ pub(crate) struct InjectedFailure {
     pub(crate) retry_after: Option<String>,
 }
 
-/// A user's role in a workspace, as Hex spells it.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum Role {
-    Admin,
-    Editor,
-}
-
-impl Role {
-    pub(crate) fn as_str(self) -> &'static str {
-        match self {
-            Role::Admin => "ADMIN",
-            Role::Editor => "EDITOR",
-        }
-    }
-}
-
-/// A member of a workspace.
-#[derive(Clone, Debug)]
-pub(crate) struct User {
-    pub(crate) id: Uuid,
-    pub(crate) email: String,
-    pub(crate) name: Option<String>,
-    pub(crate) role: Role,
-    pub(crate) last_login: DateTime<Utc>,
-}
-
-/// One Hex workspace (`acme` of `acme.hex.tech`).
-#[derive(Debug)]
-pub(crate) struct Workspace {
-    pub(crate) org_id: Uuid,
-    pub(crate) users: Vec<User>,
-    pub(crate) projects: Vec<Project>,
-    pub(crate) runs: Vec<Run>,
-    next_seq: u64,
-}
-
-impl Workspace {
-    fn new() -> Self {
-        Workspace {
-            org_id: Uuid::new_v4(),
-            users: Vec::new(),
-            projects: Vec::new(),
-            runs: Vec::new(),
-            next_seq: 1,
-        }
-    }
-
-    /// The user with this email, created if needed. The workspace's first user is its admin
-    /// (someone had to create it); later users are editors.
-    pub(crate) fn user_for(&mut self, email: &str, name: Option<String>) -> Uuid {
-        if let Some(user) = self.users.iter_mut().find(|u| u.email == email) {
-            if name.is_some() {
-                user.name = name;
-            }
-            return user.id;
-        }
-        let role = if self.users.is_empty() { Role::Admin } else { Role::Editor };
-        let id = Uuid::new_v4();
-        self.users.push(User { id, email: email.to_owned(), name, role, last_login: timestamp::now() });
-        id
-    }
-
-    /// Adds a published project, created by the workspace's first user (or a placeholder admin
-    /// when nobody has a token yet).
-    pub(crate) fn add_project(&mut self, subdomain: &str, title: &str) -> Uuid {
-        let creator_email = self
-            .users
-            .first()
-            .map(|u| u.email.clone())
-            .unwrap_or_else(|| format!("admin@{subdomain}.example.com"));
-        let id = Uuid::new_v4();
-        let seq = self.next_seq;
-        self.next_seq += 1;
-        self.projects.push(Project {
-            id,
-            seq,
-            title: title.to_owned(),
-            creator_email,
-            created_at: timestamp::now(),
-            published_version: 1,
-        });
-        id
-    }
-
-    pub(crate) fn project(&self, id: Uuid) -> Option<&Project> {
-        self.projects.iter().find(|p| p.id == id)
-    }
-}
-
 /// The fake's state.
 #[derive(Debug, Default)]
 pub(crate) struct Model {
@@ -147,6 +82,8 @@ pub(crate) struct Model {
     pub(crate) requests: Vec<RecordedRequest>,
     pub(crate) failures: VecDeque<InjectedFailure>,
     pub(crate) run_plan: RunPlan,
+    pub(crate) rate_limits: RateLimits,
+    pub(crate) limiter: Limiter,
     next_token_id: u64,
 }
 
@@ -154,6 +91,16 @@ impl Model {
     /// The workspace, created if it does not exist yet.
     pub(crate) fn workspace_entry(&mut self, subdomain: &str) -> &mut Workspace {
         self.workspaces.entry(subdomain.to_owned()).or_insert_with(Workspace::new)
+    }
+
+    /// A workspace that requests are addressed to (the front door checked that it exists).
+    pub(crate) fn ws(&self, subdomain: &str) -> &Workspace {
+        self.workspaces.get(subdomain).expect("the front door checked the workspace")
+    }
+
+    /// [`Model::ws`], to change.
+    pub(crate) fn ws_mut(&mut self, subdomain: &str) -> &mut Workspace {
+        self.workspaces.get_mut(subdomain).expect("the front door checked the workspace")
     }
 
     /// Stores a token minted from `spec` and returns its secret.
@@ -180,7 +127,7 @@ impl Model {
     }
 
     /// Who `secret` acts as in workspace `subdomain` at `now`; `None` when the token is unknown,
-    /// expired, revoked or belongs to another workspace.
+    /// expired, revoked, belongs to another workspace or to a deactivated user.
     pub(crate) fn authenticate(&self, subdomain: &str, secret: &str, now: DateTime<Utc>) -> Option<Identity> {
         let token = self.tokens.get(secret)?;
         if !token.usable(subdomain, now) {

@@ -1,119 +1,118 @@
-//! Projects and the cursor pagination of ListProjects (newest first, opaque `after`/`before`
-//! cursors).
+//! Projects: their metadata, status, publication and sharing.
+//!
+//! Projects added through [`crate::FakeHex::add_project`] are published (version 1, status
+//! `Published`); projects made through CreateProject are drafts that were never published, so they
+//! cannot be run or embedded until something publishes them.
 
 use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
-/// A project in a workspace. Every fake project is published at `published_version`.
+/// An access level on a project, as Hex spells it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Access {
+    None,
+    AppOnly,
+    CanView,
+    CanEdit,
+    /// `FULL_ACCESS`.
+    Full,
+}
+
+impl Access {
+    const ALL: [Access; 5] = [Access::None, Access::AppOnly, Access::CanView, Access::CanEdit, Access::Full];
+
+    pub(crate) fn as_str(self) -> &'static str {
+        match self {
+            Access::None => "NONE",
+            Access::AppOnly => "APP_ONLY",
+            Access::CanView => "CAN_VIEW",
+            Access::CanEdit => "CAN_EDIT",
+            Access::Full => "FULL_ACCESS",
+        }
+    }
+
+    pub(crate) fn parse(s: &str) -> Option<Access> {
+        Access::ALL.into_iter().find(|a| a.as_str() == s)
+    }
+}
+
+/// Who may see a project besides its creator. `NONE` grants are removed rather than kept.
+#[derive(Clone, Debug)]
+pub(crate) struct Sharing {
+    pub(crate) users: Vec<(Uuid, Access)>,
+    pub(crate) groups: Vec<(Uuid, Access)>,
+    pub(crate) collections: Vec<(Uuid, Access)>,
+    pub(crate) workspace: Access,
+    pub(crate) public_web: Access,
+}
+
+impl Default for Sharing {
+    fn default() -> Self {
+        Sharing {
+            users: Vec::new(),
+            groups: Vec::new(),
+            collections: Vec::new(),
+            workspace: Access::CanView,
+            public_web: Access::None,
+        }
+    }
+}
+
+/// Sets (or with `NONE` removes) the grant for `id` in `grants`.
+pub(crate) fn upsert_grant(grants: &mut Vec<(Uuid, Access)>, id: Uuid, access: Access) {
+    grants.retain(|(existing, _)| *existing != id);
+    if access != Access::None {
+        grants.push((id, access));
+    }
+}
+
+/// A project in a workspace.
 #[derive(Clone, Debug)]
 pub(crate) struct Project {
     pub(crate) id: Uuid,
-    /// Creation order within the workspace; the sort key behind cursors (creation times can tie).
+    /// Creation order within the workspace; the key behind cursors (creation times can tie).
     pub(crate) seq: u64,
     pub(crate) title: String,
+    pub(crate) description: Option<String>,
     pub(crate) creator_email: String,
     pub(crate) created_at: DateTime<Utc>,
+    pub(crate) edited_at: DateTime<Utc>,
+    /// The latest published version; 0 for a project never published.
     pub(crate) published_version: u32,
+    pub(crate) published_at: Option<DateTime<Utc>>,
+    /// The status label (one of the workspace's statuses), if any.
+    pub(crate) status: Option<String>,
+    pub(crate) sharing: Sharing,
+    /// The run id of the draft notebook session, which cell outputs report.
+    pub(crate) session_run_id: Uuid,
 }
 
-/// One page of projects and the cursors around it.
-pub(crate) struct Page<'a> {
-    pub(crate) items: Vec<&'a Project>,
-    /// Cursor for the next page, `None` on the last page.
-    pub(crate) after: Option<String>,
-    /// Cursor for the previous page, `None` on the first page.
-    pub(crate) before: Option<String>,
-}
-
-const CURSOR_TAG: &str = "fakehex:project:";
-
-/// Encodes a project's position as an opaque cursor (hex of a tagged sequence number).
-pub(crate) fn encode_cursor(seq: u64) -> String {
-    format!("{CURSOR_TAG}{seq}").bytes().map(|b| format!("{b:02x}")).collect()
-}
-
-/// Decodes a cursor made by [`encode_cursor`]; `None` for anything else.
-pub(crate) fn decode_cursor(cursor: &str) -> Option<u64> {
-    if cursor.len() % 2 != 0 || !cursor.is_ascii() {
-        return None;
-    }
-    let bytes = (0..cursor.len())
-        .step_by(2)
-        .map(|i| u8::from_str_radix(&cursor[i..i + 2], 16).ok())
-        .collect::<Option<Vec<u8>>>()?;
-    let text = String::from_utf8(bytes).ok()?;
-    text.strip_prefix(CURSOR_TAG)?.parse().ok()
-}
-
-/// Pages through `projects` newest first. `after` and `before` are decoded cursors (sequence
-/// numbers); a cursor names the item that bounds the page and is itself excluded.
-pub(crate) fn page(projects: &[Project], limit: usize, after: Option<u64>, before: Option<u64>) -> Page<'_> {
-    let mut ordered: Vec<&Project> = projects.iter().collect();
-    ordered.sort_by_key(|p| std::cmp::Reverse(p.seq));
-    let (start, end) = match (after, before) {
-        (Some(cursor), _) => {
-            let start = ordered.iter().take_while(|p| p.seq >= cursor).count();
-            (start, (start + limit).min(ordered.len()))
-        }
-        (None, Some(cursor)) => {
-            let end = ordered.iter().take_while(|p| p.seq > cursor).count();
-            (end.saturating_sub(limit), end)
-        }
-        (None, None) => (0, limit.min(ordered.len())),
-    };
-    let items = ordered[start..end].to_vec();
-    let after = match items.last() {
-        Some(last) if end < ordered.len() => Some(encode_cursor(last.seq)),
-        _ => None,
-    };
-    let before = match items.first() {
-        Some(first) if start > 0 => Some(encode_cursor(first.seq)),
-        _ => None,
-    };
-    Page { items, after, before }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn projects(n: u64) -> Vec<Project> {
-        (1..=n)
-            .map(|seq| Project {
-                id: Uuid::new_v4(),
-                seq,
-                title: format!("p{seq}"),
-                creator_email: "a@example.com".into(),
-                created_at: Utc::now(),
-                published_version: 1,
-            })
-            .collect()
-    }
-
-    fn seqs(page: &Page<'_>) -> Vec<u64> {
-        page.items.iter().map(|p| p.seq).collect()
-    }
-
-    #[test]
-    fn cursors_round_trip_and_reject_garbage() {
-        assert_eq!(decode_cursor(&encode_cursor(42)), Some(42));
-        for bad in ["", "zz", "abc", "616263", "é"] {
-            assert_eq!(decode_cursor(bad), None, "{bad:?}");
+impl Project {
+    /// A new project, published at version 1 when `published`.
+    pub(crate) fn new(
+        seq: u64,
+        title: &str,
+        creator_email: String,
+        now: DateTime<Utc>,
+        published: bool,
+    ) -> Self {
+        Project {
+            id: Uuid::new_v4(),
+            seq,
+            title: title.to_owned(),
+            description: None,
+            creator_email,
+            created_at: now,
+            edited_at: now,
+            published_version: u32::from(published),
+            published_at: published.then_some(now),
+            status: published.then(|| "Published".to_owned()),
+            sharing: Sharing::default(),
+            session_run_id: Uuid::new_v4(),
         }
     }
 
-    #[test]
-    fn pages_walk_forward_and_back_newest_first() {
-        let all = projects(5);
-        let first = page(&all, 2, None, None);
-        assert_eq!(seqs(&first), [5, 4]);
-        assert!(first.before.is_none());
-        let second = page(&all, 2, decode_cursor(first.after.as_deref().unwrap()), None);
-        assert_eq!(seqs(&second), [3, 2]);
-        let third = page(&all, 2, decode_cursor(second.after.as_deref().unwrap()), None);
-        assert_eq!(seqs(&third), [1]);
-        assert!(third.after.is_none());
-        let back = page(&all, 2, None, decode_cursor(third.before.as_deref().unwrap()));
-        assert_eq!(seqs(&back), [3, 2]);
+    pub(crate) fn is_published(&self) -> bool {
+        self.published_version > 0
     }
 }

@@ -73,6 +73,21 @@ impl Default for RunPlan {
     }
 }
 
+/// Someone told about a run's outcome (RunProject's `notifications`, one entry per recipient).
+#[derive(Clone, Debug)]
+pub(crate) struct Notification {
+    /// `SUCCESS`, `FAILURE` or `ALL`.
+    pub(crate) kind: String,
+    /// `USER`, `GROUP` or `SLACK_CHANNEL`.
+    pub(crate) recipient_type: &'static str,
+    pub(crate) recipient_id: String,
+    pub(crate) recipient_name: String,
+    pub(crate) include_success_screenshot: bool,
+    pub(crate) screenshot_format: Option<String>,
+    pub(crate) subject: Option<String>,
+    pub(crate) body: Option<String>,
+}
+
 /// One run of a project.
 #[derive(Clone, Debug)]
 pub(crate) struct Run {
@@ -82,6 +97,7 @@ pub(crate) struct Run {
     pub(crate) created_at: DateTime<Utc>,
     pub(crate) plan: RunPlan,
     pub(crate) killed_at: Option<DateTime<Utc>>,
+    pub(crate) notifications: Vec<Notification>,
 }
 
 impl Run {
@@ -137,6 +153,18 @@ impl Run {
         Some((self.end_time(now)? - self.start_time(now)?).num_milliseconds())
     }
 
+    /// The statuses the run has had by `now`, each with when it began.
+    pub(crate) fn history(&self, now: DateTime<Utc>) -> Vec<(RunStatus, DateTime<Utc>)> {
+        let mut history = vec![(RunStatus::Pending, self.created_at)];
+        if let Some(started) = self.start_time(now) {
+            history.push((RunStatus::Running, started));
+        }
+        if let Some(ended) = self.end_time(now) {
+            history.push((self.status(now), ended));
+        }
+        history
+    }
+
     /// Cancels the run. A run that already finished cannot be cancelled: its status is returned.
     /// Cancelling a killed run again changes nothing and succeeds.
     pub(crate) fn cancel(&mut self, now: DateTime<Utc>) -> Result<(), RunStatus> {
@@ -163,6 +191,7 @@ mod tests {
             created_at: Utc::now(),
             plan: RunPlan { pending: TimeDelta::seconds(1), running: TimeDelta::seconds(2), outcome },
             killed_at: None,
+            notifications: Vec::new(),
         }
     }
 
@@ -176,6 +205,8 @@ mod tests {
         let later = t0 + TimeDelta::seconds(5);
         assert_eq!(r.status(later), RunStatus::Completed);
         assert_eq!(r.elapsed_ms(later), Some(2000));
+        let statuses: Vec<RunStatus> = r.history(later).into_iter().map(|(s, _)| s).collect();
+        assert_eq!(statuses, [RunStatus::Pending, RunStatus::Running, RunStatus::Completed]);
     }
 
     #[test]

@@ -15,8 +15,12 @@ pub enum Scope {
     ProjectsWrite,
     /// Projects: run (and cancel runs).
     ProjectsRun,
+    /// Projects: read queried tables (GetQueriedTables).
+    ProjectsQueriedTables,
     /// Users: read.
     UsersRead,
+    /// Users: write (deactivating users).
+    UsersWrite,
     /// Groups.
     Groups,
     /// Collections.
@@ -29,6 +33,9 @@ pub enum Scope {
     Guides,
     /// Semantic projects.
     SemanticProjects,
+    /// Agent threads and their topics. Hex's documents name no scope for threads; the fake gates
+    /// them behind this one so that workspace tokens must be granted them explicitly.
+    Threads,
 }
 
 impl Scope {
@@ -38,13 +45,16 @@ impl Scope {
             Scope::ProjectsRead,
             Scope::ProjectsWrite,
             Scope::ProjectsRun,
+            Scope::ProjectsQueriedTables,
             Scope::UsersRead,
+            Scope::UsersWrite,
             Scope::Groups,
             Scope::Collections,
             Scope::DataConnections,
             Scope::Cells,
             Scope::Guides,
             Scope::SemanticProjects,
+            Scope::Threads,
         ]
     }
 }
@@ -94,8 +104,8 @@ impl TokenSpec {
     }
 }
 
-/// A stored token. Its `id` (not the secret) is the key that per-token state such as rate-limit
-/// buckets will hang off when rate limits are modelled.
+/// A stored token. Its `id` (not the secret) is the key per-token state such as rate-limit logs
+/// hangs off.
 #[derive(Clone, Debug)]
 pub(crate) struct Token {
     pub(crate) id: u64,
@@ -124,7 +134,6 @@ impl Token {
 #[derive(Clone, Debug)]
 pub(crate) struct Identity {
     /// The stored token's id, for per-token accounting.
-    #[allow(dead_code)] // read once per-token rate limits exist
     pub(crate) token_id: u64,
     pub(crate) org_id: Uuid,
     /// The user a personal token acts as; `None` for workspace tokens.
@@ -134,17 +143,10 @@ pub(crate) struct Identity {
 }
 
 impl Identity {
-    pub(crate) fn has(&self, scope: Scope) -> bool {
-        self.scopes.contains(&scope)
-    }
-
-    pub(crate) fn has_any(&self, scopes: &[Scope]) -> bool {
-        scopes.iter().any(|s| self.has(*s))
-    }
-
     pub(crate) fn from_token(token: &Token, workspace: &Workspace) -> Option<Identity> {
         let user = match token.owner {
-            TokenOwner::User(id) => Some(workspace.users.iter().find(|u| u.id == id)?.clone()),
+            // A deactivated user's tokens stop working at once.
+            TokenOwner::User(id) => Some(workspace.users.iter().find(|u| u.id == id && u.active())?.clone()),
             TokenOwner::Workspace => None,
         };
         Some(Identity {

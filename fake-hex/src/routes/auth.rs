@@ -1,26 +1,18 @@
-//! Bearer-token authentication and scope checks.
+//! Bearer-token authentication: who a request's token acts as.
 //!
-//! A missing, unknown, expired or revoked token, or one of another workspace, gets the edge's
-//! plain-text `401 Unauthorized`. A good token that lacks a scope gets a JSON 403 in the endpoint's
-//! error style. Personal tokens act as their user and hold every scope.
-//!
-//! Modelling choices where Hex's documents are silent:
-//! - `GET /v1/users/me` with a workspace token requires `UsersRead`; without it, JSON 403.
-//! - Listing and reading projects requires `ProjectsRead`; starting and cancelling runs requires
-//!   `ProjectsRun`; reading runs (status, list) accepts either of the two, since orchestrators that
-//!   start runs with a run-only token also poll them.
-//!
-//! Per-token rate limits belong here too, once modelled: after authentication, keyed by
-//! `Identity::token_id`, before the handler runs.
+//! A missing, unknown, expired or revoked token, one of another workspace, or one of a
+//! deactivated user gets the edge's plain-text `401 Unauthorized`. Hex API handlers go through
+//! the [`super::caller::Caller`] guard, which authenticates with this and then applies rate limits
+//! and scopes; the test instruments only authenticate.
 
 use axum::extract::FromRequestParts;
 use axum::http::header;
 use axum::http::request::Parts;
 use axum::response::Response;
 
-use super::context::{TraceId, WorkspaceCtx};
-use crate::errors::{self, HexError, Style};
-use crate::model::{Identity, Scope};
+use super::context::WorkspaceCtx;
+use crate::errors;
+use crate::model::Identity;
 use crate::{timestamp, FakeHex};
 
 impl FromRequestParts<FakeHex> for Identity {
@@ -46,20 +38,6 @@ fn bearer(value: &str) -> Option<&str> {
     let (scheme, token) = value.split_once(' ')?;
     let token = token.trim();
     (scheme.eq_ignore_ascii_case("bearer") && !token.is_empty()).then_some(token)
-}
-
-impl Identity {
-    /// `Ok` when the caller holds at least one of `scopes`, else the endpoint's JSON 403.
-    pub(crate) fn require(&self, scopes: &[Scope], style: Style, trace: &TraceId) -> Result<(), HexError> {
-        if self.has_any(scopes) {
-            Ok(())
-        } else {
-            Err(HexError::forbidden(style, trace.as_str()).with_details(format!(
-                "This token lacks the scope this endpoint needs ({})",
-                scopes.iter().map(|s| format!("{s:?}")).collect::<Vec<_>>().join(" or ")
-            )))
-        }
-    }
 }
 
 #[cfg(test)]

@@ -4,11 +4,11 @@
 //!
 //! Where the spec lists no 404 (all four operations), an unknown project or run still answers 404
 //! in the endpoint's style: that is what a caller can act on, and it is how hexbroker reads "not
-//! found". Malformed ids answer 400, since the spec declares them UUIDs.
+//! found". Malformed ids answer 400. A project that was never published cannot run (422).
 
 use axum::body::Bytes;
 use axum::extract::{Path, State};
-use axum::http::{StatusCode, Uri};
+use axum::http::{HeaderMap, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use chrono::{DateTime, Utc};
@@ -16,138 +16,207 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 use uuid::Uuid;
 
-use super::context::{int_param, Params, TraceId, WorkspaceCtx};
-use super::projects::{parse_uuid, ProjectPath};
-use crate::errors::{HexError, Style};
-use crate::model::{Identity, Run, RunStatus, Scope};
+use super::body::Fields;
+use super::caller::Caller;
+use super::context::{Params, WorkspaceCtx};
+use super::projects::ProjectPath;
+use crate::errors::HexError;
+use crate::model::{Notification, Run, RunStatus, Workspace};
 use crate::{timestamp, FakeHex};
 
 /// The `{projectId}/…/{runId}` path parameters.
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub(crate) struct RunPath {
-    project_id: String,
-    run_id: String,
+    pub(crate) project_id: String,
+    pub(crate) run_id: String,
 }
-
-/// Scopes that may read runs.
-const READ_RUNS: [Scope; 2] = [Scope::ProjectsRead, Scope::ProjectsRun];
 
 /// Starts a run of the project's published version: `201` with the run's ids and URLs.
 /// `dryRun: true` validates and answers the same way, but no run is kept.
 pub(crate) async fn create(
     State(hex): State<FakeHex>,
-    workspace: WorkspaceCtx,
-    caller: Identity,
-    trace: TraceId,
+    caller: Caller,
     uri: Uri,
     Path(path): Path<ProjectPath>,
     body: Bytes,
 ) -> Result<Response, HexError> {
-    let style = Style::Coded;
-    caller.require(&[Scope::ProjectsRun], style, &trace)?;
-    let project_id = parse_uuid(&path.project_id, "projectId", style, &trace)?;
-    let dry_run =
-        parse_run_body(&body).map_err(|details| HexError::bad_request(style, details, trace.as_str()))?;
+    let project_id = caller.uuid(&path.project_id, "projectId")?;
+    let body = caller.optional_body(&body)?;
+    let dry_run = match &body {
+        Some(body) => check_run_body(body)?,
+        None => false,
+    };
 
     let mut model = hex.lock();
     let plan = model.run_plan;
-    let ws = model.workspaces.get_mut(&workspace.subdomain).expect("the front door checked the workspace");
-    let version = ws
-        .project(project_id)
-        .ok_or_else(|| HexError::not_found(style, "Project", trace.as_str()))?
-        .published_version;
+    let ws = model.ws_mut(caller.subdomain());
+    let project = ws.project(project_id).ok_or_else(|| caller.not_found("Project"))?;
+    if !project.is_published() {
+        return Err(caller.unprocessable("The project has no published version to run"));
+    }
+    let notifications = match &body {
+        Some(body) => notifications(ws, body)?,
+        None => Vec::new(),
+    };
     let run = Run {
         id: Uuid::new_v4(),
         project_id,
-        project_version: version,
+        project_version: project.published_version,
         created_at: timestamp::now(),
         plan,
         killed_at: None,
+        notifications,
     };
-    let body = json!({
+    let workspace = &caller.workspace;
+    let mut answer = json!({
         "projectId": project_id.to_string(),
         "runId": run.id.to_string(),
-        "runUrl": run_url(&workspace, &run),
+        "runUrl": run_url(workspace, &run),
         // The status URL follows the path form the caller used (plural or legacy singular).
         "runStatusUrl": format!("{}{}/{}", workspace.origin, uri.path(), run.id),
-        "traceId": trace.as_str(),
-        "projectVersion": version,
+        "traceId": caller.trace.as_str(),
+        "projectVersion": run.project_version,
     });
+    if !run.notifications.is_empty() {
+        answer["notifications"] = notifications_json(&run);
+    }
     if !dry_run {
         ws.runs.push(run);
     }
-    Ok((StatusCode::CREATED, Json(body)).into_response())
+    Ok((StatusCode::CREATED, Json(answer)).into_response())
 }
 
-/// Checks RunProject's optional JSON body; returns whether it asks for a dry run.
-fn parse_run_body(body: &[u8]) -> Result<bool, String> {
-    if body.iter().all(u8::is_ascii_whitespace) {
-        return Ok(false);
+/// Checks RunProject's optional body; returns whether it asks for a dry run.
+fn check_run_body(body: &Fields) -> Result<bool, HexError> {
+    if body.get("inputParams").is_some_and(|v| !v.is_object()) {
+        return Err(body.bad("inputParams", "must be an object"));
     }
-    let value: Value =
-        serde_json::from_slice(body).map_err(|e| format!("request body is not valid JSON: {e}"))?;
-    let object = value.as_object().ok_or("request body must be a JSON object")?;
-    if object.get("inputParams").is_some_and(|v| !v.is_object()) {
-        return Err("inputParams must be an object".into());
+    for flag in ["updateCache", "updatePublishedResults", "useCachedSqlResults"] {
+        body.opt_bool(flag)?;
     }
-    match object.get("dryRun") {
-        None => Ok(false),
-        Some(Value::Bool(dry)) => Ok(*dry),
-        Some(_) => Err("dryRun must be a boolean".into()),
-    }
+    body.opt_str("viewId")?;
+    Ok(body.opt_bool("dryRun")?.unwrap_or(false))
 }
 
-/// The status of one run.
+/// The recipients of RunProject's `notifications`: every user, group and Slack channel named.
+/// Users and groups must exist.
+fn notifications(ws: &Workspace, body: &Fields) -> Result<Vec<Notification>, HexError> {
+    let mut recipients = Vec::new();
+    for item in body.opt_objects("notifications")?.unwrap_or_default() {
+        let kind = item.enumerated("type", &["SUCCESS", "FAILURE", "ALL"])?;
+        let include_success_screenshot = item
+            .opt_bool("includeSuccessScreenshot")?
+            .ok_or_else(|| item.bad("includeSuccessScreenshot", "is required"))?;
+        let screenshot_format = item.opt_enum("screenshotFormat", &["png", "pdf"])?;
+        let (subject, text) = (item.opt_str("subject")?, item.opt_str("body")?);
+        let mut named: Vec<(&'static str, String, String)> = Vec::new();
+        for id in item.opt_strings("userIds")?.unwrap_or_default() {
+            let user = Uuid::parse_str(&id).ok().and_then(|id| ws.active_user(id));
+            let user = user.ok_or_else(|| item.bad("userIds", &format!("names no user {id:?}")))?;
+            named.push(("USER", id, user.name.clone().unwrap_or_else(|| user.email.clone())));
+        }
+        for id in item.opt_strings("groupIds")?.unwrap_or_default() {
+            let group = Uuid::parse_str(&id).ok().and_then(|id| ws.groups.iter().find(|g| g.id == id));
+            let group = group.ok_or_else(|| item.bad("groupIds", &format!("names no group {id:?}")))?;
+            named.push(("GROUP", id, group.name.clone()));
+        }
+        for id in item.opt_strings("slackChannelIds")?.unwrap_or_default() {
+            named.push(("SLACK_CHANNEL", id.clone(), format!("#{id}")));
+        }
+        for (recipient_type, recipient_id, recipient_name) in named {
+            recipients.push(Notification {
+                kind: kind.clone(),
+                recipient_type,
+                recipient_id,
+                recipient_name,
+                include_success_screenshot,
+                screenshot_format: screenshot_format.clone(),
+                subject: subject.clone(),
+                body: text.clone(),
+            });
+        }
+    }
+    Ok(recipients)
+}
+
+fn notifications_json(run: &Run) -> Value {
+    let items: Vec<Value> = run
+        .notifications
+        .iter()
+        .map(|n| {
+            let mut item = json!({
+                "type": n.kind,
+                "recipientType": n.recipient_type,
+                "includeSuccessScreenshot": n.include_success_screenshot,
+                "recipient": { "id": n.recipient_id, "name": n.recipient_name },
+            });
+            if let Some(format) = &n.screenshot_format {
+                item["screenshotFormat"] = json!([format]);
+            }
+            if let Some(subject) = &n.subject {
+                item["subject"] = json!(subject);
+            }
+            if let Some(body) = &n.body {
+                item["body"] = json!(body);
+            }
+            item
+        })
+        .collect();
+    Value::Array(items)
+}
+
+/// The status of one run. With header `enable-expanded-stats: true`, also its state events and
+/// flag override.
 pub(crate) async fn status(
     State(hex): State<FakeHex>,
-    workspace: WorkspaceCtx,
-    caller: Identity,
-    trace: TraceId,
+    caller: Caller,
+    headers: HeaderMap,
     Path(path): Path<RunPath>,
 ) -> Result<Json<Value>, HexError> {
-    let style = Style::Coded;
-    caller.require(&READ_RUNS, style, &trace)?;
-    let project_id = parse_uuid(&path.project_id, "projectId", style, &trace)?;
-    let run_id = parse_uuid(&path.run_id, "runId", style, &trace)?;
+    let project_id = caller.uuid(&path.project_id, "projectId")?;
+    let run_id = caller.uuid(&path.run_id, "runId")?;
+    let expanded =
+        headers.get("enable-expanded-stats").is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"true"));
     let model = hex.lock();
-    let run = model.workspaces[&workspace.subdomain]
-        .runs
-        .iter()
-        .find(|r| r.id == run_id && r.project_id == project_id)
-        .ok_or_else(|| HexError::not_found(style, "Run", trace.as_str()))?;
-    Ok(Json(run_json(&workspace, run, timestamp::now(), &trace)))
+    let run =
+        find_run(model.ws(caller.subdomain()), project_id, run_id).ok_or_else(|| caller.not_found("Run"))?;
+    let now = timestamp::now();
+    let mut body = run_json(&caller.workspace, run, now, caller.trace.as_str());
+    if expanded {
+        let events: Vec<Value> = run
+            .history(now)
+            .into_iter()
+            .map(|(status, at)| json!({ "type": "STATUS", "value": status.as_str(), "timestamp": timestamp::format(at) }))
+            .collect();
+        body["stateEvents"] = Value::Array(events);
+        body["flagConfigOverride"] = json!("{}");
+    }
+    Ok(Json(body))
+}
+
+pub(crate) fn find_run(ws: &Workspace, project_id: Uuid, run_id: Uuid) -> Option<&Run> {
+    ws.runs.iter().find(|r| r.id == run_id && r.project_id == project_id)
 }
 
 /// Cancels a run: `204` with no body, and the run is KILLED. A run that already finished
 /// answers 422.
 pub(crate) async fn cancel(
     State(hex): State<FakeHex>,
-    workspace: WorkspaceCtx,
-    caller: Identity,
-    trace: TraceId,
+    caller: Caller,
     Path(path): Path<RunPath>,
 ) -> Result<StatusCode, HexError> {
-    let style = Style::Tsoa;
-    caller.require(&[Scope::ProjectsRun], style, &trace)?;
-    let project_id = parse_uuid(&path.project_id, "projectId", style, &trace)?;
-    let run_id = parse_uuid(&path.run_id, "runId", style, &trace)?;
+    let project_id = caller.uuid(&path.project_id, "projectId")?;
+    let run_id = caller.uuid(&path.run_id, "runId")?;
     let mut model = hex.lock();
     let run = model
-        .workspaces
-        .get_mut(&workspace.subdomain)
-        .expect("the front door checked the workspace")
+        .ws_mut(caller.subdomain())
         .runs
         .iter_mut()
         .find(|r| r.id == run_id && r.project_id == project_id)
-        .ok_or_else(|| HexError::not_found(style, "Run", trace.as_str()))?;
+        .ok_or_else(|| caller.not_found("Run"))?;
     run.cancel(timestamp::now()).map_err(|finished| {
-        HexError::new(
-            style,
-            StatusCode::UNPROCESSABLE_ENTITY,
-            format!("Run has already finished with status {}", finished.as_str()),
-            trace.as_str(),
-        )
+        caller.unprocessable(format!("Run has already finished with status {}", finished.as_str()))
     })?;
     Ok(StatusCode::NO_CONTENT)
 }
@@ -155,19 +224,15 @@ pub(crate) async fn cancel(
 /// A project's runs, newest first, with offset pagination.
 pub(crate) async fn list(
     State(hex): State<FakeHex>,
-    workspace: WorkspaceCtx,
-    caller: Identity,
-    trace: TraceId,
+    caller: Caller,
     uri: Uri,
     params: Params,
     Path(path): Path<ProjectPath>,
 ) -> Result<Json<Value>, HexError> {
-    let style = Style::Coded;
-    caller.require(&READ_RUNS, style, &trace)?;
-    let project_id = parse_uuid(&path.project_id, "projectId", style, &trace)?;
-    let bad = |details: String| HexError::bad_request(style, details, trace.as_str());
-    let limit = int_param(&params, "limit", 1, 100, 25).map_err(bad)?;
-    let offset = int_param(&params, "offset", 0, u64::from(u32::MAX), 0).map_err(bad)?;
+    let project_id = caller.uuid(&path.project_id, "projectId")?;
+    let bad = |details: String| caller.bad_request(details);
+    let limit = params.int("limit", 1, 100, 25).map_err(bad)?;
+    let offset = params.int("offset", 0, u64::from(u32::MAX), 0).map_err(bad)?;
     let status_filter = match params.get("statusFilter") {
         None => None,
         Some(raw) => Some(
@@ -183,8 +248,8 @@ pub(crate) async fn list(
 
     let now = timestamp::now();
     let model = hex.lock();
-    let ws = &model.workspaces[&workspace.subdomain];
-    ws.project(project_id).ok_or_else(|| HexError::not_found(style, "Project", trace.as_str()))?;
+    let ws = model.ws(caller.subdomain());
+    ws.project(project_id).ok_or_else(|| caller.not_found("Project"))?;
     let matching: Vec<&Run> = ws
         .runs
         .iter()
@@ -193,10 +258,15 @@ pub(crate) async fn list(
         .filter(|r| status_filter.is_none_or(|s| r.status(now) == s))
         .collect();
     let (limit, offset) = (limit as usize, offset as usize);
-    let runs: Vec<Value> =
-        matching.iter().skip(offset).take(limit).map(|r| run_json(&workspace, r, now, &trace)).collect();
+    let trace = caller.trace.as_str();
+    let runs: Vec<Value> = matching
+        .iter()
+        .skip(offset)
+        .take(limit)
+        .map(|r| run_json(&caller.workspace, r, now, trace))
+        .collect();
     let page_url = |offset: usize| {
-        let mut url = format!("{}{}?limit={limit}&offset={offset}", workspace.origin, uri.path());
+        let mut url = format!("{}{}?limit={limit}&offset={offset}", caller.workspace.origin, uri.path());
         if let Some(status) = status_filter {
             url.push_str(&format!("&statusFilter={}", status.as_str()));
         }
@@ -208,7 +278,7 @@ pub(crate) async fn list(
         "runs": runs,
         "nextPage": next_page,
         "previousPage": previous_page,
-        "traceId": trace.as_str(),
+        "traceId": trace,
     })))
 }
 
@@ -219,8 +289,8 @@ fn run_url(workspace: &WorkspaceCtx, run: &Run) -> String {
 
 /// A run as the spec's `ProjectRun` schema describes it; note `projectVersion` is a numeric
 /// string here, while RunProject answers it as an integer.
-fn run_json(workspace: &WorkspaceCtx, run: &Run, now: DateTime<Utc>, trace: &TraceId) -> Value {
-    json!({
+fn run_json(workspace: &WorkspaceCtx, run: &Run, now: DateTime<Utc>, trace: &str) -> Value {
+    let mut body = json!({
         "projectId": run.project_id.to_string(),
         "projectVersion": run.project_version.to_string(),
         "runId": run.id.to_string(),
@@ -230,6 +300,10 @@ fn run_json(workspace: &WorkspaceCtx, run: &Run, now: DateTime<Utc>, trace: &Tra
         "startTime": run.start_time(now).map(timestamp::format),
         "endTime": run.end_time(now).map(timestamp::format),
         "elapsedTime": run.elapsed_ms(now),
-        "traceId": trace.as_str(),
-    })
+        "traceId": trace,
+    });
+    if !run.notifications.is_empty() {
+        body["notifications"] = notifications_json(run);
+    }
+    body
 }

@@ -2,8 +2,15 @@
 //! it with reqwest.
 
 mod auth;
+mod collaboration;
+mod content;
+mod errors;
 mod instruments;
+mod openapi;
 mod projects;
+mod rate_limits;
 mod runs;
+mod scopes;
+mod spec_walk;
 mod support;
 mod users;

@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use fake_hex::{RunStatus, Scope};
+use fake_hex::{RateLimits, RunStatus, Scope};
 use reqwest::Method;
 use serde_json::Value;
 
@@ -79,6 +79,8 @@ async fn starting_a_run_answers_201_with_ids_urls_and_an_integer_version() {
 async fn a_run_moves_from_pending_to_running_to_completed() {
     let h = Harness::start().await;
     let (token, project) = setup(&h).await;
+    // Polling two runs every 50 ms passes Hex's 30 reads a minute.
+    h.hex.set_rate_limits(RateLimits::unlimited());
     h.hex.set_run_durations(Duration::from_millis(700), Duration::from_millis(700));
     let runs: Vec<(Form, String)> = futures_util::future::join_all(Form::BOTH.map(|form| {
         let (h, project, token) = (&h, &project, &token);

@@ -44,6 +44,43 @@ impl Harness {
         assert_eq!(response.status().as_u16(), status, "GET {path}");
         response.json().await.expect("a JSON body")
     }
+
+    /// Sends `body` (if any) as JSON with a bearer token.
+    pub async fn send(
+        &self,
+        method: Method,
+        subdomain: &str,
+        path: &str,
+        token: &str,
+        body: Option<&Value>,
+    ) -> Response {
+        let mut request = self.client.request(method, self.url(subdomain, path)).bearer_auth(token);
+        if let Some(body) = body {
+            request = request.json(body);
+        }
+        request.send().await.expect("request reaches the fake")
+    }
+
+    /// Sends a JSON request in workspace `acme` and parses the JSON answer, asserting the status
+    /// (bodiless answers parse as `null`).
+    pub async fn json(
+        &self,
+        method: Method,
+        path: &str,
+        token: &str,
+        body: Option<Value>,
+        status: u16,
+    ) -> Value {
+        let response = self.send(method.clone(), "acme", path, token, body.as_ref()).await;
+        let got = response.status().as_u16();
+        let text = response.text().await.expect("a body");
+        assert_eq!(got, status, "{method} {path}: {text}");
+        if text.is_empty() {
+            Value::Null
+        } else {
+            serde_json::from_str(&text).expect("a JSON body")
+        }
+    }
 }
 
 /// Asserts a plain-text `401 Unauthorized`, Hex's edge answer to a bad token.
@@ -99,7 +136,7 @@ pub fn spec() -> Option<Value> {
     match std::fs::read_to_string(path) {
         Ok(text) => Some(serde_json::from_str(&text).expect("openapi.json parses")),
         Err(_) => {
-            eprintln!("SKIPPED: {path} is absent, so responses are not checked against Hex's spec");
+            eprintln!("skipped: {path} not found, so responses are not checked against Hex's spec");
             None
         }
     }

@@ -1,0 +1,115 @@
+//! Connection keys (`/v1/connections/{id}/keys…`): credentials bound to one connection, for
+//! existing Hex clients that use the drop-in surface. The key is shown once.
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use chrono::{DateTime, Utc};
+use secrecy::ExposeSecret;
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use super::connections::connection_id;
+use crate::app::AppState;
+use crate::auth::{self, Caller, KeySpec, Scope, Scopes};
+use crate::error::{ApiError, Json, Path, Result};
+use crate::store;
+
+/// Longest lifetime a connection key may be given: one year.
+const MAX_EXPIRES_IN: u64 = 365 * 24 * 3600;
+
+/// The body of `POST /v1/connections/{id}/keys`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CreateKeyBody {
+    scopes: Vec<String>,
+    expires_in: Option<u64>,
+    name: Option<String>,
+}
+
+/// A connection key as created: the secret appears here and nowhere else.
+#[derive(Debug, Serialize)]
+pub struct CreatedKeyView {
+    id: Uuid,
+    key: String,
+    connection_id: Uuid,
+    name: String,
+    prefix: String,
+    scopes: Scopes,
+    created_at: DateTime<Utc>,
+    expires_at: Option<DateTime<Utc>>,
+}
+
+/// `POST /v1/connections/{id}/keys`
+pub async fn create(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+    Json(body): Json<CreateKeyBody>,
+) -> Result<(StatusCode, Json<CreatedKeyView>)> {
+    caller.require(Scope::ConnectionsWrite)?;
+    let id = connection_id(&id)?;
+    let scopes = match body.scopes.iter().map(String::as_str).collect::<Vec<_>>().as_slice() {
+        ["proxy"] => Scopes::of(&[Scope::Proxy]),
+        ["proxy:read"] => Scopes::of(&[Scope::ProxyRead]),
+        _ => {
+            return Err(ApiError::unprocessable(
+                "invalid_request",
+                "scopes is [\"proxy\"] (any method) or [\"proxy:read\"] (GET and HEAD only).",
+            ))
+        }
+    };
+    let expires_at = match body.expires_in {
+        None => None,
+        Some(seconds) if (60..=MAX_EXPIRES_IN).contains(&seconds) => {
+            Some(store::now() + chrono::Duration::seconds(seconds as i64))
+        }
+        Some(_) => {
+            return Err(ApiError::unprocessable(
+                "invalid_request",
+                "expires_in is a number of seconds from 60 to 31536000 (one year).",
+            ))
+        }
+    };
+    let name = body.name.unwrap_or_else(|| "connection key".into());
+    if name.chars().count() > 200 {
+        return Err(ApiError::unprocessable("invalid_request", "name is at most 200 characters."));
+    }
+    state.store.connection(&caller.tenant, id).await?.ok_or_else(|| ApiError::not_found("connection"))?;
+    let created = auth::create_key(
+        &state,
+        KeySpec { name: &name, tenant: &caller.tenant, scopes, connection_id: Some(id), expires_at },
+    )
+    .await?;
+    tracing::info!(connection_id = %id, key_id = %created.key.id, "connection key created");
+    let key = created.key;
+    Ok((
+        StatusCode::CREATED,
+        Json(CreatedKeyView {
+            id: key.id,
+            key: created.secret.expose_secret().to_owned(),
+            connection_id: id,
+            name: key.name,
+            prefix: key.prefix,
+            scopes: key.scopes,
+            created_at: key.created_at,
+            expires_at: key.expires_at,
+        }),
+    ))
+}
+
+/// `DELETE /v1/connections/{id}/keys/{key_id}`
+pub async fn revoke(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path((id, key_id)): Path<(String, String)>,
+) -> Result<StatusCode> {
+    caller.require(Scope::ConnectionsWrite)?;
+    let id = connection_id(&id)?;
+    let key_id = Uuid::parse_str(&key_id).map_err(|_| ApiError::not_found("connection key"))?;
+    if state.store.revoke_connection_key(&caller.tenant, id, key_id).await? {
+        tracing::info!(connection_id = %id, key_id = %key_id, "connection key revoked");
+        Ok(StatusCode::NO_CONTENT)
+    } else {
+        Err(ApiError::not_found("connection key"))
+    }
+}

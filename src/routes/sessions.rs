@@ -1,0 +1,99 @@
+//! `POST /v1/connect/sessions`: a short-lived, single-use link that lets a person connect their
+//! Hex workspace in the browser, so the token never passes through the calling app's backend.
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use chrono::{DateTime, Utc};
+use secrecy::ExposeSecret;
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use crate::app::AppState;
+use crate::auth::{Caller, Scope, SESSION_TOKEN_PREFIX};
+use crate::crypto;
+use crate::error::{ApiError, Json, Result};
+use crate::store::{self, NewSession};
+
+const DEFAULT_EXPIRES_IN: u64 = 30 * 60;
+const MAX_EXPIRES_IN: u64 = 60 * 60;
+
+/// The body of `POST /v1/connect/sessions`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CreateSessionBody {
+    end_user_id: String,
+    end_user_email: Option<String>,
+    connection_id: Option<Uuid>,
+    expires_in: Option<u64>,
+}
+
+/// A new session: the token appears here and nowhere else.
+#[derive(Debug, Serialize)]
+pub struct CreatedSession {
+    id: Uuid,
+    token: String,
+    expires_at: DateTime<Utc>,
+    connect_url: String,
+}
+
+/// `POST /v1/connect/sessions`
+pub async fn create(
+    State(state): State<AppState>,
+    caller: Caller,
+    Json(body): Json<CreateSessionBody>,
+) -> Result<(StatusCode, Json<CreatedSession>)> {
+    caller.require(Scope::Connect)?;
+    let end_user_id = body.end_user_id.trim();
+    if !(1..=256).contains(&end_user_id.len()) {
+        return Err(ApiError::unprocessable("invalid_request", "end_user_id is 1 to 256 characters."));
+    }
+    if body.end_user_email.as_ref().is_some_and(|e| e.len() > 320) {
+        return Err(ApiError::unprocessable("invalid_request", "end_user_email is at most 320 characters."));
+    }
+    let expires_in = body.expires_in.unwrap_or(DEFAULT_EXPIRES_IN);
+    if !(60..=MAX_EXPIRES_IN).contains(&expires_in) {
+        return Err(ApiError::unprocessable(
+            "invalid_request",
+            "expires_in is a number of seconds from 60 to 3600 (one hour).",
+        ));
+    }
+    if let Some(id) = body.connection_id {
+        let connection = state
+            .store
+            .connection(&caller.tenant, id)
+            .await?
+            .ok_or_else(|| ApiError::not_found("connection"))?;
+        if connection.end_user_id != end_user_id {
+            return Err(ApiError::unprocessable(
+                "end_user_mismatch",
+                "A reconnect session is for the end user who owns the connection.",
+            ));
+        }
+    }
+
+    let token = crypto::new_secret(SESSION_TOKEN_PREFIX);
+    let session = state
+        .store
+        .insert_session(&NewSession {
+            id: Uuid::now_v7(),
+            tenant: caller.tenant.clone(),
+            token_hash: state.hasher.secret_hash(token.expose_secret()),
+            end_user_id: end_user_id.to_owned(),
+            end_user_email: body.end_user_email,
+            connection_id: body.connection_id,
+            created_by_key: caller.key_id,
+            expires_at: store::now() + chrono::Duration::seconds(expires_in as i64),
+        })
+        .await?;
+    tracing::info!(session_id = %session.id, reconnect = session.connection_id.is_some(), "connect session created");
+    let base = state.config.public_url.as_str().trim_end_matches('/');
+    Ok((
+        StatusCode::CREATED,
+        Json(CreatedSession {
+            id: session.id,
+            connect_url: format!("{base}/connect#token={}", token.expose_secret()),
+            token: token.expose_secret().to_owned(),
+            expires_at: session.expires_at,
+        }),
+    ))
+}

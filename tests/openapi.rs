@@ -1,0 +1,460 @@
+//! `openapi.yaml` against the code: the same routes, the same shapes, the same error codes.
+
+mod common;
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+
+use common::{Backend, TestApp};
+use serde_json::Value as Json;
+use serde_yaml::Value as Yaml;
+
+/// The methods axum's `any` serves that the spec lists, one operation each.
+const ANY_METHODS: [&str; 7] = ["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"];
+/// The keys of an OpenAPI path item that are operations.
+const OPERATION_KEYS: [&str; 8] = ["get", "put", "post", "delete", "options", "head", "patch", "trace"];
+
+type Operations = BTreeSet<(String, String)>;
+
+fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+fn spec() -> Yaml {
+    let text = std::fs::read_to_string(root().join("openapi.yaml")).expect("read openapi.yaml");
+    serde_yaml::from_str(&text).expect("openapi.yaml is YAML")
+}
+
+/// The spec as JSON, which is easier to walk.
+fn spec_json() -> Json {
+    serde_json::to_value(spec()).expect("openapi.yaml converts to JSON")
+}
+
+/// Every (METHOD, path) the spec describes.
+fn spec_operations(spec: &Yaml) -> Operations {
+    let paths = spec.get("paths").and_then(Yaml::as_mapping).expect("the spec has paths");
+    let mut operations = Operations::new();
+    for (path, item) in paths {
+        let path = path.as_str().expect("paths are strings");
+        let item = item.as_mapping().expect("path items are mappings");
+        for key in item.keys().filter_map(Yaml::as_str) {
+            if OPERATION_KEYS.contains(&key) {
+                operations.insert((key.to_ascii_uppercase(), path.to_owned()));
+            }
+        }
+    }
+    operations
+}
+
+/// The text of the balanced `( … )` starting at `open` (which is a `(`), skipping string literals.
+fn balanced(text: &str, open: usize) -> &str {
+    let bytes = text.as_bytes();
+    assert_eq!(bytes[open], b'(');
+    let (mut depth, mut in_string, mut escaped) = (0usize, false, false);
+    for (i, &b) in bytes.iter().enumerate().skip(open) {
+        if in_string {
+            match (escaped, b) {
+                (true, _) => escaped = false,
+                (false, b'\\') => escaped = true,
+                (false, b'"') => in_string = false,
+                _ => {}
+            }
+            continue;
+        }
+        match b {
+            b'"' => in_string = true,
+            b'(' => depth += 1,
+            b')' => {
+                depth -= 1;
+                if depth == 0 {
+                    return &text[open + 1..i];
+                }
+            }
+            _ => {}
+        }
+    }
+    panic!("unbalanced parentheses after byte {open}");
+}
+
+/// The first string literal in `text`, if any.
+fn first_literal(text: &str) -> Option<&str> {
+    let start = text.find('"')? + 1;
+    let end = start + text[start..].find('"')?;
+    Some(&text[start..end])
+}
+
+/// Byte offsets where `needle` starts as a whole identifier (not preceded by an identifier char).
+fn calls<'a>(text: &'a str, needle: &'a str) -> impl Iterator<Item = usize> + 'a {
+    text.match_indices(needle).map(|(i, _)| i).filter(move |&i| {
+        !text[..i].chars().next_back().is_some_and(|c| c.is_ascii_alphanumeric() || c == '_')
+    })
+}
+
+/// Every (METHOD, path) the router in `src/routes/mod.rs` serves, read from its source.
+fn router_operations() -> Operations {
+    let source = std::fs::read_to_string(root().join("src/routes/mod.rs")).expect("read src/routes/mod.rs");
+    for unsupported in [".nest(", ".nest_service(", ".merge(", ".route_service(", ".on("] {
+        assert!(
+            !source.contains(unsupported),
+            "src/routes/mod.rs uses `{unsupported}`: teach tests/openapi.rs to read it"
+        );
+    }
+    let mut operations = Operations::new();
+    for at in source.match_indices(".route(").map(|(i, _)| i) {
+        let args = balanced(&source, at + ".route".len());
+        let path = first_literal(args).expect("a .route( call names its path as a literal");
+        let path = openapi_path(path);
+        let mut methods = BTreeSet::new();
+        for (function, method) in
+            [("get(", "GET"), ("post(", "POST"), ("put(", "PUT"), ("patch(", "PATCH"), ("delete(", "DELETE")]
+        {
+            if calls(args, function).next().is_some() {
+                methods.insert(method);
+            }
+        }
+        if calls(args, "any(").next().is_some() {
+            methods.extend(ANY_METHODS);
+        }
+        for unsupported in ["head(", "options(", "trace(", "connect("] {
+            assert!(calls(args, unsupported).next().is_none(), "teach tests/openapi.rs `{unsupported}`");
+        }
+        assert!(!methods.is_empty(), "no method found for route {path}");
+        for method in methods {
+            operations.insert((method.to_owned(), path.clone()));
+        }
+    }
+    assert!(!operations.is_empty(), "no .route( calls found in src/routes/mod.rs");
+    operations
+}
+
+/// axum's `{*rest}` wildcard is OpenAPI's `{rest}`.
+fn openapi_path(axum_path: &str) -> String {
+    axum_path.replace("{*", "{")
+}
+
+fn show(operations: &Operations) -> String {
+    operations.iter().map(|(m, p)| format!("\n  {m} {p}")).collect()
+}
+
+#[test]
+fn the_spec_and_the_router_name_the_same_routes() {
+    let spec = spec_operations(&spec());
+    let router = router_operations();
+    let only_spec: Operations = spec.difference(&router).cloned().collect();
+    let only_router: Operations = router.difference(&spec).cloned().collect();
+    assert!(
+        only_spec.is_empty() && only_router.is_empty(),
+        "openapi.yaml and src/routes/mod.rs disagree.\nIn the spec but not served:{}\nServed but not in the spec:{}",
+        show(&only_spec),
+        show(&only_router),
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_spec_operation_is_served() {
+    let app = TestApp::start(Backend::Sqlite).await.expect("SQLite is always available");
+    let admin = app.key("admin").await;
+    let operations = spec_operations(&spec());
+    assert!(operations.len() >= 10, "the spec lists its operations");
+    let mut unserved = Vec::new();
+    for (method, path) in &operations {
+        let concrete =
+            path.replace("{id}", &uuid::Uuid::new_v4().to_string()).replace("{path}", "v1/projects");
+        assert!(!concrete.contains('{'), "teach this test the parameters of {path}");
+        let response = app
+            .http
+            .request(method.parse().unwrap(), app.url(&concrete))
+            .bearer_auth(&admin)
+            .send()
+            .await
+            .unwrap();
+        let status = response.status().as_u16();
+        assert!(response.headers().contains_key("x-request-id"), "{method} {path}: no x-request-id");
+        let code = if method == "HEAD" {
+            None
+        } else {
+            response.json::<Json>().await.ok().and_then(|b| b["error"]["code"].as_str().map(str::to_owned))
+        };
+        let refused = match (status, code.as_deref()) {
+            (405, _) => true,
+            (404, Some("route_not_found")) => true,
+            // A HEAD answer has no body to tell a missing route from a missing connection.
+            (404, None) if method == "HEAD" => true,
+            _ => false,
+        };
+        if refused {
+            unserved.push(format!("{method} {path} → {status} {code:?}"));
+        }
+    }
+    assert!(unserved.is_empty(), "the spec lists operations the app does not serve: {unserved:#?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_served_spec_is_the_file() {
+    let app = TestApp::start(Backend::Sqlite).await.expect("SQLite is always available");
+    let response = app.http.get(app.url("/openapi.yaml")).send().await.unwrap();
+    assert_eq!(response.status(), 200);
+    assert_eq!(response.headers()["content-type"], "application/yaml");
+    let served = response.bytes().await.unwrap();
+    let file = std::fs::read(root().join("openapi.yaml")).unwrap();
+    assert!(served[..] == file[..], "GET /openapi.yaml serves a different text than openapi.yaml");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_connection_has_every_field_the_spec_requires() {
+    let app = TestApp::start(Backend::Sqlite).await.expect("SQLite is always available");
+    let (id, _) = app.connected(&app.key("connect").await).await;
+    let read = app.key("connections:read").await;
+    let response =
+        app.http.get(app.url(&format!("/v1/connections/{id}"))).bearer_auth(&read).send().await.unwrap();
+    assert_eq!(response.status(), 200);
+    let connection: Json = response.json().await.unwrap();
+    let connection = connection.as_object().expect("a connection is a JSON object");
+
+    let spec = spec_json();
+    let schema = &spec["components"]["schemas"]["Connection"];
+    let required: BTreeSet<&str> = schema["required"]
+        .as_array()
+        .expect("Connection lists required")
+        .iter()
+        .filter_map(Json::as_str)
+        .collect();
+    let listed: BTreeSet<&str> = schema["properties"]
+        .as_object()
+        .expect("Connection lists properties")
+        .keys()
+        .map(String::as_str)
+        .collect();
+    let present: BTreeSet<&str> = connection.keys().map(String::as_str).collect();
+
+    let missing: Vec<_> = required.difference(&present).collect();
+    assert!(missing.is_empty(), "the spec requires fields the connection lacks: {missing:?}");
+    let unlisted: Vec<_> = present.difference(&listed).collect();
+    assert!(unlisted.is_empty(), "the connection has fields the spec does not list: {unlisted:?}");
+    let undefined: Vec<_> = required.difference(&listed).collect();
+    assert!(undefined.is_empty(), "the spec requires fields it does not describe: {undefined:?}");
+
+    let problems = check(&spec, &Json::Object(connection.clone()), schema, "connection");
+    assert!(problems.is_empty(), "the connection does not fit the Connection schema: {problems:#?}");
+
+    let page: Json = app
+        .http
+        .get(app.url("/v1/connections"))
+        .bearer_auth(&read)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(page["data"].as_array().map(Vec::len), Some(1));
+    let problems = check(&spec, &page, &spec["components"]["schemas"]["ConnectionPage"], "page");
+    assert!(problems.is_empty(), "the list does not fit the ConnectionPage schema: {problems:#?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn error_bodies_match_the_error_schema() {
+    let app = TestApp::start(Backend::Sqlite).await.expect("SQLite is always available");
+    let spec = spec_json();
+    let schema = &spec["components"]["schemas"]["Error"];
+    let required: Vec<&str> =
+        schema["required"].as_array().unwrap().iter().filter_map(Json::as_str).collect();
+    let inner = &schema["properties"]["error"];
+    let inner_required: Vec<&str> =
+        inner["required"].as_array().unwrap().iter().filter_map(Json::as_str).collect();
+    assert_eq!(required, ["error"]);
+    assert_eq!(inner_required, ["code", "message"]);
+
+    let unauthorized = app.http.get(app.url("/v1/connections")).send().await.unwrap();
+    assert_eq!(unauthorized.status(), 401);
+    assert_eq!(unauthorized.headers()["www-authenticate"], "Bearer");
+    let read = app.key("connections:read").await;
+    let missing = app
+        .http
+        .get(app.url(&format!("/v1/connections/{}", uuid::Uuid::new_v4())))
+        .bearer_auth(&read)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(missing.status(), 404);
+
+    for (response, expected) in [(unauthorized, "unauthorized"), (missing, "not_found")] {
+        assert!(response.headers().contains_key("x-request-id"));
+        let body: Json = response.json().await.expect("error bodies are JSON");
+        for field in &required {
+            assert!(body.get(field).is_some(), "{expected}: the body lacks `{field}`: {body}");
+        }
+        for field in &inner_required {
+            assert!(
+                body["error"].get(field).is_some_and(|v| v.as_str().is_some_and(|s| !s.is_empty())),
+                "{expected}: the body lacks `error.{field}`: {body}"
+            );
+        }
+        assert_eq!(body["error"]["code"], expected);
+        let problems = check(&spec, &body, schema, expected);
+        assert!(problems.is_empty(), "the {expected} body does not fit the Error schema: {problems:#?}");
+    }
+}
+
+#[test]
+fn the_spec_lists_exactly_the_error_codes_the_code_answers() {
+    let spec = spec_json();
+    let listed: BTreeSet<String> = spec["components"]["schemas"]["Error"]["properties"]["error"]
+        ["properties"]["code"]["enum"]
+        .as_array()
+        .expect("Error.code lists its codes")
+        .iter()
+        .map(|c| c.as_str().unwrap().to_owned())
+        .collect();
+    let answered = source_error_codes();
+    let unlisted: Vec<_> = answered.difference(&listed).collect();
+    let unanswered: Vec<_> = listed.difference(&answered).collect();
+    assert!(
+        unlisted.is_empty() && unanswered.is_empty(),
+        "Error.code in openapi.yaml and the code disagree.\nAnswered but not listed: {unlisted:?}\nListed but never answered: {unanswered:?}"
+    );
+}
+
+#[test]
+fn every_spec_response_documents_x_request_id() {
+    let spec = spec_json();
+    let mut lacking = Vec::new();
+    for (path, item) in spec["paths"].as_object().unwrap() {
+        for (method, operation) in item.as_object().unwrap() {
+            if !OPERATION_KEYS.contains(&method.as_str()) {
+                continue;
+            }
+            for (status, response) in operation["responses"].as_object().expect("operations list responses") {
+                let response = resolve(&spec, response);
+                if response["headers"]["x-request-id"].is_null() {
+                    lacking.push(format!("{method} {path} {status}"));
+                }
+                if status == "401" && response["headers"]["WWW-Authenticate"].is_null() {
+                    lacking.push(format!("{method} {path} 401 (WWW-Authenticate)"));
+                }
+            }
+        }
+    }
+    assert!(lacking.is_empty(), "responses without their headers documented: {lacking:#?}");
+}
+
+/// Every error code the source constructs: the first string literal of each
+/// `ApiError::new(…)`, `::unprocessable(…)` or `::bad_request(…)` call.
+fn source_error_codes() -> BTreeSet<String> {
+    let mut codes = BTreeSet::new();
+    for file in rust_files(&root().join("src")) {
+        let text = std::fs::read_to_string(&file).unwrap();
+        // Unit tests at the bottom of a file quote codes without constructing them.
+        let text = text.split("#[cfg(test)]").next().unwrap_or_default();
+        for constructor in ["::new(", "::unprocessable(", "::bad_request("] {
+            // `Self::…` constructs an error only inside `impl ApiError`.
+            let prefixes: &[&str] =
+                if file.ends_with("src/error.rs") { &["ApiError", "Self"] } else { &["ApiError"] };
+            for prefix in prefixes {
+                let needle = format!("{prefix}{constructor}");
+                for at in calls(text, &needle) {
+                    let args = balanced(text, at + needle.len() - 1);
+                    if let Some(code) = first_literal(args) {
+                        if !code.is_empty() && code.bytes().all(|b| b.is_ascii_lowercase() || b == b'_') {
+                            codes.insert(code.to_owned());
+                        }
+                    }
+                }
+            }
+        }
+    }
+    assert!(codes.contains("unauthorized") && codes.contains("route_not_found"), "found codes: {codes:?}");
+    codes
+}
+
+fn rust_files(dir: &Path) -> Vec<PathBuf> {
+    let mut files = Vec::new();
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_dir() {
+            files.extend(rust_files(&path));
+        } else if path.extension().is_some_and(|e| e == "rs") {
+            files.push(path);
+        }
+    }
+    files
+}
+
+/// Follows a local `$ref`.
+fn resolve<'a>(spec: &'a Json, node: &'a Json) -> &'a Json {
+    match node.get("$ref").and_then(Json::as_str) {
+        Some(reference) => {
+            let pointer = reference.strip_prefix('#').expect("only local references");
+            resolve(spec, spec.pointer(pointer).unwrap_or_else(|| panic!("dangling $ref {reference}")))
+        }
+        None => node,
+    }
+}
+
+/// Checks `value` against the subset of OpenAPI 3.0 schema that this spec uses: `$ref`, `type`,
+/// `nullable`, `enum`, `format` (uuid, date-time), `required`, `properties`, `items`. An object
+/// schema with `properties` and no `additionalProperties` is closed: a property it does not list is
+/// drift between the code and the spec.
+fn check(spec: &Json, value: &Json, schema: &Json, at: &str) -> Vec<String> {
+    let schema = resolve(spec, schema);
+    let mut problems = Vec::new();
+    if value.is_null() {
+        if schema["nullable"] != true {
+            problems.push(format!("{at}: null, but the schema is not nullable"));
+        }
+        return problems;
+    }
+    let fits = match schema["type"].as_str() {
+        Some("string") => value.is_string(),
+        Some("integer") => value.is_i64() || value.is_u64(),
+        Some("number") => value.is_number(),
+        Some("boolean") => value.is_boolean(),
+        Some("array") => value.is_array(),
+        Some("object") => value.is_object(),
+        _ => true,
+    };
+    if !fits {
+        problems.push(format!("{at}: {value} is not of type {}", schema["type"]));
+        return problems;
+    }
+    if let Some(options) = schema["enum"].as_array() {
+        if !options.contains(value) {
+            problems.push(format!("{at}: {value} is not one of {}", schema["enum"]));
+        }
+    }
+    if let (Some(text), Some(format)) = (value.as_str(), schema["format"].as_str()) {
+        let ok = match format {
+            "uuid" => uuid::Uuid::parse_str(text).is_ok(),
+            "date-time" => text.ends_with('Z') && chrono::DateTime::parse_from_rfc3339(text).is_ok(),
+            _ => true,
+        };
+        if !ok {
+            problems.push(format!("{at}: {text:?} is not a {format}"));
+        }
+    }
+    if let Some(items) = value.as_array() {
+        for (i, item) in items.iter().enumerate() {
+            problems.extend(check(spec, item, &schema["items"], &format!("{at}[{i}]")));
+        }
+    }
+    if let Some(object) = value.as_object() {
+        for field in schema["required"].as_array().into_iter().flatten().filter_map(Json::as_str) {
+            if !object.contains_key(field) {
+                problems.push(format!("{at}: lacks required `{field}`"));
+            }
+        }
+        if let Some(properties) = schema["properties"].as_object() {
+            let closed = schema.get("additionalProperties").is_none_or(|a| a == false);
+            for (field, field_value) in object {
+                match properties.get(field) {
+                    Some(field_schema) => {
+                        problems.extend(check(spec, field_value, field_schema, &format!("{at}.{field}")))
+                    }
+                    None if closed => problems.push(format!("{at}: `{field}` is not in the schema")),
+                    None => {}
+                }
+            }
+        }
+    }
+    problems
+}
