@@ -12,7 +12,7 @@ use tokio::net::TcpListener;
 use crate::config::Config;
 use crate::crypto::{self, Hasher, Keyring, HASH_KEY_AAD, KEY_LEN};
 use crate::hex::HexClient;
-use crate::proxy::Upstream;
+use crate::proxy::{RetryPolicy, Upstream};
 use crate::store::{self, DynStore};
 
 /// Cheap handles to everything a request needs.
@@ -45,7 +45,8 @@ impl AppState {
         let store = store::open(&config.database_url, config.database_max_connections).await?;
         let hasher = load_hash_key(&store, &keyring).await?;
         let hex = HexClient::new(&config.hex_url, config.hex_timeout)?;
-        let upstream = Upstream::new(config.proxy_connect_timeout, config.proxy_timeout);
+        let retry = RetryPolicy { max_retries: config.proxy_retries, budget: config.proxy_retry_budget };
+        let upstream = Upstream::new(config.proxy_connect_timeout, config.proxy_timeout, retry);
         Ok(Self {
             store,
             keyring: Arc::new(keyring),

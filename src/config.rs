@@ -32,6 +32,10 @@ pub struct Config {
     pub proxy_connect_timeout: Duration,
     /// `HEXBROKER_PROXY_TIMEOUT`: the time allowed for Hex to start answering a proxied call.
     pub proxy_timeout: Duration,
+    /// `HEXBROKER_PROXY_RETRIES`: retries of a proxied call after the first attempt (§7's rules).
+    pub proxy_retries: u32,
+    /// `HEXBROKER_PROXY_RETRY_BUDGET`: the most time one proxied call waits between attempts.
+    pub proxy_retry_budget: Duration,
     /// `HEXBROKER_DATABASE_MAX_CONNECTIONS`: the pool's size.
     pub database_max_connections: u32,
     /// `HEXBROKER_LOG_FORMAT`: `json`, `pretty`, or unset for "pretty on a terminal, else JSON".
@@ -138,8 +142,17 @@ impl Config {
             })?,
         };
 
+        let proxy_retries = match get("HEXBROKER_PROXY_RETRIES") {
+            None => 2,
+            Some(v) => v.parse().ok().filter(|n| *n <= 10).ok_or_else(|| {
+                ConfigError::new("HEXBROKER_PROXY_RETRIES", format!("`{v}` is not a number from 0 to 10"))
+            })?,
+        };
+
         Ok(Self {
             listen,
+            proxy_retries,
+            proxy_retry_budget: duration(&get, "HEXBROKER_PROXY_RETRY_BUDGET", Duration::from_secs(10))?,
             database_url,
             encryption_keys,
             hex_url,
@@ -276,6 +289,8 @@ mod tests {
             ("HEXBROKER_HEX_TIMEOUT", "ten seconds"),
             ("HEXBROKER_LOG_FORMAT", "xml"),
             ("HEXBROKER_DATABASE_MAX_CONNECTIONS", "0"),
+            ("HEXBROKER_PROXY_RETRIES", "11"),
+            ("HEXBROKER_PROXY_RETRY_BUDGET", "forever"),
         ];
         for (var, value) in cases {
             let err = config(&[(var, value)]).expect_err(var);

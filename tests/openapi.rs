@@ -46,12 +46,21 @@ fn spec_operations(spec: &Yaml) -> Operations {
     operations
 }
 
-/// The text of the balanced `( … )` starting at `open` (which is a `(`), skipping string literals.
+/// The text of the balanced `( … )` or `{ … }` starting at `open` (which is a `(` or `{`),
+/// skipping string literals and `//` comments.
 fn balanced(text: &str, open: usize) -> &str {
     let bytes = text.as_bytes();
-    assert_eq!(bytes[open], b'(');
-    let (mut depth, mut in_string, mut escaped) = (0usize, false, false);
+    let (opening, closing) = match bytes[open] {
+        b'(' => (b'(', b')'),
+        b'{' => (b'{', b'}'),
+        other => panic!("balanced: byte {open} is {:?}, not `(` or `{{`", other as char),
+    };
+    let (mut depth, mut in_string, mut escaped, mut in_comment) = (0usize, false, false, false);
     for (i, &b) in bytes.iter().enumerate().skip(open) {
+        if in_comment {
+            in_comment = b != b'\n';
+            continue;
+        }
         if in_string {
             match (escaped, b) {
                 (true, _) => escaped = false,
@@ -63,8 +72,9 @@ fn balanced(text: &str, open: usize) -> &str {
         }
         match b {
             b'"' => in_string = true,
-            b'(' => depth += 1,
-            b')' => {
+            b'/' if bytes.get(i + 1) == Some(&b'/') => in_comment = true,
+            b if b == opening => depth += 1,
+            b if b == closing => {
                 depth -= 1;
                 if depth == 0 {
                     return &text[open + 1..i];
@@ -73,7 +83,7 @@ fn balanced(text: &str, open: usize) -> &str {
             _ => {}
         }
     }
-    panic!("unbalanced parentheses after byte {open}");
+    panic!("unbalanced {:?} after byte {open}", opening as char);
 }
 
 /// The first string literal in `text`, if any.
@@ -90,41 +100,100 @@ fn calls<'a>(text: &'a str, needle: &'a str) -> impl Iterator<Item = usize> + 'a
     })
 }
 
-/// Every (METHOD, path) the router in `src/routes/mod.rs` serves, read from its source.
+/// Every (METHOD, path) the router in `src/routes/mod.rs` serves, read from its source: the
+/// `.route(` calls in `fn router` and in the functions of the same file whose routers it
+/// `.merge(`s. Anything it cannot see (a merge of a router built elsewhere, `.nest`, a service)
+/// fails the test, as does a `.route(` call outside the functions it reads.
 fn router_operations() -> Operations {
     let source = std::fs::read_to_string(root().join("src/routes/mod.rs")).expect("read src/routes/mod.rs");
-    for unsupported in [".nest(", ".nest_service(", ".merge(", ".route_service(", ".on("] {
+    for unsupported in [".nest(", ".nest_service(", ".route_service(", ".on("] {
         assert!(
             !source.contains(unsupported),
             "src/routes/mod.rs uses `{unsupported}`: teach tests/openapi.rs to read it"
         );
     }
     let mut operations = Operations::new();
-    for at in source.match_indices(".route(").map(|(i, _)| i) {
-        let args = balanced(&source, at + ".route".len());
-        let path = first_literal(args).expect("a .route( call names its path as a literal");
-        let path = openapi_path(path);
-        let mut methods = BTreeSet::new();
-        for (function, method) in
-            [("get(", "GET"), ("post(", "POST"), ("put(", "PUT"), ("patch(", "PATCH"), ("delete(", "DELETE")]
-        {
-            if calls(args, function).next().is_some() {
-                methods.insert(method);
-            }
+    let mut read = BTreeSet::new();
+    let mut routes_read = 0;
+    let mut pending = vec!["router".to_owned()];
+    while let Some(function) = pending.pop() {
+        if !read.insert(function.clone()) {
+            continue;
         }
-        if calls(args, "any(").next().is_some() {
-            methods.extend(ANY_METHODS);
+        let body = function_body(&source, &function).unwrap_or_else(|| {
+            panic!("src/routes/mod.rs has no `fn {function}(` for tests/openapi.rs to read")
+        });
+        for at in body.match_indices(".merge(").map(|(i, _)| i) {
+            let merged = balanced(body, at + ".merge".len()).trim();
+            let callee = local_call(merged).filter(|f| function_body(&source, f).is_some());
+            let callee = callee.unwrap_or_else(|| {
+                panic!(
+                    "src/routes/mod.rs merges `{merged}`: tests/openapi.rs reads only merges of a router \
+                     that a function in src/routes/mod.rs builds from `.route(` calls; teach it this one"
+                )
+            });
+            pending.push(callee.to_owned());
         }
-        for unsupported in ["head(", "options(", "trace(", "connect("] {
-            assert!(calls(args, unsupported).next().is_none(), "teach tests/openapi.rs `{unsupported}`");
-        }
-        assert!(!methods.is_empty(), "no method found for route {path}");
-        for method in methods {
-            operations.insert((method.to_owned(), path.clone()));
+        for at in body.match_indices(".route(").map(|(i, _)| i) {
+            routes_read += 1;
+            route_operations(balanced(body, at + ".route".len()), &mut operations);
         }
     }
+    assert_eq!(
+        routes_read,
+        source.matches(".route(").count(),
+        "src/routes/mod.rs has `.route(` calls outside `fn router` and the functions it merges \
+         ({read:?}): teach tests/openapi.rs where they are served"
+    );
     assert!(!operations.is_empty(), "no .route( calls found in src/routes/mod.rs");
     operations
+}
+
+/// The (METHOD, path) pairs of one `.route(` call, given the text between its parentheses.
+fn route_operations(args: &str, operations: &mut Operations) {
+    let path = first_literal(args).expect("a .route( call names its path as a literal");
+    let path = openapi_path(path);
+    let mut methods = BTreeSet::new();
+    for (function, method) in [
+        ("get(", "GET"),
+        ("post(", "POST"),
+        ("put(", "PUT"),
+        ("patch(", "PATCH"),
+        ("delete(", "DELETE"),
+        ("head(", "HEAD"),
+        ("options(", "OPTIONS"),
+        ("trace(", "TRACE"),
+    ] {
+        if calls(args, function).next().is_some() {
+            methods.insert(method);
+        }
+    }
+    if calls(args, "any(").next().is_some() {
+        methods.extend(ANY_METHODS);
+    }
+    for unsupported in ["connect(", "on(", "on_service(", "get_service(", "post_service(", "any_service("] {
+        assert!(calls(args, unsupported).next().is_none(), "teach tests/openapi.rs `{unsupported}` ({path})");
+    }
+    assert!(!methods.is_empty(), "no method found for route {path}");
+    for method in methods {
+        operations.insert((method.to_owned(), path.clone()));
+    }
+}
+
+/// The body (between its braces) of `fn name(` in `source`, if `source` defines it.
+fn function_body<'a>(source: &'a str, name: &str) -> Option<&'a str> {
+    let needle = format!("fn {name}(");
+    let at = calls(source, &needle).next()?;
+    let parameters = at + needle.len() - 1;
+    let after = parameters + balanced(source, parameters).len() + 2;
+    let open = after + source[after..].find('{')?;
+    Some(balanced(source, open))
+}
+
+/// `name` when `expression` is a call `name(…)` of a plain (unqualified) function.
+fn local_call(expression: &str) -> Option<&str> {
+    let end = expression.find(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))?;
+    (end > 0 && expression[end..].starts_with('(')).then_some(&expression[..end])
 }
 
 /// axum's `{*rest}` wildcard is OpenAPI's `{rest}`.
@@ -158,8 +227,10 @@ async fn every_spec_operation_is_served() {
     assert!(operations.len() >= 10, "the spec lists its operations");
     let mut unserved = Vec::new();
     for (method, path) in &operations {
-        let concrete =
-            path.replace("{id}", &uuid::Uuid::new_v4().to_string()).replace("{path}", "v1/projects");
+        let concrete = path
+            .replace("{id}", &uuid::Uuid::new_v4().to_string())
+            .replace("{key_id}", &uuid::Uuid::new_v4().to_string())
+            .replace("{path}", "v1/projects");
         assert!(!concrete.contains('{'), "teach this test the parameters of {path}");
         let response = app
             .http

@@ -100,7 +100,7 @@ async fn a_post_runs_a_project_and_hex_status_and_body_come_back_unchanged(backe
     assert!(body.get("error").is_none(), "Hex's body, not hexbroker's: {body}");
 }
 
-async fn hex_401_is_relayed_as_it_is(backend: Backend) {
+async fn hex_401_is_relayed_and_invalidates_the_connection(backend: Backend) {
     let Some(app) = TestApp::start(backend).await else { return };
     let (id, token) = app.connected(&app.key("connect").await).await;
     app.fake.revoke_token(&token);
@@ -115,6 +115,31 @@ async fn hex_401_is_relayed_as_it_is(backend: Backend) {
     assert_eq!(response.status(), 401);
     assert_eq!(response.headers()["hexbroker-upstream"], "hex");
     assert_eq!(response.text().await.unwrap(), "Unauthorized");
+
+    // From then on the connection is invalid, and Hex is not called again.
+    app.fake.clear_requests();
+    let key = app.key("proxy,connections:read").await;
+    let later = app
+        .http
+        .get(app.url("/v1/proxy/v1/projects"))
+        .bearer_auth(&key)
+        .header("connection-id", &id)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(error_code(later).await, (424, "connection_invalid".into()));
+    assert!(app.fake.requests().is_empty());
+    let connection: Value = app
+        .http
+        .get(app.url(&format!("/v1/connections/{id}")))
+        .bearer_auth(&key)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(connection["status"], "invalid");
 }
 
 async fn multi_megabyte_bodies_stream_both_ways(backend: Backend) {
@@ -210,7 +235,7 @@ async fn raw_get(app: &TestApp, target: &str, key: &str, connection: &str) -> St
 on_both_backends!(
     a_get_reaches_hex_with_the_stored_token_and_no_caller_credentials,
     a_post_runs_a_project_and_hex_status_and_body_come_back_unchanged,
-    hex_401_is_relayed_as_it_is,
+    hex_401_is_relayed_and_invalidates_the_connection,
     multi_megabyte_bodies_stream_both_ways,
     the_proxy_refuses_what_it_cannot_forward,
 );
@@ -238,4 +263,129 @@ async fn an_unreachable_hex_is_a_502_from_hexbroker() {
         .unwrap();
     assert!(response.headers().get("hexbroker-upstream").is_none());
     assert_eq!(error_code(response).await, (502, "hex_unavailable".into()));
+}
+
+mod retries {
+    use super::common::{Backend, TestApp};
+    use std::time::{Duration, Instant};
+
+    async fn app_with_connection(extra: &[(&str, &str)]) -> (TestApp, String, String) {
+        let app = TestApp::start_with(Backend::Sqlite, extra).await.unwrap();
+        let (id, _) = app.connected(&app.key("connect").await).await;
+        let key = app.key("proxy").await;
+        app.fake.clear_requests();
+        (app, id, key)
+    }
+
+    async fn call(
+        app: &TestApp,
+        method: reqwest::Method,
+        path: &str,
+        id: &str,
+        key: &str,
+    ) -> reqwest::Response {
+        app.http
+            .request(method, app.url(path))
+            .bearer_auth(key)
+            .header("connection-id", id)
+            .send()
+            .await
+            .unwrap()
+    }
+
+    #[tokio::test]
+    async fn an_idempotent_call_is_retried_after_a_503() {
+        let (app, id, key) = app_with_connection(&[]).await;
+        app.fake.fail_next(1, 503, None);
+        let response = call(&app, reqwest::Method::GET, "/v1/proxy/v1/projects", &id, &key).await;
+        assert_eq!(response.status(), 200);
+        assert_eq!(app.fake.requests().len(), 2);
+    }
+
+    #[tokio::test]
+    async fn a_post_is_not_retried_after_a_503_but_is_after_a_429() {
+        let (app, id, key) = app_with_connection(&[]).await;
+        let project = app.fake.add_project("acme", "P");
+        let path = format!("/v1/proxy/v1/projects/{project}/runs");
+        app.fake.fail_next(1, 503, None);
+        let response = call(&app, reqwest::Method::POST, &path, &id, &key).await;
+        assert_eq!(response.status(), 503, "Hex's answer, relayed");
+        assert_eq!(response.headers()["hexbroker-upstream"], "hex");
+        assert_eq!(app.fake.requests().len(), 1);
+
+        app.fake.clear_requests();
+        app.fake.fail_next(1, 429, Some("1".into()));
+        let started = Instant::now();
+        let response = call(&app, reqwest::Method::POST, &path, &id, &key).await;
+        assert_eq!(response.status(), 201);
+        assert!(started.elapsed() >= Duration::from_millis(950), "Retry-After: 1 was honoured");
+        assert_eq!(app.fake.requests().len(), 2);
+    }
+
+    #[tokio::test]
+    async fn retry_after_as_an_http_date_is_honoured() {
+        let (app, id, key) = app_with_connection(&[]).await;
+        let at = std::time::SystemTime::now() + Duration::from_secs(2);
+        app.fake.fail_next(1, 429, Some(httpdate::fmt_http_date(at)));
+        let started = Instant::now();
+        let response = call(&app, reqwest::Method::GET, "/v1/proxy/v1/projects", &id, &key).await;
+        assert_eq!(response.status(), 200);
+        assert!(started.elapsed() >= Duration::from_millis(900), "{:?}", started.elapsed());
+    }
+
+    #[tokio::test]
+    async fn a_wait_beyond_the_budget_relays_hexs_429_at_once() {
+        let (app, id, key) = app_with_connection(&[("HEXBROKER_PROXY_RETRY_BUDGET", "2s")]).await;
+        app.fake.fail_next(1, 429, Some("30".into()));
+        let started = Instant::now();
+        let response = call(&app, reqwest::Method::GET, "/v1/proxy/v1/projects", &id, &key).await;
+        assert_eq!(response.status(), 429);
+        assert_eq!(response.headers()["retry-after"], "30");
+        assert!(started.elapsed() < Duration::from_secs(2));
+        assert_eq!(app.fake.requests().len(), 1);
+    }
+
+    #[tokio::test]
+    async fn retries_stop_at_the_configured_count() {
+        let (app, id, key) = app_with_connection(&[("HEXBROKER_PROXY_RETRIES", "2")]).await;
+        app.fake.fail_next(5, 503, None);
+        let response = call(&app, reqwest::Method::GET, "/v1/proxy/v1/projects", &id, &key).await;
+        assert_eq!(response.status(), 503);
+        assert_eq!(app.fake.requests().len(), 3, "one attempt and two retries");
+    }
+
+    #[tokio::test]
+    async fn a_slow_hex_times_out_without_tying_up_the_broker() {
+        let silent = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = silent.local_addr().unwrap();
+        tokio::spawn(async move {
+            let mut held = Vec::new();
+            while let Ok((socket, _)) = silent.accept().await {
+                held.push(socket);
+            }
+        });
+        let (app, id, key) = app_with_connection(&[("HEXBROKER_PROXY_TIMEOUT", "300ms")]).await;
+        // Point a second broker on the same database at the silent Hex.
+        let mut env = app.env.clone();
+        env.insert("HEXBROKER_HEX_URL".into(), format!("http://{addr}/{{subdomain}}"));
+        let state =
+            hexbroker::AppState::new(hexbroker::Config::from_lookup(|k| env.get(k).cloned()).unwrap())
+                .await
+                .unwrap();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let base = format!("http://{}", listener.local_addr().unwrap());
+        tokio::spawn(hexbroker::serve(listener, hexbroker::router(state), std::future::pending()));
+        let started = Instant::now();
+        let slow = app
+            .http
+            .get(format!("{base}/v1/proxy/v1/projects"))
+            .bearer_auth(&key)
+            .header("connection-id", &id)
+            .send();
+        let health = app.http.get(format!("{base}/healthz")).send();
+        let (slow, health) = tokio::join!(slow, health);
+        assert_eq!(health.unwrap().status(), 200, "the broker still answers while Hex is slow");
+        assert_eq!(super::common::error_code(slow.unwrap()).await, (504, "hex_timeout".into()));
+        assert!(started.elapsed() < Duration::from_secs(3));
+    }
 }

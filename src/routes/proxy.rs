@@ -117,5 +117,19 @@ async fn forward(
         Some(query) => format!("{origin}/api{path}?{query}"),
         None => format!("{origin}/api{path}"),
     };
-    Ok(state.upstream.forward(&url, &token, request).await?)
+    let response = state.upstream.forward(&url, &token, request).await?;
+    if response.status() == StatusCode::UNAUTHORIZED {
+        // Hex no longer takes this token: later calls get 424 without reaching Hex, until a
+        // verify or a reconnect succeeds. This caller still gets Hex's own answer.
+        tracing::warn!(connection_id = %id, "Hex answered 401: connection marked invalid");
+        state
+            .store
+            .mark_invalid(
+                tenant,
+                id,
+                "Hex answered 401 to a proxied call: the token was revoked, expired or regenerated.",
+            )
+            .await?;
+    }
+    Ok(response)
 }

@@ -2,11 +2,15 @@
 //! streamed both ways, hop-by-hop headers dropped, and the caller's credentials replaced by the
 //! connection's Hex token.
 
-use std::time::Duration;
+mod retry;
+
+use std::time::{Duration, SystemTime};
 
 use axum::body::Body;
 use axum::http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use axum::http::{Request, Response, StatusCode, Uri};
+use http_body::Body as _;
+use http_body_util::BodyExt;
 use hyper_rustls::HttpsConnector;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
@@ -14,6 +18,8 @@ use hyper_util::rt::TokioExecutor;
 use secrecy::{ExposeSecret, SecretString};
 
 use crate::error::ApiError;
+use retry::retry_after;
+pub use retry::{Attempt, RetryPolicy};
 
 /// Marks a response relayed from Hex, as opposed to one hexbroker made.
 pub const UPSTREAM_HEADER: &str = "hexbroker-upstream";
@@ -47,6 +53,9 @@ pub enum ProxyError {
     /// The request could not be sent (connect, TLS, or a broken connection).
     #[error("Hex could not be reached: {0}")]
     Unreachable(#[source] hyper_util::client::legacy::Error),
+    /// The caller's body could not be read.
+    #[error("the request body could not be read: {0}")]
+    BadBody(String),
     /// The upstream URL could not be built.
     #[error("the upstream URL is not valid")]
     BadUrl,
@@ -71,6 +80,9 @@ impl From<ProxyError> for ApiError {
                     "Hex could not be reached; try again shortly.",
                 )
             }
+            ProxyError::BadBody(_) => {
+                ApiError::bad_request("invalid_body", "The request body could not be read.")
+            }
             ProxyError::BadUrl => {
                 ApiError::bad_request("invalid_path", "The path cannot be forwarded to Hex.")
             }
@@ -78,16 +90,21 @@ impl From<ProxyError> for ApiError {
     }
 }
 
+/// The largest request body kept in memory so that the request can be retried; larger or
+/// unsized bodies stream through once.
+const MAX_REPLAY_BODY: u64 = 64 * 1024;
+
 /// The pooled client that carries proxied calls to Hex.
 #[derive(Clone, Debug)]
 pub struct Upstream {
     client: Client<HttpsConnector<HttpConnector>, Body>,
     timeout: Duration,
+    retry: RetryPolicy,
 }
 
 impl Upstream {
-    /// A client with the given connect timeout and time-to-first-byte timeout.
-    pub fn new(connect_timeout: Duration, timeout: Duration) -> Self {
+    /// A client with the given connect timeout, time-to-first-byte timeout and retry policy.
+    pub fn new(connect_timeout: Duration, timeout: Duration, retry: RetryPolicy) -> Self {
         let mut http = HttpConnector::new();
         http.set_connect_timeout(Some(connect_timeout));
         http.set_nodelay(true);
@@ -101,10 +118,11 @@ impl Upstream {
             .pool_idle_timeout(Duration::from_secs(90))
             .pool_max_idle_per_host(256)
             .build(https);
-        Self { client, timeout }
+        Self { client, timeout, retry }
     }
 
-    /// Sends `request` to `url` with `token` as its bearer and relays Hex's answer, streaming.
+    /// Sends `request` to `url` with `token` as its bearer and relays Hex's answer, streaming,
+    /// retrying by §7's rules when the body can be sent again.
     pub async fn forward(
         &self,
         url: &str,
@@ -112,8 +130,7 @@ impl Upstream {
         request: Request<Body>,
     ) -> Result<Response<Body>, ProxyError> {
         let (mut parts, body) = request.into_parts();
-        parts.uri = url.parse::<Uri>().map_err(|_| ProxyError::BadUrl)?;
-        parts.version = axum::http::Version::HTTP_11;
+        let uri = url.parse::<Uri>().map_err(|_| ProxyError::BadUrl)?;
         strip_hop_by_hop(&mut parts.headers);
         for name in CALLER_ONLY {
             parts.headers.remove(name);
@@ -123,20 +140,71 @@ impl Upstream {
         bearer.set_sensitive(true);
         parts.headers.insert(header::AUTHORIZATION, bearer);
 
-        let response =
-            tokio::time::timeout(self.timeout, self.client.request(Request::from_parts(parts, body)))
-                .await
-                .map_err(|_| ProxyError::Timeout(self.timeout))?
-                .map_err(ProxyError::Unreachable)?;
+        // A small body of known length is kept so the request can be sent again.
+        let mut streamed = None;
+        let replay = match body.size_hint().exact() {
+            Some(len) if len <= MAX_REPLAY_BODY => {
+                Some(body.collect().await.map_err(|e| ProxyError::BadBody(e.to_string()))?.to_bytes())
+            }
+            _ => {
+                streamed = Some(body);
+                None
+            }
+        };
 
-        let (mut parts, body) = response.into_parts();
-        strip_hop_by_hop(&mut parts.headers);
-        parts.headers.remove(header::SET_COOKIE);
-        // hexbroker's own request id names the exchange; Hex's (if any) would hide it.
-        parts.headers.remove("x-request-id");
-        parts.headers.insert(HeaderName::from_static(UPSTREAM_HEADER), HeaderValue::from_static("hex"));
-        Ok(Response::from_parts(parts, Body::new(body)))
+        let (mut retries, mut waited) = (0, Duration::ZERO);
+        loop {
+            let body = match (&replay, streamed.take()) {
+                (Some(bytes), _) => Body::from(bytes.clone()),
+                (None, Some(body)) => body,
+                (None, None) => unreachable!("a streamed body is never retried"),
+            };
+            let mut upstream = Request::new(body);
+            *upstream.method_mut() = parts.method.clone();
+            *upstream.uri_mut() = uri.clone();
+            *upstream.headers_mut() = parts.headers.clone();
+
+            let outcome = tokio::time::timeout(self.timeout, self.client.request(upstream)).await;
+            let (attempt, hint) = match &outcome {
+                Err(_) => (Attempt::Lost, None),
+                Ok(Err(e)) if e.is_connect() => (Attempt::NotSent, None),
+                Ok(Err(_)) => (Attempt::Lost, None),
+                Ok(Ok(response)) => {
+                    (Attempt::Answered(response.status()), retry_after(response.headers(), SystemTime::now()))
+                }
+            };
+            let wait = replay
+                .as_ref()
+                .and_then(|_| self.retry.next_wait(&parts.method, attempt, hint, retries, waited));
+            match wait {
+                Some(wait) => {
+                    tracing::info!(
+                        ?attempt,
+                        wait_ms = wait.as_millis() as u64,
+                        retry = retries + 1,
+                        "retrying Hex"
+                    );
+                    tokio::time::sleep(wait).await;
+                    retries += 1;
+                    waited += wait;
+                }
+                None => return relay(outcome.map_err(|_| ProxyError::Timeout(self.timeout))?),
+            }
+        }
     }
+}
+
+/// Hex's answer as the caller gets it: hop-by-hop headers and cookies dropped, marked as Hex's.
+fn relay(
+    outcome: Result<Response<hyper::body::Incoming>, hyper_util::client::legacy::Error>,
+) -> Result<Response<Body>, ProxyError> {
+    let (mut parts, body) = outcome.map_err(ProxyError::Unreachable)?.into_parts();
+    strip_hop_by_hop(&mut parts.headers);
+    parts.headers.remove(header::SET_COOKIE);
+    // hexbroker's own request id names the exchange; Hex's (if any) would hide it.
+    parts.headers.remove("x-request-id");
+    parts.headers.insert(HeaderName::from_static(UPSTREAM_HEADER), HeaderValue::from_static("hex"));
+    Ok(Response::from_parts(parts, Body::new(body)))
 }
 
 /// Removes the hop-by-hop headers, including any that `Connection` names.
