@@ -12,6 +12,7 @@ use tokio::net::TcpListener;
 use crate::config::Config;
 use crate::crypto::{self, Hasher, Keyring, HASH_KEY_AAD, KEY_LEN};
 use crate::hex::HexClient;
+use crate::metrics::Metrics;
 use crate::proxy::{RetryPolicy, Upstream};
 use crate::store::{self, DynStore};
 
@@ -28,6 +29,8 @@ pub struct AppState {
     pub hex: HexClient,
     /// The proxy's pooled client.
     pub upstream: Upstream,
+    /// The process's metrics.
+    pub metrics: Metrics,
     /// The configuration it was built from.
     pub config: Arc<Config>,
 }
@@ -46,13 +49,16 @@ impl AppState {
         let hasher = load_hash_key(&store, &keyring).await?;
         let hex = HexClient::new(&config.hex_url, config.hex_timeout)?;
         let retry = RetryPolicy { max_retries: config.proxy_retries, budget: config.proxy_retry_budget };
-        let upstream = Upstream::new(config.proxy_connect_timeout, config.proxy_timeout, retry);
+        let metrics = Metrics::new();
+        let upstream =
+            Upstream::new(config.proxy_connect_timeout, config.proxy_timeout, retry, metrics.clone());
         Ok(Self {
             store,
             keyring: Arc::new(keyring),
             hasher: Arc::new(hasher),
             hex,
             upstream,
+            metrics,
             config: Arc::new(config),
         })
     }

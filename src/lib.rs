@@ -13,6 +13,7 @@ pub mod config;
 pub mod crypto;
 pub mod error;
 pub mod hex;
+pub mod metrics;
 pub mod proxy;
 pub mod routes;
 pub mod store;

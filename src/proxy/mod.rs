@@ -4,7 +4,7 @@
 
 mod retry;
 
-use std::time::{Duration, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 
 use axum::body::Body;
 use axum::http::header::{self, HeaderMap, HeaderName, HeaderValue};
@@ -18,6 +18,7 @@ use hyper_util::rt::TokioExecutor;
 use secrecy::{ExposeSecret, SecretString};
 
 use crate::error::ApiError;
+use crate::metrics::{method_label, Metrics};
 use retry::retry_after;
 pub use retry::{Attempt, RetryPolicy};
 
@@ -100,11 +101,12 @@ pub struct Upstream {
     client: Client<HttpsConnector<HttpConnector>, Body>,
     timeout: Duration,
     retry: RetryPolicy,
+    metrics: Metrics,
 }
 
 impl Upstream {
     /// A client with the given connect timeout, time-to-first-byte timeout and retry policy.
-    pub fn new(connect_timeout: Duration, timeout: Duration, retry: RetryPolicy) -> Self {
+    pub fn new(connect_timeout: Duration, timeout: Duration, retry: RetryPolicy, metrics: Metrics) -> Self {
         let mut http = HttpConnector::new();
         http.set_connect_timeout(Some(connect_timeout));
         http.set_nodelay(true);
@@ -118,7 +120,7 @@ impl Upstream {
             .pool_idle_timeout(Duration::from_secs(90))
             .pool_max_idle_per_host(256)
             .build(https);
-        Self { client, timeout, retry }
+        Self { client, timeout, retry, metrics }
     }
 
     /// Sends `request` to `url` with `token` as its bearer and relays Hex's answer, streaming,
@@ -164,12 +166,24 @@ impl Upstream {
             *upstream.uri_mut() = uri.clone();
             *upstream.headers_mut() = parts.headers.clone();
 
+            let started = Instant::now();
             let outcome = tokio::time::timeout(self.timeout, self.client.request(upstream)).await;
+            let method = method_label(&parts.method);
             let (attempt, hint) = match &outcome {
-                Err(_) => (Attempt::Lost, None),
-                Ok(Err(e)) if e.is_connect() => (Attempt::NotSent, None),
-                Ok(Err(_)) => (Attempt::Lost, None),
+                Err(_) => {
+                    self.metrics.upstream_error("timeout");
+                    (Attempt::Lost, None)
+                }
+                Ok(Err(e)) if e.is_connect() => {
+                    self.metrics.upstream_error("connect");
+                    (Attempt::NotSent, None)
+                }
+                Ok(Err(_)) => {
+                    self.metrics.upstream_error("lost");
+                    (Attempt::Lost, None)
+                }
                 Ok(Ok(response)) => {
+                    self.metrics.observe_upstream(method, response.status().as_u16(), started.elapsed());
                     (Attempt::Answered(response.status()), retry_after(response.headers(), SystemTime::now()))
                 }
             };
@@ -178,6 +192,11 @@ impl Upstream {
                 .and_then(|_| self.retry.next_wait(&parts.method, attempt, hint, retries, waited));
             match wait {
                 Some(wait) => {
+                    self.metrics.retry(match attempt {
+                        Attempt::NotSent => "not_sent",
+                        Attempt::Answered(StatusCode::TOO_MANY_REQUESTS) => "rate_limited",
+                        _ => "unavailable",
+                    });
                     tracing::info!(
                         ?attempt,
                         wait_ms = wait.as_millis() as u64,

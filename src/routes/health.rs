@@ -30,3 +30,12 @@ pub async fn readyz(State(state): State<AppState>) -> Result<Json<Value>, ApiErr
 pub async fn openapi() -> impl IntoResponse {
     ([(header::CONTENT_TYPE, "application/yaml")], include_str!("../../openapi.yaml"))
 }
+
+/// `GET /metrics`: Prometheus text. Bind it privately: it names routes and counts, never ids.
+pub async fn metrics(State(state): State<AppState>) -> Result<impl IntoResponse, ApiError> {
+    let connections = state.store.count_connections_by_status().await?;
+    Ok((
+        [(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")],
+        state.metrics.render(&connections),
+    ))
+}

@@ -50,9 +50,11 @@ fn browser_facing(state: &AppState) -> Router<AppState> {
 
 /// Every route hexbroker serves, with its middleware.
 pub fn router(state: AppState) -> Router {
+    let metrics = state.metrics.clone();
     let routes = Router::new()
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
+        .route("/metrics", get(health::metrics))
         .route("/openapi.yaml", get(health::openapi))
         .route("/connect", get(page::index))
         .route("/connect/app.js", get(page::script))
@@ -102,7 +104,8 @@ pub fn router(state: AppState) -> Router {
                 header::PROXY_AUTHORIZATION,
             ]))
             .layer(trace)
-            .layer(PropagateRequestIdLayer::new(REQUEST_ID)),
+            .layer(PropagateRequestIdLayer::new(REQUEST_ID))
+            .layer(axum::middleware::from_fn_with_state(metrics, crate::metrics::track)),
     )
 }
 

@@ -115,6 +115,10 @@ pub trait Store: Send + Sync + 'static {
     /// Deletes a connection and its token for good; false when there was none.
     async fn delete_connection(&self, tenant: &str, id: Uuid) -> StoreResult<bool>;
 
+    /// How many connections there are in each status (`expired` derived from the expiry), across
+    /// all tenants.
+    async fn count_connections_by_status(&self) -> StoreResult<Vec<(String, i64)>>;
+
     /// Stores a new connect session.
     async fn insert_session(&self, new: &NewSession) -> StoreResult<Session>;
     /// The session with this token hash, used or not.

@@ -331,6 +331,16 @@ macro_rules! impl_store {
                 .await?)
             }
 
+            async fn count_connections_by_status(&self) -> $crate::store::StoreResult<Vec<(String, i64)>> {
+                Ok(sqlx::query_as(
+                    "select case when status = 'active' and token_expires_at <= $1 then 'expired' else status end as s, \
+                     count(*) from connection group by s",
+                )
+                .bind($crate::store::now())
+                .fetch_all(&self.pool)
+                .await?)
+            }
+
             async fn insert_session(&self, new: &$crate::store::NewSession) -> $crate::store::StoreResult<$crate::store::Session> {
                 Ok(sqlx::query_as(concat!(
                     "insert into connect_session (id, tenant, token_hash, end_user_id, end_user_email, connection_id, \

@@ -1,0 +1,199 @@
+//! Prometheus metrics (`GET /metrics`): requests by route template, method and status; latency of
+//! hexbroker's answers and of Hex's, kept apart; upstream errors and retries; connections by status.
+//! Labels carry templates, methods, status codes and fixed words — never ids or secrets.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use axum::extract::{MatchedPath, Request, State};
+use axum::middleware::Next;
+use axum::response::Response;
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
+use prometheus_client::registry::Registry;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RequestLabels {
+    route: String,
+    method: String,
+    status: u16,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RouteLabels {
+    route: String,
+    method: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct UpstreamLabels {
+    method: String,
+    status: u16,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct KindLabels {
+    kind: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct StatusLabels {
+    status: String,
+}
+
+struct Inner {
+    registry: Registry,
+    requests: Family<RequestLabels, Counter>,
+    latency: Family<RouteLabels, Histogram, fn() -> Histogram>,
+    upstream_responses: Family<UpstreamLabels, Counter>,
+    upstream_latency: Family<UpstreamLabels, Histogram, fn() -> Histogram>,
+    upstream_errors: Family<KindLabels, Counter>,
+    retries: Family<KindLabels, Counter>,
+    connections: Family<StatusLabels, Gauge>,
+}
+
+/// The process's metrics; cheap to clone.
+#[derive(Clone)]
+pub struct Metrics(Arc<Inner>);
+
+impl std::fmt::Debug for Metrics {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Metrics")
+    }
+}
+
+fn latency_histogram() -> Histogram {
+    // 0.25 ms to about 8 s.
+    Histogram::new(exponential_buckets(0.000_25, 2.0, 16))
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Metrics {
+    /// A fresh registry with every metric hexbroker reports.
+    pub fn new() -> Self {
+        let mut registry = Registry::with_prefix("hexbroker");
+        let requests = Family::<RequestLabels, Counter>::default();
+        registry.register(
+            "http_requests",
+            "Requests answered, by route template, method and status",
+            requests.clone(),
+        );
+        let latency =
+            Family::<RouteLabels, Histogram, fn() -> Histogram>::new_with_constructor(latency_histogram);
+        registry.register(
+            "http_request_duration_seconds",
+            "Time from request to response head, by route template and method",
+            latency.clone(),
+        );
+        let upstream_responses = Family::<UpstreamLabels, Counter>::default();
+        registry.register(
+            "hex_responses",
+            "Answers from Hex to proxied calls, by method and status",
+            upstream_responses.clone(),
+        );
+        let upstream_latency =
+            Family::<UpstreamLabels, Histogram, fn() -> Histogram>::new_with_constructor(latency_histogram);
+        registry.register(
+            "hex_response_duration_seconds",
+            "Time Hex took to start answering a proxied call, by method and status",
+            upstream_latency.clone(),
+        );
+        let upstream_errors = Family::<KindLabels, Counter>::default();
+        registry.register(
+            "hex_errors",
+            "Proxied calls that got no answer from Hex, by kind (connect, timeout, lost)",
+            upstream_errors.clone(),
+        );
+        let retries = Family::<KindLabels, Counter>::default();
+        registry.register(
+            "hex_retries",
+            "Proxied calls sent again, by reason (not_sent, rate_limited, unavailable)",
+            retries.clone(),
+        );
+        let connections = Family::<StatusLabels, Gauge>::default();
+        registry.register("connections", "Stored connections by status, at scrape time", connections.clone());
+        Self(Arc::new(Inner {
+            registry,
+            requests,
+            latency,
+            upstream_responses,
+            upstream_latency,
+            upstream_errors,
+            retries,
+            connections,
+        }))
+    }
+
+    /// Records one answered request.
+    pub fn observe_request(&self, route: &str, method: &str, status: u16, elapsed: Duration) {
+        let (route, method) = (route.to_owned(), method.to_owned());
+        self.0
+            .latency
+            .get_or_create(&RouteLabels { route: route.clone(), method: method.clone() })
+            .observe(elapsed.as_secs_f64());
+        self.0.requests.get_or_create(&RequestLabels { route, method, status }).inc();
+    }
+
+    /// Records one answer from Hex to a proxied call.
+    pub fn observe_upstream(&self, method: &str, status: u16, elapsed: Duration) {
+        let labels = UpstreamLabels { method: method.to_owned(), status };
+        self.0.upstream_latency.get_or_create(&labels).observe(elapsed.as_secs_f64());
+        self.0.upstream_responses.get_or_create(&labels).inc();
+    }
+
+    /// Records a proxied call that got no answer.
+    pub fn upstream_error(&self, kind: &'static str) {
+        self.0.upstream_errors.get_or_create(&KindLabels { kind }).inc();
+    }
+
+    /// Records a retry.
+    pub fn retry(&self, reason: &'static str) {
+        self.0.retries.get_or_create(&KindLabels { kind: reason }).inc();
+    }
+
+    /// The text exposition, with the connection counts given.
+    pub fn render(&self, connections_by_status: &[(String, i64)]) -> String {
+        for status in ["active", "invalid", "expired"] {
+            let count = connections_by_status.iter().find(|(s, _)| s == status).map_or(0, |(_, n)| *n);
+            self.0.connections.get_or_create(&StatusLabels { status: status.to_owned() }).set(count);
+        }
+        let mut text = String::new();
+        prometheus_client::encoding::text::encode(&mut text, &self.0.registry)
+            .expect("writing to a String cannot fail");
+        text
+    }
+}
+
+/// Middleware that counts and times every request by its route template.
+pub async fn track(State(metrics): State<Metrics>, request: Request, next: Next) -> Response {
+    let route = request.extensions().get::<MatchedPath>().map_or("unmatched", MatchedPath::as_str).to_owned();
+    let method = method_label(request.method()).to_owned();
+    let started = Instant::now();
+    let response = next.run(request).await;
+    metrics.observe_request(&route, &method, response.status().as_u16(), started.elapsed());
+    response
+}
+
+/// A method as a label: the standard ones by name, anything else as `other`, so that a caller
+/// cannot grow the label set.
+pub fn method_label(method: &axum::http::Method) -> &'static str {
+    use axum::http::Method;
+    match *method {
+        Method::GET => "GET",
+        Method::HEAD => "HEAD",
+        Method::POST => "POST",
+        Method::PUT => "PUT",
+        Method::PATCH => "PATCH",
+        Method::DELETE => "DELETE",
+        Method::OPTIONS => "OPTIONS",
+        _ => "other",
+    }
+}
