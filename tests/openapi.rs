@@ -409,6 +409,319 @@ fn every_spec_response_documents_x_request_id() {
     assert!(lacking.is_empty(), "responses without their headers documented: {lacking:#?}");
 }
 
+#[test]
+fn every_path_parameter_is_declared() {
+    let spec = spec_json();
+    let mut problems = Vec::new();
+    for (path, item) in spec["paths"].as_object().unwrap() {
+        let in_path: BTreeSet<&str> = path
+            .split('/')
+            .filter_map(|segment| segment.strip_prefix('{').and_then(|s| s.strip_suffix('}')))
+            .collect();
+        let shared = item["parameters"].as_array().cloned().unwrap_or_default();
+        for (method, operation) in item.as_object().unwrap() {
+            if !OPERATION_KEYS.contains(&method.as_str()) {
+                continue;
+            }
+            let own = operation["parameters"].as_array().cloned().unwrap_or_default();
+            let mut declared = BTreeSet::new();
+            for parameter in shared.iter().chain(&own) {
+                let parameter = resolve(&spec, parameter);
+                if parameter["in"] == "path" {
+                    let name = parameter["name"].as_str().expect("parameters have names");
+                    if parameter["required"] != true {
+                        problems.push(format!("{method} {path}: path parameter `{name}` is not required"));
+                    }
+                    declared.insert(name);
+                }
+            }
+            if declared != in_path {
+                problems.push(format!("{method} {path}: declares path parameters {declared:?}"));
+            }
+        }
+    }
+    assert!(problems.is_empty(), "path parameters and paths disagree: {problems:#?}");
+}
+
+/// The JSON request bodies: the operation, and the struct in `src/routes` that reads its body.
+const REQUEST_BODIES: [(&str, &str, &str, &str); 4] = [
+    ("POST", "/v1/connect", "src/routes/connect.rs", "ConnectBody"),
+    ("POST", "/v1/connect/sessions", "src/routes/sessions.rs", "CreateSessionBody"),
+    ("PATCH", "/v1/connections/{id}", "src/routes/connections.rs", "UpdateBody"),
+    ("POST", "/v1/connections/{id}/keys", "src/routes/keys.rs", "CreateKeyBody"),
+];
+
+#[test]
+fn request_schemas_name_the_fields_the_code_reads() {
+    let spec = spec_json();
+    let mut in_spec = BTreeSet::new();
+    for (path, item) in spec["paths"].as_object().unwrap() {
+        for (method, operation) in item.as_object().unwrap() {
+            if OPERATION_KEYS.contains(&method.as_str())
+                && !resolve(&spec, &operation["requestBody"])["content"]["application/json"].is_null()
+            {
+                in_spec.insert((method.to_ascii_uppercase(), path.clone()));
+            }
+        }
+    }
+    let taught: BTreeSet<_> =
+        REQUEST_BODIES.iter().map(|(m, p, _, _)| (m.to_string(), p.to_string())).collect();
+    assert_eq!(in_spec, taught, "the spec's JSON request bodies are not those REQUEST_BODIES names");
+
+    // Every JSON body a handler extracts is one that REQUEST_BODIES names.
+    let mut extracted = BTreeSet::new();
+    for file in rust_files(&root().join("src/routes")) {
+        let text = std::fs::read_to_string(&file).unwrap();
+        for (at, needle) in text.match_indices("): Json<") {
+            let rest = &text[at + needle.len()..];
+            extracted.insert(rest[..rest.find('>').unwrap()].to_owned());
+        }
+    }
+    let named: BTreeSet<_> = REQUEST_BODIES.iter().map(|(_, _, _, s)| s.to_string()).collect();
+    assert_eq!(extracted, named, "handlers extract JSON bodies that REQUEST_BODIES does not name");
+
+    let mut problems = Vec::new();
+    for (method, path, file, name) in REQUEST_BODIES {
+        let text = std::fs::read_to_string(root().join(file)).unwrap();
+        let (fields, deny_unknown) = struct_fields(&text, name);
+        let operation = &spec["paths"][path][method.to_ascii_lowercase()];
+        let schema = resolve(
+            &spec,
+            &resolve(&spec, &operation["requestBody"])["content"]["application/json"]["schema"],
+        );
+        let at = format!("{method} {path} ({name})");
+        let properties = schema["properties"].as_object().expect("request schemas list properties");
+        let listed: BTreeSet<&str> = properties.keys().map(String::as_str).collect();
+        let read: BTreeSet<&str> = fields.iter().map(|f| f.name.as_str()).collect();
+        if listed != read {
+            problems.push(format!("{at}: the spec lists {listed:?}, the code reads {read:?}"));
+        }
+        let required: BTreeSet<&str> =
+            schema["required"].as_array().into_iter().flatten().filter_map(Json::as_str).collect();
+        let needed: BTreeSet<&str> = fields.iter().filter(|f| f.required).map(|f| f.name.as_str()).collect();
+        if required != needed {
+            problems.push(format!("{at}: the spec requires {required:?}, the code needs {needed:?}"));
+        }
+        if deny_unknown != (schema["additionalProperties"] == false) {
+            problems.push(format!(
+                "{at}: deny_unknown_fields is {deny_unknown}, additionalProperties is {}",
+                schema["additionalProperties"]
+            ));
+        }
+        for field in fields.iter().filter(|f| f.nullable) {
+            if properties.get(&field.name).is_some_and(|p| resolve(&spec, p)["nullable"] != true) {
+                problems
+                    .push(format!("{at}: `{}` accepts null, but the spec does not say nullable", field.name));
+            }
+        }
+    }
+    assert!(problems.is_empty(), "request schemas and the code disagree: {problems:#?}");
+}
+
+/// One field of a request body struct, as serde reads it.
+struct Field {
+    name: String,
+    /// serde fails without it (not an `Option`, no `#[serde(default)]`).
+    required: bool,
+    /// serde takes `null` for it (an `Option`).
+    nullable: bool,
+}
+
+/// The fields of `struct name` in `text`, and whether it denies unknown fields.
+fn struct_fields(text: &str, name: &str) -> (Vec<Field>, bool) {
+    let needle = format!("struct {name} {{");
+    let at = calls(text, &needle).next().unwrap_or_else(|| panic!("no `{needle}`"));
+    let above = &text[..text[..at].rfind('\n').unwrap_or(0)];
+    let attributes: Vec<&str> = above
+        .lines()
+        .rev()
+        .map(str::trim)
+        .take_while(|line| line.starts_with("#[") || line.starts_with("///"))
+        .filter(|line| line.starts_with("#["))
+        .collect();
+    assert!(
+        !attributes.iter().any(|a| a.contains("rename") || a.contains("tag") || a.contains("default")),
+        "teach tests/openapi.rs the serde attributes of {name}: {attributes:?}"
+    );
+    let deny_unknown = attributes.iter().any(|a| a.contains("deny_unknown_fields"));
+    let mut fields = Vec::new();
+    let mut pending: Vec<&str> = Vec::new();
+    for line in balanced(text, at + needle.len() - 1).lines().map(str::trim) {
+        if line.is_empty() || line.starts_with("//") {
+            continue;
+        }
+        if line.starts_with("#[") {
+            pending.push(line);
+            continue;
+        }
+        let line = line.strip_prefix("pub ").unwrap_or(line);
+        let (field, ty) = line.split_once(':').unwrap_or_else(|| panic!("{name}: cannot read `{line}`"));
+        assert!(
+            !pending.iter().any(|a| a.contains("rename") || a.contains("flatten") || a.contains("skip")),
+            "teach tests/openapi.rs the serde attributes of {name}.{field}: {pending:?}"
+        );
+        let optional = ty.trim().starts_with("Option<");
+        let defaulted = pending.iter().any(|a| a.contains("default"));
+        fields.push(Field {
+            name: field.trim().to_owned(),
+            required: !optional && !defaulted,
+            nullable: optional,
+        });
+        pending.clear();
+    }
+    (fields, deny_unknown)
+}
+
+/// The spec's response to `method path` answering `status` (resolved); fails if undocumented.
+fn documented_response<'a>(spec: &'a Json, method: &str, path: &str, status: u16) -> &'a Json {
+    let operation = &spec["paths"][path][method.to_ascii_lowercase()];
+    assert!(operation.is_object(), "the spec has no {method} {path}");
+    let response = &operation["responses"][status.to_string()];
+    assert!(!response.is_null(), "{method} {path} answered {status}, which the spec does not document");
+    resolve(spec, response)
+}
+
+/// Checks a JSON answer against the body the spec documents for it, and returns the body.
+async fn fits(spec: &Json, method: &str, path: &str, response: reqwest::Response) -> Json {
+    let status = response.status().as_u16();
+    assert!(response.headers().contains_key("x-request-id"), "{method} {path}: no x-request-id");
+    let schema = &documented_response(spec, method, path, status)["content"]["application/json"]["schema"];
+    assert!(!schema.is_null(), "{method} {path} {status}: the spec documents no JSON body");
+    let body: Json = response.json().await.expect("a JSON body");
+    let problems = check(spec, &body, schema, &format!("{method} {path} {status}"));
+    assert!(problems.is_empty(), "{method} {path} {status} does not fit the spec: {problems:#?}");
+    body
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sessions_keys_and_verify_answer_as_the_spec_documents() {
+    let app = TestApp::start(Backend::Sqlite).await.expect("SQLite is always available");
+    let spec = spec_json();
+    let connect = app.key("connect").await;
+    let writer = app.key("connections:write").await;
+
+    // A connect session, used once by a browser.
+    let response = app
+        .http
+        .post(app.url("/v1/connect/sessions"))
+        .bearer_auth(&connect)
+        .json(
+            &serde_json::json!({"end_user_id": "u7", "end_user_email": "u7@example.com", "expires_in": 600}),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 201);
+    let session = fits(&spec, "POST", "/v1/connect/sessions", response).await;
+    let session_token = session["token"].as_str().unwrap().to_owned();
+    app.fake.add_workspace("acme");
+    let hex_token = app.fake.add_personal_token("acme", "u7@example.com");
+    let body = serde_json::json!({"subdomain": "acme", "token": hex_token});
+    let response = app.connect(&session_token, body.clone()).await;
+    assert_eq!(response.status(), 201);
+    let connection = fits(&spec, "POST", "/v1/connect", response).await;
+    let id = connection["id"].as_str().unwrap().to_owned();
+    let again = fits(&spec, "POST", "/v1/connect", app.connect(&session_token, body).await).await;
+    assert_eq!(again["error"]["code"], "session_used");
+
+    let response = app
+        .http
+        .post(app.url(&format!("/v1/connections/{id}/verify")))
+        .bearer_auth(&writer)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    fits(&spec, "POST", "/v1/connections/{id}/verify", response).await;
+
+    // A read-only connection key: it reads through /api, may not write, and is refused on /v1.
+    let response = app
+        .http
+        .post(app.url(&format!("/v1/connections/{id}/keys")))
+        .bearer_auth(&writer)
+        .json(&serde_json::json!({"scopes": ["proxy:read"], "expires_in": 3600, "name": "reports"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 201);
+    let key = fits(&spec, "POST", "/v1/connections/{id}/keys", response).await;
+    let secret = key["key"].as_str().unwrap();
+    let read = app.http.get(app.url("/api/v1/projects")).bearer_auth(secret).send().await.unwrap();
+    assert_eq!(read.status(), 200);
+    assert_eq!(read.headers()["hexbroker-upstream"], "hex");
+    let write = app.http.post(app.url("/api/v1/projects")).bearer_auth(secret).send().await.unwrap();
+    assert_eq!(fits(&spec, "POST", "/api/{path}", write).await["error"]["code"], "read_only_key");
+    let on_v1 = app.http.get(app.url("/v1/connections")).bearer_auth(secret).send().await.unwrap();
+    assert_eq!(
+        fits(&spec, "GET", "/v1/connections", on_v1).await["error"]["code"],
+        "connection_key_not_allowed"
+    );
+    let api_key_on_api = app.http.get(app.url("/api/v1/projects")).bearer_auth(&writer).send().await.unwrap();
+    let refused = fits(&spec, "GET", "/api/{path}", api_key_on_api).await;
+    assert_eq!(refused["error"]["code"], "connection_key_required");
+
+    let revoke_path = format!("/v1/connections/{id}/keys/{}", key["id"].as_str().unwrap());
+    let revoked = app.http.delete(app.url(&revoke_path)).bearer_auth(&writer).send().await.unwrap();
+    assert_eq!(revoked.status(), 204);
+    documented_response(&spec, "DELETE", "/v1/connections/{id}/keys/{key_id}", 204);
+    let twice = app.http.delete(app.url(&revoke_path)).bearer_auth(&writer).send().await.unwrap();
+    assert_eq!(
+        fits(&spec, "DELETE", "/v1/connections/{id}/keys/{key_id}", twice).await["error"]["code"],
+        "not_found"
+    );
+}
+
+/// Every operation that needs no credential and has no path parameter, called plainly (with an
+/// `Origin` and, for OPTIONS, a CORS preflight's headers), with and without allowed origins: its
+/// status and media type are ones the spec documents.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn credential_free_operations_answer_as_the_spec_documents() {
+    let spec = spec_json();
+    let mut public = Vec::new();
+    for (path, item) in spec["paths"].as_object().unwrap() {
+        for (method, operation) in item.as_object().unwrap() {
+            if OPERATION_KEYS.contains(&method.as_str())
+                && operation["security"].as_array().is_some_and(Vec::is_empty)
+                && !path.contains('{')
+            {
+                public.push((method.to_ascii_uppercase(), path.clone()));
+            }
+        }
+    }
+    assert!(public.iter().any(|(m, _)| m == "OPTIONS"), "the CORS preflights need no credential");
+    for extra in [&[][..], &[("HEXBROKER_ALLOWED_ORIGINS", "https://app.example.com")][..]] {
+        let app = TestApp::start_with(Backend::Sqlite, extra).await.expect("SQLite is always available");
+        for (method, path) in &public {
+            let mut request = app
+                .http
+                .request(method.parse().unwrap(), app.url(path))
+                .header("origin", "https://app.example.com");
+            if method == "OPTIONS" {
+                request = request
+                    .header("access-control-request-method", "POST")
+                    .header("access-control-request-headers", "authorization,content-type");
+            }
+            let response = request.send().await.unwrap();
+            let status = response.status().as_u16();
+            let at = format!("{method} {path} → {status} (allowed origins: {extra:?})");
+            assert!(response.headers().contains_key("x-request-id"), "{at}: no x-request-id");
+            let documented = documented_response(&spec, method, path, status);
+            let media_type = response
+                .headers()
+                .get("content-type")
+                .map(|v| v.to_str().unwrap().split(';').next().unwrap().trim().to_owned());
+            let body = response.bytes().await.unwrap();
+            match (documented["content"].as_object(), media_type) {
+                (Some(content), Some(media_type)) => {
+                    assert!(content.contains_key(&media_type), "{at}: {media_type} is not documented")
+                }
+                (None, _) => assert!(body.is_empty(), "{at}: a body the spec does not document"),
+                (Some(_), None) => panic!("{at}: no content-type"),
+            }
+        }
+    }
+}
+
 /// Every error code the source constructs: the first string literal of each
 /// `ApiError::new(…)`, `::unprocessable(…)` or `::bad_request(…)` call.
 fn source_error_codes() -> BTreeSet<String> {

@@ -82,11 +82,14 @@ mod tests {
 
     const POLICY: RetryPolicy = RetryPolicy { max_retries: 2, budget: Duration::from_secs(5) };
 
+    /// Method, attempt, Retry-After, retries so far, time waited, expected wait in ms.
+    type Case = (Method, Attempt, Option<Duration>, u32, Duration, Option<u64>);
+
     #[test]
     fn each_rule_decides_a_retry() {
         let s = |code: u16| Attempt::Answered(StatusCode::from_u16(code).unwrap());
         let zero = Duration::ZERO;
-        let cases: [(Method, Attempt, Option<Duration>, u32, Duration, Option<u64>); 14] = [
+        let cases: [Case; 14] = [
             (Method::POST, Attempt::NotSent, None, 0, zero, Some(100)),
             (Method::GET, Attempt::NotSent, None, 1, zero, Some(200)),
             (Method::POST, s(429), None, 0, zero, Some(100)),
