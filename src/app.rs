@@ -14,7 +14,7 @@ use crate::crypto::{self, Hasher, Keyring, HASH_KEY_AAD, KEY_LEN};
 use crate::hex::HexClient;
 use crate::metrics::Metrics;
 use crate::proxy::{RetryPolicy, Upstream};
-use crate::store::{self, DynStore};
+use crate::store::{self, CachedStore, DynStore};
 
 /// Cheap handles to everything a request needs.
 #[derive(Clone, Debug)]
@@ -46,6 +46,7 @@ impl AppState {
     pub async fn new(config: Config) -> anyhow::Result<Self> {
         let keyring = resolve_keyring(&config)?;
         let store = store::open(&config.database_url, config.database_max_connections).await?;
+        let store: DynStore = CachedStore::wrap(store, config.cache_ttl, config.cache_capacity).await?;
         let hasher = load_hash_key(&store, &keyring).await?;
         let hex = HexClient::new(&config.hex_url, config.hex_timeout)?;
         let retry = RetryPolicy { max_retries: config.proxy_retries, budget: config.proxy_retry_budget };

@@ -36,6 +36,12 @@ pub struct Config {
     pub proxy_retries: u32,
     /// `HEXBROKER_PROXY_RETRY_BUDGET`: the most time one proxied call waits between attempts.
     pub proxy_retry_budget: Duration,
+    /// `HEXBROKER_CACHE_TTL`: the longest an API key or connection is served from memory without
+    /// a notification (default 30s on Postgres, which notifies every replica; 1s on SQLite, where a
+    /// second process such as the CLI cannot notify).
+    pub cache_ttl: Duration,
+    /// `HEXBROKER_CACHE_CAPACITY`: entries per cache; 0 turns caching off.
+    pub cache_capacity: usize,
     /// `HEXBROKER_DATABASE_MAX_CONNECTIONS`: the pool's size.
     pub database_max_connections: u32,
     /// `HEXBROKER_LOG_FORMAT`: `json`, `pretty`, or unset for "pretty on a terminal, else JSON".
@@ -149,8 +155,25 @@ impl Config {
             })?,
         };
 
+        let cache_capacity = match get("HEXBROKER_CACHE_CAPACITY") {
+            None => 100_000,
+            Some(v) => v.parse().ok().filter(|n| *n <= 10_000_000).ok_or_else(|| {
+                ConfigError::new(
+                    "HEXBROKER_CACHE_CAPACITY",
+                    format!("`{v}` is not a number from 0 to 10000000"),
+                )
+            })?,
+        };
+        let default_ttl = if database_url.starts_with("sqlite:") {
+            Duration::from_secs(1)
+        } else {
+            Duration::from_secs(30)
+        };
+
         Ok(Self {
             listen,
+            cache_ttl: duration(&get, "HEXBROKER_CACHE_TTL", default_ttl)?,
+            cache_capacity,
             proxy_retries,
             proxy_retry_budget: duration(&get, "HEXBROKER_PROXY_RETRY_BUDGET", Duration::from_secs(10))?,
             database_url,
@@ -290,6 +313,8 @@ mod tests {
             ("HEXBROKER_LOG_FORMAT", "xml"),
             ("HEXBROKER_DATABASE_MAX_CONNECTIONS", "0"),
             ("HEXBROKER_PROXY_RETRIES", "11"),
+            ("HEXBROKER_CACHE_TTL", "soon"),
+            ("HEXBROKER_CACHE_CAPACITY", "-1"),
             ("HEXBROKER_PROXY_RETRY_BUDGET", "forever"),
         ];
         for (var, value) in cases {

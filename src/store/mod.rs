@@ -4,6 +4,7 @@
 //! Both backends share one set of SQL statements (see `sql.rs`): sqlx binds `$1`-style parameters
 //! on SQLite too, and the column types map to the same Rust types on both.
 
+mod cached;
 mod postgres;
 mod sql;
 mod sqlite;
@@ -17,6 +18,7 @@ use uuid::Uuid;
 use crate::auth::Scopes;
 use crate::crypto::Sealed;
 
+pub use cached::CachedStore;
 pub use postgres::PgStore;
 pub use sqlite::{database_file as sqlite_database_file, SqliteStore};
 
@@ -31,7 +33,7 @@ pub type StoreResult<T> = std::result::Result<T, StoreError>;
 /// A shared handle to whichever backend is configured.
 pub type DynStore = Arc<dyn Store>;
 
-/// Opens the store named by `url` (postgres://… or sqlite:…) and applies its migrations.
+/// Opens the store named by `url` (postgres://… or sqlite:…) and applies its migrations; no cache.
 pub async fn open(url: &str, max_connections: u32) -> anyhow::Result<DynStore> {
     if url.starts_with("sqlite:") {
         Ok(Arc::new(SqliteStore::open(url, max_connections).await?))
@@ -118,6 +120,19 @@ pub trait Store: Send + Sync + 'static {
     /// How many connections there are in each status (`expired` derived from the expiry), across
     /// all tenants.
     async fn count_connections_by_status(&self) -> StoreResult<Vec<(String, i64)>>;
+
+    /// Tells other replicas that cached entries named by `message` are stale (Postgres NOTIFY);
+    /// nothing to do where there are no other replicas.
+    async fn publish_invalidation(&self, _message: &str) -> StoreResult<()> {
+        Ok(())
+    }
+    /// Messages other replicas published, as they arrive; a `None` says some may have been
+    /// missed (the listening connection was lost), so everything cached is suspect.
+    async fn subscribe_invalidations(
+        &self,
+    ) -> StoreResult<Option<tokio::sync::mpsc::Receiver<Option<String>>>> {
+        Ok(None)
+    }
 
     /// Stores a new connect session.
     async fn insert_session(&self, new: &NewSession) -> StoreResult<Session>;

@@ -35,4 +35,42 @@ impl PgStore {
     }
 }
 
-impl_store!(PgStore);
+/// The channel on which replicas tell each other which cached entries are stale.
+const INVALIDATION_CHANNEL: &str = "hexbroker_invalidate";
+
+impl_store!(PgStore, {
+    async fn publish_invalidation(&self, message: &str) -> crate::store::StoreResult<()> {
+        sqlx::query("select pg_notify($1, $2)")
+            .bind(INVALIDATION_CHANNEL)
+            .bind(message)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    async fn subscribe_invalidations(
+        &self,
+    ) -> crate::store::StoreResult<Option<tokio::sync::mpsc::Receiver<Option<String>>>> {
+        let mut listener = sqlx::postgres::PgListener::connect_with(&self.pool).await?;
+        listener.listen(INVALIDATION_CHANNEL).await?;
+        let (tx, rx) = tokio::sync::mpsc::channel(1024);
+        tokio::spawn(async move {
+            loop {
+                let message = match listener.try_recv().await {
+                    Ok(Some(notification)) => Some(notification.payload().to_owned()),
+                    // The connection dropped and sqlx reconnected: notifications may be lost.
+                    Ok(None) => None,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "lost the invalidation listener; retrying");
+                        tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+                        None
+                    }
+                };
+                if tx.send(message).await.is_err() {
+                    break;
+                }
+            }
+        });
+        Ok(Some(rx))
+    }
+});

@@ -74,7 +74,7 @@ pub(super) struct ConnectionWithToken {
 }
 
 macro_rules! impl_store {
-    ($store:ty) => {
+    ($store:ty $(, { $($extra:tt)* })?) => {
         #[async_trait::async_trait]
         impl $crate::store::Store for $store {
             async fn ping(&self) -> $crate::store::StoreResult<()> {
@@ -470,6 +470,8 @@ macro_rules! impl_store {
                     .await?;
                 Ok(done.rows_affected() == 1)
             }
+
+            $($($extra)*)?
         }
     };
 }
