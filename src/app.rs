@@ -13,7 +13,7 @@ use crate::config::Config;
 use crate::crypto::{self, Hasher, Keyring, HASH_KEY_AAD, KEY_LEN};
 use crate::hex::HexClient;
 use crate::metrics::Metrics;
-use crate::proxy::{RetryPolicy, Upstream};
+use crate::proxy::{RateLimiter, RetryPolicy, Upstream};
 use crate::store::{self, CachedStore, DynStore};
 
 /// Cheap handles to everything a request needs.
@@ -29,6 +29,8 @@ pub struct AppState {
     pub hex: HexClient,
     /// The proxy's pooled client.
     pub upstream: Upstream,
+    /// The per-connection outbound rate limit's state.
+    pub limiter: Arc<RateLimiter>,
     /// The process's metrics.
     pub metrics: Metrics,
     /// The configuration it was built from.
@@ -60,6 +62,7 @@ impl AppState {
             hex,
             upstream,
             metrics,
+            limiter: Arc::default(),
             config: Arc::new(config),
         })
     }

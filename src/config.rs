@@ -36,6 +36,9 @@ pub struct Config {
     pub proxy_retries: u32,
     /// `HEXBROKER_PROXY_RETRY_BUDGET`: the most time one proxied call waits between attempts.
     pub proxy_retry_budget: Duration,
+    /// `HEXBROKER_PROXY_RATE_LIMIT`: calls a minute each connection may send to Hex, unless the
+    /// connection sets its own; `None` (the default) for no limit.
+    pub proxy_rate_limit: Option<u32>,
     /// `HEXBROKER_CACHE_TTL`: the longest an API key or connection is served from memory without
     /// a notification (default 30s on Postgres, which notifies every replica; 1s on SQLite, where a
     /// second process such as the CLI cannot notify).
@@ -170,8 +173,19 @@ impl Config {
             Duration::from_secs(30)
         };
 
+        let proxy_rate_limit = match get("HEXBROKER_PROXY_RATE_LIMIT").as_deref() {
+            None | Some("off") => None,
+            Some(v) => Some(v.parse().ok().filter(|n| (1..=100_000).contains(n)).ok_or_else(|| {
+                ConfigError::new(
+                    "HEXBROKER_PROXY_RATE_LIMIT",
+                    format!("`{v}` is not off or calls a minute from 1 to 100000"),
+                )
+            })?),
+        };
+
         Ok(Self {
             listen,
+            proxy_rate_limit,
             cache_ttl: duration(&get, "HEXBROKER_CACHE_TTL", default_ttl)?,
             cache_capacity,
             proxy_retries,
@@ -314,6 +328,7 @@ mod tests {
             ("HEXBROKER_DATABASE_MAX_CONNECTIONS", "0"),
             ("HEXBROKER_PROXY_RETRIES", "11"),
             ("HEXBROKER_CACHE_TTL", "soon"),
+            ("HEXBROKER_PROXY_RATE_LIMIT", "0"),
             ("HEXBROKER_CACHE_CAPACITY", "-1"),
             ("HEXBROKER_PROXY_RETRY_BUDGET", "forever"),
         ];

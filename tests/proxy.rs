@@ -389,3 +389,85 @@ mod retries {
         assert!(started.elapsed() < Duration::from_secs(3));
     }
 }
+
+mod outbound_limit {
+    use super::common::{error_code, Backend, TestApp};
+    use serde_json::{json, Value};
+    use std::time::{Duration, Instant};
+
+    #[tokio::test]
+    async fn over_the_limit_hexbroker_answers_429_itself() {
+        let app = TestApp::start_with(
+            Backend::Sqlite,
+            &[("HEXBROKER_PROXY_RATE_LIMIT", "3"), ("HEXBROKER_PROXY_RETRY_BUDGET", "1s")],
+        )
+        .await
+        .unwrap();
+        let (id, _) = app.connected(&app.key("connect").await).await;
+        let key = app.key("proxy,connections:write").await;
+        app.fake.clear_requests();
+        let get = || {
+            app.http
+                .get(app.url("/v1/proxy/v1/projects"))
+                .bearer_auth(&key)
+                .header("connection-id", &id)
+                .send()
+        };
+        for _ in 0..3 {
+            assert_eq!(get().await.unwrap().status(), 200);
+        }
+        let over = get().await.unwrap();
+        assert!(over.headers().get("hexbroker-upstream").is_none(), "hexbroker's own answer");
+        let retry_after: u64 = over.headers()["retry-after"].to_str().unwrap().parse().unwrap();
+        assert!((1..=20).contains(&retry_after), "{retry_after}");
+        assert_eq!(error_code(over).await, (429, "connection_rate_limited".into()));
+        assert_eq!(app.fake.requests().len(), 3, "the refused call never reached Hex");
+
+        // A connection's own limit overrides the default: 600 a minute is a slot every 100 ms,
+        // so a call over its burst waits within the budget instead of being refused.
+        let patched: Value = app
+            .http
+            .patch(app.url(&format!("/v1/connections/{id}")))
+            .bearer_auth(&key)
+            .json(&json!({"rate_limit_per_minute": 600}))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        assert_eq!(patched["rate_limit_per_minute"], 600);
+        let started = Instant::now();
+        for _ in 0..3 {
+            assert_eq!(get().await.unwrap().status(), 200);
+        }
+        assert!(started.elapsed() < Duration::from_secs(1));
+        let bad = app
+            .http
+            .patch(app.url(&format!("/v1/connections/{id}")))
+            .bearer_auth(&key)
+            .json(&json!({"rate_limit_per_minute": 0}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(error_code(bad).await, (422, "invalid_request".into()));
+    }
+
+    #[tokio::test]
+    async fn without_a_limit_nothing_is_held_back() {
+        let app = TestApp::start(Backend::Sqlite).await.unwrap();
+        let (id, _) = app.connected(&app.key("connect").await).await;
+        let key = app.key("proxy").await;
+        for _ in 0..20 {
+            let r = app
+                .http
+                .get(app.url("/v1/proxy/v1/projects"))
+                .bearer_auth(&key)
+                .header("connection-id", &id)
+                .send()
+                .await
+                .unwrap();
+            assert_ne!(r.status(), 429);
+        }
+    }
+}

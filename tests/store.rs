@@ -5,7 +5,9 @@ mod common;
 use common::{Backend, TestDb};
 use hexbroker::auth::{Scope, Scopes};
 use hexbroker::crypto::{Keyring, Sealed};
-use hexbroker::store::{self, ConnectionFilter, DynStore, HexIdentity, Inserted, NewApiKey, NewConnection};
+use hexbroker::store::{
+    self, ConnectionChange, ConnectionFilter, DynStore, HexIdentity, Inserted, NewApiKey, NewConnection,
+};
 use secrecy::SecretString;
 use serde_json::json;
 use uuid::Uuid;
@@ -163,16 +165,53 @@ async fn connections_are_verified_updated_and_deleted(backend: Backend) {
     assert!(verified.token_expires_at.is_none());
     assert!(store.mark_verified("t2", new.id, &identity).await.unwrap().is_none());
 
-    let relabelled = store.update_connection("t1", new.id, Some(Some("new")), None).await.unwrap().unwrap();
+    let relabelled = store
+        .update_connection(
+            "t1",
+            new.id,
+            &ConnectionChange { label: Some(Some("new".into())), ..Default::default() },
+        )
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(relabelled.label.as_deref(), Some("new"));
     assert_eq!(relabelled.metadata, json!({"k": "v"}));
-    let remeta =
-        store.update_connection("t1", new.id, None, Some(&json!({"x": [1, 2]}))).await.unwrap().unwrap();
+    let remeta = store
+        .update_connection(
+            "t1",
+            new.id,
+            &ConnectionChange {
+                metadata: Some(json!({"x": [1, 2]})),
+                rate_limit_per_minute: Some(Some(7)),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(remeta.label.as_deref(), Some("new"));
     assert_eq!(remeta.metadata, json!({"x": [1, 2]}));
-    let cleared = store.update_connection("t1", new.id, Some(None), None).await.unwrap().unwrap();
+    assert_eq!(remeta.rate_limit_per_minute, Some(7));
+    let cleared = store
+        .update_connection(
+            "t1",
+            new.id,
+            &ConnectionChange { label: Some(None), rate_limit_per_minute: Some(None), ..Default::default() },
+        )
+        .await
+        .unwrap()
+        .unwrap();
     assert!(cleared.label.is_none());
-    assert!(store.update_connection("t2", new.id, Some(Some("x")), None).await.unwrap().is_none());
+    assert!(cleared.rate_limit_per_minute.is_none());
+    assert!(store
+        .update_connection(
+            "t2",
+            new.id,
+            &ConnectionChange { label: Some(Some("x".into())), ..Default::default() }
+        )
+        .await
+        .unwrap()
+        .is_none());
 
     assert!(!store.delete_connection("t2", new.id).await.unwrap());
     assert!(store.delete_connection("t1", new.id).await.unwrap());

@@ -2,6 +2,7 @@
 //! streamed both ways, hop-by-hop headers dropped, and the caller's credentials replaced by the
 //! connection's Hex token.
 
+mod limit;
 mod retry;
 
 use std::time::{Duration, Instant, SystemTime};
@@ -19,6 +20,7 @@ use secrecy::{ExposeSecret, SecretString};
 
 use crate::error::ApiError;
 use crate::metrics::{method_label, Metrics};
+pub use limit::RateLimiter;
 use retry::retry_after;
 pub use retry::{Attempt, RetryPolicy};
 

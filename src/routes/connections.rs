@@ -11,7 +11,7 @@ use crate::app::AppState;
 use crate::auth::{Caller, Scope};
 use crate::error::{ApiError, Json, Path, Result};
 use crate::hex::Subdomain;
-use crate::store::{self, Connection, ConnectionFilter};
+use crate::store::{self, Connection, ConnectionChange, ConnectionFilter};
 
 const DEFAULT_PAGE: u32 = 50;
 const MAX_PAGE: u32 = 200;
@@ -125,6 +125,8 @@ pub struct UpdateBody {
     #[serde(default, deserialize_with = "present")]
     label: Option<Option<String>>,
     metadata: Option<serde_json::Value>,
+    #[serde(default, deserialize_with = "present")]
+    rate_limit_per_minute: Option<Option<u32>>,
 }
 
 /// Tells a field sent as `null` (`Some(None)`) from one left out (`None`).
@@ -149,10 +151,22 @@ pub async fn update(
     if let Some(metadata) = &body.metadata {
         check_metadata(metadata)?;
     }
-    let label = body.label.as_ref().map(Option::as_deref);
+    if let Some(Some(n)) = body.rate_limit_per_minute {
+        if !(1..=100_000).contains(&n) {
+            return Err(ApiError::unprocessable(
+                "invalid_request",
+                "rate_limit_per_minute is from 1 to 100000, or null for the deployment's default.",
+            ));
+        }
+    }
+    let change = ConnectionChange {
+        label: body.label,
+        metadata: body.metadata,
+        rate_limit_per_minute: body.rate_limit_per_minute,
+    };
     let connection = state
         .store
-        .update_connection(&caller.tenant, id, label, body.metadata.as_ref())
+        .update_connection(&caller.tenant, id, &change)
         .await?
         .ok_or_else(|| ApiError::not_found("connection"))?;
     Ok(Json(ConnectionView::new(&state, connection)))

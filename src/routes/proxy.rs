@@ -5,6 +5,8 @@
 use axum::body::Body;
 use axum::extract::{Request, State};
 use axum::http::{Method, Response, StatusCode};
+use std::time::Instant;
+
 use uuid::Uuid;
 
 use super::connections::connection_id;
@@ -110,6 +112,13 @@ async fn forward(
             ))
         }
     }
+    let limit = connection
+        .rate_limit_per_minute
+        .and_then(|n| u32::try_from(n).ok())
+        .or(state.config.proxy_rate_limit);
+    if let Some(per_minute) = limit {
+        hold_for_slot(state, id, per_minute).await?;
+    }
     let token = state.keyring.open_token(id, &sealed).map_err(ApiError::internal)?;
 
     let origin = state.hex.origin(&Subdomain::from_stored(connection.subdomain));
@@ -132,4 +141,27 @@ async fn forward(
             .await?;
     }
     Ok(response)
+}
+
+/// Takes a slot under the connection's outbound limit, waiting for one within the retry budget;
+/// past the budget, hexbroker answers 429 itself and Hex never sees the call.
+async fn hold_for_slot(state: &AppState, id: Uuid, per_minute: u32) -> Result<()> {
+    let deadline = Instant::now() + state.config.proxy_retry_budget;
+    loop {
+        let now = Instant::now();
+        match state.limiter.acquire(id, per_minute, now) {
+            Ok(()) => return Ok(()),
+            Err(wait) if now + wait <= deadline => tokio::time::sleep(wait).await,
+            Err(wait) => {
+                return Err(ApiError::new(
+                    StatusCode::TOO_MANY_REQUESTS,
+                    "connection_rate_limited",
+                    format!(
+                        "This connection may send {per_minute} calls a minute to Hex; try again shortly."
+                    ),
+                )
+                .with_retry_after(Some(wait.as_secs_f64().ceil() as u64)))
+            }
+        }
+    }
 }

@@ -15,8 +15,8 @@ use std::time::{Duration, Instant};
 use uuid::Uuid;
 
 use super::{
-    ApiKey, Connection, ConnectionFilter, DynStore, HexIdentity, Inserted, NewApiKey, NewConnection,
-    NewSession, Session, SessionOutcome, SessionWrite, Store, StoreResult,
+    ApiKey, Connection, ConnectionChange, ConnectionFilter, DynStore, HexIdentity, Inserted, NewApiKey,
+    NewConnection, NewSession, Session, SessionOutcome, SessionWrite, Store, StoreResult,
 };
 use crate::crypto::Sealed;
 
@@ -245,10 +245,9 @@ impl Store for CachedStore {
         &self,
         tenant: &str,
         id: Uuid,
-        label: Option<Option<&str>>,
-        metadata: Option<&serde_json::Value>,
+        change: &ConnectionChange,
     ) -> StoreResult<Option<Connection>> {
-        let done = self.inner.update_connection(tenant, id, label, metadata).await?;
+        let done = self.inner.update_connection(tenant, id, change).await?;
         self.invalidate(connection_message(id)).await?;
         Ok(done)
     }

@@ -106,13 +106,12 @@ pub trait Store: Send + Sync + 'static {
     ) -> StoreResult<Option<Connection>>;
     /// Records that Hex no longer accepts the token, and why.
     async fn mark_invalid(&self, tenant: &str, id: Uuid, reason: &str) -> StoreResult<Option<Connection>>;
-    /// Changes label and metadata; `None` leaves a field as it is, `Some(None)` clears the label.
+    /// Changes what a caller may change of a connection.
     async fn update_connection(
         &self,
         tenant: &str,
         id: Uuid,
-        label: Option<Option<&str>>,
-        metadata: Option<&serde_json::Value>,
+        change: &ConnectionChange,
     ) -> StoreResult<Option<Connection>>;
     /// Deletes a connection and its token for good; false when there was none.
     async fn delete_connection(&self, tenant: &str, id: Uuid) -> StoreResult<bool>;
@@ -258,6 +257,19 @@ pub struct Connection {
     pub created_at: DateTime<Utc>,
     /// When it last changed.
     pub updated_at: DateTime<Utc>,
+    /// Calls a minute this connection may send to Hex; `None` means the deployment's default.
+    pub rate_limit_per_minute: Option<i32>,
+}
+
+/// A change to a connection: `None` leaves a field as it is; `Some(None)` clears it.
+#[derive(Debug, Clone, Default)]
+pub struct ConnectionChange {
+    /// A new label, or none.
+    pub label: Option<Option<String>>,
+    /// New metadata.
+    pub metadata: Option<serde_json::Value>,
+    /// A new per-connection limit, or back to the default.
+    pub rate_limit_per_minute: Option<Option<u32>>,
 }
 
 impl Connection {

@@ -7,7 +7,7 @@ macro_rules! connection_columns {
     () => {
         "id, tenant, end_user_id, end_user_email, label, metadata, subdomain, token_type, token_hint, \
          hex_org_id, hex_user_email, token_expires_at, status, status_reason, last_verified_at, \
-         created_at, updated_at"
+         created_at, updated_at, rate_limit_per_minute"
     };
 }
 
@@ -309,23 +309,25 @@ macro_rules! impl_store {
                 &self,
                 tenant: &str,
                 id: uuid::Uuid,
-                label: Option<Option<&str>>,
-                metadata: Option<&serde_json::Value>,
+                change: &$crate::store::ConnectionChange,
             ) -> $crate::store::StoreResult<Option<$crate::store::Connection>> {
                 Ok(sqlx::query_as(concat!(
                     "update connection set \
                      label = case when $3 then $4 else label end, \
                      metadata = case when $5 then $6 else metadata end, \
-                     updated_at = $7 \
+                     rate_limit_per_minute = case when $7 then $8 else rate_limit_per_minute end, \
+                     updated_at = $9 \
                      where tenant = $1 and id = $2 returning ",
                     connection_columns!()
                 ))
                 .bind(tenant)
                 .bind(id)
-                .bind(label.is_some())
-                .bind(label.flatten())
-                .bind(metadata.is_some())
-                .bind(sqlx::types::Json(metadata.unwrap_or(&serde_json::Value::Null)))
+                .bind(change.label.is_some())
+                .bind(change.label.clone().flatten())
+                .bind(change.metadata.is_some())
+                .bind(sqlx::types::Json(change.metadata.as_ref().unwrap_or(&serde_json::Value::Null)))
+                .bind(change.rate_limit_per_minute.is_some())
+                .bind(change.rate_limit_per_minute.flatten().map(|n| n as i32))
                 .bind($crate::store::now())
                 .fetch_optional(&self.pool)
                 .await?)
