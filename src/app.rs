@@ -13,7 +13,7 @@ use crate::config::Config;
 use crate::crypto::{self, Hasher, Keyring, HASH_KEY_AAD, KEY_LEN};
 use crate::hex::HexClient;
 use crate::metrics::Metrics;
-use crate::proxy::{RateLimiter, RetryPolicy, Upstream};
+use crate::proxy::{RateLimiter, RetryPolicy, Timeouts, Upstream};
 use crate::store::{self, CachedStore, DynStore};
 
 /// Cheap handles to everything a request needs.
@@ -53,8 +53,12 @@ impl AppState {
         let hex = HexClient::new(&config.hex_url, config.hex_timeout)?;
         let retry = RetryPolicy { max_retries: config.proxy_retries, budget: config.proxy_retry_budget };
         let metrics = Metrics::new();
-        let upstream =
-            Upstream::new(config.proxy_connect_timeout, config.proxy_timeout, retry, metrics.clone());
+        let timeouts = Timeouts {
+            connect: config.proxy_connect_timeout,
+            head: config.proxy_timeout,
+            exchange: config.proxy_exchange_timeout,
+        };
+        let upstream = Upstream::new(timeouts, retry, metrics.clone());
         Ok(Self {
             store,
             keyring: Arc::new(keyring),

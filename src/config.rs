@@ -32,6 +32,8 @@ pub struct Config {
     pub proxy_connect_timeout: Duration,
     /// `HEXBROKER_PROXY_TIMEOUT`: the time allowed for Hex to start answering a proxied call.
     pub proxy_timeout: Duration,
+    /// `HEXBROKER_PROXY_EXCHANGE_TIMEOUT`: the whole proxied exchange, bodies included.
+    pub proxy_exchange_timeout: Duration,
     /// `HEXBROKER_PROXY_RETRIES`: retries of a proxied call after the first attempt (§7's rules).
     pub proxy_retries: u32,
     /// `HEXBROKER_PROXY_RETRY_BUDGET`: the most time one proxied call waits between attempts.
@@ -198,6 +200,11 @@ impl Config {
             hex_timeout: duration(&get, "HEXBROKER_HEX_TIMEOUT", Duration::from_secs(10))?,
             proxy_connect_timeout: duration(&get, "HEXBROKER_PROXY_CONNECT_TIMEOUT", Duration::from_secs(5))?,
             proxy_timeout: duration(&get, "HEXBROKER_PROXY_TIMEOUT", Duration::from_secs(60))?,
+            proxy_exchange_timeout: duration(
+                &get,
+                "HEXBROKER_PROXY_EXCHANGE_TIMEOUT",
+                Duration::from_secs(300),
+            )?,
             database_max_connections,
             log_format,
         })

@@ -355,6 +355,46 @@ mod retries {
     }
 
     #[tokio::test]
+    async fn a_hex_that_trickles_its_body_is_cut_off_at_the_exchange_timeout() {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let trickler = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = trickler.local_addr().unwrap();
+        tokio::spawn(async move {
+            let mut held = Vec::new();
+            while let Ok((mut socket, _)) = trickler.accept().await {
+                let mut buf = [0u8; 4096];
+                let _ = socket.read(&mut buf).await;
+                let head = "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: 1000\r\n\r\n{\"values\":";
+                let _ = socket.write_all(head.as_bytes()).await;
+                held.push(socket);
+            }
+        });
+        let (app, id, key) = app_with_connection(&[]).await;
+        let mut env = app.env.clone();
+        env.insert("HEXBROKER_HEX_URL".into(), format!("http://{addr}/{{subdomain}}"));
+        env.insert("HEXBROKER_PROXY_EXCHANGE_TIMEOUT".into(), "500ms".into());
+        let state =
+            hexbroker::AppState::new(hexbroker::Config::from_lookup(|k| env.get(k).cloned()).unwrap())
+                .await
+                .unwrap();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let base = format!("http://{}", listener.local_addr().unwrap());
+        tokio::spawn(hexbroker::serve(listener, hexbroker::router(state), std::future::pending()));
+        let started = Instant::now();
+        let response = app
+            .http
+            .get(format!("{base}/v1/proxy/v1/projects"))
+            .bearer_auth(&key)
+            .header("connection-id", &id)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 200, "the head came in time");
+        assert!(response.bytes().await.is_err(), "the body was cut off, not waited for");
+        assert!(started.elapsed() < Duration::from_secs(3), "{:?}", started.elapsed());
+    }
+
+    #[tokio::test]
     async fn a_slow_hex_times_out_without_tying_up_the_broker() {
         let silent = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = silent.local_addr().unwrap();

@@ -102,15 +102,27 @@ const MAX_REPLAY_BODY: u64 = 64 * 1024;
 pub struct Upstream {
     client: Client<HttpsConnector<HttpConnector>, Body>,
     timeout: Duration,
+    exchange_timeout: Duration,
     retry: RetryPolicy,
     metrics: Metrics,
 }
 
+/// The proxy's time limits.
+#[derive(Debug, Clone, Copy)]
+pub struct Timeouts {
+    /// To open a connection to Hex.
+    pub connect: Duration,
+    /// For Hex to start answering.
+    pub head: Duration,
+    /// For the whole exchange, bodies included.
+    pub exchange: Duration,
+}
+
 impl Upstream {
-    /// A client with the given connect timeout, time-to-first-byte timeout and retry policy.
-    pub fn new(connect_timeout: Duration, timeout: Duration, retry: RetryPolicy, metrics: Metrics) -> Self {
+    /// A client with the given time limits and retry policy.
+    pub fn new(timeouts: Timeouts, retry: RetryPolicy, metrics: Metrics) -> Self {
         let mut http = HttpConnector::new();
-        http.set_connect_timeout(Some(connect_timeout));
+        http.set_connect_timeout(Some(timeouts.connect));
         http.set_nodelay(true);
         http.enforce_http(false);
         let https = hyper_rustls::HttpsConnectorBuilder::new()
@@ -122,7 +134,7 @@ impl Upstream {
             .pool_idle_timeout(Duration::from_secs(90))
             .pool_max_idle_per_host(256)
             .build(https);
-        Self { client, timeout, retry, metrics }
+        Self { client, timeout: timeouts.head, exchange_timeout: timeouts.exchange, retry, metrics }
     }
 
     /// Sends `request` to `url` with `token` as its bearer and relays Hex's answer, streaming,
@@ -156,6 +168,7 @@ impl Upstream {
             }
         };
 
+        let deadline = tokio::time::Instant::now() + self.exchange_timeout;
         let (mut retries, mut waited) = (0, Duration::ZERO);
         loop {
             let body = match (&replay, streamed.take()) {
@@ -209,7 +222,7 @@ impl Upstream {
                     retries += 1;
                     waited += wait;
                 }
-                None => return relay(outcome.map_err(|_| ProxyError::Timeout(self.timeout))?),
+                None => return relay(outcome.map_err(|_| ProxyError::Timeout(self.timeout))?, deadline),
             }
         }
     }
@@ -218,6 +231,7 @@ impl Upstream {
 /// Hex's answer as the caller gets it: hop-by-hop headers and cookies dropped, marked as Hex's.
 fn relay(
     outcome: Result<Response<hyper::body::Incoming>, hyper_util::client::legacy::Error>,
+    deadline: tokio::time::Instant,
 ) -> Result<Response<Body>, ProxyError> {
     let (mut parts, body) = outcome.map_err(ProxyError::Unreachable)?.into_parts();
     strip_hop_by_hop(&mut parts.headers);
@@ -225,7 +239,26 @@ fn relay(
     // hexbroker's own request id names the exchange; Hex's (if any) would hide it.
     parts.headers.remove("x-request-id");
     parts.headers.insert(HeaderName::from_static(UPSTREAM_HEADER), HeaderValue::from_static("hex"));
-    Ok(Response::from_parts(parts, Body::new(body)))
+    Ok(Response::from_parts(parts, within(body, deadline)))
+}
+
+/// Streams Hex's body on, cutting it off at `deadline`: a Hex that trickles bytes cannot hold a
+/// connection of the broker's for longer than the exchange timeout.
+fn within(body: hyper::body::Incoming, deadline: tokio::time::Instant) -> Body {
+    type BoxError = Box<dyn std::error::Error + Send + Sync>;
+    let frames = futures_util::stream::unfold(Some(body), move |body| async move {
+        let mut body = body?;
+        match tokio::time::timeout_at(deadline, body.frame()).await {
+            Ok(Some(Ok(frame))) => Some((Ok(frame), Some(body))),
+            Ok(Some(Err(e))) => Some((Err(BoxError::from(e)), None)),
+            Ok(None) => None,
+            Err(_) => {
+                tracing::warn!("Hex did not finish its body within the exchange timeout; cut off");
+                Some((Err(BoxError::from("Hex did not finish the body in time")), None))
+            }
+        }
+    });
+    Body::new(http_body_util::StreamBody::new(frames))
 }
 
 /// Removes the hop-by-hop headers, including any that `Connection` names.
