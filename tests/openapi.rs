@@ -106,6 +106,11 @@ fn calls<'a>(text: &'a str, needle: &'a str) -> impl Iterator<Item = usize> + 'a
 /// fails the test, as does a `.route(` call outside the functions it reads.
 fn router_operations() -> Operations {
     let source = std::fs::read_to_string(root().join("src/routes/mod.rs")).expect("read src/routes/mod.rs");
+    read_router(&source)
+}
+
+/// [`router_operations`] of the text of `src/routes/mod.rs`.
+fn read_router(source: &str) -> Operations {
     for unsupported in [".nest(", ".nest_service(", ".route_service(", ".on("] {
         assert!(
             !source.contains(unsupported),
@@ -120,12 +125,12 @@ fn router_operations() -> Operations {
         if !read.insert(function.clone()) {
             continue;
         }
-        let body = function_body(&source, &function).unwrap_or_else(|| {
+        let body = function_body(source, &function).unwrap_or_else(|| {
             panic!("src/routes/mod.rs has no `fn {function}(` for tests/openapi.rs to read")
         });
         for at in body.match_indices(".merge(").map(|(i, _)| i) {
             let merged = balanced(body, at + ".merge".len()).trim();
-            let callee = local_call(merged).filter(|f| function_body(&source, f).is_some());
+            let callee = local_call(merged).filter(|f| function_body(source, f).is_some());
             let callee = callee.unwrap_or_else(|| {
                 panic!(
                     "src/routes/mod.rs merges `{merged}`: tests/openapi.rs reads only merges of a router \
@@ -217,6 +222,41 @@ fn the_spec_and_the_router_name_the_same_routes() {
         show(&only_spec),
         show(&only_router),
     );
+}
+
+#[test]
+fn the_router_reader_refuses_what_it_cannot_see() {
+    let read = |source: &str| std::panic::catch_unwind(|| read_router(source));
+    let helper = r#"
+        fn browser(state: &AppState) -> Router<AppState> {
+            // A comment with a "quote" and a { brace.
+            Router::new().route("/v1/connect", post(connect::connect).options(preflight))
+        }
+        pub fn router(state: AppState) -> Router {
+            Router::new().route("/healthz", get(health::healthz)).merge(browser(&state)).ROUTES
+        }
+    "#;
+    let served = read(&helper.replace("ROUTES", r#"route("/api/{*path}", any(proxy::drop_in))"#))
+        .expect("a merge of a router built in the same file is read");
+    let expected: Operations = [("GET", "/healthz"), ("POST", "/v1/connect"), ("OPTIONS", "/v1/connect")]
+        .into_iter()
+        .chain(ANY_METHODS.iter().map(|m| (*m, "/api/{path}")))
+        .map(|(m, p)| (m.to_owned(), p.to_owned()))
+        .collect();
+    assert_eq!(served, expected);
+    for unreadable in [
+        r#"merge(proxy::routes())"#,
+        r#"merge(Router::new().route("/x", get(x)))"#,
+        r#"merge(elsewhere(&state))"#,
+        r#"nest("/v2", browser(&state))"#,
+        r#"route_service("/x", service)"#,
+        r#"route("/x", get(x).connect(y))"#,
+        r#"route("/x", on(MethodFilter::GET, x))"#,
+    ] {
+        assert!(read(&helper.replace("ROUTES", unreadable)).is_err(), "read `{unreadable}`");
+    }
+    let unmerged = format!("fn other() -> Router {{ Router::new().route(\"/x\", get(x)) }}\n{helper}");
+    assert!(read(&unmerged.replace("ROUTES", "fallback(f)")).is_err(), "read a router that is not merged");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -54,6 +54,7 @@ pub async fn proxy(
     caller: Caller,
     request: Request,
 ) -> Result<Response<Body>> {
+    check_method(request.method())?;
     caller.require(scope_for(request.method()))?;
     let id = request.headers().get(CONNECTION_ID_HEADER).and_then(|v| v.to_str().ok()).ok_or_else(|| {
         ApiError::bad_request("missing_connection_id", "Name the connection in the Connection-Id header.")

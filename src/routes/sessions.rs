@@ -44,10 +44,10 @@ pub async fn create(
 ) -> Result<(StatusCode, Json<CreatedSession>)> {
     caller.require(Scope::Connect)?;
     let end_user_id = body.end_user_id.trim();
-    if !(1..=256).contains(&end_user_id.len()) {
+    if !(1..=256).contains(&end_user_id.chars().count()) {
         return Err(ApiError::unprocessable("invalid_request", "end_user_id is 1 to 256 characters."));
     }
-    if body.end_user_email.as_ref().is_some_and(|e| e.len() > 320) {
+    if body.end_user_email.as_ref().is_some_and(|e| e.chars().count() > 320) {
         return Err(ApiError::unprocessable("invalid_request", "end_user_email is at most 320 characters."));
     }
     let expires_in = body.expires_in.unwrap_or(DEFAULT_EXPIRES_IN);
