@@ -30,6 +30,8 @@ enum Command {
         #[command(subcommand)]
         command: KeysCommand,
     },
+    /// Re-seal every stored token under the active encryption key (safe to interrupt and rerun).
+    Reencrypt,
     /// Manage encryption keys.
     EncryptionKey {
         #[command(subcommand)]
@@ -113,6 +115,9 @@ async fn run(command: Command, config: Config) -> anyhow::Result<ExitCode> {
             eprintln!("migrations applied");
         }
         Command::Keys { command } => keys(command, AppState::new(config).await?).await?,
+        Command::Reencrypt => {
+            crate::reencrypt::run(&AppState::new(config).await?).await?;
+        }
         Command::EncryptionKey { .. } => unreachable!("handled before configuration is read"),
     }
     Ok(ExitCode::SUCCESS)

@@ -15,6 +15,7 @@ pub mod error;
 pub mod hex;
 pub mod metrics;
 pub mod proxy;
+pub mod reencrypt;
 pub mod routes;
 pub mod store;
 pub mod telemetry;

@@ -152,6 +152,25 @@ impl Store for CachedStore {
     async fn insert_sealed_secret_if_absent(&self, name: &str, sealed: &Sealed) -> StoreResult<()> {
         self.inner.insert_sealed_secret_if_absent(name, sealed).await
     }
+    async fn reseal_secret(&self, name: &str, old: &Sealed, new: &Sealed) -> StoreResult<bool> {
+        self.inner.reseal_secret(name, old, new).await
+    }
+    async fn tokens_not_sealed_by(
+        &self,
+        key_id: &str,
+        after: Option<Uuid>,
+        limit: u32,
+    ) -> StoreResult<Vec<(Uuid, Sealed)>> {
+        self.inner.tokens_not_sealed_by(key_id, after, limit).await
+    }
+    async fn count_tokens_not_sealed_by(&self, key_id: &str) -> StoreResult<i64> {
+        self.inner.count_tokens_not_sealed_by(key_id).await
+    }
+    async fn reseal_token(&self, id: Uuid, old: &Sealed, new: &Sealed) -> StoreResult<bool> {
+        let done = self.inner.reseal_token(id, old, new).await?;
+        self.invalidate(connection_message(id)).await?;
+        Ok(done)
+    }
     async fn insert_api_key(&self, key: &NewApiKey) -> StoreResult<ApiKey> {
         self.inner.insert_api_key(key).await
     }

@@ -59,6 +59,21 @@ pub trait Store: Send + Sync + 'static {
     /// Stores a named sealed secret unless one is there already (first writer wins).
     async fn insert_sealed_secret_if_absent(&self, name: &str, sealed: &Sealed) -> StoreResult<()>;
 
+    /// Replaces a named sealed secret, if it is still `old` (for re-encryption).
+    async fn reseal_secret(&self, name: &str, old: &Sealed, new: &Sealed) -> StoreResult<bool>;
+    /// Up to `limit` connections' sealed tokens not sealed by `key_id`, after `after` in id order.
+    async fn tokens_not_sealed_by(
+        &self,
+        key_id: &str,
+        after: Option<Uuid>,
+        limit: u32,
+    ) -> StoreResult<Vec<(Uuid, Sealed)>>;
+    /// How many connections' tokens are not sealed by `key_id`.
+    async fn count_tokens_not_sealed_by(&self, key_id: &str) -> StoreResult<i64>;
+    /// Replaces a connection's sealed token, if it is still `old` (a token replaced meanwhile
+    /// is left alone: it is already under the active key).
+    async fn reseal_token(&self, id: Uuid, old: &Sealed, new: &Sealed) -> StoreResult<bool>;
+
     /// Stores a new API key.
     async fn insert_api_key(&self, key: &NewApiKey) -> StoreResult<ApiKey>;
     /// The key with this hash, revoked or not.

@@ -109,6 +109,73 @@ macro_rules! impl_store {
                 Ok(())
             }
 
+            async fn reseal_secret(
+                &self,
+                name: &str,
+                old: &$crate::crypto::Sealed,
+                new: &$crate::crypto::Sealed,
+            ) -> $crate::store::StoreResult<bool> {
+                let done = sqlx::query(
+                    "update sealed_secret set key_id = $3, nonce = $4, ciphertext = $5 \
+                     where name = $1 and nonce = $2",
+                )
+                .bind(name)
+                .bind(&old.nonce)
+                .bind(&new.key_id)
+                .bind(&new.nonce)
+                .bind(&new.ciphertext)
+                .execute(&self.pool)
+                .await?;
+                Ok(done.rows_affected() == 1)
+            }
+
+            async fn tokens_not_sealed_by(
+                &self,
+                key_id: &str,
+                after: Option<uuid::Uuid>,
+                limit: u32,
+            ) -> $crate::store::StoreResult<Vec<(uuid::Uuid, $crate::crypto::Sealed)>> {
+                let rows: Vec<(uuid::Uuid, String, Vec<u8>, Vec<u8>)> = sqlx::query_as(
+                    "select id, key_id, nonce, ciphertext from connection \
+                     where key_id <> $1 and ($2 is null or id > $2) order by id limit $3",
+                )
+                .bind(key_id)
+                .bind(after)
+                .bind(i64::from(limit))
+                .fetch_all(&self.pool)
+                .await?;
+                Ok(rows
+                    .into_iter()
+                    .map(|(id, key_id, nonce, ciphertext)| (id, $crate::crypto::Sealed { key_id, nonce, ciphertext }))
+                    .collect())
+            }
+
+            async fn count_tokens_not_sealed_by(&self, key_id: &str) -> $crate::store::StoreResult<i64> {
+                Ok(sqlx::query_scalar("select count(*) from connection where key_id <> $1")
+                    .bind(key_id)
+                    .fetch_one(&self.pool)
+                    .await?)
+            }
+
+            async fn reseal_token(
+                &self,
+                id: uuid::Uuid,
+                old: &$crate::crypto::Sealed,
+                new: &$crate::crypto::Sealed,
+            ) -> $crate::store::StoreResult<bool> {
+                let done = sqlx::query(
+                    "update connection set key_id = $3, nonce = $4, ciphertext = $5 where id = $1 and nonce = $2",
+                )
+                .bind(id)
+                .bind(&old.nonce)
+                .bind(&new.key_id)
+                .bind(&new.nonce)
+                .bind(&new.ciphertext)
+                .execute(&self.pool)
+                .await?;
+                Ok(done.rows_affected() == 1)
+            }
+
             async fn insert_api_key(&self, key: &$crate::store::NewApiKey) -> $crate::store::StoreResult<$crate::store::ApiKey> {
                 Ok(sqlx::query_as(concat!(
                     "insert into api_key (id, tenant, name, prefix, hash, scopes, connection_id, created_at, expires_at) \
