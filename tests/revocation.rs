@@ -1,6 +1,6 @@
-//! Revocation reaches every replica within a second: two hexbroker instances share one Postgres
-//! database, each with its own caches, pool and listening connection; what one revokes, the
-//! other stops honouring, though its cache TTL is a minute.
+//! Revocation reaches every replica within a second: a second hexbroker process shares the
+//! Postgres database with the test's own instance, each with its own caches, pool and listening
+//! connection; what one revokes, the other stops honouring, though its cache TTL is a minute.
 
 mod common;
 
@@ -8,6 +8,43 @@ use std::time::{Duration, Instant};
 
 use common::{Backend, TestApp};
 use serde_json::{json, Value};
+
+/// A `hexbroker serve` process, killed on drop.
+struct Replica {
+    child: std::process::Child,
+    base: String,
+}
+
+impl Replica {
+    fn start(env: &std::collections::HashMap<String, String>) -> Self {
+        use std::io::BufRead;
+        let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_hexbroker"))
+            .env_clear()
+            .envs(env)
+            .env("HEXBROKER_LOG_FORMAT", "json")
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut lines = std::io::BufReader::new(child.stderr.take().unwrap()).lines();
+        let address = loop {
+            let line = lines.next().expect("the replica exited").unwrap();
+            if let Ok(v) = serde_json::from_str::<Value>(&line) {
+                if v["message"] == "hexbroker listening" {
+                    break v["address"].as_str().unwrap().to_owned();
+                }
+            }
+        };
+        std::thread::spawn(move || lines.for_each(drop));
+        Self { child, base: format!("http://{address}") }
+    }
+}
+
+impl Drop for Replica {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
 
 /// Polls `check` until it holds, for at most a second; returns how long it took.
 async fn within_a_second<F, Fut>(what: &str, mut check: F) -> Duration
@@ -30,13 +67,9 @@ async fn revocations_reach_a_second_replica_within_a_second() {
     let Some(a) = TestApp::start_with(Backend::Postgres, &[("HEXBROKER_CACHE_TTL", "60s")]).await else {
         return;
     };
-    // Replica B: the same database and keys, its own everything else.
-    let state = hexbroker::AppState::new(hexbroker::Config::from_lookup(|k| a.env.get(k).cloned()).unwrap())
-        .await
-        .unwrap();
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let b = format!("http://{}", listener.local_addr().unwrap());
-    tokio::spawn(hexbroker::serve(listener, hexbroker::router(state), std::future::pending()));
+    // Replica B: a hexbroker process of its own on the same database and keys.
+    let replica = Replica::start(&a.env);
+    let b = replica.base.clone();
 
     let (id, _) = a.connected(&a.key("connect").await).await;
     let proxy_key = a.key("proxy").await;
