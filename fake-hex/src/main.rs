@@ -1,21 +1,40 @@
-//! `fake-hex [--listen 127.0.0.1:9090]`: serves a fake Hex seeded with a `demo` workspace (a
-//! personal token, a workspace token with every scope, three projects, a chart cell, a semantic
-//! project and a thread topic), prints how to reach it, and runs until Ctrl-C. Hex's default rate
-//! limits apply.
+//! `fake-hex [--listen 127.0.0.1:9090] [--unlimited] [--tokens N --tokens-file PATH]`: serves a
+//! fake Hex seeded with a `demo` workspace (a personal token, a workspace token with every scope,
+//! three projects, a chart cell, a semantic project and a thread topic), prints how to reach it,
+//! and runs until Ctrl-C. Hex's default rate limits apply unless `--unlimited` turns them off.
+//!
+//! For benchmarks (`bench/run`), `--tokens N --tokens-file PATH` also mints N more personal tokens
+//! in `demo`, all acting as one user (`bench@example.com`), and writes them to PATH one per line
+//! before serving.
 
 #![forbid(unsafe_code)]
 
+use std::io::Write;
 use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-use fake_hex::{FakeHex, Scope};
+use fake_hex::{FakeHex, RateLimits, Scope};
 
-const USAGE: &str = "usage: fake-hex [--listen ADDR]   (default 127.0.0.1:9090)";
+const USAGE: &str = "usage: fake-hex [--listen ADDR] [--unlimited] [--tokens N --tokens-file PATH]
+  --listen ADDR        address to bind (default 127.0.0.1:9090)
+  --unlimited          turn Hex's per-token rate limits off
+  --tokens N           also mint N personal tokens in `demo` (all as bench@example.com) ...
+  --tokens-file PATH   ... and write them to PATH, one per line, before serving";
+
+/// What the command line asks for.
+#[derive(Debug, PartialEq, Eq)]
+struct Options {
+    listen: SocketAddr,
+    unlimited: bool,
+    /// How many extra personal tokens to mint, and where to write them.
+    tokens: Option<(usize, PathBuf)>,
+}
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    let listen = match parse_args(std::env::args().skip(1)) {
-        Ok(Some(listen)) => listen,
+    let options = match parse_args(std::env::args().skip(1)) {
+        Ok(Some(options)) => options,
         Ok(None) => {
             println!("{USAGE}");
             return ExitCode::SUCCESS;
@@ -25,6 +44,7 @@ async fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    let listen = options.listen;
     let listener = match tokio::net::TcpListener::bind(listen).await {
         Ok(listener) => listener,
         Err(e) => {
@@ -45,6 +65,15 @@ async fn main() -> ExitCode {
     let chart = hex.add_chart_cell("demo", &projects[0], "Revenue by month");
     let semantic = hex.add_semantic_project("demo", "Metrics", &["orders", "customers"], &["revenue"]);
     hex.add_topic("demo", "revenue");
+    if options.unlimited {
+        hex.set_rate_limits(RateLimits::unlimited());
+    }
+    if let Some((n, path)) = &options.tokens {
+        if let Err(e) = write_tokens(&hex, *n, path) {
+            eprintln!("fake-hex: cannot write tokens to {}: {e}", path.display());
+            return ExitCode::FAILURE;
+        }
+    }
 
     println!("fake-hex listening on http://{addr}");
     println!("HEXBROKER_HEX_URL={}", FakeHex::url_template(addr));
@@ -55,6 +84,12 @@ async fn main() -> ExitCode {
         println!("chart cell (project {}): {} (static id {})", projects[0], chart.id, chart.static_id);
     }
     println!("semantic project: {semantic}");
+    if options.unlimited {
+        println!("rate limits: off");
+    }
+    if let Some((n, path)) = &options.tokens {
+        println!("{n} more personal tokens (bench@example.com) in {}", path.display());
+    }
 
     let shutdown = async {
         // If the signal handler cannot be installed, serve until killed.
@@ -71,29 +106,60 @@ async fn main() -> ExitCode {
     }
 }
 
-/// The listen address from the arguments; `Ok(None)` when help was asked for.
-fn parse_args(mut args: impl Iterator<Item = String>) -> Result<Option<SocketAddr>, String> {
-    let mut listen = SocketAddr::from(([127, 0, 0, 1], 9090));
-    while let Some(arg) = args.next() {
-        let value = match arg.as_str() {
-            "-h" | "--help" => return Ok(None),
-            "--listen" => args.next().ok_or("--listen needs an address")?,
-            other => match other.strip_prefix("--listen=") {
-                Some(value) => value.to_owned(),
-                None => return Err(format!("unexpected argument {other:?}")),
-            },
-        };
-        listen = value.parse().map_err(|_| format!("{value:?} is not an address like 127.0.0.1:9090"))?;
+/// Mints `n` personal tokens in `demo` (one user, so seeding stays linear) and writes them to
+/// `path`, one per line.
+fn write_tokens(hex: &FakeHex, n: usize, path: &Path) -> std::io::Result<()> {
+    let mut out = std::io::BufWriter::new(std::fs::File::create(path)?);
+    for _ in 0..n {
+        writeln!(out, "{}", hex.add_personal_token("demo", "bench@example.com"))?;
     }
-    Ok(Some(listen))
+    out.into_inner().map_err(|e| e.into_error())?.sync_all()
+}
+
+/// The options from the arguments; `Ok(None)` when help was asked for.
+fn parse_args(mut args: impl Iterator<Item = String>) -> Result<Option<Options>, String> {
+    let mut options =
+        Options { listen: SocketAddr::from(([127, 0, 0, 1], 9090)), unlimited: false, tokens: None };
+    let mut tokens: Option<usize> = None;
+    let mut tokens_file: Option<PathBuf> = None;
+    while let Some(arg) = args.next() {
+        let (name, inline) = match arg.split_once('=') {
+            Some((name, value)) if name.starts_with("--") => (name.to_owned(), Some(value.to_owned())),
+            _ => (arg.clone(), None),
+        };
+        let mut value =
+            |what: &str| inline.clone().or_else(|| args.next()).ok_or(format!("{name} needs {what}"));
+        match name.as_str() {
+            "-h" | "--help" => return Ok(None),
+            "--unlimited" if inline.is_none() => options.unlimited = true,
+            "--listen" => {
+                let v = value("an address")?;
+                options.listen =
+                    v.parse().map_err(|_| format!("{v:?} is not an address like 127.0.0.1:9090"))?;
+            }
+            "--tokens" => {
+                let v = value("a number")?;
+                tokens = Some(v.parse().map_err(|_| format!("{v:?} is not a number of tokens"))?);
+            }
+            "--tokens-file" => tokens_file = Some(PathBuf::from(value("a path")?)),
+            _ => return Err(format!("unexpected argument {arg:?}")),
+        }
+    }
+    options.tokens = match (tokens, tokens_file) {
+        (None, None) => None,
+        (Some(n), Some(path)) => Some((n, path)),
+        _ => return Err("--tokens and --tokens-file go together".into()),
+    };
+    Ok(Some(options))
 }
 
 #[cfg(test)]
 mod tests {
     use super::parse_args;
+    use std::path::PathBuf;
 
     fn parse(args: &[&str]) -> Result<Option<String>, String> {
-        parse_args(args.iter().map(|s| s.to_string())).map(|a| a.map(|a| a.to_string()))
+        parse_args(args.iter().map(|s| s.to_string())).map(|a| a.map(|a| a.listen.to_string()))
     }
 
     #[test]
@@ -105,5 +171,20 @@ mod tests {
         assert!(parse(&["--listen"]).is_err());
         assert!(parse(&["--listen", "nope"]).is_err());
         assert!(parse(&["--port", "1"]).is_err());
+    }
+
+    #[test]
+    fn benchmark_options_are_off_unless_asked_for() {
+        let plain = parse_args(std::iter::empty()).unwrap().unwrap();
+        assert!(!plain.unlimited);
+        assert_eq!(plain.tokens, None);
+        let args = ["--unlimited", "--tokens", "5", "--tokens-file=/tmp/t.txt"].map(String::from);
+        let bench = parse_args(args.into_iter()).unwrap().unwrap();
+        assert!(bench.unlimited);
+        assert_eq!(bench.tokens, Some((5, PathBuf::from("/tmp/t.txt"))));
+        assert!(parse(&["--tokens", "5"]).is_err());
+        assert!(parse(&["--tokens-file", "/tmp/t.txt"]).is_err());
+        assert!(parse(&["--tokens", "many", "--tokens-file", "x"]).is_err());
+        assert!(parse(&["--unlimited=yes"]).is_err());
     }
 }
