@@ -16,9 +16,21 @@ use crate::metrics::Metrics;
 use crate::proxy::{RateLimiter, RetryPolicy, Timeouts, Upstream};
 use crate::store::{self, CachedStore, DynStore};
 
-/// Cheap handles to everything a request needs.
+/// Everything a request needs, behind one `Arc`: axum clones the state for every extractor, and
+/// one reference count is cheaper than one per handle.
 #[derive(Clone, Debug)]
-pub struct AppState {
+pub struct AppState(Arc<Shared>);
+
+impl std::ops::Deref for AppState {
+    type Target = Shared;
+    fn deref(&self) -> &Shared {
+        &self.0
+    }
+}
+
+/// The handles inside [`AppState`].
+#[derive(Debug)]
+pub struct Shared {
     /// The database.
     pub store: DynStore,
     /// The token encryption keys.
@@ -59,7 +71,7 @@ impl AppState {
             exchange: config.proxy_exchange_timeout,
         };
         let upstream = Upstream::new(timeouts, retry, metrics.clone());
-        Ok(Self {
+        Ok(Self(Arc::new(Shared {
             store,
             keyring: Arc::new(keyring),
             hasher: Arc::new(hasher),
@@ -68,7 +80,7 @@ impl AppState {
             metrics,
             limiter: Arc::default(),
             config: Arc::new(config),
-        })
+        })))
     }
 }
 

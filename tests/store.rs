@@ -98,9 +98,10 @@ async fn connections_round_trip_every_field(backend: Backend) {
     assert_eq!(c.status, "active");
     assert!(c.last_verified_at.is_some());
 
-    let (read, sealed) = store.connection_with_token("t1", new.id).await.unwrap().unwrap();
+    let row = store.connection_with_token("t1", new.id).await.unwrap().unwrap();
+    let (read, sealed) = &*row;
     assert_eq!(read.created_at, c.created_at);
-    assert_eq!(sealed, new.sealed);
+    assert_eq!(sealed, &new.sealed);
     assert!(store.connection("t2", new.id).await.unwrap().is_none(), "tenants are walls");
     assert!(store.connection_with_token("t2", new.id).await.unwrap().is_none());
 }

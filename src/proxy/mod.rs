@@ -245,20 +245,53 @@ fn relay(
 /// Streams Hex's body on, cutting it off at `deadline`: a Hex that trickles bytes cannot hold a
 /// connection of the broker's for longer than the exchange timeout.
 fn within(body: hyper::body::Incoming, deadline: tokio::time::Instant) -> Body {
-    type BoxError = Box<dyn std::error::Error + Send + Sync>;
-    let frames = futures_util::stream::unfold(Some(body), move |body| async move {
-        let mut body = body?;
-        match tokio::time::timeout_at(deadline, body.frame()).await {
-            Ok(Some(Ok(frame))) => Some((Ok(frame), Some(body))),
-            Ok(Some(Err(e))) => Some((Err(BoxError::from(e)), None)),
-            Ok(None) => None,
-            Err(_) => {
-                tracing::warn!("Hex did not finish its body within the exchange timeout; cut off");
-                Some((Err(BoxError::from("Hex did not finish the body in time")), None))
-            }
+    Body::new(Deadline { body, sleep: Box::pin(tokio::time::sleep_until(deadline)), done: false })
+}
+
+/// A body with a deadline. The timer is only armed when Hex makes the body wait, so a body that
+/// is already there costs no timer at all.
+struct Deadline {
+    body: hyper::body::Incoming,
+    sleep: std::pin::Pin<Box<tokio::time::Sleep>>,
+    done: bool,
+}
+
+impl http_body::Body for Deadline {
+    type Data = bytes::Bytes;
+    type Error = Box<dyn std::error::Error + Send + Sync>;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<http_body::Frame<Self::Data>, Self::Error>>> {
+        use std::future::Future as _;
+        use std::task::Poll;
+        let this = &mut *self;
+        if this.done {
+            return Poll::Ready(None);
         }
-    });
-    Body::new(http_body_util::StreamBody::new(frames))
+        match std::pin::Pin::new(&mut this.body).poll_frame(cx) {
+            Poll::Ready(Some(Err(e))) => {
+                this.done = true;
+                Poll::Ready(Some(Err(e.into())))
+            }
+            Poll::Ready(frame) => Poll::Ready(frame.map(|f| f.map_err(Into::into))),
+            Poll::Pending if this.sleep.as_mut().poll(cx).is_ready() => {
+                this.done = true;
+                tracing::warn!("Hex did not finish its body within the exchange timeout; cut off");
+                Poll::Ready(Some(Err("Hex did not finish the body in time".into())))
+            }
+            Poll::Pending => Poll::Pending,
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.done || self.body.is_end_stream()
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        self.body.size_hint()
+    }
 }
 
 /// Removes the hop-by-hop headers, including any that `Connection` names.

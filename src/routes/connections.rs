@@ -197,13 +197,14 @@ pub async fn verify(
 ) -> Result<Json<ConnectionView>> {
     caller.require(Scope::ConnectionsWrite)?;
     let id = connection_id(&id)?;
-    let (connection, sealed) = state
+    let row = state
         .store
         .connection_with_token(&caller.tenant, id)
         .await?
         .ok_or_else(|| ApiError::not_found("connection"))?;
-    let token = state.keyring.open_token(id, &sealed).map_err(ApiError::internal)?;
-    let subdomain = Subdomain::from_stored(connection.subdomain);
+    let (connection, sealed) = &*row;
+    let token = state.keyring.open_token(id, sealed).map_err(ApiError::internal)?;
+    let subdomain = Subdomain::from_stored(connection.subdomain.clone());
     let updated = match state.hex.verify(&subdomain, &token).await {
         Ok(identity) => state.store.mark_verified(&caller.tenant, id, &identity).await?,
         Err(rejection) => match rejection.invalidation_reason() {

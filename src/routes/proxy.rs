@@ -90,13 +90,13 @@ async fn forward(
 ) -> Result<Response<Body>> {
     let path = request.uri().path().strip_prefix(prefix).unwrap_or("/");
     check_path(path)?;
-    let (connection, sealed) = state
+    let row = state
         .store
         .connection_with_token(tenant, id)
         .await?
         .ok_or_else(|| ApiError::not_found("connection"))?;
-    let connection = connection.with_current_status(store::now());
-    match connection.status.as_str() {
+    let (connection, sealed) = &*row;
+    match connection.current_status(store::now()) {
         "active" => {}
         "expired" => {
             return Err(ApiError::new(
@@ -120,9 +120,9 @@ async fn forward(
     if let Some(per_minute) = limit {
         hold_for_slot(state, id, per_minute).await?;
     }
-    let token = state.keyring.open_token(id, &sealed).map_err(ApiError::internal)?;
+    let token = state.keyring.open_token(id, sealed).map_err(ApiError::internal)?;
 
-    let origin = state.hex.origin(&Subdomain::from_stored(connection.subdomain));
+    let origin = state.hex.origin(&Subdomain::from_stored(connection.subdomain.clone()));
     let url = match request.uri().query() {
         Some(query) => format!("{origin}/api{path}?{query}"),
         None => format!("{origin}/api{path}"),

@@ -67,7 +67,7 @@ impl<K: Hash + Eq, V: Clone> TtlMap<K, V> {
 /// The two caches and the generation that orders fills against invalidations.
 struct Caches {
     keys: TtlMap<Vec<u8>, ApiKey>,
-    connections: TtlMap<(String, Uuid), (Connection, Sealed)>,
+    connections: TtlMap<(String, Uuid), Arc<(Connection, Sealed)>>,
     /// Bumped before every invalidation: a fill whose read began before it is not kept, so a
     /// slow read can never put back what a write just removed.
     generation: AtomicU64,
@@ -225,7 +225,7 @@ impl Store for CachedStore {
         &self,
         tenant: &str,
         id: Uuid,
-    ) -> StoreResult<Option<(Connection, Sealed)>> {
+    ) -> StoreResult<Option<Arc<(Connection, Sealed)>>> {
         let key = (tenant.to_owned(), id);
         if let Some(found) = self.caches.connections.get(&key) {
             return Ok(Some(found));

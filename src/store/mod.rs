@@ -103,12 +103,13 @@ pub trait Store: Send + Sync + 'static {
     ) -> StoreResult<Option<Connection>>;
     /// A connection in `tenant`.
     async fn connection(&self, tenant: &str, id: Uuid) -> StoreResult<Option<Connection>>;
-    /// A connection in `tenant` with its sealed token, for the proxy.
+    /// A connection in `tenant` with its sealed token, for the proxy (shared, so that a cache
+    /// can hand it out without copying).
     async fn connection_with_token(
         &self,
         tenant: &str,
         id: Uuid,
-    ) -> StoreResult<Option<(Connection, Sealed)>>;
+    ) -> StoreResult<Option<Arc<(Connection, Sealed)>>>;
     /// A page of connections in `tenant`, newest first.
     async fn list_connections(&self, tenant: &str, filter: &ConnectionFilter)
         -> StoreResult<Vec<Connection>>;
@@ -288,9 +289,18 @@ pub struct ConnectionChange {
 }
 
 impl Connection {
+    /// The status as of `now`: an active connection whose token has passed its expiry is `expired`.
+    pub fn current_status(&self, now: DateTime<Utc>) -> &str {
+        if self.status == "active" && self.token_expires_at.is_some_and(|t| t <= now) {
+            "expired"
+        } else {
+            &self.status
+        }
+    }
+
     /// Reports an active connection whose token has passed its expiry as `expired`.
     pub fn with_current_status(mut self, now: DateTime<Utc>) -> Self {
-        if self.status == "active" && self.token_expires_at.is_some_and(|t| t <= now) {
+        if self.status == "active" && self.current_status(now) == "expired" {
             self.status = "expired".into();
             self.status_reason = Some("The Hex token has passed its expiry date.".into());
         }

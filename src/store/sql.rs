@@ -288,7 +288,7 @@ macro_rules! impl_store {
                 &self,
                 tenant: &str,
                 id: uuid::Uuid,
-            ) -> $crate::store::StoreResult<Option<($crate::store::Connection, $crate::crypto::Sealed)>> {
+            ) -> $crate::store::StoreResult<Option<std::sync::Arc<($crate::store::Connection, $crate::crypto::Sealed)>>> {
                 let row: Option<$crate::store::sql::ConnectionWithToken> = sqlx::query_as(concat!(
                     "select ",
                     connection_columns!(),
@@ -300,7 +300,7 @@ macro_rules! impl_store {
                 .await?;
                 Ok(row.map(|r| {
                     let sealed = $crate::crypto::Sealed { key_id: r.key_id, nonce: r.nonce, ciphertext: r.ciphertext };
-                    (r.connection, sealed)
+                    std::sync::Arc::new((r.connection, sealed))
                 }))
             }
 
