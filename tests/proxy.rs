@@ -246,13 +246,7 @@ async fn an_unreachable_hex_is_a_502_from_hexbroker() {
     let (id, _) = app.connected(&app.key("connect").await).await;
     // Point the same database at a Hex that is gone.
     let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
-    let mut env = app.env.clone();
-    env.insert("HEXBROKER_HEX_URL".into(), format!("http://{closed}/{{subdomain}}"));
-    let config = hexbroker::Config::from_lookup(|k| env.get(k).cloned()).unwrap();
-    let state = hexbroker::AppState::new(config).await.unwrap();
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let base = format!("http://{}", listener.local_addr().unwrap());
-    tokio::spawn(hexbroker::serve(listener, hexbroker::router(state), std::future::pending()));
+    let base = app.second_broker(&[("HEXBROKER_HEX_URL", &format!("http://{closed}/{{subdomain}}"))]).await;
     let response = app
         .http
         .get(format!("{base}/v1/proxy/v1/projects"))
@@ -370,16 +364,10 @@ mod retries {
             }
         });
         let (app, id, key) = app_with_connection(&[]).await;
-        let mut env = app.env.clone();
-        env.insert("HEXBROKER_HEX_URL".into(), format!("http://{addr}/{{subdomain}}"));
-        env.insert("HEXBROKER_PROXY_EXCHANGE_TIMEOUT".into(), "500ms".into());
-        let state =
-            hexbroker::AppState::new(hexbroker::Config::from_lookup(|k| env.get(k).cloned()).unwrap())
-                .await
-                .unwrap();
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let base = format!("http://{}", listener.local_addr().unwrap());
-        tokio::spawn(hexbroker::serve(listener, hexbroker::router(state), std::future::pending()));
+        let hex_url = format!("http://{addr}/{{subdomain}}");
+        let base = app
+            .second_broker(&[("HEXBROKER_HEX_URL", &hex_url), ("HEXBROKER_PROXY_EXCHANGE_TIMEOUT", "500ms")])
+            .await;
         let started = Instant::now();
         let response = app
             .http
@@ -406,15 +394,7 @@ mod retries {
         });
         let (app, id, key) = app_with_connection(&[("HEXBROKER_PROXY_TIMEOUT", "300ms")]).await;
         // Point a second broker on the same database at the silent Hex.
-        let mut env = app.env.clone();
-        env.insert("HEXBROKER_HEX_URL".into(), format!("http://{addr}/{{subdomain}}"));
-        let state =
-            hexbroker::AppState::new(hexbroker::Config::from_lookup(|k| env.get(k).cloned()).unwrap())
-                .await
-                .unwrap();
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let base = format!("http://{}", listener.local_addr().unwrap());
-        tokio::spawn(hexbroker::serve(listener, hexbroker::router(state), std::future::pending()));
+        let base = app.second_broker(&[("HEXBROKER_HEX_URL", &format!("http://{addr}/{{subdomain}}"))]).await;
         let started = Instant::now();
         let slow = app
             .http

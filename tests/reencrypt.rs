@@ -5,7 +5,7 @@ mod common;
 
 use common::{Backend, TestApp};
 use hexbroker::crypto::Keyring;
-use hexbroker::{AppState, Config};
+use hexbroker::AppState;
 
 fn entry(id: &str) -> String {
     let generated = Keyring::generate_entry();
@@ -13,9 +13,7 @@ fn entry(id: &str) -> String {
 }
 
 async fn state_with_keys(app: &TestApp, keys: &str) -> anyhow::Result<AppState> {
-    let mut env = app.env.clone();
-    env.insert("HEXBROKER_ENCRYPTION_KEYS".into(), keys.into());
-    AppState::new(Config::from_lookup(|k| env.get(k).cloned()).unwrap()).await
+    app.state_with(&[("HEXBROKER_ENCRYPTION_KEYS", keys)]).await
 }
 
 async fn rotation_reseals_everything_under_the_new_key(backend: Backend) {
@@ -48,9 +46,7 @@ async fn rotation_reseals_everything_under_the_new_key(backend: Backend) {
 
     // Only the new key now: the API key and both tokens still work.
     let rotated = state_with_keys(&app, &new).await.unwrap();
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let base = format!("http://{}", listener.local_addr().unwrap());
-    tokio::spawn(hexbroker::serve(listener, hexbroker::router(rotated), std::future::pending()));
+    let base = common::serve_state(rotated).await;
     for id in [&first, &second] {
         let response = app
             .http

@@ -160,6 +160,20 @@ impl TestApp {
         })
     }
 
+    /// A second app state on this app's database, settings and keys, with `overrides` applied.
+    pub async fn state_with(&self, overrides: &[(&str, &str)]) -> anyhow::Result<AppState> {
+        let mut env = self.env.clone();
+        for (k, v) in overrides {
+            env.insert(k.to_string(), v.to_string());
+        }
+        AppState::new(Config::from_lookup(|k| env.get(k).cloned()).expect("test configuration")).await
+    }
+
+    /// Starts a second hexbroker on this app's database with `overrides`; returns its base URL.
+    pub async fn second_broker(&self, overrides: &[(&str, &str)]) -> String {
+        serve_state(self.state_with(overrides).await.expect("build the second app")).await
+    }
+
     /// `base` + `path`.
     pub fn url(&self, path: &str) -> String {
         format!("{}{path}", self.base)
@@ -217,6 +231,14 @@ impl Drop for TestApp {
             let _ = tx.send(());
         }
     }
+}
+
+/// Serves `state` on a fresh port until the test ends; returns the base URL.
+pub async fn serve_state(state: AppState) -> String {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(hexbroker::serve(listener, hexbroker::router(state), std::future::pending()));
+    base
 }
 
 /// Asserts the contract's error shape and returns the code.
