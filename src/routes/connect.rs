@@ -13,7 +13,9 @@ use crate::app::AppState;
 use crate::auth::{session_used, Caller, ConnectCaller, Scope};
 use crate::error::{ApiError, Json, Result};
 use crate::hex::{self, Subdomain};
-use crate::store::{Inserted, NewConnection, Session, SessionOutcome, SessionWrite, TokenReplacement};
+use crate::store::{
+    HexIdentity, Inserted, NewConnection, Session, SessionOutcome, SessionWrite, TokenReplacement,
+};
 
 /// The body of `POST /v1/connect`.
 #[derive(Debug, Deserialize)]
@@ -33,6 +35,35 @@ struct Submission {
     token: SecretString,
     label: Option<String>,
     metadata: serde_json::Value,
+}
+
+impl Submission {
+    /// The new connection this submission makes, its token sealed for a fresh id.
+    fn into_connection(
+        self,
+        state: &AppState,
+        tenant: String,
+        end_user_id: String,
+        end_user_email: Option<String>,
+        identity: HexIdentity,
+        token_fingerprint: Vec<u8>,
+    ) -> NewConnection {
+        let id = Uuid::now_v7();
+        NewConnection {
+            id,
+            tenant,
+            end_user_id,
+            end_user_email,
+            label: self.label,
+            metadata: self.metadata,
+            subdomain: self.subdomain.as_str().to_owned(),
+            token_type: hex::token_type(&self.token),
+            token_hint: hex::token_hint(&self.token),
+            token_fingerprint,
+            sealed: state.keyring.seal_token(id, &self.token),
+            identity,
+        }
+    }
 }
 
 type Answer = (StatusCode, Json<ConnectionView>);
@@ -108,21 +139,8 @@ async fn with_key(
             state.store.mark_verified(&caller.tenant, existing.id, &identity).await?.unwrap_or(existing);
         return Ok((StatusCode::OK, Json(ConnectionView::new(state, refreshed))));
     }
-    let id = Uuid::now_v7();
-    let new = NewConnection {
-        id,
-        tenant: caller.tenant.clone(),
-        end_user_id,
-        end_user_email,
-        label: s.label,
-        metadata: s.metadata,
-        subdomain: s.subdomain.as_str().to_owned(),
-        token_type: hex::token_type(&s.token),
-        token_hint: hex::token_hint(&s.token),
-        token_fingerprint: fingerprint,
-        sealed: state.keyring.seal_token(id, &s.token),
-        identity,
-    };
+    let new =
+        s.into_connection(state, caller.tenant.clone(), end_user_id, end_user_email, identity, fingerprint);
     match state.store.insert_connection(&new).await? {
         Inserted::Created(connection) => {
             tracing::info!(connection_id = %connection.id, "connection created");
@@ -152,23 +170,14 @@ async fn with_session(
             sealed: state.keyring.seal_token(id, &s.token),
             identity,
         }),
-        None => {
-            let id = Uuid::now_v7();
-            SessionWrite::Create(NewConnection {
-                id,
-                tenant: session.tenant.clone(),
-                end_user_id: session.end_user_id.clone(),
-                end_user_email: session.end_user_email.clone(),
-                label: s.label,
-                metadata: s.metadata,
-                subdomain: s.subdomain.as_str().to_owned(),
-                token_type: hex::token_type(&s.token),
-                token_hint: hex::token_hint(&s.token),
-                token_fingerprint: fingerprint,
-                sealed: state.keyring.seal_token(id, &s.token),
-                identity,
-            })
-        }
+        None => SessionWrite::Create(s.into_connection(
+            state,
+            session.tenant.clone(),
+            session.end_user_id.clone(),
+            session.end_user_email.clone(),
+            identity,
+            fingerprint,
+        )),
     };
     let (status, connection) = match state.store.complete_session(&session, &write, origin.as_deref()).await?
     {
