@@ -173,6 +173,8 @@ mod tests {
                     any::<u64>().prop_map(|n| n.to_string()),
                     "[0-9]{1,40}",
                     "[ -~]{0,40}",
+                    prop::collection::vec(any::<u8>(), 0..40)
+                        .prop_map(|bytes| String::from_utf8_lossy(&bytes).into_owned()),
                     (0u64..i64::MAX as u64).prop_map(|s| {
                         httpdate::fmt_http_date(SystemTime::UNIX_EPOCH + Duration::from_secs(s % 253_402_300_799))
                     }),
