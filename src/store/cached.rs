@@ -16,7 +16,8 @@ use uuid::Uuid;
 
 use super::{
     ApiKey, Connection, ConnectionChange, ConnectionFilter, DynStore, HexIdentity, Inserted, NewApiKey,
-    NewConnection, NewSession, SealedToken, Session, SessionOutcome, SessionWrite, Store, StoreResult,
+    NewConnection, NewSession, Reseal, SealedToken, Session, SessionOutcome, SessionWrite, Store,
+    StoreResult,
 };
 use crate::crypto::Sealed;
 
@@ -166,10 +167,12 @@ impl Store for CachedStore {
     async fn count_tokens_not_sealed_by(&self, key_id: &str) -> StoreResult<i64> {
         self.inner.count_tokens_not_sealed_by(key_id).await
     }
-    async fn reseal_token(&self, id: Uuid, old: &Sealed, new: &Sealed) -> StoreResult<bool> {
-        let done = self.inner.reseal_token(id, old, new).await?;
-        self.invalidate(connection_message(id)).await?;
-        Ok(done)
+    /// No notice: a re-sealed token is the same token, and a cached entry sealed by the older
+    /// key still opens for as long as this process holds that key (dropping the key from
+    /// `HEXBROKER_ENCRYPTION_KEYS` means a restart, with empty caches). One notice per row would
+    /// make every replica sweep both caches under a write lock, 100,000 times for a big table.
+    async fn reseal_tokens(&self, batch: &[Reseal]) -> StoreResult<u64> {
+        self.inner.reseal_tokens(batch).await
     }
     async fn insert_api_key(&self, key: &NewApiKey) -> StoreResult<ApiKey> {
         self.inner.insert_api_key(key).await

@@ -171,25 +171,26 @@ macro_rules! impl_store {
                     .await?)
             }
 
-            async fn reseal_token(
-                &self,
-                id: uuid::Uuid,
-                old: &$crate::crypto::Sealed,
-                new: &$crate::crypto::Sealed,
-            ) -> $crate::store::StoreResult<bool> {
-                let done = sqlx::query(
-                    "update connection set key_id = $3, nonce = $4, ciphertext = $5, seal_version = $6 \
-                     where id = $1 and nonce = $2",
-                )
-                .bind(id)
-                .bind(&old.nonce)
-                .bind(&new.key_id)
-                .bind(&new.nonce)
-                .bind(&new.ciphertext)
-                .bind(new.version)
-                .execute(&self.pool)
-                .await?;
-                Ok(done.rows_affected() == 1)
+            async fn reseal_tokens(&self, batch: &[$crate::store::Reseal]) -> $crate::store::StoreResult<u64> {
+                let mut tx = self.pool.begin().await?;
+                let mut done = 0;
+                for reseal in batch {
+                    done += sqlx::query(
+                        "update connection set key_id = $3, nonce = $4, ciphertext = $5, seal_version = $6 \
+                         where id = $1 and nonce = $2",
+                    )
+                    .bind(reseal.id)
+                    .bind(&reseal.old.nonce)
+                    .bind(&reseal.new.key_id)
+                    .bind(&reseal.new.nonce)
+                    .bind(&reseal.new.ciphertext)
+                    .bind(reseal.new.version)
+                    .execute(&mut *tx)
+                    .await?
+                    .rows_affected();
+                }
+                tx.commit().await?;
+                Ok(done)
             }
 
             async fn insert_api_key(&self, key: &$crate::store::NewApiKey) -> $crate::store::StoreResult<$crate::store::ApiKey> {
