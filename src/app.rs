@@ -2,7 +2,7 @@
 
 use std::future::Future;
 use std::io::Write as _;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use anyhow::{bail, Context as _};
@@ -95,12 +95,8 @@ fn resolve_keyring(config: &Config) -> anyhow::Result<Keyring> {
             "HEXBROKER_ENCRYPTION_KEYS: is required with Postgres; create a key with `hexbroker encryption-key generate`"
         );
     }
-    match store::sqlite_database_file(&config.database_url) {
-        Some(db) => {
-            let mut path = db.into_os_string();
-            path.push(".key");
-            key_file(Path::new(&path))
-        }
+    match key_file_path(config) {
+        Some(path) => key_file(&path),
         None => {
             tracing::warn!(
                 "HEXBROKER_ENCRYPTION_KEYS is unset and the database is in memory: using a throwaway key"
@@ -108,6 +104,17 @@ fn resolve_keyring(config: &Config) -> anyhow::Result<Keyring> {
             Ok(Keyring::parse(&Keyring::generate_entry())?)
         }
     }
+}
+
+/// The key file hexbroker uses when `HEXBROKER_ENCRYPTION_KEYS` is unset: `<database>.key` beside
+/// a SQLite file; `None` when keys are configured, or on Postgres, or for an in-memory database.
+pub fn key_file_path(config: &Config) -> Option<PathBuf> {
+    if config.encryption_keys.is_some() || !config.is_sqlite() {
+        return None;
+    }
+    let mut path = store::sqlite_database_file(&config.database_url)?.into_os_string();
+    path.push(".key");
+    Some(PathBuf::from(path))
 }
 
 fn key_file(path: &Path) -> anyhow::Result<Keyring> {

@@ -51,6 +51,8 @@ pub struct Config {
     pub database_max_connections: u32,
     /// `HEXBROKER_LOG_FORMAT`: `json`, `pretty`, or unset for "pretty on a terminal, else JSON".
     pub log_format: Option<LogFormat>,
+    /// `HEXBROKER_LOG`: the log filter, checked (tracing's env-filter syntax).
+    pub log_filter: String,
 }
 
 /// How log lines are written.
@@ -185,6 +187,9 @@ impl Config {
             })?),
         };
 
+        let log_filter = get("HEXBROKER_LOG").unwrap_or_else(|| crate::telemetry::DEFAULT_FILTER.into());
+        crate::telemetry::check_filter(&log_filter).map_err(|p| ConfigError::new("HEXBROKER_LOG", p))?;
+
         Ok(Self {
             listen,
             proxy_rate_limit,
@@ -207,6 +212,7 @@ impl Config {
             )?,
             database_max_connections,
             log_format,
+            log_filter,
         })
     }
 
@@ -338,6 +344,8 @@ mod tests {
             ("HEXBROKER_PROXY_RATE_LIMIT", "0"),
             ("HEXBROKER_CACHE_CAPACITY", "-1"),
             ("HEXBROKER_PROXY_RETRY_BUDGET", "forever"),
+            ("HEXBROKER_LOG", "verbose"),
+            ("HEXBROKER_LOG", "debug,sqlx=wrn"),
         ];
         for (var, value) in cases {
             let err = config(&[(var, value)]).expect_err(var);

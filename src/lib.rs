@@ -12,6 +12,7 @@ pub mod cli;
 pub mod config;
 pub mod crypto;
 pub mod error;
+pub mod healthcheck;
 pub mod hex;
 pub mod metrics;
 pub mod proxy;
