@@ -126,6 +126,12 @@ fn the_compose_file_keeps_ports_private_and_its_settings_in_an_ignored_env_file(
     assert_eq!(fake["build"]["target"].as_str(), Some("fake-hex"));
     assert!(fake["ports"].is_null(), "the fake Hex is reached inside the compose network only");
 
+    // Compose ends `${VAR:-default}` at the first `}`: a default holding braces is cut short.
+    for rest in text.split("${").skip(1) {
+        let expression = rest.split('}').next().unwrap();
+        assert!(!expression.contains('{'), "`${{{expression}}}` is cut at its first `}}` by compose");
+    }
+
     // Every variable the compose file reads is explained in .env.example; .env is never committed.
     let example = std::fs::read_to_string(root().join(".env.example")).unwrap();
     for var in text.split("${").skip(1).map(|rest| rest.split([':', '}']).next().unwrap()) {
