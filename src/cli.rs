@@ -175,6 +175,8 @@ pub fn root_cause(error: &anyhow::Error) -> String {
 async fn run(command: Command, config: Config, format: LogFormat) -> anyhow::Result<()> {
     match command {
         Command::Serve => {
+            // Signals first: whoever sees the server listening may stop it at once.
+            let shutdown = app::shutdown_signal();
             let state = AppState::new(config).await?;
             let listener = tokio::net::TcpListener::bind(state.config.listen)
                 .await
@@ -185,7 +187,7 @@ async fn run(command: Command, config: Config, format: LogFormat) -> anyhow::Res
             if format == LogFormat::Pretty {
                 eprintln!("{}", banner(&state, &url).await);
             }
-            app::serve(listener, routes::router(state), app::shutdown_signal()).await?;
+            app::serve(listener, routes::router(state), shutdown).await?;
         }
         Command::Migrate => {
             store::open(&config.database_url, 1).await?;
