@@ -35,7 +35,8 @@ fn browser_facing(state: &AppState) -> Router<AppState> {
     // method's handler, so a method without one would never reach it.
     let routes = Router::new()
         .route("/v1/connect", post(connect::connect).options(preflight))
-        .route("/v1/connect/sessions", post(sessions::create).options(preflight));
+        .route("/v1/connect/sessions", post(sessions::create).options(preflight))
+        .route("/v1/connect/sessions/current", get(sessions::status).options(preflight));
     let origins = &state.config.allowed_origins;
     if origins.is_empty() {
         return routes;
@@ -43,7 +44,7 @@ fn browser_facing(state: &AppState) -> Router<AppState> {
     routes.layer(
         CorsLayer::new()
             .allow_origin(AllowOrigin::list(origins.iter().cloned()))
-            .allow_methods([Method::POST])
+            .allow_methods([Method::GET, Method::POST])
             .allow_headers([header::AUTHORIZATION, header::CONTENT_TYPE])
             .expose_headers([REQUEST_ID])
             .max_age(Duration::from_secs(600)),
@@ -61,6 +62,7 @@ pub fn router(state: AppState) -> Router {
         .route("/connect", get(page::index))
         .route("/connect/app.js", get(page::script))
         .route("/connect/app.css", get(page::style))
+        .route("/connect/sdk.js", get(page::sdk))
         .merge(browser_facing(&state))
         .route("/v1/connections", get(connections::list))
         .route(
