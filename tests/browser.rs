@@ -795,6 +795,17 @@ async fn a_frontend_on_another_origin_connects_with_sdk_js() {
     assert_eq!(browser.windows().await.unwrap(), std::slice::from_ref(&home));
     assert!(connections_of(&app, &read_key, "u-gives-up").await.is_empty());
 
+    // 6. Nothing but a link to a connect page is opened.
+    browser
+        .execute(
+            "hexbroker.connect({url: 'javascript:alert(1)', mode: 'popup'})\
+             .catch(function (e) { results.push({code: e.code}); });",
+            vec![],
+        )
+        .await
+        .unwrap();
+    assert_eq!(results(&browser, 9).await[8]["code"], "invalid_options");
+
     browser.close().await.unwrap();
     drop(driver);
 }

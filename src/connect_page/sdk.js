@@ -40,7 +40,8 @@
     return ConnectError(code, MESSAGES[code] || "Connecting failed (" + code + ").");
   }
 
-  // The connect page's origin, from its link; null unless it is an http(s) link to /connect.
+  // The connect page's origin, from its link; null unless it is an http(s) link to the page
+  // (`…/connect`, below a path prefix when HEXBROKER_PUBLIC_URL has one).
   function connectOrigin(url) {
     var parsed;
     try {
@@ -48,7 +49,7 @@
     } catch (e) {
       return null;
     }
-    if ((parsed.protocol !== "https:" && parsed.protocol !== "http:") || parsed.pathname !== "/connect") {
+    if ((parsed.protocol !== "https:" && parsed.protocol !== "http:") || !/\/connect$/.test(parsed.pathname)) {
       return null;
     }
     return parsed.origin;
