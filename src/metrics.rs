@@ -119,7 +119,11 @@ impl Metrics {
             retries.clone(),
         );
         let connections = Family::<StatusLabels, Gauge>::default();
-        registry.register("connections", "Stored connections by status, at scrape time", connections.clone());
+        registry.register(
+            "connections",
+            "Stored connections by status, as last counted (every HEXBROKER_METRICS_REFRESH)",
+            connections.clone(),
+        );
         Self(Arc::new(Inner {
             registry,
             requests,
@@ -159,12 +163,16 @@ impl Metrics {
         self.0.retries.get_or_create(&KindLabels { kind: reason }).inc();
     }
 
-    /// The text exposition, with the connection counts given.
-    pub fn render(&self, connections_by_status: &[(String, i64)]) -> String {
+    /// Sets the connection gauges to these counts by status.
+    pub fn set_connections(&self, connections_by_status: &[(String, i64)]) {
         for status in ["active", "invalid", "expired"] {
             let count = connections_by_status.iter().find(|(s, _)| s == status).map_or(0, |(_, n)| *n);
             self.0.connections.get_or_create(&StatusLabels { status: status.to_owned() }).set(count);
         }
+    }
+
+    /// The text exposition.
+    pub fn render(&self) -> String {
         let mut text = String::new();
         prometheus_client::encoding::text::encode(&mut text, &self.0.registry)
             .expect("writing to a String cannot fail");
