@@ -441,9 +441,6 @@ on_both_backends!(
 /// set for it alone.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn calls_to_hex_ignore_the_environments_proxy_variables() {
-    use std::io::{BufRead, BufReader};
-    use std::process::{Command, Stdio};
-
     let fake = fake_hex::FakeHex::new();
     let fake_addr = fake.spawn().await.unwrap();
     fake.add_workspace("acme");
@@ -453,36 +450,19 @@ async fn calls_to_hex_ignore_the_environments_proxy_variables() {
     let trap_url = format!("http://{}", trap.local_addr().unwrap());
 
     let dir = tempfile::tempdir().unwrap();
-    let hexbroker = || {
-        let mut command = Command::new(env!("CARGO_BIN_EXE_hexbroker"));
-        command
-            .env_clear()
-            .env("PATH", std::env::var("PATH").unwrap_or_default())
-            .env("HEXBROKER_DATABASE_URL", format!("sqlite://{}/hb.db", dir.path().display()))
-            .env("HEXBROKER_LISTEN", "127.0.0.1:0")
-            .env("HEXBROKER_HEX_URL", fake_hex::FakeHex::url_template(fake_addr))
-            .env("HEXBROKER_LOG_FORMAT", "json");
-        for var in ["HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "http_proxy", "https_proxy", "all_proxy"] {
-            command.env(var, &trap_url);
-        }
-        command
-    };
-    let created =
-        hexbroker().args(["keys", "create", "--name", "t", "--scopes", "connect,proxy"]).output().unwrap();
+    let hex_url = fake_hex::FakeHex::url_template(fake_addr);
+    let mut env = vec![("HEXBROKER_HEX_URL", hex_url.as_str())];
+    for var in ["HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "http_proxy", "https_proxy", "all_proxy"] {
+        env.push((var, &trap_url));
+    }
+    let created = broker_command(dir.path(), &env)
+        .args(["keys", "create", "--name", "t", "--scopes", "connect,proxy"])
+        .output()
+        .unwrap();
     assert!(created.status.success(), "{}", String::from_utf8_lossy(&created.stderr));
     let key = String::from_utf8(created.stdout).unwrap().trim().to_owned();
-    let mut child = hexbroker().stderr(Stdio::piped()).spawn().unwrap();
-    let mut stderr = BufReader::new(child.stderr.take().unwrap());
-    let address = loop {
-        let mut line = String::new();
-        assert!(stderr.read_line(&mut line).unwrap() > 0, "hexbroker exited");
-        if let Ok(v) = serde_json::from_str::<Value>(&line) {
-            if v["message"] == "hexbroker listening" {
-                break v["address"].as_str().unwrap().to_owned();
-            }
-        }
-    };
-    std::thread::spawn(move || std::io::copy(&mut stderr, &mut std::io::sink()));
+    let child = Broker::start(broker_command(dir.path(), &env));
+    let address = child.address.clone();
 
     let http = reqwest::Client::builder().no_proxy().build().unwrap();
     let connected = http
@@ -502,11 +482,167 @@ async fn calls_to_hex_ignore_the_environments_proxy_variables() {
         .await
         .unwrap();
     assert_eq!(proxied.status(), 200, "the proxy reached the fake Hex directly");
-    let _ = child.kill();
-    let _ = child.wait();
+    drop(child);
     match trap.accept() {
         Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
         other => panic!("the environment's proxy was contacted: {other:?}"),
     }
     assert!(fake.requests().len() >= 2, "Hex saw the calls");
+}
+
+/// The `hexbroker` binary on a database in `dir`, listening on a free port, with `env` set and
+/// nothing else from this process's environment.
+fn broker_command(dir: &std::path::Path, env: &[(&str, &str)]) -> std::process::Command {
+    let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_hexbroker"));
+    command
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("HEXBROKER_DATABASE_URL", format!("sqlite://{}/hb.db", dir.display()))
+        .env("HEXBROKER_LISTEN", "127.0.0.1:0")
+        .env("HEXBROKER_LOG_FORMAT", "json");
+    for (k, v) in env {
+        command.env(k, v);
+    }
+    command
+}
+
+/// A running `hexbroker serve` child, killed when dropped; its log lines are collected.
+struct Broker {
+    child: std::process::Child,
+    address: String,
+    logs: Arc<std::sync::Mutex<String>>,
+}
+
+impl Broker {
+    fn start(mut command: std::process::Command) -> Self {
+        use std::io::{BufRead, BufReader};
+        let mut child = command.stderr(std::process::Stdio::piped()).spawn().unwrap();
+        let mut stderr = BufReader::new(child.stderr.take().unwrap());
+        let logs = Arc::new(std::sync::Mutex::new(String::new()));
+        let address = loop {
+            let mut line = String::new();
+            assert!(stderr.read_line(&mut line).unwrap() > 0, "hexbroker exited: {}", logs.lock().unwrap());
+            logs.lock().unwrap().push_str(&line);
+            if let Ok(v) = serde_json::from_str::<Value>(&line) {
+                if v["message"] == "hexbroker listening" {
+                    break v["address"].as_str().unwrap().to_owned();
+                }
+            }
+        };
+        let sink = logs.clone();
+        std::thread::spawn(move || {
+            let mut line = String::new();
+            while stderr.read_line(&mut line).is_ok_and(|n| n > 0) {
+                sink.lock().unwrap().push_str(&line);
+                line.clear();
+            }
+        });
+        Self { child, address, logs }
+    }
+
+    /// Resident memory, in KiB.
+    fn rss_kib(&self) -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).unwrap();
+        let line = status.lines().find(|l| l.starts_with("VmRSS:")).unwrap();
+        line.split_whitespace().nth(1).unwrap().parse().unwrap()
+    }
+
+    fn still_running(&mut self) -> bool {
+        self.child.try_wait().unwrap().is_none()
+    }
+}
+
+impl Drop for Broker {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Memory per half-open socket, measured in a process of its own: the header cap bounds it.
+#[cfg(target_os = "linux")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn memory_per_half_open_socket_stays_bounded() {
+    const SOCKETS: usize = 2000;
+    let dir = tempfile::tempdir().unwrap();
+    let broker = Broker::start(broker_command(
+        dir.path(),
+        &[("HEXBROKER_MAX_CONNECTIONS", "5000"), ("HEXBROKER_HEADER_READ_TIMEOUT", "60s")],
+    ));
+    let addr: std::net::SocketAddr = broker.address.parse().unwrap();
+    let round_trip = || async move {
+        let mut socket = TcpStream::connect(addr).await.unwrap();
+        assert_eq!(get(&mut socket, "/healthz").await.unwrap().0, 200);
+    };
+    round_trip().await;
+    let before = broker.rss_kib();
+    let mut sockets = Vec::with_capacity(SOCKETS);
+    for i in 0..SOCKETS {
+        let mut socket = TcpStream::connect(addr).await.unwrap();
+        // A header that goes on and on, 4 KiB of it so far.
+        let head = format!("GET /healthz HTTP/1.1\r\nhost: x\r\nx-slow-{i}: {}", "a".repeat(4096));
+        socket.write_all(head.as_bytes()).await.unwrap();
+        sockets.push(socket);
+    }
+    // Connections are accepted in order: once a later one is answered, all are being served.
+    round_trip().await;
+    round_trip().await;
+    let after = broker.rss_kib();
+    let per_socket = (after.saturating_sub(before)) * 1024 / SOCKETS as u64;
+    eprintln!(
+        "RSS {before} KiB before, {after} KiB with {SOCKETS} half-open sockets (4 KiB of header each): \
+         {per_socket} bytes per socket"
+    );
+    assert!(per_socket < 64 * 1024, "{per_socket} bytes per half-open socket");
+    drop(sockets);
+}
+
+/// Out of file descriptors, the listener backs off and logs, keeps serving the connections it
+/// has, and accepts again once descriptors free up.
+#[cfg(target_os = "linux")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn running_out_of_descriptors_backs_off_instead_of_crashing() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut command = std::process::Command::new("sh");
+    command.args(["-c", "ulimit -n 64 && exec \"$0\"", env!("CARGO_BIN_EXE_hexbroker")]);
+    let configured = broker_command(dir.path(), &[("HEXBROKER_MAX_CONNECTIONS", "1000")]);
+    command.env_clear();
+    for (k, v) in configured.get_envs() {
+        if let Some(v) = v {
+            command.env(k, v);
+        }
+    }
+    let mut broker = Broker::start(command);
+    let addr: std::net::SocketAddr = broker.address.parse().unwrap();
+    let mut kept = TcpStream::connect(addr).await.unwrap();
+    assert_eq!(get(&mut kept, "/healthz").await.unwrap().0, 200);
+
+    // More clients than the process has descriptors for.
+    let mut flood = Vec::new();
+    for _ in 0..100 {
+        flood.push(TcpStream::connect(addr).await.unwrap());
+    }
+    // The kept connection is still served while accepting fails.
+    for _ in 0..5 {
+        assert_eq!(get(&mut kept, "/healthz").await.unwrap().0, 200);
+    }
+    let backing_off = || broker.logs.lock().unwrap().contains("cannot accept connections; backing off");
+    let started = Instant::now();
+    while !backing_off() {
+        assert!(started.elapsed() < Duration::from_secs(5), "no back-off logged");
+        tokio::task::yield_now().await;
+        assert_eq!(get(&mut kept, "/healthz").await.unwrap().0, 200);
+    }
+    drop(flood);
+    let started = Instant::now();
+    loop {
+        let mut socket = TcpStream::connect(addr).await.unwrap();
+        if let Ok(Some((200, ..))) =
+            tokio::time::timeout(Duration::from_secs(2), get(&mut socket, "/healthz")).await
+        {
+            break;
+        }
+        assert!(started.elapsed() < Duration::from_secs(10), "never accepted again");
+    }
+    assert!(broker.still_running());
 }
