@@ -52,7 +52,8 @@ pub struct Config {
     /// `HEXBROKER_LOG_FORMAT`: `json`, `pretty`, or unset for "pretty on a terminal, else JSON".
     pub log_format: Option<LogFormat>,
     /// The listener's limits against slow, idle and too many clients (`HEXBROKER_HEADER_READ_TIMEOUT`,
-    /// `HEXBROKER_IDLE_TIMEOUT`, `HEXBROKER_MAX_CONNECTIONS`, `HEXBROKER_SHUTDOWN_GRACE`).
+    /// `HEXBROKER_BODY_READ_TIMEOUT`, `HEXBROKER_IDLE_TIMEOUT`, `HEXBROKER_MAX_CONNECTIONS`,
+    /// `HEXBROKER_SHUTDOWN_GRACE`).
     pub server: ServerLimits,
     /// `HEXBROKER_MAX_IN_FLIGHT`: requests served at once; past it, 503 `overloaded` at once.
     pub max_in_flight: usize,
@@ -79,6 +80,8 @@ pub struct ServerLimits {
     pub max_connections: usize,
     /// How long a shutdown waits for in-flight requests before closing their connections.
     pub shutdown_grace: Duration,
+    /// The time a client has to send a request's body, from the end of its headers.
+    pub body_read_timeout: Duration,
 }
 
 impl Default for ServerLimits {
@@ -88,6 +91,7 @@ impl Default for ServerLimits {
             idle_timeout: Duration::from_secs(75),
             max_connections: 10_000,
             shutdown_grace: Duration::from_secs(20),
+            body_read_timeout: Duration::from_secs(60),
         }
     }
 }
@@ -243,6 +247,11 @@ impl Config {
             idle_timeout: duration(&get, "HEXBROKER_IDLE_TIMEOUT", server_defaults.idle_timeout)?,
             max_connections: number(&get, "HEXBROKER_MAX_CONNECTIONS", server_defaults.max_connections)?,
             shutdown_grace: duration(&get, "HEXBROKER_SHUTDOWN_GRACE", server_defaults.shutdown_grace)?,
+            body_read_timeout: duration(
+                &get,
+                "HEXBROKER_BODY_READ_TIMEOUT",
+                server_defaults.body_read_timeout,
+            )?,
         };
         let max_in_flight = number(&get, "HEXBROKER_MAX_IN_FLIGHT", 4096)?;
         let key_rate_limit = match get("HEXBROKER_KEY_RATE_LIMIT").as_deref() {
@@ -492,6 +501,7 @@ mod tests {
             ("HEXBROKER_IDLE_TIMEOUT", "a while"),
             ("HEXBROKER_MAX_CONNECTIONS", "0"),
             ("HEXBROKER_SHUTDOWN_GRACE", "-1s"),
+            ("HEXBROKER_BODY_READ_TIMEOUT", "slowly"),
             ("HEXBROKER_MAX_IN_FLIGHT", "lots"),
             ("HEXBROKER_KEY_RATE_LIMIT", "0"),
             ("HEXBROKER_CONNECT_ATTEMPT_LIMIT", "10"),

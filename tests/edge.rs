@@ -126,6 +126,35 @@ async fn slow_headers_are_cut_off_and_idle_connections_wait_longer() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_body_trickled_past_the_body_timeout_is_refused_and_its_place_given_back() {
+    let app = TestApp::start_with(
+        Backend::Sqlite,
+        &[("HEXBROKER_BODY_READ_TIMEOUT", "400ms"), ("HEXBROKER_MAX_IN_FLIGHT", "1")],
+    )
+    .await
+    .unwrap();
+    let key = app.key("connect").await;
+    let mut slow = TcpStream::connect(app.addr).await.unwrap();
+    let head = format!(
+        "POST /v1/connect HTTP/1.1\r\nhost: x\r\nauthorization: Bearer {key}\r\n\
+         content-type: application/json\r\ncontent-length: 1000\r\n\r\n{{\"subdomain\": "
+    );
+    slow.write_all(head.as_bytes()).await.unwrap();
+    let started = Instant::now();
+    let (status, _, body) = tokio::time::timeout(Duration::from_secs(5), read_response(&mut slow))
+        .await
+        .expect("answered within the body timeout")
+        .expect("an answer, not a dropped connection");
+    let took = started.elapsed();
+    assert_eq!(status, 400, "{body}");
+    assert_eq!(serde_json::from_str::<Value>(&body).unwrap()["error"]["code"], "invalid_body");
+    assert!(took >= Duration::from_millis(300) && took < Duration::from_secs(3), "{took:?}");
+    // The one place under the in-flight cap is free again.
+    let health = app.http.get(app.url("/v1/connections")).send().await.unwrap();
+    assert_eq!(error_code(health).await.0, 401, "served, not overloaded");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn past_the_connection_cap_new_clients_get_503_and_open_ones_keep_working() {
     const CAP: usize = 20;
     const FLOOD: usize = 200;

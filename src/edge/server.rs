@@ -7,6 +7,7 @@
 //! - At most `max_connections` client connections are open; past that a new one gets a canned
 //!   503 `overloaded` and is closed at once, while those already open are served as before.
 //!   Accept errors (out of descriptors) back off and are logged; the loop never ends on them.
+//! - A request's body must have arrived `body_read_timeout` after its headers.
 //! - A connection's read buffer, and so the headers it may send, is capped at [`MAX_BUF`].
 //! - Shutdown stops accepting, closes at once every connection with no request in progress
 //!   (idle, or with its headers half sent), lets requests in progress finish (bodies included)
@@ -73,6 +74,7 @@ pub async fn serve_with(
         idle_timeout: limits.idle_timeout.min(LONGEST),
         max_connections: limits.max_connections.clamp(1, Semaphore::MAX_PERMITS),
         shutdown_grace: limits.shutdown_grace.min(LONGEST),
+        body_read_timeout: limits.body_read_timeout.min(LONGEST),
     };
     let slots = Arc::new(Semaphore::new(limits.max_connections));
     let (stop, stopping) = watch::channel(false);
@@ -179,8 +181,10 @@ async fn connection(
             request.extensions_mut().insert(ConnectInfo(peer));
             let request_held = InProgress::enter(&in_progress);
             let router = router.clone();
+            let body_due = later(Instant::now(), limits.body_read_timeout);
+            let request = request.map(|body| Body::new(Due { body, due: body_due, sleep: None }));
             async move {
-                let Ok(mut response) = router.oneshot(request.map(Body::new)).await;
+                let Ok(mut response) = router.oneshot(request).await;
                 // A request counts as served (for the in-flight limit and for shutdown) until
                 // its body is sent, not only until its head.
                 let slot = response.extensions_mut().remove::<Slot>();
@@ -243,6 +247,47 @@ impl http_body::Body for Held {
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<http_body::Frame<Self::Data>, Self::Error>>> {
         Pin::new(&mut self.get_mut().body).poll_frame(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.body.is_end_stream()
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        self.body.size_hint()
+    }
+}
+
+/// A request body that must have arrived by `due`: a client trickling its body (a "slow POST")
+/// cannot hold a request, and its place under the in-flight cap, for longer. The timer is made
+/// only when the body keeps the reader waiting, so a body already there costs none.
+struct Due {
+    body: Incoming,
+    due: Instant,
+    sleep: Option<Pin<Box<tokio::time::Sleep>>>,
+}
+
+impl http_body::Body for Due {
+    type Data = bytes::Bytes;
+    type Error = Box<dyn std::error::Error + Send + Sync>;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<http_body::Frame<Self::Data>, Self::Error>>> {
+        let this = self.get_mut();
+        match Pin::new(&mut this.body).poll_frame(cx) {
+            Poll::Ready(frame) => Poll::Ready(frame.map(|f| f.map_err(Into::into))),
+            Poll::Pending => {
+                let due = this.due;
+                let sleep = this.sleep.get_or_insert_with(|| Box::pin(tokio::time::sleep_until(due.into())));
+                ready!(sleep.as_mut().poll(cx));
+                tracing::info!("the client did not send the request body in time");
+                Poll::Ready(Some(Err(
+                    "the request body did not arrive within HEXBROKER_BODY_READ_TIMEOUT".into()
+                )))
+            }
+        }
     }
 
     fn is_end_stream(&self) -> bool {
