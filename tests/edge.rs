@@ -596,7 +596,11 @@ async fn memory_per_half_open_socket_stays_bounded() {
     let dir = tempfile::tempdir().unwrap();
     let broker = Broker::start(broker_command(
         dir.path(),
-        &[("HEXBROKER_MAX_CONNECTIONS", "5000"), ("HEXBROKER_HEADER_READ_TIMEOUT", "60s")],
+        &[
+            ("HEXBROKER_MAX_CONNECTIONS", "5000"),
+            ("HEXBROKER_HEADER_READ_TIMEOUT", "60s"),
+            ("HEXBROKER_IDLE_TIMEOUT", "60s"),
+        ],
     ));
     let addr: std::net::SocketAddr = broker.address.parse().unwrap();
     let round_trip = || async move {
@@ -604,7 +608,20 @@ async fn memory_per_half_open_socket_stays_bounded() {
         assert_eq!(get(&mut socket, "/healthz").await.unwrap().0, 200);
     };
     round_trip().await;
+    let start = broker.rss_kib();
+    // Silent sockets first.
+    let mut silent = Vec::with_capacity(SOCKETS);
+    for _ in 0..SOCKETS {
+        silent.push(TcpStream::connect(addr).await.unwrap());
+    }
+    round_trip().await;
+    round_trip().await;
     let before = broker.rss_kib();
+    let per_silent = (before.saturating_sub(start)) * 1024 / SOCKETS as u64;
+    eprintln!(
+        "RSS {start} KiB at rest, {before} KiB with {SOCKETS} silent sockets: {per_silent} bytes per socket"
+    );
+    assert!(per_silent < 64 * 1024, "{per_silent} bytes per silent socket");
     let mut sockets = Vec::with_capacity(SOCKETS);
     for i in 0..SOCKETS {
         let mut socket = TcpStream::connect(addr).await.unwrap();
@@ -619,11 +636,11 @@ async fn memory_per_half_open_socket_stays_bounded() {
     let after = broker.rss_kib();
     let per_socket = (after.saturating_sub(before)) * 1024 / SOCKETS as u64;
     eprintln!(
-        "RSS {before} KiB before, {after} KiB with {SOCKETS} half-open sockets (4 KiB of header each): \
+        "RSS {after} KiB with {SOCKETS} more, half-open sockets (4 KiB of header each): \
          {per_socket} bytes per socket"
     );
     assert!(per_socket < 64 * 1024, "{per_socket} bytes per half-open socket");
-    drop(sockets);
+    drop((silent, sockets));
 }
 
 /// Out of file descriptors, the listener backs off and logs, keeps serving the connections it
