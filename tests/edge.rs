@@ -444,6 +444,23 @@ async fn connect_attempts_hex_refuses_are_limited_per_key_session_and_address(ba
     }
     let r = connect(&from_6, &session, &good, None).await.unwrap();
     assert_eq!(error_code(r).await, (429, "too_many_attempts".into()), "per session");
+    // A fresh session for the same end user shares that person's allowance.
+    let again = app
+        .http
+        .post(app.url("/v1/connect/sessions"))
+        .bearer_auth(&admin)
+        .json(&json!({"end_user_id": "u3"}))
+        .send()
+        .await
+        .unwrap()
+        .json::<Value>()
+        .await
+        .unwrap()["token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let r = connect(&client_from([127, 0, 0, 8]), &again, &good, None).await.unwrap();
+    assert_eq!(error_code(r).await, (429, "too_many_attempts".into()), "per end user of a session");
 
     // Guesses sent all at once cannot slip past the limit before the first refusal counts.
     let key_c = app.key("connect").await;

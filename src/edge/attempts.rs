@@ -3,7 +3,8 @@
 //! /v1/connect` answers 429 `too_many_attempts` without asking Hex, so that the endpoint cannot
 //! be used as an oracle for guessing Hex tokens.
 //!
-//! An attempt takes its place before Hex is asked, and gives it back unless Hex refused the
+//! With a session, the session's end user has an allowance too, shared by every session made
+//! for them. An attempt takes its place before Hex is asked, and gives it back unless Hex refused the
 //! token or workspace: so only refusals count, and many attempts at once cannot all slip past
 //! the limit before the first refusal is counted. IPv6 clients are counted by /64, since one
 //! host commonly holds a whole /64.
@@ -21,13 +22,21 @@ use crate::error::ApiError;
 use crate::hex::{HexClient, Rejection, Subdomain};
 use crate::store::HexIdentity;
 
-/// Who is making a connect attempt.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+/// Who is making a connect attempt; each has an allowance of its own.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum Attempter {
     /// An API key, by id.
     Key(Uuid),
     /// A connect session, by id.
     Session(Uuid),
+    /// The end user a connect session was made for: an app may make many sessions for one
+    /// person, and they share this allowance.
+    EndUser {
+        /// The session's tenant.
+        tenant: String,
+        /// Its end user.
+        end_user_id: String,
+    },
 }
 
 /// The refused-attempt allowances, by caller and by client address.
@@ -46,22 +55,35 @@ impl ConnectAttempts {
         }
     }
 
-    /// Asks Hex about `token` in `subdomain` for `who` connecting from `from`, unless they are
-    /// past their allowance of refusals.
+    /// Asks Hex about `token` in `subdomain` for `who` (each of them) connecting from `from`,
+    /// unless one of them is past its allowance of refusals.
     pub async fn verify(
         &self,
         hex: &HexClient,
-        who: Attempter,
+        who: &[Attempter],
         from: Option<SocketAddr>,
         subdomain: &Subdomain,
         token: &SecretString,
     ) -> Result<HexIdentity, ApiError> {
         let address = from.map(|a| address_key(a.ip()));
         let now = Instant::now();
-        self.by_caller.take(&who, now).map_err(too_many)?;
+        let give_back = |callers: &[Attempter], address: Option<&IpAddr>, now: Instant| {
+            for caller in callers {
+                self.by_caller.give_back(caller, now);
+            }
+            if let Some(address) = address {
+                self.by_address.give_back(address, now);
+            }
+        };
+        for (taken, caller) in who.iter().enumerate() {
+            if let Err(wait) = self.by_caller.take(caller, now) {
+                give_back(&who[..taken], None, now);
+                return Err(too_many(wait));
+            }
+        }
         if let Some(address) = &address {
             if let Err(wait) = self.by_address.take(address, now) {
-                self.by_caller.give_back(&who, now);
+                give_back(who, None, now);
                 return Err(too_many(wait));
             }
         }
@@ -71,13 +93,9 @@ impl ConnectAttempts {
             Err(Rejection::TokenRejected | Rejection::InsufficientScope | Rejection::WorkspaceNotFound)
         );
         if refused {
-            tracing::info!(attempter = ?who, "connect attempt refused by Hex: counted");
+            tracing::info!("connect attempt refused by Hex: counted against its allowance");
         } else {
-            let now = Instant::now();
-            self.by_caller.give_back(&who, now);
-            if let Some(address) = &address {
-                self.by_address.give_back(address, now);
-            }
+            give_back(who, address.as_ref(), Instant::now());
         }
         Ok(outcome?)
     }

@@ -47,7 +47,7 @@ impl Guards {
     pub async fn verify_connect(
         &self,
         hex: &HexClient,
-        who: Attempter,
+        who: &[Attempter],
         from: Option<SocketAddr>,
         subdomain: &Subdomain,
         token: &SecretString,

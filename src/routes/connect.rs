@@ -131,8 +131,8 @@ async fn with_key(
     end_user_email: Option<String>,
     s: Submission,
 ) -> Result<Answer> {
-    let who = Attempter::Key(caller.key_id);
-    let identity = state.edge.verify_connect(&state.hex, who, s.from, &s.subdomain, &s.token).await?;
+    let who = [Attempter::Key(caller.key_id)];
+    let identity = state.edge.verify_connect(&state.hex, &who, s.from, &s.subdomain, &s.token).await?;
     let fingerprint = state.hasher.token_fingerprint(s.subdomain.as_str(), &s.token);
     if let Some(existing) = state
         .store
@@ -163,8 +163,11 @@ async fn with_session(
     s: Submission,
     origin: Option<String>,
 ) -> Result<Answer> {
-    let who = Attempter::Session(session.id);
-    let identity = state.edge.verify_connect(&state.hex, who, s.from, &s.subdomain, &s.token).await?;
+    let who = [
+        Attempter::Session(session.id),
+        Attempter::EndUser { tenant: session.tenant.clone(), end_user_id: session.end_user_id.clone() },
+    ];
+    let identity = state.edge.verify_connect(&state.hex, &who, s.from, &s.subdomain, &s.token).await?;
     let fingerprint = state.hasher.token_fingerprint(s.subdomain.as_str(), &s.token);
     let write = match session.connection_id {
         Some(id) => SessionWrite::Replace(TokenReplacement {
