@@ -16,7 +16,7 @@ use uuid::Uuid;
 
 use super::{
     ApiKey, Connection, ConnectionChange, ConnectionFilter, DynStore, HexIdentity, Inserted, NewApiKey,
-    NewConnection, NewSession, Session, SessionOutcome, SessionWrite, Store, StoreResult,
+    NewConnection, NewSession, SealedToken, Session, SessionOutcome, SessionWrite, Store, StoreResult,
 };
 use crate::crypto::Sealed;
 
@@ -160,7 +160,7 @@ impl Store for CachedStore {
         key_id: &str,
         after: Option<Uuid>,
         limit: u32,
-    ) -> StoreResult<Vec<(Uuid, Sealed)>> {
+    ) -> StoreResult<Vec<SealedToken>> {
         self.inner.tokens_not_sealed_by(key_id, after, limit).await
     }
     async fn count_tokens_not_sealed_by(&self, key_id: &str) -> StoreResult<i64> {
