@@ -249,7 +249,8 @@ pub async fn serve(
     router: Router,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    crate::edge::serve_with(listener, router, shutdown, crate::config::ServerLimits::default()).await
+    let limits = crate::config::ServerLimits::default();
+    crate::edge::serve_with(listener, router, shutdown, limits, Metrics::new()).await
 }
 
 /// Serves `state` on `listener`, and `/metrics` on `metrics_listener` when there is one (bind it
@@ -264,13 +265,20 @@ pub async fn serve_app(
     use futures_util::FutureExt as _;
     let shutdown = shutdown.boxed().shared();
     let limits = state.config.server;
-    let metrics = metrics_listener.map(|metrics_listener| {
+    let metrics = state.metrics.clone();
+    let metrics_server = metrics_listener.map(|metrics_listener| {
         let router = crate::routes::metrics_router(state.clone());
-        tokio::spawn(crate::edge::serve_with(metrics_listener, router, shutdown.clone(), limits))
+        tokio::spawn(crate::edge::serve_with(
+            metrics_listener,
+            router,
+            shutdown.clone(),
+            limits,
+            metrics.clone(),
+        ))
     });
-    crate::edge::serve_with(listener, crate::routes::router(state), shutdown, limits).await?;
-    if let Some(metrics) = metrics {
-        metrics.await.map_err(std::io::Error::other)??;
+    crate::edge::serve_with(listener, crate::routes::router(state), shutdown, limits, metrics).await?;
+    if let Some(metrics_server) = metrics_server {
+        metrics_server.await.map_err(std::io::Error::other)??;
     }
     Ok(())
 }

@@ -185,6 +185,10 @@ async fn past_the_connection_cap_new_clients_get_503_and_open_ones_keep_working(
         }
     }
     assert_eq!(held, CAP - 1, "the cap holds ({refused} refused)");
+    let metrics = get(&mut kept, "/metrics").await.unwrap().2;
+    let has = |line: &str| assert!(metrics.contains(line), "missing `{line}` in:\n{metrics}");
+    has(&format!("hexbroker_client_connections {CAP}\n"));
+    has(&format!("hexbroker_client_connections_refused_total{{kind=\"over_capacity\"}} {refused}\n"));
 
     let mut latencies = Vec::new();
     for _ in 0..20 {
@@ -696,6 +700,11 @@ async fn running_out_of_descriptors_backs_off_instead_of_crashing() {
         tokio::task::yield_now().await;
         assert_eq!(get(&mut kept, "/healthz").await.unwrap().0, 200);
     }
+    let metrics = get(&mut kept, "/metrics").await.unwrap().2;
+    assert!(
+        metrics.contains(r#"hexbroker_client_connections_refused_total{kind="accept_error"}"#),
+        "{metrics}"
+    );
     drop(flood);
     let started = Instant::now();
     loop {

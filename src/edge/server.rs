@@ -38,6 +38,7 @@ use tower::ServiceExt as _;
 
 use super::overload::Slot;
 use crate::config::ServerLimits;
+use crate::metrics::{ClientConnection, Metrics};
 
 /// The most a connection buffers while reading: a request's headers must fit in it (hyper then
 /// answers 431), so a slow client sending endless headers holds at most this much memory.
@@ -68,6 +69,7 @@ pub async fn serve_with(
     router: Router,
     shutdown: impl Future<Output = ()> + Send + 'static,
     limits: ServerLimits,
+    metrics: Metrics,
 ) -> std::io::Result<()> {
     let limits = ServerLimits {
         header_read_timeout: limits.header_read_timeout.min(LONGEST),
@@ -100,10 +102,11 @@ pub async fn serve_with(
                             router.clone(),
                             limits,
                             stopping.clone(),
-                            slot,
+                            (slot, metrics.client_connection()),
                         ));
                     }
                     Err(_) => {
+                        metrics.client_refused("over_capacity");
                         if last_refusal_logged.is_none_or(|at| at.elapsed() >= Duration::from_secs(1)) {
                             last_refusal_logged = Some(Instant::now());
                             tracing::warn!(
@@ -118,6 +121,7 @@ pub async fn serve_with(
             // The peer gave up between connecting and being accepted: nothing to do.
             Err(e) if is_per_connection(&e) => {}
             Err(e) => {
+                metrics.client_refused("accept_error");
                 tracing::warn!(error = %e, backoff_ms = backoff.as_millis() as u64, "cannot accept connections; backing off");
                 tokio::select! {
                     () = &mut shutdown => break,
@@ -169,7 +173,7 @@ async fn connection(
     router: Router,
     limits: ServerLimits,
     mut stopping: watch::Receiver<bool>,
-    _slot: OwnedSemaphorePermit,
+    _held: (OwnedSemaphorePermit, ClientConnection),
 ) {
     let _ = stream.set_nodelay(true);
     let reads = Arc::new(ReadClock::new());
