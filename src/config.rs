@@ -72,9 +72,10 @@ pub struct Config {
 /// The listener's limits (§2): how long a client may take, and how many may be connected.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ServerLimits {
-    /// The time a client has to send a request's headers, from its first byte.
+    /// The time a client has to send a request's headers: the first request's from when it
+    /// connects, a later one's from its first byte.
     pub header_read_timeout: Duration,
-    /// How long a keep-alive connection may wait for its next request.
+    /// How long a kept-alive connection may wait for its next request.
     pub idle_timeout: Duration,
     /// Client connections open at once; past it, new ones get a 503 and are closed.
     pub max_connections: usize,

@@ -1,8 +1,8 @@
 //! The listener: an HTTP/1.1 accept loop on hyper with the limits that `axum::serve` lacks.
 //!
-//! - A client has `header_read_timeout` from the first byte of a request to its last header
-//!   line, and a keep-alive connection waits `idle_timeout` for its next request; then it is
-//!   closed. hyper's own header timer runs from the moment it starts waiting, idle or not, so the
+//! - A client has `header_read_timeout` to send its first request's headers from when it
+//!   connects, and a later request's from its first byte; a kept-alive connection waits
+//!   `idle_timeout` for its next request. Then the connection is closed. hyper's own header timer runs from the moment it starts waiting, idle or not, so the
 //!   [`HeadTimer`] given to it tells the two apart by watching the socket's reads.
 //! - At most `max_connections` client connections are open; past that a new one gets a canned
 //!   503 `overloaded` and is closed at once, while those already open are served as before.
@@ -18,7 +18,7 @@ use std::convert::Infallible;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::task::{ready, Context, Poll};
 use std::time::{Duration, Instant};
@@ -181,7 +181,9 @@ async fn connection(
     let in_progress = Arc::new(AtomicUsize::new(0));
     let service = {
         let in_progress = in_progress.clone();
+        let reads = reads.clone();
         hyper::service::service_fn(move |mut request: hyper::Request<Incoming>| {
+            reads.kept_alive.store(true, Ordering::Relaxed);
             request.extensions_mut().insert(ConnectInfo(peer));
             let request_held = InProgress::enter(&in_progress);
             let router = router.clone();
@@ -309,11 +311,18 @@ struct ReadClock {
     epoch: Instant,
     waiting_since: AtomicU64,
     first_byte: AtomicU64,
+    /// Whether a request has been served on the connection, so that it is kept alive.
+    kept_alive: AtomicBool,
 }
 
 impl ReadClock {
     fn new() -> Self {
-        Self { epoch: Instant::now(), waiting_since: AtomicU64::new(0), first_byte: AtomicU64::new(0) }
+        Self {
+            epoch: Instant::now(),
+            waiting_since: AtomicU64::new(0),
+            first_byte: AtomicU64::new(0),
+            kept_alive: AtomicBool::new(false),
+        }
     }
 
     fn nanos(&self, at: Instant) -> u64 {
@@ -398,7 +407,8 @@ impl AsyncWrite for Watched {
 
 /// The timer given to hyper, which (for an HTTP/1 server) uses it only for its header-read
 /// timeout: each time hyper starts waiting for a head it asks for a sleep, and this one fires
-/// `header` after the first byte of that head, or `idle` after the wait began if no byte came.
+/// `header` after the first byte of that head, or, if no byte came, `idle` after the wait began
+/// on a kept-alive connection (`header` on a new one).
 struct HeadTimer {
     reads: Arc<ReadClock>,
     header: Duration,
@@ -412,12 +422,14 @@ impl hyper::rt::Timer for HeadTimer {
 
     fn sleep_until(&self, _deadline: Instant) -> Pin<Box<dyn hyper::rt::Sleep>> {
         let since = self.reads.start_waiting();
+        // A new connection has `header` for its first request; only a kept-alive one waits idle.
+        let idle = if self.reads.kept_alive.load(Ordering::Relaxed) { self.idle } else { self.header };
         Box::pin(HeadWait {
             reads: self.reads.clone(),
             since,
             header: self.header,
-            idle: self.idle,
-            sleep: tokio::time::sleep_until(later(since, self.header.min(self.idle)).into()),
+            idle,
+            sleep: tokio::time::sleep_until(later(since, self.header.min(idle)).into()),
         })
     }
 }
