@@ -13,7 +13,7 @@ use crate::auth::{self, Scopes};
 use crate::config::{self, Config, LogFormat};
 use crate::crypto::Keyring;
 use crate::store::{self, ApiKey};
-use crate::{healthcheck, routes, telemetry};
+use crate::{healthcheck, telemetry};
 
 const ENVIRONMENT: &str = "\
 Configuration comes from the environment, for every command:
@@ -184,10 +184,20 @@ async fn run(command: Command, config: Config, format: LogFormat) -> anyhow::Res
             let address = listener.local_addr()?;
             let url = browsable_url(address);
             tracing::info!(%address, %url, "hexbroker listening");
+            let metrics = match state.config.metrics_listen {
+                Some(address) => {
+                    let metrics = tokio::net::TcpListener::bind(address).await.map_err(|e| {
+                        anyhow::anyhow!("HEXBROKER_METRICS_LISTEN: cannot bind {address}: {e}")
+                    })?;
+                    tracing::info!(address = %metrics.local_addr()?, "metrics listening");
+                    Some(metrics)
+                }
+                None => None,
+            };
             if format == LogFormat::Pretty {
                 eprintln!("{}", banner(&state, &url).await);
             }
-            app::serve(listener, routes::router(state), shutdown).await?;
+            app::serve_app(state, listener, metrics, shutdown).await?;
         }
         Command::Migrate => {
             store::open(&config.database_url, 1).await?;

@@ -11,6 +11,7 @@ pub mod auth;
 pub mod cli;
 pub mod config;
 pub mod crypto;
+pub mod edge;
 pub mod error;
 pub mod healthcheck;
 pub mod hex;

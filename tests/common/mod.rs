@@ -145,6 +145,9 @@ pub struct TestApp {
     pub http: reqwest::Client,
     pub db: TestDb,
     pub env: HashMap<String, String>,
+    /// The base URL of the metrics listener, when `HEXBROKER_METRICS_LISTEN` is set (the harness
+    /// binds it on a port of its own).
+    pub metrics_base: Option<String>,
     shutdown: Option<oneshot::Sender<()>>,
 }
 
@@ -173,8 +176,12 @@ impl TestApp {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let (tx, rx) = oneshot::channel();
-        let router = hexbroker::router(state.clone());
-        tokio::spawn(hexbroker::serve(listener, router, async {
+        let metrics_listener = match state.config.metrics_listen {
+            Some(_) => Some(tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap()),
+            None => None,
+        };
+        let metrics_base = metrics_listener.as_ref().map(|l| format!("http://{}", l.local_addr().unwrap()));
+        tokio::spawn(hexbroker::app::serve_app(state.clone(), listener, metrics_listener, async {
             let _ = rx.await;
         }));
         Some(Self {
@@ -186,6 +193,7 @@ impl TestApp {
             http: reqwest::Client::new(),
             db,
             env,
+            metrics_base,
             shutdown: Some(tx),
         })
     }
@@ -267,7 +275,7 @@ impl Drop for TestApp {
 pub async fn serve_state(state: AppState) -> String {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());
-    tokio::spawn(hexbroker::serve(listener, hexbroker::router(state), std::future::pending()));
+    tokio::spawn(hexbroker::app::serve_app(state, listener, None, std::future::pending()));
     base
 }
 
