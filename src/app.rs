@@ -2,7 +2,7 @@
 
 use std::future::Future;
 use std::io::Write as _;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use anyhow::{bail, Context as _};
@@ -47,6 +47,8 @@ pub struct Shared {
     pub metrics: Metrics,
     /// The configuration it was built from.
     pub config: Arc<Config>,
+    /// The network edge's limits: requests in flight, the rate per key, connect attempts.
+    pub edge: crate::edge::Guards,
 }
 
 impl std::fmt::Debug for dyn store::Store {
@@ -75,7 +77,9 @@ impl AppState {
             exchange: config.proxy_exchange_timeout,
         };
         let upstream = Upstream::new(timeouts, retry, metrics.clone());
-        Ok(Self(Arc::new(Shared {
+        let edge = crate::edge::Guards::new(&config);
+        let state = Self(Arc::new(Shared {
+            edge,
             store,
             keyring: Arc::new(keyring),
             hasher: Arc::new(hasher),
@@ -84,8 +88,30 @@ impl AppState {
             metrics,
             limiter: Arc::default(),
             config: Arc::new(config),
-        })))
+        }));
+        refresh_gauges(&state);
+        Ok(state)
     }
+}
+
+/// Keeps the connection gauges in `/metrics` fresh by counting in the database every
+/// `HEXBROKER_METRICS_REFRESH`, so that a scrape never runs a count across all tenants. The task
+/// holds the state weakly and ends with it.
+fn refresh_gauges(state: &AppState) {
+    let weak = Arc::downgrade(&state.0);
+    let every = state.config.metrics_refresh;
+    tokio::spawn(async move {
+        let mut ticks = tokio::time::interval(every);
+        ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            ticks.tick().await;
+            let Some(shared) = weak.upgrade() else { return };
+            match shared.store.count_connections_by_status().await {
+                Ok(counts) => shared.metrics.set_connections(&counts),
+                Err(e) => tracing::warn!(error = %e, "counting connections for the metrics failed"),
+            }
+        }
+    });
 }
 
 const POSTGRES_NEEDS_KEYS: &str =
@@ -101,12 +127,8 @@ fn resolve_keyring(config: &Config, holds_sealed: bool) -> anyhow::Result<Keyrin
     if !config.is_sqlite() {
         bail!(POSTGRES_NEEDS_KEYS);
     }
-    match store::sqlite_database_file(&config.database_url) {
-        Some(db) => {
-            let mut path = db.into_os_string();
-            path.push(".key");
-            key_file(Path::new(&path), holds_sealed)
-        }
+    match key_file_path(config) {
+        Some(path) => key_file(&path, holds_sealed),
         None => {
             tracing::warn!(
                 "HEXBROKER_ENCRYPTION_KEYS is unset and the database is in memory: using a throwaway key"
@@ -114,6 +136,17 @@ fn resolve_keyring(config: &Config, holds_sealed: bool) -> anyhow::Result<Keyrin
             Ok(Keyring::parse(&Keyring::generate_entry())?)
         }
     }
+}
+
+/// The key file hexbroker uses when `HEXBROKER_ENCRYPTION_KEYS` is unset: `<database>.key` beside
+/// a SQLite file; `None` when keys are configured, or on Postgres, or for an in-memory database.
+pub fn key_file_path(config: &Config) -> Option<PathBuf> {
+    if config.encryption_keys.is_some() || !config.is_sqlite() {
+        return None;
+    }
+    let mut path = store::sqlite_database_file(&config.database_url)?.into_os_string();
+    path.push(".key");
+    Some(PathBuf::from(path))
 }
 
 /// The keyring in the key file at `path`, made on first run. A database that already holds
@@ -216,36 +249,78 @@ async fn load_hash_key(store: &DynStore, keyring: &Keyring) -> anyhow::Result<Ha
     Ok(Hasher::new(key))
 }
 
-/// Serves `router` on `listener` until `shutdown` completes, then drains in-flight requests.
+/// Serves `router` on `listener` with the default listener limits until `shutdown` completes,
+/// then drains in-flight requests; [`crate::edge::serve_with`] takes the configured ones.
 pub async fn serve(
     listener: TcpListener,
     router: Router,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    axum::serve(listener, router).with_graceful_shutdown(shutdown).await
+    let limits = crate::config::ServerLimits::default();
+    crate::edge::serve_with(listener, router, shutdown, limits, Metrics::new()).await
 }
 
-/// Completes on Ctrl-C or SIGTERM.
-pub async fn shutdown_signal() {
-    let ctrl_c = async {
-        let _ = tokio::signal::ctrl_c().await;
-    };
-    #[cfg(unix)]
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut signal) => {
-                signal.recv().await;
-            }
-            Err(_) => std::future::pending::<()>().await,
-        }
-    };
-    #[cfg(not(unix))]
-    let term = std::future::pending::<()>();
-    tokio::select! {
-        () = ctrl_c => {},
-        () = term => {},
+/// Serves `state` on `listener`, and `/metrics` on `metrics_listener` when there is one (bind it
+/// to `HEXBROKER_METRICS_LISTEN`), with the configured listener limits, until `shutdown`
+/// completes. What `hexbroker serve` and the tests run.
+pub async fn serve_app(
+    state: AppState,
+    listener: TcpListener,
+    metrics_listener: Option<TcpListener>,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    use futures_util::FutureExt as _;
+    let shutdown = shutdown.boxed().shared();
+    let limits = state.config.server;
+    let metrics = state.metrics.clone();
+    let metrics_server = metrics_listener.map(|metrics_listener| {
+        let router = crate::routes::metrics_router(state.clone());
+        tokio::spawn(crate::edge::serve_with(
+            metrics_listener,
+            router,
+            shutdown.clone(),
+            limits,
+            metrics.clone(),
+        ))
+    });
+    crate::edge::serve_with(listener, crate::routes::router(state), shutdown, limits, metrics).await?;
+    if let Some(metrics_server) = metrics_server {
+        metrics_server.await.map_err(std::io::Error::other)??;
     }
-    tracing::info!("shutting down");
+    Ok(())
+}
+
+/// Completes on Ctrl-C or SIGTERM. The handlers are installed when this is called, not when the
+/// future is first polled, so a signal sent as soon as the server says it listens is not lost to
+/// the default action (which would kill the process without draining).
+pub fn shutdown_signal() -> impl Future<Output = ()> + Send + 'static {
+    #[cfg(unix)]
+    let (interrupt, terminate) = {
+        use tokio::signal::unix::{signal, SignalKind};
+        (signal(SignalKind::interrupt()).ok(), signal(SignalKind::terminate()).ok())
+    };
+    async move {
+        #[cfg(unix)]
+        {
+            let wait = |signal: Option<tokio::signal::unix::Signal>| async move {
+                match signal {
+                    Some(mut signal) => {
+                        signal.recv().await;
+                    }
+                    None => std::future::pending::<()>().await,
+                }
+            };
+            tokio::select! {
+                () = wait(interrupt) => {},
+                () = wait(terminate) => {},
+            }
+        }
+        #[cfg(not(unix))]
+        {
+            let _ = tokio::signal::ctrl_c().await;
+        }
+        tracing::info!("shutting down");
+    }
 }
 
 #[cfg(test)]

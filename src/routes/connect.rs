@@ -12,6 +12,7 @@ use super::connections::{check_label, check_metadata, ConnectionView};
 use crate::app::AppState;
 use crate::auth::{session_used, Caller, ConnectCaller, Scope};
 use crate::crypto::TokenBinding;
+use crate::edge::{Attempter, ClientAddr};
 use crate::error::{ApiError, Json, Result};
 use crate::hex::{self, Subdomain};
 use crate::store::{
@@ -32,6 +33,8 @@ pub struct ConnectBody {
 
 /// A submission that passed every check but Hex's.
 struct Submission {
+    /// The client's address, for the allowance of refused attempts.
+    from: Option<std::net::SocketAddr>,
     subdomain: Subdomain,
     token: SecretString,
     label: Option<String>,
@@ -76,6 +79,7 @@ type Answer = (StatusCode, Json<ConnectionView>);
 pub async fn connect(
     State(state): State<AppState>,
     caller: ConnectCaller,
+    ClientAddr(from): ClientAddr,
     headers: HeaderMap,
     Json(body): Json<ConnectBody>,
 ) -> Result<Answer> {
@@ -89,11 +93,12 @@ pub async fn connect(
     }
     let metadata = body.metadata.unwrap_or_else(|| serde_json::json!({}));
     check_metadata(&metadata)?;
-    let submission = Submission { subdomain, token, label: body.label, metadata };
+    let submission = Submission { from, subdomain, token, label: body.label, metadata };
     match caller {
         ConnectCaller::Key(key) => {
-            let end_user_id = match body.end_user_id.as_deref().map(str::trim) {
-                Some(id) if (1..=256).contains(&id.chars().count()) => id.to_owned(),
+            // At most 256 characters as sent (as the spec's maxLength says), and not blank.
+            let end_user_id = match body.end_user_id.as_deref() {
+                Some(id) if !id.trim().is_empty() && id.chars().count() <= 256 => id.trim().to_owned(),
                 _ => {
                     return Err(ApiError::unprocessable(
                         "invalid_request",
@@ -130,7 +135,8 @@ async fn with_key(
     end_user_email: Option<String>,
     s: Submission,
 ) -> Result<Answer> {
-    let identity = state.hex.verify(&s.subdomain, &s.token).await?;
+    let who = [Attempter::Key(caller.key_id)];
+    let identity = state.edge.verify_connect(&state.hex, &who, s.from, &s.subdomain, &s.token).await?;
     let fingerprint = state.hasher.token_fingerprint(s.subdomain.as_str(), &s.token);
     if let Some(existing) = state
         .store
@@ -161,7 +167,11 @@ async fn with_session(
     s: Submission,
     origin: Option<String>,
 ) -> Result<Answer> {
-    let identity = state.hex.verify(&s.subdomain, &s.token).await?;
+    let who = [
+        Attempter::Session(session.id),
+        Attempter::EndUser { tenant: session.tenant.clone(), end_user_id: session.end_user_id.clone() },
+    ];
+    let identity = state.edge.verify_connect(&state.hex, &who, s.from, &s.subdomain, &s.token).await?;
     let fingerprint = state.hasher.token_fingerprint(s.subdomain.as_str(), &s.token);
     let write = match session.connection_id {
         Some(id) => SessionWrite::Replace(TokenReplacement {

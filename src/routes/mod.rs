@@ -15,7 +15,7 @@ use std::time::Duration;
 use axum::extract::{MatchedPath, Request};
 use axum::http::{header, HeaderName, HeaderValue, Method, StatusCode};
 use axum::response::Response;
-use axum::routing::{any, delete, get, post};
+use axum::routing::{delete, get, post};
 use axum::Router;
 use tower::ServiceBuilder;
 use tower_http::cors::{AllowOrigin, CorsLayer};
@@ -35,7 +35,8 @@ fn browser_facing(state: &AppState) -> Router<AppState> {
     // method's handler, so a method without one would never reach it.
     let routes = Router::new()
         .route("/v1/connect", post(connect::connect).options(preflight))
-        .route("/v1/connect/sessions", post(sessions::create).options(preflight));
+        .route("/v1/connect/sessions", post(sessions::create).options(preflight))
+        .route("/v1/connect/sessions/current", get(sessions::status).options(preflight));
     let origins = &state.config.allowed_origins;
     if origins.is_empty() {
         return routes;
@@ -43,24 +44,39 @@ fn browser_facing(state: &AppState) -> Router<AppState> {
     routes.layer(
         CorsLayer::new()
             .allow_origin(AllowOrigin::list(origins.iter().cloned()))
-            .allow_methods([Method::POST])
+            .allow_methods([Method::GET, Method::POST])
             .allow_headers([header::AUTHORIZATION, header::CONTENT_TYPE])
             .expose_headers([REQUEST_ID])
             .max_age(Duration::from_secs(600)),
     )
 }
 
+/// `/metrics`, when `here`: on the main listener unless `HEXBROKER_METRICS_LISTEN` gives it a
+/// listener of its own.
+fn metrics_routes(here: bool) -> Router<AppState> {
+    let routes = Router::new();
+    if !here {
+        return routes;
+    }
+    routes.route("/metrics", get(health::metrics))
+}
+
+/// The router for `HEXBROKER_METRICS_LISTEN`: `/metrics` alone, with the same middleware.
+pub fn metrics_router(state: AppState) -> Router {
+    with_middleware(metrics_routes(true).fallback(route_not_found).with_state(state.clone()), state)
+}
+
 /// Every route hexbroker serves, with its middleware.
 pub fn router(state: AppState) -> Router {
-    let metrics = state.metrics.clone();
     let routes = Router::new()
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
-        .route("/metrics", get(health::metrics))
+        .merge(metrics_routes(state.config.metrics_listen.is_none()))
         .route("/openapi.yaml", get(health::openapi))
         .route("/connect", get(page::index))
         .route("/connect/app.js", get(page::script))
         .route("/connect/app.css", get(page::style))
+        .route("/connect/sdk.js", get(page::sdk))
         .merge(browser_facing(&state))
         .route("/v1/connections", get(connections::list))
         .route(
@@ -70,12 +86,36 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/connections/{id}/verify", post(connections::verify))
         .route("/v1/connections/{id}/keys", post(keys::create))
         .route("/v1/connections/{id}/keys/{key_id}", delete(keys::revoke))
-        .route("/v1/proxy/{*path}", any(proxy::proxy))
-        .route("/api/{*path}", any(proxy::drop_in))
+        // The methods Hex's API uses, each named, so that any other (TRACE, CONNECT) answers 405
+        // with `Allow` as every route does: `any` would take them all and leave `Allow` out.
+        .route(
+            "/v1/proxy/{*path}",
+            get(proxy::proxy)
+                .head(proxy::proxy)
+                .post(proxy::proxy)
+                .put(proxy::proxy)
+                .patch(proxy::proxy)
+                .delete(proxy::proxy)
+                .options(proxy::proxy),
+        )
+        .route(
+            "/api/{*path}",
+            get(proxy::drop_in)
+                .head(proxy::drop_in)
+                .post(proxy::drop_in)
+                .put(proxy::drop_in)
+                .patch(proxy::drop_in)
+                .delete(proxy::drop_in)
+                .options(proxy::drop_in),
+        )
         .fallback(route_not_found)
         .method_not_allowed_fallback(method_not_allowed)
-        .with_state(state);
+        .with_state(state.clone());
+    with_middleware(routes, state)
+}
 
+/// Request ids, sensitive-header marking, the request span, metrics, and the in-flight cap.
+fn with_middleware(routes: Router, state: AppState) -> Router {
     let trace = TraceLayer::new_for_http()
         .make_span_with(|request: &Request| {
             let route = request.extensions().get::<MatchedPath>().map_or("unmatched", MatchedPath::as_str);
@@ -107,7 +147,8 @@ pub fn router(state: AppState) -> Router {
             ]))
             .layer(trace)
             .layer(PropagateRequestIdLayer::new(REQUEST_ID))
-            .layer(axum::middleware::from_fn_with_state(metrics, crate::metrics::track)),
+            .layer(axum::middleware::from_fn_with_state(state.metrics.clone(), crate::metrics::track))
+            .layer(axum::middleware::from_fn_with_state(state, crate::edge::shed)),
     )
 }
 

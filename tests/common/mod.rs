@@ -36,6 +36,35 @@ macro_rules! on_both_backends {
     };
 }
 
+/// Says that the running test cannot do its work here because `what` is missing (`how` says what
+/// to set), or, under `CI=true`, fails the test: CI must run everything.
+///
+/// libtest shows a passing test's `eprintln!` only with `--nocapture`, so the notice is written to
+/// the process's stderr directly, which a plain `cargo test` shows; once per binary and `what`,
+/// so forty Postgres tests make one line, not forty.
+pub fn skip(what: &str, how: &str) {
+    use std::collections::HashSet;
+    use std::io::Write as _;
+    use std::sync::{Mutex, OnceLock};
+
+    let test = std::thread::current().name().unwrap_or("this test").to_owned();
+    if std::env::var("CI").is_ok_and(|v| v == "true" || v == "1") {
+        panic!("{test} needs {what}, and CI=true runs everything: {how}");
+    }
+    static SEEN: OnceLock<Mutex<HashSet<String>>> = OnceLock::new();
+    let first = SEEN.get_or_init(Mutex::default).lock().map(|mut seen| seen.insert(what.to_owned()));
+    if first.unwrap_or(true) {
+        let binary = std::env::current_exe()
+            .ok()
+            .and_then(|p| p.file_stem().map(|s| s.to_string_lossy().into_owned()));
+        let binary = binary.as_deref().unwrap_or("?").split('-').next().unwrap_or("?").to_owned();
+        let _ = writeln!(
+            std::io::stderr(),
+            "\nSKIPPED: {what} of tests/{binary}.rs did not run (first: {test}); {how} to run it"
+        );
+    }
+}
+
 /// A database of one test's own, dropped with it.
 pub struct TestDb {
     pub url: String,
@@ -60,8 +89,9 @@ impl TestDb {
             }
             Backend::Postgres => {
                 let Ok(admin) = std::env::var("HEXBROKER_TEST_POSTGRES_URL") else {
-                    eprintln!(
-                        "skipped: HEXBROKER_TEST_POSTGRES_URL is unset, so the Postgres half did not run"
+                    skip(
+                        "the Postgres half",
+                        "set HEXBROKER_TEST_POSTGRES_URL=postgres://postgres@127.0.0.1:5432/postgres",
                     );
                     return None;
                 };
@@ -115,6 +145,9 @@ pub struct TestApp {
     pub http: reqwest::Client,
     pub db: TestDb,
     pub env: HashMap<String, String>,
+    /// The base URL of the metrics listener, when `HEXBROKER_METRICS_LISTEN` is set (the harness
+    /// binds it on a port of its own).
+    pub metrics_base: Option<String>,
     shutdown: Option<oneshot::Sender<()>>,
 }
 
@@ -143,8 +176,12 @@ impl TestApp {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let (tx, rx) = oneshot::channel();
-        let router = hexbroker::router(state.clone());
-        tokio::spawn(hexbroker::serve(listener, router, async {
+        let metrics_listener = match state.config.metrics_listen {
+            Some(_) => Some(tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap()),
+            None => None,
+        };
+        let metrics_base = metrics_listener.as_ref().map(|l| format!("http://{}", l.local_addr().unwrap()));
+        tokio::spawn(hexbroker::app::serve_app(state.clone(), listener, metrics_listener, async {
             let _ = rx.await;
         }));
         Some(Self {
@@ -156,6 +193,7 @@ impl TestApp {
             http: reqwest::Client::new(),
             db,
             env,
+            metrics_base,
             shutdown: Some(tx),
         })
     }
@@ -237,7 +275,7 @@ impl Drop for TestApp {
 pub async fn serve_state(state: AppState) -> String {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());
-    tokio::spawn(hexbroker::serve(listener, hexbroker::router(state), std::future::pending()));
+    tokio::spawn(hexbroker::app::serve_app(state, listener, None, std::future::pending()));
     base
 }
 
