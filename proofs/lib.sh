@@ -136,12 +136,19 @@ key_entry() { # id: a fresh HEXBROKER_ENCRYPTION_KEYS entry with that id
   echo "$1:${generated#*:}"
 }
 
-# Runs a hexbroker command with the proof's environment and the given keys.
+# Sets HB to `env` with the proof's hexbroker environment and the given keys: an external command,
+# so that `start NAME "${HB[@]}" ...` records the pid of the program itself (env execs it), and a
+# signal sent to that pid reaches it, not a subshell around it.
+hb_env() { # keys
+  HB=(env "HEXBROKER_DATABASE_URL=$DATABASE_URL" "HEXBROKER_ENCRYPTION_KEYS=$1" "HEXBROKER_HEX_URL=$HEX_URL"
+    "HEXBROKER_LOG=${HEXBROKER_LOG:-warn}")
+}
+
+# Runs a hexbroker command (in the foreground) with the proof's environment and the given keys.
 hb() { # keys command...
-  local keys=$1
+  hb_env "$1"
   shift
-  HEXBROKER_DATABASE_URL=$DATABASE_URL HEXBROKER_ENCRYPTION_KEYS=$keys HEXBROKER_HEX_URL=$HEX_URL \
-    HEXBROKER_LOG=${HEXBROKER_LOG:-warn} "$@"
+  "${HB[@]}" "$@"
 }
 
 summary() { # requests failed faults lost: the one line every proof ends with
