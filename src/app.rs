@@ -9,12 +9,14 @@ use anyhow::{bail, Context as _};
 use axum::Router;
 use tokio::net::TcpListener;
 
+use crate::clock::Clock;
 use crate::config::Config;
 use crate::crypto::{self, Hasher, Keyring, HASH_KEY_AAD, KEY_LEN};
 use crate::hex::HexClient;
 use crate::metrics::Metrics;
 use crate::proxy::{RateLimiter, RetryPolicy, Timeouts, Upstream};
 use crate::store::{self, CachedStore, DynStore};
+use crate::watch::Usage;
 
 /// Everything a request needs, behind one `Arc`: axum clones the state for every extractor, and
 /// one reference count is cheaper than one per handle.
@@ -47,6 +49,10 @@ pub struct Shared {
     pub metrics: Metrics,
     /// The configuration it was built from.
     pub config: Arc<Config>,
+    /// The time the lifecycle runs on (real; tests move it).
+    pub clock: Clock,
+    /// The proxy's in-memory per-connection marks (last used, recent calls), for the watchers.
+    pub usage: Arc<Usage>,
 }
 
 impl std::fmt::Debug for dyn store::Store {
@@ -80,6 +86,8 @@ impl AppState {
             metrics,
             limiter: Arc::default(),
             config: Arc::new(config),
+            clock: Clock::real(),
+            usage: Arc::default(),
         })))
     }
 }

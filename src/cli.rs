@@ -108,7 +108,10 @@ async fn run(command: Command, config: Config) -> anyhow::Result<ExitCode> {
                 .await
                 .map_err(|e| anyhow::anyhow!("HEXBROKER_LISTEN: cannot bind {}: {e}", state.config.listen))?;
             tracing::info!(address = %listener.local_addr()?, "hexbroker listening");
-            app::serve(listener, routes::router(state), app::shutdown_signal()).await?;
+            let watchers = crate::watch::Watchers::spawn(&state);
+            let served = app::serve(listener, routes::router(state), app::shutdown_signal()).await;
+            watchers.stop().await;
+            served?;
         }
         Command::Migrate => {
             store::open(&config.database_url, 1).await?;

@@ -51,6 +51,16 @@ pub struct Config {
     pub database_max_connections: u32,
     /// `HEXBROKER_LOG_FORMAT`: `json`, `pretty`, or unset for "pretty on a terminal, else JSON".
     pub log_format: Option<LogFormat>,
+    /// `HEXBROKER_VERIFY_INTERVAL`: how often each connection's token is checked against Hex in
+    /// the background (default 24h); `None` (`off`) for never.
+    pub verify_interval: Option<Duration>,
+    /// `HEXBROKER_VERIFY_CONCURRENCY`: background checks in flight at once, per replica.
+    pub verify_concurrency: usize,
+    /// `HEXBROKER_EXPIRY_WARNING`: how long before `token_expires_at` `connection.expiring` fires.
+    pub expiry_warning: Duration,
+    /// `HEXBROKER_WATCH_POLL`: how often each replica looks for due checks, expiries and warnings,
+    /// and writes `last_used_at` marks to the database.
+    pub watch_poll: Duration,
 }
 
 /// How log lines are written.
@@ -185,7 +195,25 @@ impl Config {
             })?),
         };
 
+        let verify_interval = match get("HEXBROKER_VERIFY_INTERVAL").as_deref() {
+            Some("off") => None,
+            _ => Some(duration(&get, "HEXBROKER_VERIFY_INTERVAL", Duration::from_secs(24 * 3600))?),
+        };
+        let verify_concurrency = match get("HEXBROKER_VERIFY_CONCURRENCY") {
+            None => 4,
+            Some(v) => v.parse().ok().filter(|n| (1..=256).contains(n)).ok_or_else(|| {
+                ConfigError::new(
+                    "HEXBROKER_VERIFY_CONCURRENCY",
+                    format!("`{v}` is not a number from 1 to 256"),
+                )
+            })?,
+        };
+
         Ok(Self {
+            verify_interval,
+            verify_concurrency,
+            expiry_warning: duration(&get, "HEXBROKER_EXPIRY_WARNING", Duration::from_secs(3 * 24 * 3600))?,
+            watch_poll: duration(&get, "HEXBROKER_WATCH_POLL", Duration::from_secs(10))?,
             listen,
             proxy_rate_limit,
             cache_ttl: duration(&get, "HEXBROKER_CACHE_TTL", default_ttl)?,
@@ -231,13 +259,13 @@ fn duration(
 ) -> Result<Duration, ConfigError> {
     match get(var) {
         None => Ok(default),
-        Some(v) => parse_duration(&v)
-            .filter(|d| !d.is_zero())
-            .ok_or_else(|| ConfigError::new(var, format!("`{v}` is not a duration like 500ms, 10s or 2m"))),
+        Some(v) => parse_duration(&v).filter(|d| !d.is_zero()).ok_or_else(|| {
+            ConfigError::new(var, format!("`{v}` is not a duration like 500ms, 10s, 2m, 6h or 3d"))
+        }),
     }
 }
 
-/// Parses `500ms`, `10s`, `2m` or a bare number of seconds.
+/// Parses `500ms`, `10s`, `2m`, `6h`, `3d` or a bare number of seconds.
 pub fn parse_duration(text: &str) -> Option<Duration> {
     let text = text.trim();
     let split = text.find(|c: char| !c.is_ascii_digit()).unwrap_or(text.len());
@@ -247,6 +275,8 @@ pub fn parse_duration(text: &str) -> Option<Duration> {
         "ms" => Some(Duration::from_millis(n)),
         "" | "s" => Some(Duration::from_secs(n)),
         "m" => n.checked_mul(60).map(Duration::from_secs),
+        "h" => n.checked_mul(3600).map(Duration::from_secs),
+        "d" => n.checked_mul(86_400).map(Duration::from_secs),
         _ => None,
     }
 }
@@ -317,6 +347,9 @@ mod tests {
         assert_eq!(c.public_url.as_str(), "http://127.0.0.1:8080/");
         assert!(c.encryption_keys.is_none());
         assert!(c.allowed_origins.is_empty());
+        assert_eq!(c.verify_interval, Some(Duration::from_secs(24 * 3600)));
+        assert_eq!(c.expiry_warning, Duration::from_secs(3 * 24 * 3600));
+        assert_eq!(config(&[("HEXBROKER_VERIFY_INTERVAL", "off")]).unwrap().verify_interval, None);
     }
 
     #[test]
@@ -338,6 +371,10 @@ mod tests {
             ("HEXBROKER_PROXY_RATE_LIMIT", "0"),
             ("HEXBROKER_CACHE_CAPACITY", "-1"),
             ("HEXBROKER_PROXY_RETRY_BUDGET", "forever"),
+            ("HEXBROKER_VERIFY_INTERVAL", "daily"),
+            ("HEXBROKER_VERIFY_CONCURRENCY", "0"),
+            ("HEXBROKER_EXPIRY_WARNING", "0s"),
+            ("HEXBROKER_WATCH_POLL", "soon"),
         ];
         for (var, value) in cases {
             let err = config(&[(var, value)]).expect_err(var);
@@ -370,7 +407,9 @@ mod tests {
             ("10s", Some(10_000)),
             ("2m", Some(120_000)),
             ("7", Some(7_000)),
-            ("1h", None),
+            ("6h", Some(21_600_000)),
+            ("3d", Some(259_200_000)),
+            ("1w", None),
             ("", None),
         ];
         for (text, millis) in cases {

@@ -9,6 +9,7 @@
 pub mod app;
 pub mod auth;
 pub mod cli;
+pub mod clock;
 pub mod config;
 pub mod crypto;
 pub mod error;
@@ -19,6 +20,7 @@ pub mod reencrypt;
 pub mod routes;
 pub mod store;
 pub mod telemetry;
+pub mod watch;
 
 pub use app::{serve, AppState};
 pub use config::Config;

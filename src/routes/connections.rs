@@ -11,7 +11,7 @@ use crate::app::AppState;
 use crate::auth::{Caller, Scope};
 use crate::error::{ApiError, Json, Path, Result};
 use crate::hex::Subdomain;
-use crate::store::{self, Connection, ConnectionChange, ConnectionFilter};
+use crate::store::{Connection, ConnectionChange, ConnectionFilter};
 
 const DEFAULT_PAGE: u32 = 50;
 const MAX_PAGE: u32 = 200;
@@ -28,7 +28,7 @@ impl ConnectionView {
     /// The view of `connection`, with `expired` derived from its token's expiry.
     pub fn new(state: &AppState, connection: Connection) -> Self {
         let hex_url = state.hex.origin(&Subdomain::from_stored(connection.subdomain.clone()));
-        Self { connection: connection.with_current_status(store::now()), hex_url }
+        Self { connection: connection.with_current_status(state.clock.now()), hex_url }
     }
 }
 

@@ -15,10 +15,12 @@ use std::time::{Duration, Instant};
 use uuid::Uuid;
 
 use super::{
-    ApiKey, Connection, ConnectionChange, ConnectionFilter, DynStore, HexIdentity, Inserted, NewApiKey,
-    NewConnection, NewSession, Session, SessionOutcome, SessionWrite, Store, StoreResult,
+    ApiKey, Connection, ConnectionChange, ConnectionFilter, DueCheck, DynStore, HexIdentity, Inserted,
+    NewApiKey, NewConnection, NewSession, Session, SessionOutcome, SessionWrite, Store, StoreResult,
+    WatchStore,
 };
 use crate::crypto::Sealed;
+use chrono::{DateTime, Utc};
 
 /// A map whose entries live for a fixed time, bounded in size.
 struct TtlMap<K, V> {
@@ -298,6 +300,74 @@ impl Store for CachedStore {
             self.invalidate(connection_message(connection.id)).await?;
         }
         Ok(outcome)
+    }
+}
+
+/// The watchers' writes: status changes drop the cached row like any other write; schedules,
+/// warning marks and `last_used_at` are not read on the hot path and leave the cache alone.
+#[async_trait::async_trait]
+impl WatchStore for CachedStore {
+    async fn unscheduled_checks(&self, limit: u32) -> StoreResult<Vec<(Uuid, DateTime<Utc>)>> {
+        self.inner.unscheduled_checks(limit).await
+    }
+    async fn schedule_check(&self, id: Uuid, at: DateTime<Utc>, only_unscheduled: bool) -> StoreResult<()> {
+        self.inner.schedule_check(id, at, only_unscheduled).await
+    }
+    async fn claim_due_checks(
+        &self,
+        now: DateTime<Utc>,
+        lease_until: DateTime<Utc>,
+        limit: u32,
+    ) -> StoreResult<Vec<DueCheck>> {
+        self.inner.claim_due_checks(now, lease_until, limit).await
+    }
+    async fn record_check_passed(
+        &self,
+        id: Uuid,
+        nonce: &[u8],
+        from: &str,
+        identity: &HexIdentity,
+        next: Option<DateTime<Utc>>,
+        now: DateTime<Utc>,
+    ) -> StoreResult<Option<Connection>> {
+        let done = self.inner.record_check_passed(id, nonce, from, identity, next, now).await?;
+        if done.is_some() {
+            self.invalidate(connection_message(id)).await?;
+        }
+        Ok(done)
+    }
+    async fn record_check_refused(
+        &self,
+        id: Uuid,
+        nonce: &[u8],
+        from: &str,
+        reason: &str,
+        next: Option<DateTime<Utc>>,
+        now: DateTime<Utc>,
+    ) -> StoreResult<Option<Connection>> {
+        let done = self.inner.record_check_refused(id, nonce, from, reason, next, now).await?;
+        if done.is_some() {
+            self.invalidate(connection_message(id)).await?;
+        }
+        Ok(done)
+    }
+    async fn claim_expiry_warnings(
+        &self,
+        now: DateTime<Utc>,
+        horizon: DateTime<Utc>,
+        limit: u32,
+    ) -> StoreResult<Vec<Connection>> {
+        self.inner.claim_expiry_warnings(now, horizon, limit).await
+    }
+    async fn expire_due(&self, now: DateTime<Utc>, limit: u32) -> StoreResult<Vec<Connection>> {
+        let expired = self.inner.expire_due(now, limit).await?;
+        for connection in &expired {
+            self.invalidate(connection_message(connection.id)).await?;
+        }
+        Ok(expired)
+    }
+    async fn record_last_used(&self, marks: &[(Uuid, DateTime<Utc>)]) -> StoreResult<()> {
+        self.inner.record_last_used(marks).await
     }
 }
 

@@ -8,6 +8,7 @@ mod cached;
 mod postgres;
 mod sql;
 mod sqlite;
+mod watch;
 
 use std::sync::Arc;
 
@@ -21,6 +22,7 @@ use crate::crypto::Sealed;
 pub use cached::CachedStore;
 pub use postgres::PgStore;
 pub use sqlite::{database_file as sqlite_database_file, SqliteStore};
+pub use watch::{DueCheck, WatchStore, EXPIRED_REASON};
 
 /// A storage failure. Callers treat it as internal; its text may name tables, never values.
 #[derive(Debug, thiserror::Error)]
@@ -50,7 +52,7 @@ pub fn now() -> DateTime<Utc> {
 
 /// Every storage operation hexbroker performs, on either backend.
 #[async_trait::async_trait]
-pub trait Store: Send + Sync + 'static {
+pub trait Store: WatchStore + Send + Sync + 'static {
     /// Answers when the database does.
     async fn ping(&self) -> StoreResult<()>;
 
@@ -275,6 +277,10 @@ pub struct Connection {
     pub updated_at: DateTime<Utc>,
     /// Calls a minute this connection may send to Hex; `None` means the deployment's default.
     pub rate_limit_per_minute: Option<i32>,
+    /// When the token is next checked against Hex in the background, if scheduled.
+    pub next_verify_at: Option<DateTime<Utc>>,
+    /// The last proxied call, to the minute (flushed from memory, so up to a minute behind).
+    pub last_used_at: Option<DateTime<Utc>>,
 }
 
 /// A change to a connection: `None` leaves a field as it is; `Some(None)` clears it.
@@ -302,7 +308,7 @@ impl Connection {
     pub fn with_current_status(mut self, now: DateTime<Utc>) -> Self {
         if self.status == "active" && self.current_status(now) == "expired" {
             self.status = "expired".into();
-            self.status_reason = Some("The Hex token has passed its expiry date.".into());
+            self.status_reason = Some(EXPIRED_REASON.into());
         }
         self
     }

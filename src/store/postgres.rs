@@ -8,6 +8,7 @@ use super::sql::{
     api_key_columns, bind_new_connection, connection_columns, impl_store, insert_connection_sql,
     session_columns,
 };
+use super::watch::impl_watch_store;
 
 /// A [`Store`](super::Store) on Postgres.
 #[derive(Debug, Clone)]
@@ -37,6 +38,8 @@ impl PgStore {
 
 /// The channel on which replicas tell each other which cached entries are stale.
 const INVALIDATION_CHANNEL: &str = "hexbroker_invalidate";
+
+impl_watch_store!(PgStore, " for update skip locked");
 
 impl_store!(PgStore, {
     async fn publish_invalidation(&self, message: &str) -> crate::store::StoreResult<()> {

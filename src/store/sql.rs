@@ -7,7 +7,7 @@ macro_rules! connection_columns {
     () => {
         "id, tenant, end_user_id, end_user_email, label, metadata, subdomain, token_type, token_hint, \
          hex_org_id, hex_user_email, token_expires_at, status, status_reason, last_verified_at, \
-         created_at, updated_at, rate_limit_per_minute"
+         created_at, updated_at, rate_limit_per_minute, next_verify_at, last_used_at"
     };
 }
 

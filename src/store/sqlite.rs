@@ -11,6 +11,7 @@ use super::sql::{
     api_key_columns, bind_new_connection, connection_columns, impl_store, insert_connection_sql,
     session_columns,
 };
+use super::watch::impl_watch_store;
 
 /// A [`Store`](super::Store) on SQLite.
 #[derive(Debug, Clone)]
@@ -44,6 +45,8 @@ impl SqliteStore {
         &self.pool
     }
 }
+
+impl_watch_store!(SqliteStore, "");
 
 impl_store!(SqliteStore);
 
