@@ -30,7 +30,8 @@ pub trait WatchStore: Send + Sync {
     async fn unscheduled_checks(&self, limit: u32) -> StoreResult<Vec<(Uuid, DateTime<Utc>)>>;
     /// Sets when a connection is next checked; `only_unscheduled` leaves a scheduled one alone.
     async fn schedule_check(&self, id: Uuid, at: DateTime<Utc>, only_unscheduled: bool) -> StoreResult<()>;
-    /// Claims up to `limit` active or invalid connections whose check is due at `now`, pushing
+    /// Claims up to `limit` invalid connections, and active ones whose token has not expired (those
+    /// are the expiry round's), whose check is due at `now`, pushing
     /// their `next_verify_at` to `lease_until` (so a replica that dies mid-check leaves them to be
     /// claimed again then).
     async fn claim_due_checks(
@@ -126,8 +127,10 @@ macro_rules! impl_watch_store {
             ) -> $crate::store::StoreResult<Vec<$crate::store::DueCheck>> {
                 let rows: Vec<$crate::store::sql::ConnectionWithToken> = sqlx::query_as(concat!(
                     "update connection set next_verify_at = $2 \
-                     where next_verify_at <= $1 and status in ('active', 'invalid') and id in (\
-                     select id from connection where next_verify_at <= $1 and status in ('active', 'invalid') \
+                     where next_verify_at <= $1 and (status = 'invalid' or (status = 'active' \
+                     and (token_expires_at is null or token_expires_at > $1))) and id in (\
+                     select id from connection where next_verify_at <= $1 and (status = 'invalid' \
+                     or (status = 'active' and (token_expires_at is null or token_expires_at > $1))) \
                      order by next_verify_at limit $3",
                     $skip_locked,
                     ") returning ",
