@@ -53,6 +53,7 @@ struct Inner {
     upstream_errors: Family<KindLabels, Counter>,
     retries: Family<KindLabels, Counter>,
     connections: Family<StatusLabels, Gauge>,
+    watch: Family<KindLabels, Counter>,
 }
 
 /// The process's metrics; cheap to clone.
@@ -120,6 +121,13 @@ impl Metrics {
         );
         let connections = Family::<StatusLabels, Gauge>::default();
         registry.register("connections", "Stored connections by status, at scrape time", connections.clone());
+        let watch = Family::<KindLabels, Counter>::default();
+        registry.register(
+            "watch",
+            "What the watchers did, by kind (checked, deferred, trouble, invalidated, reactivated, \
+             expiring, expired, recheck)",
+            watch.clone(),
+        );
         Self(Arc::new(Inner {
             registry,
             requests,
@@ -129,6 +137,7 @@ impl Metrics {
             upstream_errors,
             retries,
             connections,
+            watch,
         }))
     }
 
@@ -157,6 +166,13 @@ impl Metrics {
     /// Records a retry.
     pub fn retry(&self, reason: &'static str) {
         self.0.retries.get_or_create(&KindLabels { kind: reason }).inc();
+    }
+
+    /// Records `n` things of `kind` the watchers did.
+    pub fn watched(&self, kind: &'static str, n: usize) {
+        if n > 0 {
+            self.0.watch.get_or_create(&KindLabels { kind }).inc_by(n as u64);
+        }
     }
 
     /// The text exposition, with the connection counts given.

@@ -126,6 +126,15 @@ async fn a_background_check_invalidates_a_revoked_token_and_reactivates_it_when_
     assert_eq!(shown["status"], "active");
     assert!(shown["status_reason"].is_null());
     assert_eq!(proxied(&app, &proxy, &id).await.status(), 200);
+
+    let metrics = app.http.get(app.url("/metrics")).send().await.unwrap().text().await.unwrap();
+    for line in [
+        r#"hexbroker_watch_total{kind="checked"} 3"#,
+        r#"hexbroker_watch_total{kind="invalidated"} 1"#,
+        r#"hexbroker_watch_total{kind="reactivated"} 1"#,
+    ] {
+        assert!(metrics.contains(line), "missing `{line}` in:\n{metrics}");
+    }
 }
 
 async fn two_replicas_check_each_connection_once_per_round(backend: Backend) {

@@ -91,6 +91,12 @@ pub async fn check_round(state: &AppState) -> StoreResult<CheckReport> {
             }
         }
         if claimed < batch as usize {
+            let m = &state.metrics;
+            m.watched("checked", report.checked);
+            m.watched("deferred", report.deferred);
+            m.watched("trouble", report.trouble);
+            m.watched("invalidated", report.invalidated);
+            m.watched("reactivated", report.reactivated);
             return Ok(report);
         }
     }
@@ -221,6 +227,7 @@ pub fn after_unauthorized(state: &AppState, call: Unauthorized) {
 /// refuses it and the connection still holds that token and is still active. Returns whether
 /// it did.
 pub async fn recheck_after_unauthorized(state: &AppState, call: Unauthorized) -> StoreResult<bool> {
+    state.metrics.watched("recheck", 1);
     let subdomain = Subdomain::from_stored(call.subdomain.clone());
     let rejection = match state.hex.verify(&subdomain, &call.token).await {
         Ok(_) => {
@@ -240,6 +247,7 @@ pub async fn recheck_after_unauthorized(state: &AppState, call: Unauthorized) ->
         Some(updated) => {
             tracing::warn!(connection_id = %call.id, tenant = %call.tenant, reason, "Hex refuses the token: connection marked invalid");
             announce("connection.invalidated", &updated);
+            state.metrics.watched("invalidated", 1);
             Ok(true)
         }
         None => {

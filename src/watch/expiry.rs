@@ -45,5 +45,7 @@ pub async fn expiry_round(state: &AppState) -> StoreResult<ExpiryReport> {
             break;
         }
     }
+    state.metrics.watched("expiring", report.warned);
+    state.metrics.watched("expired", report.expired);
     Ok(report)
 }
