@@ -11,11 +11,13 @@ use uuid::Uuid;
 
 use super::connections::connection_id;
 use crate::app::AppState;
+use crate::audit::{Action, AuditContext};
 use crate::auth::{Caller, ConnectionCaller, Scope};
 use crate::error::{ApiError, Result};
 use crate::hex::Subdomain;
+use crate::lifecycle::{Change, Status};
 use crate::proxy::{check_path, CONNECTION_ID_HEADER};
-use crate::store;
+use crate::store::{self, Expect};
 
 /// The scope a method needs: GET and HEAD read, everything else may change something.
 fn scope_for(method: &Method) -> Scope {
@@ -97,15 +99,15 @@ async fn forward(
         .ok_or_else(|| ApiError::not_found("connection"))?;
     let (connection, sealed) = &*row;
     match connection.current_status(store::now()) {
-        "active" => {}
-        "expired" => {
+        Status::Active => {}
+        Status::Expired => {
             return Err(ApiError::new(
                 StatusCode::FAILED_DEPENDENCY,
                 "connection_expired",
                 "This connection's Hex token has expired; reconnect it with a new token.",
             ))
         }
-        _ => {
+        Status::Invalid => {
             return Err(ApiError::new(
                 StatusCode::FAILED_DEPENDENCY,
                 "connection_invalid",
@@ -132,13 +134,12 @@ async fn forward(
         // Hex no longer takes this token: later calls get 424 without reaching Hex, until a
         // verify or a reconnect succeeds. This caller still gets Hex's own answer.
         tracing::warn!(connection_id = %id, "Hex answered 401: connection marked invalid");
+        // Only the token this call used may be judged: one replaced meanwhile stays active.
+        let expect = Expect { token_nonce: Some(sealed.nonce.clone()), status: None };
+        let reason = "Hex answered 401 to a proxied call: the token was revoked, expired or regenerated.";
         state
             .store
-            .mark_invalid(
-                tenant,
-                id,
-                "Hex answered 401 to a proxied call: the token was revoked, expired or regenerated.",
-            )
+            .apply(tenant, id, &Change::Refused(reason), &AuditContext::system(Action::StatusChange), &expect)
             .await?;
     }
     Ok(response)
