@@ -159,12 +159,72 @@ async fn load_hash_key(store: &DynStore, keyring: &Keyring) -> anyhow::Result<Ha
 }
 
 /// Serves `router` on `listener` until `shutdown` completes, then drains in-flight requests.
+/// Handlers can read the client's address (`ConnectInfo`) for the audit trail.
 pub async fn serve(
     listener: TcpListener,
     router: Router,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    axum::serve(listener, router).with_graceful_shutdown(shutdown).await
+    axum::serve(listener, router.into_make_service_with_connect_info::<std::net::SocketAddr>())
+        .with_graceful_shutdown(shutdown)
+        .await
+}
+
+/// A replica's background work: webhook delivery, audit pruning and the watchers. It stops when this is
+/// dropped or [`Background::stop`]ped; its work is in the database, so nothing is lost.
+pub struct Background {
+    stop: tokio::sync::watch::Sender<()>,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+    watchers: crate::watch::Watchers,
+}
+
+impl Background {
+    /// Starts the background tasks of `state`'s replica.
+    pub fn spawn(state: &AppState) -> anyhow::Result<Self> {
+        let (stop, stopped) = tokio::sync::watch::channel(());
+        let mut tasks = Vec::new();
+        if let Some(worker) = crate::events::worker::spawn(
+            state.store.clone(),
+            state.hex.clone(),
+            &state.config,
+            stopped.clone(),
+        )? {
+            tasks.push(worker);
+        }
+        tasks.push(tokio::spawn(prune(state.store.clone(), state.config.audit_retention, stopped)));
+        Ok(Self { stop, tasks, watchers: crate::watch::Watchers::spawn(state) })
+    }
+
+    /// Stops the tasks and waits for them (a delivery in flight is abandoned; its lease lapses
+    /// and it is tried again).
+    pub async fn stop(self) {
+        drop(self.stop);
+        for task in self.tasks {
+            task.abort();
+            let _ = task.await;
+        }
+        self.watchers.stop().await;
+    }
+}
+
+/// Deletes audit entries and delivered events older than `retention`, hourly.
+async fn prune(store: DynStore, retention: std::time::Duration, mut stop: tokio::sync::watch::Receiver<()>) {
+    let every = std::time::Duration::from_secs(3600).min(retention);
+    loop {
+        let cutoff =
+            chrono::Duration::from_std(retention).ok().and_then(|r| store::now().checked_sub_signed(r));
+        if let Some(cutoff) = cutoff {
+            match store.prune(cutoff).await {
+                Ok(0) => {}
+                Ok(n) => tracing::info!(deleted = n, "pruned old audit entries and delivered events"),
+                Err(e) => tracing::warn!(error = %e, "could not prune the audit trail"),
+            }
+        }
+        tokio::select! {
+            () = tokio::time::sleep(every) => {}
+            _ = stop.changed() => return,
+        }
+    }
 }
 
 /// Completes on Ctrl-C or SIGTERM.

@@ -108,10 +108,9 @@ async fn run(command: Command, config: Config) -> anyhow::Result<ExitCode> {
                 .await
                 .map_err(|e| anyhow::anyhow!("HEXBROKER_LISTEN: cannot bind {}: {e}", state.config.listen))?;
             tracing::info!(address = %listener.local_addr()?, "hexbroker listening");
-            let watchers = crate::watch::Watchers::spawn(&state);
-            let served = app::serve(listener, routes::router(state), app::shutdown_signal()).await;
-            watchers.stop().await;
-            served?;
+            let background = app::Background::spawn(&state)?;
+            app::serve(listener, routes::router(state), app::shutdown_signal()).await?;
+            background.stop().await;
         }
         Command::Migrate => {
             store::open(&config.database_url, 1).await?;
@@ -158,7 +157,8 @@ async fn keys(command: KeysCommand, state: AppState) -> anyhow::Result<()> {
             }
         }
         KeysCommand::Revoke { id } => {
-            if state.store.revoke_api_key(id).await? {
+            let audit = crate::audit::AuditContext::system(crate::audit::Action::KeyRevoke);
+            if state.store.revoke_api_key(id, &audit).await? {
                 eprintln!("revoked key {id}");
             } else {
                 anyhow::bail!("no active key with id {id}");

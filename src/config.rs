@@ -61,6 +61,25 @@ pub struct Config {
     /// `HEXBROKER_WATCH_POLL`: how often each replica looks for due checks, expiries and warnings,
     /// and writes `last_used_at` marks to the database.
     pub watch_poll: Duration,
+    /// `HEXBROKER_WEBHOOK_URL`: where events are delivered (§8); `None`: recorded, not sent.
+    pub webhook_url: Option<Url>,
+    /// `HEXBROKER_WEBHOOK_SECRET`: every delivery is signed with each of these.
+    pub webhook_secrets: Vec<secrecy::SecretString>,
+    /// `HEXBROKER_WEBHOOK_TIMEOUT`: the time a receiver has to answer one delivery.
+    pub webhook_timeout: Duration,
+    /// `HEXBROKER_WEBHOOK_CONCURRENCY`: deliveries in flight at once, per replica.
+    pub webhook_concurrency: usize,
+    /// `HEXBROKER_WEBHOOK_BACKOFF`: the wait before the first retry; each retry doubles it.
+    pub webhook_backoff: Duration,
+    /// `HEXBROKER_WEBHOOK_BACKOFF_MAX`: the longest wait between two attempts.
+    pub webhook_backoff_max: Duration,
+    /// `HEXBROKER_WEBHOOK_RETRY_FOR`: how long an event is retried before it is `dead`.
+    pub webhook_retry_for: Duration,
+    /// `HEXBROKER_WEBHOOK_POLL`: how often the delivery worker looks for due events when nothing
+    /// woke it (the safety net behind the commit-time wake-up).
+    pub webhook_poll: Duration,
+    /// `HEXBROKER_AUDIT_RETENTION`: how long audit entries (and delivered events) are kept.
+    pub audit_retention: Duration,
 }
 
 /// How log lines are written.
@@ -209,11 +228,54 @@ impl Config {
             })?,
         };
 
+        let webhook_url = match get("HEXBROKER_WEBHOOK_URL") {
+            None => None,
+            Some(v) => Some(
+                Url::parse(&v)
+                    .ok()
+                    .filter(|u| matches!(u.scheme(), "http" | "https") && u.has_host())
+                    .ok_or_else(|| ConfigError::new("HEXBROKER_WEBHOOK_URL", "is not an http(s) URL"))?,
+            ),
+        };
+        let webhook_secrets: Vec<secrecy::SecretString> = get("HEXBROKER_WEBHOOK_SECRET")
+            .map(|v| {
+                v.split(',')
+                    .map(str::trim)
+                    .filter(|s| !s.is_empty())
+                    .map(|s| secrecy::SecretString::from(s.to_owned()))
+                    .collect()
+            })
+            .unwrap_or_default();
+        if webhook_url.is_some() && webhook_secrets.is_empty() {
+            return Err(ConfigError::new(
+                "HEXBROKER_WEBHOOK_SECRET",
+                "is required with HEXBROKER_WEBHOOK_URL, so that receivers can check each delivery",
+            ));
+        }
+        let webhook_concurrency = match get("HEXBROKER_WEBHOOK_CONCURRENCY") {
+            None => 16,
+            Some(v) => v.parse().ok().filter(|n| (1..=1000).contains(n)).ok_or_else(|| {
+                ConfigError::new(
+                    "HEXBROKER_WEBHOOK_CONCURRENCY",
+                    format!("`{v}` is not a number from 1 to 1000"),
+                )
+            })?,
+        };
+
         Ok(Self {
             verify_interval,
             verify_concurrency,
             expiry_warning: duration(&get, "HEXBROKER_EXPIRY_WARNING", Duration::from_secs(3 * 24 * 3600))?,
             watch_poll: duration(&get, "HEXBROKER_WATCH_POLL", Duration::from_secs(10))?,
+            webhook_url,
+            webhook_secrets,
+            webhook_timeout: duration(&get, "HEXBROKER_WEBHOOK_TIMEOUT", Duration::from_secs(10))?,
+            webhook_concurrency,
+            webhook_backoff: duration(&get, "HEXBROKER_WEBHOOK_BACKOFF", Duration::from_secs(10))?,
+            webhook_backoff_max: duration(&get, "HEXBROKER_WEBHOOK_BACKOFF_MAX", Duration::from_secs(3600))?,
+            webhook_retry_for: duration(&get, "HEXBROKER_WEBHOOK_RETRY_FOR", Duration::from_secs(86_400))?,
+            webhook_poll: duration(&get, "HEXBROKER_WEBHOOK_POLL", Duration::from_secs(5))?,
+            audit_retention: duration(&get, "HEXBROKER_AUDIT_RETENTION", Duration::from_secs(90 * 86_400))?,
             listen,
             proxy_rate_limit,
             cache_ttl: duration(&get, "HEXBROKER_CACHE_TTL", default_ttl)?,
@@ -375,12 +437,30 @@ mod tests {
             ("HEXBROKER_VERIFY_CONCURRENCY", "0"),
             ("HEXBROKER_EXPIRY_WARNING", "0s"),
             ("HEXBROKER_WATCH_POLL", "soon"),
+            ("HEXBROKER_WEBHOOK_URL", "ftp://example.com/hook"),
+            ("HEXBROKER_WEBHOOK_CONCURRENCY", "0"),
+            ("HEXBROKER_WEBHOOK_TIMEOUT", "1w"),
+            ("HEXBROKER_AUDIT_RETENTION", "ninety days"),
         ];
         for (var, value) in cases {
             let err = config(&[(var, value)]).expect_err(var);
             assert_eq!(err.var, var, "{value}");
             assert!(err.to_string().starts_with(var));
         }
+    }
+
+    #[test]
+    fn a_webhook_url_needs_a_secret_and_secrets_are_not_echoed() {
+        let err = config(&[("HEXBROKER_WEBHOOK_URL", "http://127.0.0.1:9/hook")]).unwrap_err();
+        assert_eq!(err.var, "HEXBROKER_WEBHOOK_SECRET");
+        let c = config(&[
+            ("HEXBROKER_WEBHOOK_URL", "http://127.0.0.1:9/hook"),
+            ("HEXBROKER_WEBHOOK_SECRET", "s3cret-one, s3cret-two"),
+        ])
+        .unwrap();
+        assert_eq!(c.webhook_secrets.len(), 2);
+        assert!(!format!("{c:?}").contains("s3cret"), "Debug redacts webhook secrets");
+        assert_eq!(config(&[]).unwrap().audit_retention, Duration::from_secs(90 * 86_400));
     }
 
     #[test]
@@ -401,15 +481,16 @@ mod tests {
     }
 
     #[test]
-    fn durations_parse_in_three_units() {
+    fn durations_parse_in_five_units() {
         let cases = [
             ("500ms", Some(500)),
             ("10s", Some(10_000)),
             ("2m", Some(120_000)),
             ("7", Some(7_000)),
-            ("6h", Some(21_600_000)),
-            ("3d", Some(259_200_000)),
-            ("1w", None),
+            ("6h", Some(6 * 3_600_000)),
+            ("3d", Some(3 * 86_400_000)),
+            ("2w", None),
+            ("99999999999999999999d", None),
             ("", None),
         ];
         for (text, millis) in cases {

@@ -7,13 +7,16 @@
 #![warn(missing_docs)]
 
 pub mod app;
+pub mod audit;
 pub mod auth;
 pub mod cli;
 pub mod clock;
 pub mod config;
 pub mod crypto;
 pub mod error;
+pub mod events;
 pub mod hex;
+pub mod lifecycle;
 pub mod metrics;
 pub mod proxy;
 pub mod reencrypt;

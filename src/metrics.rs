@@ -15,6 +15,8 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
 use prometheus_client::registry::Registry;
 
+use crate::lifecycle::Status;
+
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct RequestLabels {
     route: String,
@@ -41,7 +43,7 @@ struct KindLabels {
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct StatusLabels {
-    status: String,
+    status: &'static str,
 }
 
 struct Inner {
@@ -176,10 +178,10 @@ impl Metrics {
     }
 
     /// The text exposition, with the connection counts given.
-    pub fn render(&self, connections_by_status: &[(String, i64)]) -> String {
-        for status in ["active", "invalid", "expired"] {
-            let count = connections_by_status.iter().find(|(s, _)| s == status).map_or(0, |(_, n)| *n);
-            self.0.connections.get_or_create(&StatusLabels { status: status.to_owned() }).set(count);
+    pub fn render(&self, connections_by_status: &[(Status, i64)]) -> String {
+        for status in Status::ALL {
+            let count = connections_by_status.iter().find(|(s, _)| *s == status).map_or(0, |(_, n)| *n);
+            self.0.connections.get_or_create(&StatusLabels { status: status.as_str() }).set(count);
         }
         let mut text = String::new();
         prometheus_client::encoding::text::encode(&mut text, &self.0.registry)

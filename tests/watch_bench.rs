@@ -56,7 +56,8 @@ async fn store_connections(app: &TestApp, n: usize) {
                     sealed: state.keyring.seal_token(id, &token),
                     identity: HexIdentity::default(),
                 };
-                store.insert_connection(&new).await.unwrap();
+                let audit = hexbroker::audit::AuditContext::system(hexbroker::audit::Action::Connect);
+                store.insert_connection(&new, &audit).await.unwrap();
             }
         });
     }

@@ -14,6 +14,7 @@ use crate::app::AppState;
 use crate::auth::{Caller, ConnectionCaller, Scope};
 use crate::error::{ApiError, Result};
 use crate::hex::Subdomain;
+use crate::lifecycle::Status;
 use crate::proxy::{check_path, CONNECTION_ID_HEADER};
 use crate::watch;
 
@@ -98,15 +99,15 @@ async fn forward(
     let (connection, sealed) = &*row;
     let now = state.clock.now();
     match connection.current_status(now) {
-        "active" => {}
-        "expired" => {
+        Status::Active => {}
+        Status::Expired => {
             return Err(ApiError::new(
                 StatusCode::FAILED_DEPENDENCY,
                 "connection_expired",
                 "This connection's Hex token has expired; reconnect it with a new token.",
             ))
         }
-        _ => {
+        Status::Invalid => {
             return Err(ApiError::new(
                 StatusCode::FAILED_DEPENDENCY,
                 "connection_invalid",

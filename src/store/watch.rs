@@ -1,11 +1,13 @@
-//! The watchers' storage (see `src/watch`): claiming due background checks and expiry work with
-//! conditional updates, so that with several replicas on one database each piece of work is done
-//! by exactly one of them; and the batched `last_used_at` flush.
+//! The watchers' storage (see `src/watch`): finding and claiming due work, and the writes of a
+//! check that change no status (a status change, with its event and audit entry, goes through
+//! `Store::apply` like every other).
 //!
-//! Every claim below is one `update … where <still due> and id in (select … limit n) returning`:
-//! the outer condition is re-checked on the row a racing replica may just have changed (Postgres
+//! A claim is one `update … where <still due> and id in (select … limit n) returning`: the outer
+//! condition is re-checked on the row a racing replica may just have changed (Postgres
 //! re-evaluates it on the new row version; SQLite runs one writer at a time), so a row is never
 //! claimed twice. On Postgres the inner select also skips rows another replica holds locked.
+//! Expiry needs no claim here: `Store::apply` decides it (and the warning mark) in the event's
+//! own transaction, so the lists below only say which rows to ask it about.
 
 use chrono::{DateTime, Utc};
 use uuid::Uuid;
@@ -40,41 +42,39 @@ pub trait WatchStore: Send + Sync {
         lease_until: DateTime<Utc>,
         limit: u32,
     ) -> StoreResult<Vec<DueCheck>>;
-    /// Records that Hex accepted the token sealed with `nonce`, if the connection still holds
-    /// that token and still has status `from`: active, identity refreshed, next check at `next` (if given).
-    /// `None` when the row changed meanwhile (nothing written).
+    /// Records that Hex accepted the token sealed with `nonce` of an active connection, if it still
+    /// holds that token and is still active: identity refreshed (where Hex told it), next check at
+    /// `next` (if given). `None` when the row changed meanwhile (nothing written). No status
+    /// changes, so no event: a reactivation goes through `Store::apply`.
     async fn record_check_passed(
         &self,
         id: Uuid,
         nonce: &[u8],
-        from: &str,
         identity: &HexIdentity,
         next: Option<DateTime<Utc>>,
         now: DateTime<Utc>,
     ) -> StoreResult<Option<Connection>>;
-    /// Records that Hex refused the token sealed with `nonce`, if the connection still holds it
-    /// and is still `from`: invalid with `reason`, next check at `next` (if given). `None` when the row
-    /// changed meanwhile (nothing written).
+    /// Records that Hex still refuses the token sealed with `nonce` of an invalid connection, if it
+    /// still holds it and is still invalid: the new `reason`, next check at `next` (if given).
+    /// `None` when the row changed meanwhile. No status changes: an invalidation goes through
+    /// `Store::apply`.
     async fn record_check_refused(
         &self,
         id: Uuid,
         nonce: &[u8],
-        from: &str,
         reason: &str,
         next: Option<DateTime<Utc>>,
-        now: DateTime<Utc>,
     ) -> StoreResult<Option<Connection>>;
-    /// Claims up to `limit` active connections whose token expires after `now` but by `horizon`
-    /// and whose current token has not been warned about, marking it warned.
-    async fn claim_expiry_warnings(
+    /// Up to `limit` active connections (tenant and id) whose token expires after `now` but by
+    /// `horizon` and whose current token has not been warned about.
+    async fn expiry_warnings_due(
         &self,
         now: DateTime<Utc>,
         horizon: DateTime<Utc>,
         limit: u32,
-    ) -> StoreResult<Vec<Connection>>;
-    /// Marks up to `limit` active connections whose token expired by `now` as `expired`, and
-    /// returns them (each exactly once, whatever the number of replicas).
-    async fn expire_due(&self, now: DateTime<Utc>, limit: u32) -> StoreResult<Vec<Connection>>;
+    ) -> StoreResult<Vec<(String, Uuid)>>;
+    /// Up to `limit` connections (tenant and id) stored `active` whose token expired by `now`.
+    async fn expiries_due(&self, now: DateTime<Utc>, limit: u32) -> StoreResult<Vec<(String, Uuid)>>;
     /// Raises `last_used_at` to the given minute for each connection (never lowers it).
     async fn record_last_used(&self, marks: &[(Uuid, DateTime<Utc>)]) -> StoreResult<()>;
 }
@@ -155,23 +155,20 @@ macro_rules! impl_watch_store {
                 &self,
                 id: uuid::Uuid,
                 nonce: &[u8],
-                from: &str,
                 identity: &$crate::store::HexIdentity,
                 next: Option<chrono::DateTime<chrono::Utc>>,
                 now: chrono::DateTime<chrono::Utc>,
             ) -> $crate::store::StoreResult<Option<$crate::store::Connection>> {
                 Ok(sqlx::query_as(concat!(
-                    "update connection set status = 'active', status_reason = null, \
-                     hex_org_id = coalesce($4, hex_org_id), hex_user_email = coalesce($5, hex_user_email), \
-                     token_expires_at = coalesce($6, token_expires_at), last_verified_at = $8, \
-                     next_verify_at = coalesce($7, next_verify_at), \
-                     updated_at = case when status = 'active' then updated_at else $8 end \
-                     where id = $1 and nonce = $2 and status = $3 returning ",
+                    "update connection set \
+                     hex_org_id = coalesce($3, hex_org_id), hex_user_email = coalesce($4, hex_user_email), \
+                     token_expires_at = coalesce($5, token_expires_at), last_verified_at = $7, \
+                     next_verify_at = coalesce($6, next_verify_at) \
+                     where id = $1 and nonce = $2 and status = 'active' returning ",
                     connection_columns!()
                 ))
                 .bind(id)
                 .bind(nonce)
-                .bind(from)
                 .bind(&identity.org_id)
                 .bind(&identity.user_email)
                 .bind(identity.token_expires_at)
@@ -185,45 +182,34 @@ macro_rules! impl_watch_store {
                 &self,
                 id: uuid::Uuid,
                 nonce: &[u8],
-                from: &str,
                 reason: &str,
                 next: Option<chrono::DateTime<chrono::Utc>>,
-                now: chrono::DateTime<chrono::Utc>,
             ) -> $crate::store::StoreResult<Option<$crate::store::Connection>> {
                 Ok(sqlx::query_as(concat!(
-                    "update connection set status = 'invalid', status_reason = $4, next_verify_at = coalesce($5, next_verify_at), \
-                     updated_at = case when status = 'invalid' then updated_at else $6 end \
-                     where id = $1 and nonce = $2 and status = $3 returning ",
+                    "update connection set status_reason = $3, next_verify_at = coalesce($4, next_verify_at) \
+                     where id = $1 and nonce = $2 and status = 'invalid' returning ",
                     connection_columns!()
                 ))
                 .bind(id)
                 .bind(nonce)
-                .bind(from)
                 .bind(reason)
                 .bind(next)
-                .bind(now)
                 .fetch_optional(&self.pool)
                 .await?)
             }
 
-            async fn claim_expiry_warnings(
+            async fn expiry_warnings_due(
                 &self,
                 now: chrono::DateTime<chrono::Utc>,
                 horizon: chrono::DateTime<chrono::Utc>,
                 limit: u32,
-            ) -> $crate::store::StoreResult<Vec<$crate::store::Connection>> {
-                Ok(sqlx::query_as(concat!(
-                    "update connection set expiry_warned_for = token_fingerprint \
-                     where status = 'active' and token_expires_at > $1 and token_expires_at <= $2 \
-                     and (expiry_warned_for is null or expiry_warned_for <> token_fingerprint) \
-                     and id in (select id from connection where status = 'active' \
+            ) -> $crate::store::StoreResult<Vec<(String, uuid::Uuid)>> {
+                Ok(sqlx::query_as(
+                    "select tenant, id from connection where status = 'active' \
                      and token_expires_at > $1 and token_expires_at <= $2 \
                      and (expiry_warned_for is null or expiry_warned_for <> token_fingerprint) \
                      order by token_expires_at limit $3",
-                    $skip_locked,
-                    ") returning ",
-                    connection_columns!()
-                ))
+                )
                 .bind(now)
                 .bind(horizon)
                 .bind(i64::from(limit))
@@ -231,22 +217,16 @@ macro_rules! impl_watch_store {
                 .await?)
             }
 
-            async fn expire_due(
+            async fn expiries_due(
                 &self,
                 now: chrono::DateTime<chrono::Utc>,
                 limit: u32,
-            ) -> $crate::store::StoreResult<Vec<$crate::store::Connection>> {
-                Ok(sqlx::query_as(concat!(
-                    "update connection set status = 'expired', status_reason = $2, updated_at = $1 \
-                     where status = 'active' and token_expires_at <= $1 and id in (\
-                     select id from connection where status = 'active' and token_expires_at <= $1 \
-                     order by token_expires_at limit $3",
-                    $skip_locked,
-                    ") returning ",
-                    connection_columns!()
-                ))
+            ) -> $crate::store::StoreResult<Vec<(String, uuid::Uuid)>> {
+                Ok(sqlx::query_as(
+                    "select tenant, id from connection where status = 'active' and token_expires_at <= $1 \
+                     order by token_expires_at limit $2",
+                )
                 .bind(now)
-                .bind($crate::store::EXPIRED_REASON)
                 .bind(i64::from(limit))
                 .fetch_all(&self.pool)
                 .await?)

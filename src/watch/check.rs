@@ -16,10 +16,12 @@ use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 use uuid::Uuid;
 
-use super::{after, announce, jitter, minute_of, BATCH};
+use super::{after, jitter, minute_of, BATCH};
 use crate::app::AppState;
+use crate::audit::{Action, AuditContext};
 use crate::hex::{Rejection, Subdomain};
-use crate::store::{DueCheck, StoreResult};
+use crate::lifecycle::{Change, Status};
+use crate::store::{Applied, DueCheck, Expect, StoreResult};
 
 /// Proxied calls a minute past which a connection's check waits: Hex allows about 30 a minute
 /// per token, and the check needs one or two.
@@ -155,31 +157,39 @@ async fn check_one(state: &AppState, interval: Duration, due: DueCheck) -> Store
     let outcome = state.hex.verify(&subdomain, &token).await;
     let now = state.clock.now();
     let next = after(now, interval, jitter(0.9, 1.1));
-    match outcome {
-        Ok(identity) => {
-            let written = state
-                .store
-                .record_check_passed(id, &sealed.nonce, &connection.status, &identity, Some(next), now)
-                .await?;
-            if let Some(updated) = written.filter(|_| connection.status != "active") {
+    // Status changes go through the one write path (event, audit, cache notice), and only for
+    // the token that was checked, in the status it was claimed in.
+    let expect = Expect { token_nonce: Some(sealed.nonce.clone()), status: Some(connection.status) };
+    let audit = AuditContext::system(Action::StatusChange);
+    match (outcome, connection.status) {
+        (Ok(identity), Status::Active) => {
+            state.store.record_check_passed(id, &sealed.nonce, &identity, Some(next), now).await?;
+        }
+        (Ok(identity), _) => {
+            let change = Change::Verified(&identity);
+            if let Applied::Done(_) =
+                state.store.apply(&connection.tenant, id, &change, &audit, &expect).await?
+            {
                 tracing::info!(connection_id = %id, from = %connection.status, "connection reactivated by a background check");
-                announce("connection.reactivated", &updated);
                 report.reactivated = 1;
             }
+            state.store.schedule_check(id, next, false).await?;
         }
-        Err(rejection) => match rejection.invalidation_reason() {
-            Some(reason) => {
-                let written = state
-                    .store
-                    .record_check_refused(id, &sealed.nonce, &connection.status, reason, Some(next), now)
-                    .await?;
-                if let Some(updated) = written.filter(|_| connection.status == "active") {
+        (Err(rejection), status) => match (rejection.invalidation_reason(), status) {
+            (Some(reason), Status::Active) => {
+                let change = Change::Refused(reason);
+                if let Applied::Done(_) =
+                    state.store.apply(&connection.tenant, id, &change, &audit, &expect).await?
+                {
                     tracing::info!(connection_id = %id, reason, "connection invalidated by a background check");
-                    announce("connection.invalidated", &updated);
                     report.invalidated = 1;
                 }
+                state.store.schedule_check(id, next, false).await?;
             }
-            None => {
+            (Some(reason), _) => {
+                state.store.record_check_refused(id, &sealed.nonce, reason, Some(next)).await?;
+            }
+            (None, _) => {
                 let wait = match rejection {
                     Rejection::RateLimited { retry_after: Some(s) } => Duration::from_secs(s.clamp(60, 3600)),
                     _ => TROUBLE_DELAY,
@@ -240,17 +250,15 @@ pub async fn recheck_after_unauthorized(state: &AppState, call: Unauthorized) ->
         tracing::info!(connection_id = %call.id, ?rejection, "could not re-check the token after a Hex 401");
         return Ok(false);
     };
-    let now = state.clock.now();
-    let next = state.config.verify_interval.map(|interval| after(now, interval, jitter(0.9, 1.1)));
-    let written = state.store.record_check_refused(call.id, &call.nonce, "active", reason, next, now).await?;
-    match written {
-        Some(updated) => {
-            tracing::warn!(connection_id = %call.id, tenant = %call.tenant, reason, "Hex refuses the token: connection marked invalid");
-            announce("connection.invalidated", &updated);
+    let expect = Expect { token_nonce: Some(call.nonce.clone()), status: Some(Status::Active) };
+    let audit = AuditContext::system(Action::StatusChange);
+    match state.store.apply(&call.tenant, call.id, &Change::Refused(reason), &audit, &expect).await? {
+        Applied::Done(_) => {
+            tracing::warn!(connection_id = %call.id, reason, "Hex refuses the token: connection marked invalid");
             state.metrics.watched("invalidated", 1);
             Ok(true)
         }
-        None => {
+        _ => {
             tracing::info!(connection_id = %call.id, "the token that failed was replaced (or the connection changed) meanwhile; left as is");
             Ok(false)
         }

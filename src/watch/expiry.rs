@@ -2,11 +2,13 @@
 //! token, `HEXBROKER_EXPIRY_WARNING` ahead, then `expired` at the time itself. A replaced token
 //! has another fingerprint, so the new token is warned about in its turn.
 
-use chrono::TimeDelta;
+use chrono::{DateTime, TimeDelta, Utc};
 
-use super::{announce, BATCH};
+use super::{BATCH, MAX_BATCHES};
 use crate::app::AppState;
-use crate::store::StoreResult;
+use crate::audit::{Action, AuditContext};
+use crate::lifecycle::{Change, Status};
+use crate::store::{Applied, Expect, StoreResult};
 
 /// What one expiry round did.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
@@ -19,29 +21,40 @@ pub struct ExpiryReport {
 
 /// Warns about every token that expires within the warning period and has not been warned about,
 /// then marks every active connection whose token has expired `expired`; each row once,
-/// whichever replica gets it.
+/// whichever replica gets it (`Store::apply` decides, in the event's own transaction).
 pub async fn expiry_round(state: &AppState) -> StoreResult<ExpiryReport> {
     let mut report = ExpiryReport::default();
     let warning = TimeDelta::from_std(state.config.expiry_warning).unwrap_or(TimeDelta::MAX);
-    loop {
+    let audit = AuditContext::system(Action::StatusChange);
+    // Bounded, so that a row that keeps coming back (it cannot, but) never spins a round.
+    for _ in 0..MAX_BATCHES {
         let now = state.clock.now();
-        let horizon = now.checked_add_signed(warning).unwrap_or(chrono::DateTime::<chrono::Utc>::MAX_UTC);
-        let warned = state.store.claim_expiry_warnings(now, horizon, BATCH).await?;
-        for connection in &warned {
-            announce("connection.expiring", connection);
+        let horizon = now.checked_add_signed(warning).unwrap_or(DateTime::<Utc>::MAX_UTC);
+        let due = state.store.expiry_warnings_due(now, horizon, BATCH).await?;
+        for (tenant, id) in &due {
+            let expect = Expect { token_nonce: None, status: Some(Status::Active) };
+            if let Applied::Done(connection) =
+                state.store.apply(tenant, *id, &Change::Expiring, &audit, &expect).await?
+            {
+                tracing::info!(connection_id = %connection.id, expires_at = ?connection.token_expires_at, "connection.expiring");
+                report.warned += 1;
+            }
         }
-        report.warned += warned.len();
-        if warned.len() < BATCH as usize {
+        if due.len() < BATCH as usize {
             break;
         }
     }
-    loop {
-        let expired = state.store.expire_due(state.clock.now(), BATCH).await?;
-        for connection in &expired {
-            announce("connection.expired", connection);
+    for _ in 0..MAX_BATCHES {
+        let due = state.store.expiries_due(state.clock.now(), BATCH).await?;
+        for (tenant, id) in &due {
+            let applied =
+                state.store.apply(tenant, *id, &Change::Expired, &audit, &Expect::default()).await?;
+            if let Applied::Done(connection) = applied {
+                tracing::info!(connection_id = %connection.id, "connection.expired");
+                report.expired += 1;
+            }
         }
-        report.expired += expired.len();
-        if expired.len() < BATCH as usize {
+        if due.len() < BATCH as usize {
             break;
         }
     }

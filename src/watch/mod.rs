@@ -10,8 +10,9 @@
 //!   at most once a minute per connection, and invalidates only the token that failed.
 //! - [`flush_last_used`]: writes the proxy's in-memory last-used marks ([`Usage`]) in batches.
 //!
-//! Which replica does what is decided in the database by conditional updates (`store::watch`);
-//! nothing here trusts a replica's memory for that. [`Watchers::spawn`] runs every round on
+//! Which replica does what is decided in the database by conditional updates (`store::watch`),
+//! and every status change (with its event and audit entry, actor `system`) goes through
+//! `Store::apply` inside one transaction; nothing here trusts a replica's memory for that. [`Watchers::spawn`] runs every round on
 //! `HEXBROKER_WATCH_POLL`; each round logs its errors and is tried again on the next tick, and
 //! the rounds are public so that tests drive them with the [`Clock`](crate::clock::Clock) they
 //! control.
@@ -28,7 +29,6 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use crate::app::AppState;
-use crate::store::Connection;
 
 pub use check::{after_unauthorized, check_round, recheck_after_unauthorized, CheckReport, Unauthorized};
 pub use expiry::{expiry_round, ExpiryReport};
@@ -36,11 +36,8 @@ pub use usage::{minute_of, Usage};
 
 /// Rows claimed per statement.
 const BATCH: u32 = 500;
-
-/// Announces a change to a connection (`connection.expiring`, …).
-fn announce(kind: &'static str, connection: &Connection) {
-    tracing::info!(event = kind, connection_id = %connection.id, "connection event");
-}
+/// Batches one round takes at most of each kind of work (the rest waits for the next round).
+const MAX_BATCHES: usize = 200;
 
 /// A random factor in `[low, high)`, for jitter.
 fn jitter(low: f64, high: f64) -> f64 {

@@ -115,6 +115,8 @@ pub struct TestApp {
     pub http: reqwest::Client,
     pub db: TestDb,
     pub env: HashMap<String, String>,
+    /// The replica's background work (webhook delivery, pruning); `None` once stopped.
+    pub background: Option<hexbroker::app::Background>,
     shutdown: Option<oneshot::Sender<()>>,
 }
 
@@ -144,6 +146,7 @@ impl TestApp {
         let addr = listener.local_addr().unwrap();
         let (tx, rx) = oneshot::channel();
         let router = hexbroker::router(state.clone());
+        let background = hexbroker::app::Background::spawn(&state).expect("start background work");
         tokio::spawn(hexbroker::serve(listener, router, async {
             let _ = rx.await;
         }));
@@ -156,6 +159,7 @@ impl TestApp {
             http: reqwest::Client::new(),
             db,
             env,
+            background: Some(background),
             shutdown: Some(tx),
         })
     }
@@ -233,12 +237,22 @@ impl Drop for TestApp {
     }
 }
 
-/// Serves `state` on a fresh port until the test ends; returns the base URL.
+/// Serves `state` (with its background work) on a fresh port until the test ends; returns the
+/// base URL.
 pub async fn serve_state(state: AppState) -> String {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());
-    tokio::spawn(hexbroker::serve(listener, hexbroker::router(state), std::future::pending()));
+    let background = hexbroker::app::Background::spawn(&state).expect("start background work");
+    tokio::spawn(async move {
+        let _background = background;
+        hexbroker::serve(listener, hexbroker::router(state), std::future::pending()).await
+    });
     base
+}
+
+/// The audit context of hexbroker's own actions, for tests that call the store directly.
+pub fn system_audit() -> hexbroker::audit::AuditContext {
+    hexbroker::audit::AuditContext::system(hexbroker::audit::Action::KeyRevoke)
 }
 
 /// Asserts the contract's error shape and returns the code.
