@@ -177,8 +177,9 @@ pub struct Transition {
     pub events: &'static [EventType],
 }
 
-/// The one table of the connection's life. `current` is the connection's status as of now
-/// (`expired` derived from `token_expires_at` where the row still says `active`).
+/// The one table of the connection's life. `current` is the connection's stored status (not
+/// the `expired` that readers derive from a past `token_expires_at`), so every event marks one
+/// stored change: `connection.expired` comes from the write that stores `expired`.
 pub fn transition(current: Status, change: &Change<'_>) -> Transition {
     use EventType as E;
     use Status::{Active, Expired, Invalid};

@@ -248,7 +248,49 @@ async fn connections_are_verified_updated_and_deleted(backend: Backend) {
     assert!(store.connection("t1", new.id).await.unwrap().is_none());
 }
 
+async fn each_change_emits_its_events_once_and_conditions_hold(backend: Backend) {
+    let Some((store, _db)) = open(backend).await else { return };
+    let mut new = new_connection("t1", "u1", 5);
+    new.identity.token_expires_at = Some(store::now() - chrono::Duration::minutes(1));
+    store.insert_connection(&new, &sys()).await.unwrap();
+    let events = |store: DynStore| async move {
+        let filter = hexbroker::events::EventFilter { limit: 50, ..Default::default() };
+        let listed = store.list_events("t1", &filter).await.unwrap();
+        listed.into_iter().rev().map(|e| e.kind).collect::<Vec<_>>()
+    };
+    let apply = |change: Change<'static>, expect: Expect| {
+        let store = store.clone();
+        async move { store.apply("t1", new.id, &change, &sys(), &expect).await.unwrap() }
+    };
+    // Past its expiry but stored active: the watcher's write stores `expired`, once.
+    let Applied::Done(expired) = apply(Change::Expired, Expect::default()).await else { panic!("done") };
+    assert_eq!(expired.status, Status::Expired);
+    apply(Change::Expired, Expect::default()).await;
+    assert_eq!(events(store.clone()).await, ["connection.created", "connection.expired"]);
+
+    // Conditions: another token's failure, or a status that moved on, write nothing.
+    let other_token = Expect { token_nonce: Some(vec![0; 12]), status: None };
+    assert!(matches!(apply(Change::Refused("revoked"), other_token).await, Applied::Unmet(_)));
+    let was_active = Expect { token_nonce: None, status: Some(Status::Active) };
+    assert!(matches!(apply(Change::Refused("revoked"), was_active).await, Applied::Unmet(_)));
+    let this_token = Expect { token_nonce: Some(new.sealed.nonce.clone()), status: Some(Status::Expired) };
+    static IDENTITY: HexIdentity = HexIdentity { org_id: None, user_email: None, token_expires_at: None };
+    let Applied::Done(back) = apply(Change::Verified(&IDENTITY), this_token).await else { panic!("done") };
+    assert_eq!(back.status, Status::Active);
+    assert_eq!(
+        events(store.clone()).await,
+        ["connection.created", "connection.expired", "connection.reactivated"]
+    );
+
+    let filter = hexbroker::audit::AuditFilter { limit: 50, ..Default::default() };
+    let trail = store.list_audit("t1", &filter).await.unwrap();
+    let details: Vec<Option<&str>> = trail.iter().rev().map(|e| e.detail.as_deref()).collect();
+    assert_eq!(details, [None, Some("active -> expired"), None, Some("expired -> active")]);
+    assert!(store.list_audit("t2", &filter).await.unwrap().is_empty(), "tenants are walls");
+}
+
 on_both_backends!(
+    each_change_emits_its_events_once_and_conditions_hold,
     migrations_apply_twice_and_ping_answers,
     sealed_secrets_keep_the_first_writer,
     api_keys_are_stored_found_listed_and_revoked,

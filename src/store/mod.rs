@@ -206,7 +206,8 @@ pub trait Store: WatchStore + Send + Sync + 'static {
 pub struct Expect {
     /// The row still holds the token sealed with this nonce (the token a call used).
     pub token_nonce: Option<Vec<u8>>,
-    /// The row's current status (as [`Connection::current_status`] reads it) is this.
+    /// The row's stored status is this (not the `expired` derived from a past expiry: a row that
+    /// still says `active` past its expiry is what [`Change::Expired`] is for).
     pub status: Option<Status>,
 }
 

@@ -191,7 +191,7 @@ macro_rules! impl_store {
                 audit: &$crate::audit::AuditContext,
                 expect: &$crate::store::Expect,
             ) -> $crate::store::StoreResult<($crate::store::Applied, usize)> {
-                use $crate::lifecycle::{Change, Status};
+                use $crate::lifecycle::Change;
                 use $crate::store::Applied;
                 let now = $crate::store::now();
                 // A no-op write first: it takes the row lock (Postgres) or the write lock
@@ -214,7 +214,9 @@ macro_rules! impl_store {
                 .bind(id)
                 .fetch_one(&mut **tx)
                 .await?;
-                let current = row.connection.current_status(now);
+                // The stored status, not the one derived from the expiry: each event marks a stored
+                // change, so `connection.expired` is emitted by the write that stores `expired`.
+                let current = row.connection.status;
                 if expect.token_nonce.as_ref().is_some_and(|n| *n != row.nonce)
                     || expect.status.is_some_and(|s| s != current)
                 {
@@ -259,7 +261,7 @@ macro_rules! impl_store {
                     .bind(now)
                     .fetch_one(&mut **tx)
                     .await?,
-                    Change::Expired if t.status == Status::Expired && row.connection.status != Status::Expired => {
+                    Change::Expired if t.status != current => {
                         sqlx::query_as(concat!(
                             "update connection set status = 'expired', status_reason = $3, updated_at = $4                              where tenant = $1 and id = $2 returning ",
                             connection_columns!()
