@@ -392,6 +392,11 @@ async fn the_audit_trail_records_each_action_and_holds_no_secret(backend: Backen
         .await
         .unwrap();
     assert_eq!(proxied.status(), 401);
+    // The token is re-checked beside the response (§7): wait for the invalidation.
+    eventually("the 401's invalidation", || async {
+        get(&app, &admin, &format!("/v1/connections/{id}")).await["status"] == "invalid"
+    })
+    .await;
     let deleted = send(reqwest::Method::DELETE, format!("/v1/connections/{id}"), None).await;
     assert_eq!(deleted.unwrap().status(), 204);
 

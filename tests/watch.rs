@@ -11,6 +11,13 @@ use common::{Backend, TestApp};
 use hexbroker::watch::{self, CheckReport, ExpiryReport, Unauthorized};
 use serde_json::{json, Value};
 
+/// Starts hexbroker with `extra`, its own watchers quiet (every round here is the test's).
+async fn start(backend: Backend, extra: &[(&str, &str)]) -> Option<TestApp> {
+    let mut settings = vec![("HEXBROKER_WATCH_POLL", "1h")];
+    settings.extend_from_slice(extra);
+    TestApp::start_with(backend, &settings).await
+}
+
 /// `GET /v1/connections/{id}`.
 async fn connection(app: &TestApp, id: &str) -> Value {
     let key = app.key("connections:read").await;
@@ -42,6 +49,23 @@ async fn connect_for(app: &TestApp, key: &str, end_user: &str) -> (String, Strin
     (body["id"].as_str().unwrap().to_owned(), token)
 }
 
+/// The types of connection `id`'s events in the outbox, oldest first.
+async fn events(app: &TestApp, id: &str) -> Vec<String> {
+    let key = app.key("admin").await;
+    let url = app.url(&format!("/v1/events?connection_id={id}&limit=200"));
+    let page: Value = app.http.get(url).bearer_auth(key).send().await.unwrap().json().await.unwrap();
+    let data = page["data"].as_array().expect("a page of events");
+    data.iter().rev().map(|e| e["type"].as_str().unwrap().to_owned()).collect()
+}
+
+/// The actors of connection `id`'s `status.change` audit entries.
+async fn status_changes_by(app: &TestApp, id: &str) -> Vec<String> {
+    let key = app.key("admin").await;
+    let url = app.url(&format!("/v1/audit-events?connection_id={id}&action=status.change"));
+    let page: Value = app.http.get(url).bearer_auth(key).send().await.unwrap().json().await.unwrap();
+    page["data"].as_array().unwrap().iter().map(|e| e["actor_id"].as_str().unwrap().to_owned()).collect()
+}
+
 /// How many `users/me` requests the fake has seen.
 fn users_me(app: &TestApp) -> usize {
     app.fake.requests().iter().filter(|r| r.path.ends_with("/api/v1/users/me")).count()
@@ -64,7 +88,7 @@ where
 }
 
 async fn a_token_is_warned_about_once_then_expires_on_time(backend: Backend) {
-    let Some(app) = TestApp::start_with(backend, &[("HEXBROKER_EXPIRY_WARNING", "3d")]).await else {
+    let Some(app) = start(backend, &[("HEXBROKER_EXPIRY_WARNING", "3d")]).await else {
         return;
     };
     let (id, _) = app.connected(&app.key("connect").await).await;
@@ -91,10 +115,54 @@ async fn a_token_is_warned_about_once_then_expires_on_time(backend: Backend) {
     let (status, code) = common::error_code(proxied(&app, &proxy, &id).await).await;
     assert_eq!((status, code.as_str()), (424, "connection_expired"));
     assert!(app.fake.requests().is_empty(), "Hex is not asked about an expired token");
+
+    assert_eq!(events(&app, &id).await, ["connection.created", "connection.expiring", "connection.expired"]);
+    assert_eq!(status_changes_by(&app, &id).await, ["system", "system"], "audited as the system's");
+}
+
+async fn a_reconnect_with_a_new_token_is_warned_about_again(backend: Backend) {
+    let Some(app) = start(backend, &[("HEXBROKER_EXPIRY_WARNING", "3d")]).await else {
+        return;
+    };
+    let (id, _) = app.connected(&app.key("connect").await).await;
+    app.state.clock.advance(TimeDelta::days(28));
+    assert_eq!(watch::expiry_round(&app.state).await.unwrap().warned, 1);
+    // A second replica on the same database finds nothing left to warn about.
+    let other = app.state_with(&[]).await.unwrap();
+    other.clock.set(app.state.clock.now());
+    assert_eq!(watch::expiry_round(&other).await.unwrap(), ExpiryReport::default());
+
+    let connect = app.key("connect").await;
+    let session: Value = app
+        .http
+        .post(app.url("/v1/connect/sessions"))
+        .bearer_auth(&connect)
+        .json(&json!({"end_user_id": "u1", "connection_id": id}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    // The fake's new token expires 30 days from the real now, within the warning of the moved clock.
+    let token = app.fake.add_personal_token("acme", "ada@example.com");
+    let replaced = app
+        .http
+        .post(app.url("/v1/connect"))
+        .bearer_auth(session["token"].as_str().unwrap())
+        .json(&json!({"subdomain": "acme", "token": token}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(replaced.status(), 200);
+    assert_eq!(watch::expiry_round(&app.state).await.unwrap().warned, 1, "the new token is warned about");
+    assert_eq!(watch::expiry_round(&app.state).await.unwrap().warned, 0);
+    let kinds = events(&app, &id).await;
+    assert_eq!(kinds.iter().filter(|k| *k == "connection.expiring").count(), 2, "{kinds:?}");
 }
 
 async fn a_background_check_invalidates_a_revoked_token_and_reactivates_it_when_good_again(backend: Backend) {
-    let Some(app) = TestApp::start_with(backend, &[("HEXBROKER_VERIFY_INTERVAL", "1h")]).await else {
+    let Some(app) = start(backend, &[("HEXBROKER_VERIFY_INTERVAL", "1h")]).await else {
         return;
     };
     let (id, token) = app.connected(&app.key("connect").await).await;
@@ -127,6 +195,13 @@ async fn a_background_check_invalidates_a_revoked_token_and_reactivates_it_when_
     assert!(shown["status_reason"].is_null());
     assert_eq!(proxied(&app, &proxy, &id).await.status(), 200);
 
+    assert_eq!(
+        events(&app, &id).await,
+        ["connection.created", "connection.invalidated", "connection.reactivated"],
+        "one event for each change, none for a check that changed nothing"
+    );
+    assert_eq!(status_changes_by(&app, &id).await, ["system", "system"]);
+
     let metrics = app.http.get(app.url("/metrics")).send().await.unwrap().text().await.unwrap();
     for line in [
         r#"hexbroker_watch_total{kind="checked"} 3"#,
@@ -138,7 +213,7 @@ async fn a_background_check_invalidates_a_revoked_token_and_reactivates_it_when_
 }
 
 async fn two_replicas_check_each_connection_once_per_round(backend: Backend) {
-    let Some(app) = TestApp::start_with(backend, &[("HEXBROKER_VERIFY_INTERVAL", "1h")]).await else {
+    let Some(app) = start(backend, &[("HEXBROKER_VERIFY_INTERVAL", "1h")]).await else {
         return;
     };
     let key = app.key("connect").await;
@@ -160,7 +235,7 @@ async fn two_replicas_check_each_connection_once_per_round(backend: Backend) {
 }
 
 async fn a_busy_connection_has_its_check_pushed_back_not_into_a_429(backend: Backend) {
-    let Some(app) = TestApp::start_with(backend, &[("HEXBROKER_VERIFY_INTERVAL", "1h")]).await else {
+    let Some(app) = start(backend, &[("HEXBROKER_VERIFY_INTERVAL", "1h")]).await else {
         return;
     };
     let (id, _) = app.connected(&app.key("connect").await).await;
@@ -180,7 +255,7 @@ async fn a_busy_connection_has_its_check_pushed_back_not_into_a_429(backend: Bac
 }
 
 async fn passing_trouble_changes_nothing_and_retries_sooner(backend: Backend) {
-    let Some(app) = TestApp::start_with(backend, &[("HEXBROKER_VERIFY_INTERVAL", "24h")]).await else {
+    let Some(app) = start(backend, &[("HEXBROKER_VERIFY_INTERVAL", "24h")]).await else {
         return;
     };
     let (id, _) = app.connected(&app.key("connect").await).await;
@@ -196,7 +271,7 @@ async fn passing_trouble_changes_nothing_and_retries_sooner(backend: Backend) {
 }
 
 async fn a_401_from_one_path_leaves_a_connection_hex_still_accepts_active(backend: Backend) {
-    let Some(app) = TestApp::start(backend).await else { return };
+    let Some(app) = start(backend, &[]).await else { return };
     let (id, _) = app.connected(&app.key("connect").await).await;
     let proxy = app.key("proxy").await;
     app.fake.clear_requests();
@@ -213,10 +288,11 @@ async fn a_401_from_one_path_leaves_a_connection_hex_still_accepts_active(backen
     assert_eq!(proxied(&app, &proxy, &id).await.status(), 401);
     assert_eq!(proxied(&app, &proxy, &id).await.status(), 200);
     assert_eq!(users_me(&app), 1, "at most one re-check a minute");
+    assert_eq!(events(&app, &id).await, ["connection.created"]);
 }
 
 async fn a_token_hex_refuses_through_the_proxy_invalidates_its_connection(backend: Backend) {
-    let Some(app) = TestApp::start(backend).await else { return };
+    let Some(app) = start(backend, &[]).await else { return };
     let (id, token) = app.connected(&app.key("connect").await).await;
     let proxy = app.key("proxy").await;
     app.fake.revoke_token(&token);
@@ -224,10 +300,12 @@ async fn a_token_hex_refuses_through_the_proxy_invalidates_its_connection(backen
     assert_eq!(answer.status(), 401, "the caller gets Hex's answer, not a 500");
     eventually("the invalidation", || async { connection(&app, &id).await["status"] == "invalid" }).await;
     assert_eq!(common::error_code(proxied(&app, &proxy, &id).await).await.1, "connection_invalid");
+    assert_eq!(events(&app, &id).await, ["connection.created", "connection.invalidated"]);
+    assert_eq!(status_changes_by(&app, &id).await, ["system"]);
 }
 
 async fn a_token_replaced_while_a_call_with_the_old_one_was_in_flight_stays_active(backend: Backend) {
-    let Some(app) = TestApp::start(backend).await else { return };
+    let Some(app) = start(backend, &[]).await else { return };
     let (id, old_token) = app.connected(&app.key("connect").await).await;
     let uuid = id.parse().unwrap();
     // What the in-flight call read: the row with the old token.
@@ -278,10 +356,12 @@ async fn a_token_replaced_while_a_call_with_the_old_one_was_in_flight_stays_acti
         watch::recheck_after_unauthorized(&app.state, call(current.1.nonce.clone(), &new_token)).await;
     assert!(invalidated.unwrap());
     assert_eq!(connection(&app, &id).await["status"], "invalid");
+    let kinds = events(&app, &id).await;
+    assert_eq!(kinds.iter().filter(|k| *k == "connection.invalidated").count(), 1, "{kinds:?}");
 }
 
 async fn last_used_at_appears_after_a_proxied_call_and_a_flush_kept_to_the_minute(backend: Backend) {
-    let Some(app) = TestApp::start(backend).await else { return };
+    let Some(app) = start(backend, &[]).await else { return };
     let (id, _) = app.connected(&app.key("connect").await).await;
     assert!(connection(&app, &id).await["last_used_at"].is_null());
     let proxy = app.key("proxy").await;
@@ -304,10 +384,10 @@ async fn last_used_at_appears_after_a_proxied_call_and_a_flush_kept_to_the_minut
 }
 
 async fn the_watchers_run_on_their_own_and_stop_on_shutdown(backend: Backend) {
-    let Some(app) = TestApp::start_with(backend, &[("HEXBROKER_WATCH_POLL", "50ms")]).await else {
+    // The replica's own background work (as `hexbroker serve` starts it), polling quickly.
+    let Some(mut app) = start(backend, &[("HEXBROKER_WATCH_POLL", "50ms")]).await else {
         return;
     };
-    let watchers = watch::Watchers::spawn(&app.state);
     let (id, _) = app.connected(&app.key("connect").await).await;
     let proxy = app.key("proxy").await;
     assert_eq!(proxied(&app, &proxy, &id).await.status(), 200);
@@ -316,11 +396,13 @@ async fn the_watchers_run_on_their_own_and_stop_on_shutdown(backend: Backend) {
         !shown["last_used_at"].is_null() && !shown["next_verify_at"].is_null()
     })
     .await;
-    tokio::time::timeout(Duration::from_secs(2), watchers.stop()).await.expect("the watchers stop");
+    let background = app.background.take().expect("the harness starts the background work");
+    tokio::time::timeout(Duration::from_secs(2), background.stop()).await.expect("the watchers stop");
 }
 
 on_both_backends!(
     a_token_is_warned_about_once_then_expires_on_time,
+    a_reconnect_with_a_new_token_is_warned_about_again,
     a_background_check_invalidates_a_revoked_token_and_reactivates_it_when_good_again,
     two_replicas_check_each_connection_once_per_round,
     a_busy_connection_has_its_check_pushed_back_not_into_a_429,

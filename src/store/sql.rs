@@ -227,16 +227,6 @@ macro_rules! impl_store {
                         return Ok((Applied::WorkspaceMismatch(row.connection), 0));
                     }
                 }
-                // The expiry round is what announces an expiry: judged by the stored status, a
-                // token past its time that is still stored `active` is expired exactly once.
-                let current = match change {
-                    Change::Expired if row.connection.status != Status::Active => {
-                        // Already expired (another replica's round) or invalid: nothing to do.
-                        return Ok((Applied::Unmet(row.connection), 0));
-                    }
-                    Change::Expired => row.connection.status,
-                    _ => current,
-                };
                 let t = $crate::lifecycle::transition(current, change);
                 let after: $crate::store::Connection = match change {
                     Change::Verified(identity) => sqlx::query_as(concat!(

@@ -47,8 +47,9 @@ pub async fn expiry_round(state: &AppState) -> StoreResult<ExpiryReport> {
     for _ in 0..MAX_BATCHES {
         let due = state.store.expiries_due(state.clock.now(), BATCH).await?;
         for (tenant, id) in &due {
-            let applied =
-                state.store.apply(tenant, *id, &Change::Expired, &audit, &Expect::default()).await?;
+            // Stored `active` still: another replica's round may have just stored `expired`.
+            let expect = Expect { token_nonce: None, status: Some(Status::Active) };
+            let applied = state.store.apply(tenant, *id, &Change::Expired, &audit, &expect).await?;
             if let Applied::Done(connection) = applied {
                 tracing::info!(connection_id = %connection.id, "connection.expired");
                 report.expired += 1;

@@ -106,8 +106,8 @@ impl Watchers {
     }
 }
 
-/// Runs `round` every `poll` until told to stop. A round that fails (or panics) is logged and
-/// tried again on the next tick.
+/// Runs `round` every `poll` (the first one `poll` after start) until told to stop. A round that
+/// fails (or panics) is logged and tried again on the next tick.
 fn every<F, Fut>(
     stop: &watch::Sender<bool>,
     state: &AppState,
@@ -123,6 +123,11 @@ where
     let state = state.clone();
     tokio::spawn(async move {
         loop {
+            // The first round waits one period too: a replica starts serving before it watches.
+            tokio::select! {
+                () = tokio::time::sleep(poll) => {}
+                _ = stopped.wait_for(|s| *s) => break,
+            }
             // Each round in a task of its own, so that even a panic is only logged.
             let run = tokio::spawn(round(state.clone()));
             let abort = run.abort_handle();
@@ -136,10 +141,6 @@ where
                     abort.abort();
                     break;
                 }
-            }
-            tokio::select! {
-                () = tokio::time::sleep(poll) => {}
-                _ = stopped.wait_for(|s| *s) => break,
             }
         }
     })
