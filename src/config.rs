@@ -16,8 +16,8 @@ use crate::crypto::Keyring;
 pub struct Config {
     /// `HEXBROKER_LISTEN`: the address to bind.
     pub listen: SocketAddr,
-    /// `HEXBROKER_DATABASE_URL`: `postgres://…` or `sqlite://…`.
-    pub database_url: String,
+    /// `HEXBROKER_DATABASE_URL`: `postgres://…` or `sqlite://…` (its `Debug` hides a password).
+    pub database_url: DatabaseUrl,
     /// `HEXBROKER_ENCRYPTION_KEYS`, parsed; `None` when unset.
     pub encryption_keys: Option<Keyring>,
     /// `HEXBROKER_HEX_URL`: the template of a workspace's Hex origin.
@@ -80,6 +80,37 @@ pub struct Config {
     pub webhook_poll: Duration,
     /// `HEXBROKER_AUDIT_RETENTION`: how long audit entries (and delivered events) are kept.
     pub audit_retention: Duration,
+}
+
+/// A database URL: reads as the `&str` it is, and its `Debug` never shows a password.
+#[derive(Clone, PartialEq, Eq)]
+pub struct DatabaseUrl(String);
+
+impl std::ops::Deref for DatabaseUrl {
+    type Target = str;
+    fn deref(&self) -> &str {
+        &self.0
+    }
+}
+
+impl PartialEq<&str> for DatabaseUrl {
+    fn eq(&self, other: &&str) -> bool {
+        self.0 == *other
+    }
+}
+
+impl std::fmt::Debug for DatabaseUrl {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match Url::parse(&self.0) {
+            Ok(mut url) if url.password().is_some() => {
+                let _ = url.set_password(Some("redacted"));
+                write!(f, "{:?}", url.as_str())
+            }
+            Ok(_) => write!(f, "{:?}", self.0),
+            // Unparsable: it might hold anything, so show only its scheme.
+            Err(_) => write!(f, "\"{}:…\"", self.0.split(':').next().unwrap_or_default()),
+        }
+    }
 }
 
 /// How log lines are written.
@@ -282,7 +313,7 @@ impl Config {
             cache_capacity,
             proxy_retries,
             proxy_retry_budget: duration(&get, "HEXBROKER_PROXY_RETRY_BUDGET", Duration::from_secs(10))?,
-            database_url,
+            database_url: DatabaseUrl(database_url),
             encryption_keys,
             hex_url,
             public_url,
@@ -461,6 +492,27 @@ mod tests {
         assert_eq!(c.webhook_secrets.len(), 2);
         assert!(!format!("{c:?}").contains("s3cret"), "Debug redacts webhook secrets");
         assert_eq!(config(&[]).unwrap().audit_retention, Duration::from_secs(90 * 86_400));
+    }
+
+    #[test]
+    fn debug_output_never_shows_the_database_password() {
+        let urls = [
+            "postgres://app:s3cr%40t-pw@db.internal:5432/hexbroker",
+            "postgresql://app:s3cr%40t-pw@db/hexbroker?sslmode=require",
+            "postgres://app:s3cr%40t-pw@[::1/hexbroker",
+        ];
+        for url in urls {
+            let config = Config::from_lookup(|k| match k {
+                "HEXBROKER_DATABASE_URL" => Some(url.to_owned()),
+                "HEXBROKER_ENCRYPTION_KEYS" => Some(Keyring::generate_entry()),
+                _ => None,
+            })
+            .unwrap();
+            let debug = format!("{config:?}");
+            assert!(!debug.contains("s3cr"), "{debug}");
+            assert!(debug.contains("postgres"), "{debug}");
+            assert_eq!(&*config.database_url, url, "the value itself is unchanged");
+        }
     }
 
     #[test]

@@ -1,8 +1,11 @@
 //! Everything that touches key bytes: the AES-256-GCM keyring that seals Hex tokens (§9), the keyed
 //! hash for API keys, session tokens and token fingerprints, and random secrets.
 //!
-//! A sealed token carries the id of the key that sealed it and binds the connection id in as
-//! associated data, so a ciphertext copied onto another row does not open.
+//! A sealed token carries the id of the key that sealed it and binds its row in as associated
+//! data: the connection id, its tenant and its subdomain (seal version 2), so a ciphertext copied
+//! onto another row, or a row edited to another tenant or workspace, does not open. Rows sealed
+//! the earlier way (version 1: the connection id alone) still open until `hexbroker reencrypt`
+//! re-seals them.
 
 use std::collections::HashMap;
 use std::fmt;
@@ -31,11 +34,33 @@ pub struct Sealed {
     pub nonce: Vec<u8>,
     /// Ciphertext followed by the 128-bit tag.
     pub ciphertext: Vec<u8>,
+    /// What the associated data binds: [`SEAL_V1`] or [`SEAL_V2`] for tokens; always
+    /// [`SEAL_V1`] for other sealed values, whose associated data the caller names.
+    pub version: i16,
+}
+
+/// A token sealed the earlier way: the associated data binds the connection id alone.
+pub const SEAL_V1: i16 = 1;
+/// A token sealed with its connection id, tenant and subdomain bound in.
+pub const SEAL_V2: i16 = 2;
+
+/// The row a Hex token is sealed for: every field is bound into the associated data.
+#[derive(Debug, Clone, Copy)]
+pub struct TokenBinding<'a> {
+    /// The connection's id.
+    pub connection_id: Uuid,
+    /// The tenant it belongs to.
+    pub tenant: &'a str,
+    /// Its workspace subdomain, as stored.
+    pub subdomain: &'a str,
 }
 
 impl fmt::Debug for Sealed {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Sealed").field("key_id", &self.key_id).finish_non_exhaustive()
+        f.debug_struct("Sealed")
+            .field("key_id", &self.key_id)
+            .field("version", &self.version)
+            .finish_non_exhaustive()
     }
 }
 
@@ -116,14 +141,23 @@ impl Keyring {
         &self.active
     }
 
-    /// Seals a connection's Hex token, binding the connection id.
-    pub fn seal_token(&self, connection_id: Uuid, token: &SecretString) -> Sealed {
-        self.seal(&token_aad(connection_id), token.expose_secret().as_bytes())
+    /// Seals a connection's Hex token under the active key, binding its row (seal version 2).
+    pub fn seal_token(&self, binding: TokenBinding<'_>, token: &SecretString) -> Sealed {
+        let sealed = self.seal(&token_aad(SEAL_V2, binding), token.expose_secret().as_bytes());
+        Sealed { version: SEAL_V2, ..sealed }
     }
 
-    /// Opens a connection's Hex token.
-    pub fn open_token(&self, connection_id: Uuid, sealed: &Sealed) -> Result<SecretString, CryptoError> {
-        let bytes = self.open(&token_aad(connection_id), sealed)?;
+    /// Opens a connection's Hex token, checking that it was sealed for this row: a version 2
+    /// seal checks id, tenant and subdomain; a version 1 seal (the earlier way) the id alone.
+    pub fn open_token(
+        &self,
+        binding: TokenBinding<'_>,
+        sealed: &Sealed,
+    ) -> Result<SecretString, CryptoError> {
+        if !matches!(sealed.version, SEAL_V1 | SEAL_V2) {
+            return Err(CryptoError::Tampered);
+        }
+        let bytes = self.open(&token_aad(sealed.version, binding), sealed)?;
         let text = std::str::from_utf8(&bytes).map_err(|_| CryptoError::Tampered)?;
         Ok(SecretString::from(text.to_owned()))
     }
@@ -135,7 +169,7 @@ impl Keyring {
         let ciphertext = cipher
             .encrypt(Nonce::from_slice(&nonce), Payload { msg: plaintext, aad })
             .expect("AES-GCM encryption of an in-memory buffer cannot fail");
-        Sealed { key_id: self.active.clone(), nonce: nonce.to_vec(), ciphertext }
+        Sealed { key_id: self.active.clone(), nonce: nonce.to_vec(), ciphertext, version: SEAL_V1 }
     }
 
     /// Opens a value sealed by any key of the keyring, checking `aad`.
@@ -156,9 +190,20 @@ fn valid_key_id(id: &str) -> bool {
     (1..=64).contains(&id.len()) && id.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b))
 }
 
-fn token_aad(connection_id: Uuid) -> Vec<u8> {
-    let mut aad = b"hexbroker/connection-token/v1/".to_vec();
-    aad.extend_from_slice(connection_id.as_bytes());
+/// The associated data of a token sealed as `version`. Version 2 length-prefixes tenant and
+/// subdomain, so no two different rows share associated data.
+fn token_aad(version: i16, binding: TokenBinding<'_>) -> Vec<u8> {
+    if version == SEAL_V1 {
+        let mut aad = b"hexbroker/connection-token/v1/".to_vec();
+        aad.extend_from_slice(binding.connection_id.as_bytes());
+        return aad;
+    }
+    let mut aad = b"hexbroker/connection-token/v2/".to_vec();
+    aad.extend_from_slice(binding.connection_id.as_bytes());
+    for field in [binding.tenant, binding.subdomain] {
+        aad.extend_from_slice(&(field.len() as u64).to_be_bytes());
+        aad.extend_from_slice(field.as_bytes());
+    }
     aad
 }
 
@@ -226,6 +271,10 @@ mod tests {
         Keyring::parse(text).unwrap()
     }
 
+    fn row(connection_id: Uuid) -> TokenBinding<'static> {
+        TokenBinding { connection_id, tenant: "default", subdomain: "acme" }
+    }
+
     fn entry(id: &str) -> String {
         let generated = Keyring::generate_entry();
         let (_, key) = generated.split_once(':').unwrap();
@@ -236,18 +285,18 @@ mod tests {
     fn a_token_round_trips() {
         let ring = keyring(&entry("k1"));
         let id = Uuid::now_v7();
-        let sealed = ring.seal_token(id, &SecretString::from("hxtp_secret"));
+        let sealed = ring.seal_token(row(id), &SecretString::from("hxtp_secret"));
         assert_eq!(sealed.key_id, "k1");
         assert!(!sealed.ciphertext.windows(6).any(|w| w == b"secret"));
-        assert_eq!(ring.open_token(id, &sealed).unwrap().expose_secret(), "hxtp_secret");
+        assert_eq!(ring.open_token(row(id), &sealed).unwrap().expose_secret(), "hxtp_secret");
     }
 
     #[test]
     fn every_sealing_uses_a_fresh_nonce() {
         let ring = keyring(&entry("k1"));
         let id = Uuid::now_v7();
-        let a = ring.seal_token(id, &SecretString::from("t"));
-        let b = ring.seal_token(id, &SecretString::from("t"));
+        let a = ring.seal_token(row(id), &SecretString::from("t"));
+        let b = ring.seal_token(row(id), &SecretString::from("t"));
         assert_ne!(a.nonce, b.nonce);
         assert_ne!(a.ciphertext, b.ciphertext);
     }
@@ -256,30 +305,61 @@ mod tests {
     fn a_flipped_ciphertext_byte_fails_to_open() {
         let ring = keyring(&entry("k1"));
         let id = Uuid::now_v7();
-        let mut sealed = ring.seal_token(id, &SecretString::from("hxtp_secret"));
+        let mut sealed = ring.seal_token(row(id), &SecretString::from("hxtp_secret"));
         for i in 0..sealed.ciphertext.len() {
             sealed.ciphertext[i] ^= 0x01;
-            assert_eq!(ring.open_token(id, &sealed).unwrap_err(), CryptoError::Tampered, "byte {i}");
+            assert_eq!(ring.open_token(row(id), &sealed).unwrap_err(), CryptoError::Tampered, "byte {i}");
             sealed.ciphertext[i] ^= 0x01;
         }
         sealed.nonce[0] ^= 0x80;
-        assert_eq!(ring.open_token(id, &sealed).unwrap_err(), CryptoError::Tampered);
+        assert_eq!(ring.open_token(row(id), &sealed).unwrap_err(), CryptoError::Tampered);
     }
 
     #[test]
     fn a_ciphertext_copied_to_another_connection_fails_to_open() {
         let ring = keyring(&entry("k1"));
-        let sealed = ring.seal_token(Uuid::now_v7(), &SecretString::from("hxtp_secret"));
-        assert_eq!(ring.open_token(Uuid::now_v7(), &sealed).unwrap_err(), CryptoError::Tampered);
+        let sealed = ring.seal_token(row(Uuid::now_v7()), &SecretString::from("hxtp_secret"));
+        assert_eq!(ring.open_token(row(Uuid::now_v7()), &sealed).unwrap_err(), CryptoError::Tampered);
+    }
+
+    #[test]
+    fn a_row_edited_to_another_tenant_or_workspace_fails_to_open() {
+        let ring = keyring(&entry("k1"));
+        let id = Uuid::now_v7();
+        let sealed = ring.seal_token(row(id), &SecretString::from("hxtp_secret"));
+        assert_eq!(sealed.version, SEAL_V2);
+        let edits = [
+            TokenBinding { tenant: "other", ..row(id) },
+            TokenBinding { subdomain: "evil", ..row(id) },
+            // Moving bytes between the fields does not make the same associated data.
+            TokenBinding { tenant: "defaulta", subdomain: "cme", ..row(id) },
+        ];
+        for edited in edits {
+            assert_eq!(ring.open_token(edited, &sealed).unwrap_err(), CryptoError::Tampered, "{edited:?}");
+        }
+        let downgraded = Sealed { version: SEAL_V1, ..sealed.clone() };
+        assert_eq!(ring.open_token(row(id), &downgraded).unwrap_err(), CryptoError::Tampered);
+        let unknown = Sealed { version: 3, ..sealed };
+        assert_eq!(ring.open_token(row(id), &unknown).unwrap_err(), CryptoError::Tampered);
+    }
+
+    #[test]
+    fn a_token_sealed_the_earlier_way_still_opens() {
+        let ring = keyring(&entry("k1"));
+        let id = Uuid::now_v7();
+        let v1 = ring.seal(&token_aad(SEAL_V1, row(id)), b"hxtp_old");
+        assert_eq!(v1.version, SEAL_V1);
+        assert_eq!(ring.open_token(row(id), &v1).unwrap().expose_secret(), "hxtp_old");
+        assert_eq!(ring.open_token(row(Uuid::now_v7()), &v1).unwrap_err(), CryptoError::Tampered);
     }
 
     #[test]
     fn a_missing_key_id_gives_a_clear_error() {
         let old = keyring(&entry("old"));
         let id = Uuid::now_v7();
-        let sealed = old.seal_token(id, &SecretString::from("t"));
+        let sealed = old.seal_token(row(id), &SecretString::from("t"));
         let new = keyring(&entry("new"));
-        let err = new.open_token(id, &sealed).unwrap_err();
+        let err = new.open_token(row(id), &sealed).unwrap_err();
         assert_eq!(err, CryptoError::UnknownKey("old".into()));
         assert!(err.to_string().contains("`old`"));
     }
@@ -288,11 +368,11 @@ mod tests {
     fn older_keys_still_open_and_the_first_key_seals() {
         let old_entry = entry("old");
         let id = Uuid::now_v7();
-        let sealed = keyring(&old_entry).seal_token(id, &SecretString::from("t"));
+        let sealed = keyring(&old_entry).seal_token(row(id), &SecretString::from("t"));
         let rotated = keyring(&format!("{},{old_entry}", entry("new")));
         assert_eq!(rotated.active_key_id(), "new");
-        assert_eq!(rotated.open_token(id, &sealed).unwrap().expose_secret(), "t");
-        assert_eq!(rotated.seal_token(id, &SecretString::from("t")).key_id, "new");
+        assert_eq!(rotated.open_token(row(id), &sealed).unwrap().expose_secret(), "t");
+        assert_eq!(rotated.seal_token(row(id), &SecretString::from("t")).key_id, "new");
     }
 
     #[test]

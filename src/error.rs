@@ -133,10 +133,7 @@ impl From<JsonRejection> for ApiError {
                 "unsupported_media_type",
                 "Send the body as JSON with `Content-Type: application/json`.",
             ),
-            JsonRejection::JsonDataError(e) => Self::unprocessable(
-                "invalid_body",
-                format!("The JSON body does not fit: {}", redact_quoted(&e.body_text())),
-            ),
+            JsonRejection::JsonDataError(e) => Self::unprocessable("invalid_body", describe_data_error(&e)),
             JsonRejection::JsonSyntaxError(_) => {
                 Self::bad_request("invalid_json", "The body is not valid JSON.")
             }
@@ -172,41 +169,154 @@ impl<T: serde::Serialize> IntoResponse for Json<T> {
     }
 }
 
-/// serde quotes the offending string value in its messages (`invalid type: string "…"`), and that
-/// value may be a secret the caller put in the wrong field: keep the field path, drop the value.
-fn redact_quoted(message: &str) -> String {
-    let message =
-        message.strip_prefix("Failed to deserialize the JSON body into the target type: ").unwrap_or(message);
-    let mut out = String::with_capacity(message.len());
-    let mut inside = false;
-    for c in message.chars() {
-        if c == '"' {
-            if !inside {
-                out.push_str("\"…\"");
+/// What did not fit in a JSON body, naming the field and the rule it broke and never the value:
+/// serde's messages quote the rejected value (`invalid type: string "…"`), and that value may be
+/// a secret put in the wrong field. The field path comes from `serde_path_to_error` (which axum
+/// uses), the rule from the head and the `expected …` tail of serde's message, which come from
+/// hexbroker's own types.
+fn describe_data_error(rejection: &axum::extract::rejection::JsonDataError) -> String {
+    type PathError = serde_path_to_error::Error<serde_json::Error>;
+    let mut source = std::error::Error::source(rejection);
+    while let Some(e) = source {
+        if let Some(found) = e.downcast_ref::<PathError>() {
+            return describe(&field_path(found.path()), &found.inner().to_string());
+        }
+        source = e.source();
+    }
+    "The JSON body does not fit this endpoint's fields.".into()
+}
+
+/// `a.b[0]`, with any key that is not a plain field name shown as `…`.
+fn field_path(path: &serde_path_to_error::Path) -> String {
+    use serde_path_to_error::Segment;
+    let mut out = String::new();
+    for segment in path.iter() {
+        match segment {
+            Segment::Seq { index } => out.push_str(&format!("[{index}]")),
+            Segment::Map { key } | Segment::Enum { variant: key } => {
+                if !out.is_empty() {
+                    out.push('.');
+                }
+                out.push_str(if is_field_name(key) { key } else { "…" });
             }
-            inside = !inside;
-        } else if !inside {
-            out.push(c);
+            Segment::Unknown => {}
         }
     }
     out
 }
 
+/// A name shaped like hexbroker's own fields (`snake_case` letters), so one that a caller made up
+/// with a secret's mix of cases and digits is not shown.
+fn is_field_name(name: &str) -> bool {
+    (1..=40).contains(&name.len()) && name.bytes().all(|b| b.is_ascii_lowercase() || b == b'_')
+}
+
+/// One sentence from a field path and serde's message, keeping only what hexbroker wrote.
+fn describe(path: &str, message: &str) -> String {
+    // serde_json appends ` at line L column C`; serde's `expected …` comes after the value.
+    let message = message.rsplit_once(" at line ").map_or(message, |(head, _)| head);
+    let expected = message.rsplit_once(", expected ").map(|(_, tail)| tail);
+    let named = |prefix: &str| {
+        message
+            .strip_prefix(prefix)
+            .and_then(|rest| rest.strip_prefix('`')?.split_once('`'))
+            .map(|(name, _)| name)
+            .filter(|name| is_field_name(name))
+    };
+    let at = if path.is_empty() { String::new() } else { format!(" at `{path}`") };
+    let rule = if let Some(field) = named("missing field ") {
+        return format!("The JSON body lacks the required field `{field}`{}.", at);
+    } else if message.starts_with("unknown field ") {
+        // The unknown name is the caller's text, not hexbroker's: say what is taken instead.
+        // (serde_path_to_error's path ends with that name, so it is not shown either.)
+        let taken = expected.map(|e| format!("; expected {e}")).unwrap_or_default();
+        return format!("The JSON body has a field that this endpoint does not take{taken}.");
+    } else if message.starts_with("invalid type") {
+        "has the wrong type"
+    } else if message.starts_with("invalid length") {
+        "has the wrong length"
+    } else if message.starts_with("unknown variant") {
+        "is not one of the accepted values"
+    } else {
+        "is not an accepted value"
+    };
+    match expected.filter(|e| !e.contains('"')) {
+        Some(expected) => format!("The JSON body does not fit: the value{at} {rule}; expected {expected}."),
+        None => format!("The JSON body does not fit: the value{at} {rule}."),
+    }
+}
+
 #[cfg(test)]
 mod tests {
-    use super::redact_quoted;
+    use axum::extract::FromRequest;
+    use serde::Deserialize;
 
-    #[test]
-    fn json_error_messages_keep_the_field_and_drop_quoted_values() {
-        let cases = [
-            (
-                "Failed to deserialize the JSON body into the target type: label: invalid type: string \"hxtp_secret\", expected a map at line 1 column 20",
-                "label: invalid type: string \"…\", expected a map at line 1 column 20",
-            ),
-            ("missing field `token` at line 1 column 2", "missing field `token` at line 1 column 2"),
+    use super::*;
+
+    #[derive(Debug, Deserialize)]
+    #[serde(deny_unknown_fields)]
+    #[allow(dead_code)]
+    struct Body {
+        token: String,
+        label: Option<std::collections::HashMap<String, String>>,
+        scopes: Option<Vec<u32>>,
+        kind: Option<Kind>,
+    }
+
+    #[derive(Debug, Deserialize)]
+    #[serde(rename_all = "lowercase")]
+    enum Kind {
+        Personal,
+    }
+
+    async fn message_for(body: &str) -> (String, String) {
+        let request = axum::http::Request::builder()
+            .header("content-type", "application/json")
+            .body(axum::body::Body::from(body.to_owned()))
+            .unwrap();
+        let rejection = axum::Json::<Body>::from_request(request, &()).await.unwrap_err();
+        let error = ApiError::from(rejection);
+        (error.code.to_owned(), error.message.into_owned())
+    }
+
+    #[tokio::test]
+    async fn a_rejected_value_is_never_echoed_and_the_field_is_named() {
+        let secret = "hxtp_SECRET";
+        let hostile = [
+            (format!(r#"{{"token": 1, "label": "{secret}"}}"#), "token"),
+            (format!(r#"{{"token": "x", "label": "{secret}"}}"#), "label"),
+            (format!(r#"{{"token": "x", "label": "a\"b {secret} \"c"}}"#), "label"),
+            (format!(r#"{{"token": "x", "label": "\\\" {secret}"}}"#), "label"),
+            (format!(r#"{{"token": "x", "label": {{"k": 5}}, "z": "{secret}"}}"#), "label.k"),
+            (format!(r#"{{"token": "x", "scopes": ["{secret}"]}}"#), "scopes[0]"),
+            (r#"{"token": "x", "scopes": [-1]}"#.to_owned(), "scopes[0]"),
+            (format!(r#"{{"token": "x", "kind": "{secret}"}}"#), "kind"),
+            (format!(r#"{{"token": "x", "{secret}": 1}}"#), "field"),
+            (format!(r#"{{"token": "x", "label": {{"{secret}\"": 5}}}}"#), "label.…"),
+            (format!(r#"{{"scopes": null, "z{secret}": 1}}"#), "field"),
+            (r#"{"scopes": null}"#.to_owned(), "`token`"),
         ];
-        for (input, expected) in cases {
-            assert_eq!(redact_quoted(input), expected);
+        for (body, names) in hostile {
+            let (code, message) = message_for(&body).await;
+            assert_eq!(code, "invalid_body", "{body}");
+            assert!(!message.contains("SECRET"), "{body} gave {message}");
+            assert!(message.contains(names), "{body} gave {message}, which should name {names}");
         }
+    }
+
+    #[tokio::test]
+    async fn the_rule_comes_from_hexbrokers_types() {
+        let (_, message) = message_for(r#"{"token": 5}"#).await;
+        assert_eq!(
+            message,
+            "The JSON body does not fit: the value at `token` has the wrong type; expected a string."
+        );
+        let (_, message) = message_for(r#"{}"#).await;
+        assert_eq!(message, "The JSON body lacks the required field `token`.");
+        let (_, message) = message_for(r#"{"token": "x", "extra": 1}"#).await;
+        assert!(
+            message.starts_with("The JSON body has a field that this endpoint does not take; expected"),
+            "{message}"
+        );
     }
 }

@@ -11,7 +11,6 @@ use chrono::{DateTime, Utc};
 use reqwest::dns::{Addrs, Name, Resolve, Resolving};
 use reqwest::StatusCode;
 use secrecy::{ExposeSecret, SecretString};
-use serde::Deserialize;
 
 use crate::error::ApiError;
 use crate::store::HexIdentity;
@@ -49,11 +48,22 @@ impl Subdomain {
         &self.0
     }
 
-    /// For values read back from the database, which were checked when stored.
-    pub fn from_stored(label: String) -> Self {
-        Self(label)
+    /// For values read back from the database: checked by the same rule again (§9), since a row
+    /// edited behind hexbroker's back must never choose another upstream host. Stored labels are
+    /// already normalised, so nothing is normalised here.
+    pub fn from_stored(label: &str) -> Result<Self, BadStoredSubdomain> {
+        if is_dns_label(label) {
+            Ok(Self(label.to_owned()))
+        } else {
+            Err(BadStoredSubdomain)
+        }
     }
 }
+
+/// A stored subdomain that fails §6's rule: its row was edited outside hexbroker.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("the stored subdomain is not a DNS label; the row was edited outside hexbroker")]
+pub struct BadStoredSubdomain;
 
 fn is_dns_label(label: &str) -> bool {
     let bytes = label.as_bytes();
@@ -189,7 +199,8 @@ impl HexClient {
     }
 
     /// Asks Hex whether `token` works in `subdomain`'s workspace: `users/me`, falling back to
-    /// listing one project when Hex forbids or does not know `users/me` for this token.
+    /// listing one project when Hex forbids or does not know `users/me` for this token, answers
+    /// it with a 5xx, or answers 200 with a body that does not read as the spec's (§6 step 3).
     #[tracing::instrument(skip_all, fields(subdomain = subdomain.as_str()))]
     pub async fn verify(
         &self,
@@ -200,13 +211,17 @@ impl HexClient {
         let me = self.get(&format!("{origin}/api/v1/users/me"), token).await?;
         match me.status() {
             StatusCode::OK => {
-                let me: Me = me.json().await.map_err(|e| {
-                    tracing::warn!(error = %e, "Hex's users/me answer did not parse");
-                    Rejection::Unavailable
-                })?;
-                return Ok(me.identity());
+                match read_capped(me, MAX_ME_BODY).await.as_deref().and_then(identity_from_me) {
+                    Some(identity) => return Ok(identity),
+                    None => tracing::warn!(
+                        "Hex's users/me answer does not read as the spec's; checking projects instead"
+                    ),
+                }
             }
             StatusCode::FORBIDDEN | StatusCode::NOT_FOUND => {}
+            status if status.is_server_error() => {
+                tracing::warn!(status = status.as_u16(), "Hex's users/me failed; checking projects instead");
+            }
             other => return Err(common_rejection(other, &me)),
         }
         let projects = self.get(&format!("{origin}/api/v1/projects?limit=1"), token).await?;
@@ -232,15 +247,16 @@ impl HexClient {
     }
 }
 
+/// The longest `Retry-After` hexbroker passes on from Hex to a connect's caller.
+const MAX_RETRY_AFTER: Duration = Duration::from_secs(3600);
+
 fn common_rejection(status: StatusCode, response: &reqwest::Response) -> Rejection {
     match status {
         StatusCode::UNAUTHORIZED => Rejection::TokenRejected,
+        // Either form, whatever the value: a wait past an hour is read as an hour.
         StatusCode::TOO_MANY_REQUESTS => Rejection::RateLimited {
-            retry_after: response
-                .headers()
-                .get(reqwest::header::RETRY_AFTER)
-                .and_then(|v| v.to_str().ok())
-                .and_then(|v| v.trim().parse().ok()),
+            retry_after: crate::proxy::retry_after(response.headers(), std::time::SystemTime::now())
+                .map(|wait| wait.min(MAX_RETRY_AFTER).as_secs_f64().ceil() as u64),
         },
         other => {
             tracing::warn!(status = other.as_u16(), "Hex answered unexpectedly");
@@ -249,32 +265,57 @@ fn common_rejection(status: StatusCode, response: &reqwest::Response) -> Rejecti
     }
 }
 
-/// Hex's `users/me`: user fields only for personal tokens.
-#[derive(Debug, Deserialize)]
-struct Me {
-    email: Option<String>,
-    org: Option<Org>,
-    token: Option<TokenInfo>,
-}
+/// The most of a `users/me` body hexbroker reads; a bigger one is treated as unreadable.
+const MAX_ME_BODY: usize = 64 * 1024;
 
-#[derive(Debug, Deserialize)]
-struct Org {
-    id: String,
-}
-
-#[derive(Debug, Deserialize)]
-struct TokenInfo {
-    exp: Option<f64>,
-}
-
-impl Me {
-    fn identity(self) -> HexIdentity {
-        HexIdentity {
-            org_id: self.org.map(|o| o.id),
-            user_email: self.email,
-            token_expires_at: self.token.and_then(|t| t.exp).and_then(expiry_from_number),
-        }
+/// The body of `response`, or `None` when it cannot be read or is larger than `limit` bytes.
+async fn read_capped(mut response: reqwest::Response, limit: usize) -> Option<Vec<u8>> {
+    if response.content_length().is_some_and(|n| n > limit as u64) {
+        return None;
     }
+    let mut body = Vec::new();
+    while let Some(chunk) = response.chunk().await.ok()? {
+        if body.len() + chunk.len() > limit {
+            return None;
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Some(body)
+}
+
+/// The identity in Hex's `users/me` answer (user fields only for personal tokens), or `None`
+/// when the body is not the spec's shape: a JSON object with `org`. A field of an unexpected
+/// type or form is kept as unknown: it never fails a connect.
+fn identity_from_me(body: &[u8]) -> Option<HexIdentity> {
+    let me: serde_json::Value = serde_json::from_slice(body).ok()?;
+    let me = me.as_object()?;
+    let org = me.get("org")?;
+    let org_id = org.get("id").and_then(|v| v.as_str()).map(str::trim).filter(|id| is_org_id(id));
+    let user_email = me.get("email").and_then(|v| v.as_str()).map(str::trim).filter(|e| is_email(e));
+    let exp = me.get("token").and_then(|t| t.get("exp")).and_then(serde_json::Value::as_f64);
+    Some(HexIdentity {
+        org_id: org_id.map(str::to_owned),
+        user_email: user_email.map(str::to_owned),
+        token_expires_at: exp.and_then(expiry_from_number),
+    })
+}
+
+/// An org id as Hex gives them (a UUID in practice): 1–128 visible ASCII characters.
+fn is_org_id(id: &str) -> bool {
+    (1..=128).contains(&id.len()) && id.bytes().all(|b| b.is_ascii_graphic())
+}
+
+/// Something that reads as one email address: `local@domain.tld`, visible characters, no spaces,
+/// at most 254 bytes.
+fn is_email(text: &str) -> bool {
+    let Some((local, domain)) = text.split_once('@') else { return false };
+    text.len() <= 254
+        && !local.is_empty()
+        && !domain.contains('@')
+        && domain.contains('.')
+        && !domain.starts_with('.')
+        && !domain.ends_with('.')
+        && text.chars().all(|c| !c.is_whitespace() && !c.is_control())
 }
 
 /// Hex sends `exp` as a number; read it as Unix seconds, or milliseconds when it is that large.
@@ -283,6 +324,10 @@ fn expiry_from_number(exp: f64) -> Option<DateTime<Utc>> {
         return None;
     }
     let millis = if exp > 1e11 { exp } else { exp * 1000.0 };
+    // Past the year 9999 or so the number is not a date anyone meant; keep it unknown.
+    if millis > 253_402_300_799_000.0 {
+        return None;
+    }
     DateTime::from_timestamp_millis(millis as i64)
 }
 
@@ -359,6 +404,15 @@ mod tests {
     }
 
     #[test]
+    fn stored_subdomains_are_checked_again_without_normalising() {
+        assert_eq!(Subdomain::from_stored("acme").unwrap().as_str(), "acme");
+        let edited = ["", "ACME", "acme.evil.com", "127.0.0.1:9/x", "evil.com#", "acme/../x", " acme", "a@b"];
+        for label in edited {
+            assert_eq!(Subdomain::from_stored(label), Err(BadStoredSubdomain), "{label:?}");
+        }
+    }
+
+    #[test]
     fn invalid_subdomains_answer_422_invalid_subdomain() {
         let err = Subdomain::parse("evil.com").unwrap_err();
         assert_eq!(err.status_code(), StatusCode::UNPROCESSABLE_ENTITY);
@@ -399,6 +453,32 @@ mod tests {
         assert_eq!(expiry_from_number(1_767_225_600_000.0), Some(t));
         assert_eq!(expiry_from_number(0.0), None);
         assert_eq!(expiry_from_number(f64::NAN), None);
+        assert_eq!(expiry_from_number(f64::MAX), None);
+        assert_eq!(expiry_from_number(f64::INFINITY), None);
+    }
+
+    #[test]
+    fn identity_fields_of_unexpected_types_or_forms_are_unknown() {
+        let exp = 1_767_225_600;
+        let good = format!(r#"{{"email":"ada@example.com","org":{{"id":"org-1"}},"token":{{"exp":{exp}}}}}"#);
+        let identity = identity_from_me(good.as_bytes()).unwrap();
+        assert_eq!(identity.org_id.as_deref(), Some("org-1"));
+        assert_eq!(identity.user_email.as_deref(), Some("ada@example.com"));
+        assert_eq!(identity.token_expires_at, expiry_from_number(exp as f64));
+        let odd = [
+            r#"{"org":{"id":42},"email":"not an email","token":{"exp":"2026-01-01"}}"#,
+            r#"{"org":{"id":null},"email":17,"token":{"exp":{"seconds":1}}}"#,
+            r#"{"org":{},"email":"a@b@c.d","token":"soon"}"#,
+            r#"{"org":"acme","email":["ada@example.com"],"token":{"exp":1e300}}"#,
+            r#"{"org":{"id":""},"email":"ada@localhost","token":{"exp":-5}}"#,
+            r#"{"org":{"id":"bad id"},"email":"ada@exa mple.com","token":null}"#,
+        ];
+        for body in odd {
+            assert_eq!(identity_from_me(body.as_bytes()), Some(HexIdentity::default()), "{body}");
+        }
+        for unreadable in ["", "null", "[]", "\"just text\"", "{\"email\":\"ada@example.com\"}", "<html>"] {
+            assert_eq!(identity_from_me(unreadable.as_bytes()), None, "{unreadable}");
+        }
     }
 
     #[test]

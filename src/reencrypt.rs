@@ -1,5 +1,6 @@
 //! `hexbroker reencrypt`: re-seals every stored token (and the keyed-hash key) under the active
-//! encryption key, so that older keys can then be dropped from `HEXBROKER_ENCRYPTION_KEYS`.
+//! encryption key and the current seal version (which binds tenant and subdomain, §9), so that
+//! older keys can then be dropped from `HEXBROKER_ENCRYPTION_KEYS`.
 //! Each token is replaced by its own conditional update, so the command can be interrupted and
 //! run again, and replicas may keep serving (and replacing tokens) while it runs.
 
@@ -9,7 +10,7 @@ use anyhow::Context as _;
 use uuid::Uuid;
 
 use crate::app::AppState;
-use crate::crypto::HASH_KEY_AAD;
+use crate::crypto::{CryptoError, TokenBinding, HASH_KEY_AAD};
 
 const BATCH: u32 = 500;
 
@@ -20,6 +21,8 @@ pub struct Report {
     pub resealed: u64,
     /// Tokens that changed under us (replaced or deleted meanwhile) and were left alone.
     pub skipped: u64,
+    /// Tokens whose row fails its seal (edited outside hexbroker), left alone and unusable.
+    pub tampered: u64,
 }
 
 /// Re-seals everything not sealed by the active key, reporting progress on stderr.
@@ -40,13 +43,27 @@ pub async fn run(state: &AppState) -> anyhow::Result<Report> {
     let mut after: Option<Uuid> = None;
     loop {
         let batch = state.store.tokens_not_sealed_by(&active, after, BATCH).await?;
-        let Some((last, _)) = batch.last() else { break };
-        after = Some(*last);
-        for (id, sealed) in batch {
-            let token = keyring
-                .open_token(id, &sealed)
-                .with_context(|| format!("opening the token of connection {id}"))?;
-            if state.store.reseal_token(id, &sealed, &keyring.seal_token(id, &token)).await? {
+        let Some(last) = batch.last() else { break };
+        after = Some(last.id);
+        for row in batch {
+            let binding =
+                TokenBinding { connection_id: row.id, tenant: &row.tenant, subdomain: &row.subdomain };
+            let token = match keyring.open_token(binding, &row.sealed) {
+                Ok(token) => token,
+                Err(CryptoError::Tampered) => {
+                    // Re-sealing would bless the edit; the row stays unusable until reconnected.
+                    eprintln!(
+                        "connection {} failed its integrity check (edited outside hexbroker); left alone",
+                        row.id
+                    );
+                    report.tampered += 1;
+                    continue;
+                }
+                Err(e) => {
+                    return Err(e).with_context(|| format!("opening the token of connection {}", row.id))
+                }
+            };
+            if state.store.reseal_token(row.id, &row.sealed, &keyring.seal_token(binding, &token)).await? {
                 report.resealed += 1;
             } else {
                 report.skipped += 1;
@@ -58,8 +75,9 @@ pub async fn run(state: &AppState) -> anyhow::Result<Report> {
         eprintln!();
     }
     eprintln!(
-        "re-sealed {} token(s) under key `{active}`; {} changed meanwhile and were left alone",
-        report.resealed, report.skipped
+        "re-sealed {} token(s) under key `{active}`; {} changed meanwhile and were left alone; \
+         {} failed their integrity check",
+        report.resealed, report.skipped, report.tampered
     );
     Ok(report)
 }

@@ -212,10 +212,11 @@ async fn each_refusal_has_its_code_and_stores_nothing(backend: Backend) {
         refused(&app, json!({"subdomain": "acme", "token": good, "end_user_id": u}), 503, "hex_rate_limited")
             .await;
     assert_eq!(headers["retry-after"], "7");
-    app.fake.fail_next(1, 500, None);
+    // A 5xx from users/me falls back to the projects check: 502 only when both fail.
+    app.fake.fail_next(2, 500, None);
     refused(&app, json!({"subdomain": "acme", "token": good, "end_user_id": u}), 502, "hex_unavailable")
         .await;
-    app.fake.fail_next(1, 503, None);
+    app.fake.fail_next(2, 503, None);
     refused(&app, json!({"subdomain": "acme", "token": good, "end_user_id": u}), 502, "hex_unavailable")
         .await;
 

@@ -8,7 +8,7 @@ use serde_json::{json, Value};
 
 /// Mints a connection key with `scopes` for connection `id`.
 async fn connection_key(app: &TestApp, id: &str, scopes: &[&str]) -> (String, String) {
-    let writer = app.key("connections:write").await;
+    let writer = app.key("connections:write,proxy").await;
     let response = app
         .http
         .post(app.url(&format!("/v1/connections/{id}/keys")))
@@ -215,7 +215,7 @@ async fn revoked_and_expired_connection_keys_get_401(backend: Backend) {
 async fn connection_keys_are_checked_when_made(backend: Backend) {
     let Some(app) = TestApp::start(backend).await else { return };
     let (id, _) = app.connected(&app.key("connect").await).await;
-    let writer = app.key("connections:write").await;
+    let writer = app.key("connections:write,proxy").await;
     let make = |body: Value, id: String| {
         app.http.post(app.url(&format!("/v1/connections/{id}/keys"))).bearer_auth(&writer).json(&body).send()
     };
@@ -253,6 +253,30 @@ async fn connection_keys_are_checked_when_made(backend: Backend) {
         .await
         .unwrap();
     assert_eq!(error_code(refused).await, (403, "insufficient_scope".into()));
+
+    // A caller hands out no more than it holds: connections:write alone mints no proxy key.
+    let mint = |key: String, scope: &'static str| {
+        let url = app.url(&format!("/v1/connections/{id}/keys"));
+        let http = app.http.clone();
+        async move { http.post(url).bearer_auth(key).json(&json!({"scopes": [scope]})).send().await.unwrap() }
+    };
+    let write_only = app.key("connections:write").await;
+    let reader = app.key("connections:write,proxy:read").await;
+    let admin = app.key("admin").await;
+    for (key, scope, expected) in [
+        (&write_only, "proxy", 403),
+        (&write_only, "proxy:read", 403),
+        (&reader, "proxy", 403),
+        (&reader, "proxy:read", 201),
+        (&writer, "proxy:read", 201),
+        (&admin, "proxy", 201),
+    ] {
+        let response = mint(key.clone(), scope).await;
+        assert_eq!(response.status(), expected, "{scope}");
+        if expected == 403 {
+            assert_eq!(error_code(response).await, (403, "insufficient_scope".into()));
+        }
+    }
 }
 
 async fn verify_marks_a_refused_token_invalid_and_a_good_one_active(backend: Backend) {
@@ -266,7 +290,7 @@ async fn verify_marks_a_refused_token_invalid_and_a_good_one_active(backend: Bac
     assert_eq!(ok["status"], "active");
     assert_eq!(ok["hex_user_email"], "ada@example.com");
 
-    app.fake.fail_next(1, 503, None);
+    app.fake.fail_next(2, 503, None);
     assert_eq!(error_code(verify().await.unwrap()).await, (502, "hex_unavailable".into()));
     let still: Value = app
         .http

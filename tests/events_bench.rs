@@ -60,7 +60,10 @@ fn new_connection(keyring: &Keyring, n: u64) -> NewConnection {
         token_type: "personal",
         token_hint: "hxtp_…abcd".into(),
         token_fingerprint: n.to_le_bytes().repeat(4),
-        sealed: keyring.seal_token(id, &SecretString::from(format!("hxtp_bench_{n}"))),
+        sealed: keyring.seal_token(
+            hexbroker::crypto::TokenBinding { connection_id: id, tenant: "default", subdomain: "acme" },
+            &SecretString::from(format!("hxtp_bench_{n}")),
+        ),
         identity: HexIdentity::default(),
     }
 }

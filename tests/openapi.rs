@@ -638,7 +638,7 @@ async fn sessions_keys_and_verify_answer_as_the_spec_documents() {
     let app = TestApp::start(Backend::Sqlite).await.expect("SQLite is always available");
     let spec = spec_json();
     let connect = app.key("connect").await;
-    let writer = app.key("connections:write").await;
+    let writer = app.key("connections:write,proxy").await;
 
     // A connect session, used once by a browser.
     let response = app

@@ -73,7 +73,7 @@ async fn revocations_reach_a_second_replica_within_a_second() {
 
     let (id, _) = a.connected(&a.key("connect").await).await;
     let proxy_key = a.key("proxy").await;
-    let writer = a.key("connections:write,connect").await;
+    let writer = a.key("connections:write,connect,proxy").await;
     let made: Value = a
         .http
         .post(a.url(&format!("/v1/connections/{id}/keys")))

@@ -5,7 +5,7 @@ mod common;
 use common::{Backend, TestDb};
 use hexbroker::audit::{Action, AuditContext};
 use hexbroker::auth::{Scope, Scopes};
-use hexbroker::crypto::{Keyring, Sealed};
+use hexbroker::crypto::{Keyring, Sealed, TokenBinding};
 use hexbroker::lifecycle::{Change, Status};
 use hexbroker::store::{
     self, Applied, ConnectionChange, ConnectionFilter, DynStore, Expect, HexIdentity, Inserted, NewApiKey,
@@ -48,7 +48,10 @@ fn new_connection(tenant: &str, user: &str, fingerprint: u8) -> NewConnection {
         token_type: "personal",
         token_hint: "hxtp_…abcd".into(),
         token_fingerprint: vec![fingerprint; 32],
-        sealed: keyring.seal_token(id, &SecretString::from("hxtp_secret")),
+        sealed: keyring.seal_token(
+            TokenBinding { connection_id: id, tenant, subdomain: "acme" },
+            &SecretString::from("hxtp_secret"),
+        ),
         identity: HexIdentity {
             org_id: Some("org-1".into()),
             user_email: Some("ada@hex".into()),
@@ -67,8 +70,8 @@ async fn migrations_apply_twice_and_ping_answers(backend: Backend) {
 async fn sealed_secrets_keep_the_first_writer(backend: Backend) {
     let Some((store, _db)) = open(backend).await else { return };
     assert!(store.sealed_secret("x").await.unwrap().is_none());
-    let first = Sealed { key_id: "k1".into(), nonce: vec![1; 12], ciphertext: vec![2; 48] };
-    let second = Sealed { key_id: "k2".into(), nonce: vec![3; 12], ciphertext: vec![4; 48] };
+    let first = Sealed { key_id: "k1".into(), nonce: vec![1; 12], ciphertext: vec![2; 48], version: 1 };
+    let second = Sealed { key_id: "k2".into(), nonce: vec![3; 12], ciphertext: vec![4; 48], version: 1 };
     store.insert_sealed_secret_if_absent("x", &first).await.unwrap();
     store.insert_sealed_secret_if_absent("x", &second).await.unwrap();
     assert_eq!(store.sealed_secret("x").await.unwrap(), Some(first));

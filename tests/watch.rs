@@ -261,7 +261,8 @@ async fn passing_trouble_changes_nothing_and_retries_sooner(backend: Backend) {
     let (id, _) = app.connected(&app.key("connect").await).await;
     watch::check_round(&app.state).await.unwrap();
     app.state.clock.advance(TimeDelta::hours(30));
-    app.fake.fail_next(1, 503, None);
+    // users/me and the projects check it falls back to both answer 503.
+    app.fake.fail_next(2, 503, None);
     let round = watch::check_round(&app.state).await.unwrap();
     assert_eq!((round.checked, round.trouble), (1, 1), "{round:?}");
     let shown = connection(&app, &id).await;

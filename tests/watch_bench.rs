@@ -53,7 +53,14 @@ async fn store_connections(app: &TestApp, n: usize) {
                     token_type: "personal",
                     token_hint: hexbroker::hex::token_hint(&token),
                     token_fingerprint: state.hasher.token_fingerprint("acme", &token),
-                    sealed: state.keyring.seal_token(id, &token),
+                    sealed: state.keyring.seal_token(
+                        hexbroker::crypto::TokenBinding {
+                            connection_id: id,
+                            tenant: "default",
+                            subdomain: "acme",
+                        },
+                        &token,
+                    ),
                     identity: HexIdentity::default(),
                 };
                 let audit = hexbroker::audit::AuditContext::system(hexbroker::audit::Action::Connect);

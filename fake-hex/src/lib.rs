@@ -243,7 +243,28 @@ impl FakeHex {
     pub fn fail_next(&self, n: usize, status: u16, retry_after: Option<String>) {
         let mut model = self.lock();
         for _ in 0..n {
-            model.failures.push_back(InjectedFailure { status, retry_after: retry_after.clone() });
+            model.failures.push_back(InjectedFailure {
+                status,
+                retry_after: retry_after.clone(),
+                canned: None,
+            });
+        }
+    }
+
+    /// A test instrument beyond Hex's documents, for answers Hex is not meant to give but a
+    /// broker must survive (a `users/me` body of the wrong shape, CORS headers, a 101): the next
+    /// `n` requests (any path, before authentication) answer `status` with exactly these headers
+    /// and this body. It queues up with [`FakeHex::fail_next`].
+    pub fn answer_next(&self, n: usize, status: u16, headers: &[(&str, &str)], body: &str) {
+        let headers: Vec<(String, String)> =
+            headers.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect();
+        let mut model = self.lock();
+        for _ in 0..n {
+            model.failures.push_back(InjectedFailure {
+                status,
+                retry_after: None,
+                canned: Some((headers.clone(), body.to_owned())),
+            });
         }
     }
 

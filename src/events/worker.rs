@@ -137,7 +137,8 @@ impl Deliverer {
             .payload
             .get("subdomain")
             .and_then(|s| s.as_str())
-            .map(|s| self.hex.origin(&Subdomain::from_stored(s.to_owned())));
+            .and_then(|s| Subdomain::from_stored(s).ok())
+            .map(|s| self.hex.origin(&s));
         let body = body(&delivery, hex_url);
         let unix = Utc::now().timestamp();
         let signed = signature(unix, &body, self.secrets.iter().map(Vec::as_slice));

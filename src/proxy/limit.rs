@@ -35,9 +35,51 @@ impl RateLimiter {
     }
 }
 
+/// One connection's outbound limit, handed to the proxy so that each retry takes a slot too.
+#[derive(Debug, Clone, Copy)]
+pub struct OutboundLimit<'a> {
+    /// The limiter's state.
+    pub limiter: &'a RateLimiter,
+    /// The connection.
+    pub connection: Uuid,
+    /// Its calls a minute.
+    pub per_minute: u32,
+}
+
+impl OutboundLimit<'_> {
+    /// Takes a slot for a call to be made `after` from now, or later if the limit says so: the
+    /// wait until that call may go, or `None` (nothing taken) when that is more than `budget`.
+    pub fn reserve_within(&self, after: Duration, budget: Duration) -> Option<Duration> {
+        let now = Instant::now();
+        let mut wait = after;
+        while wait <= budget {
+            match self.limiter.acquire(self.connection, self.per_minute, now.checked_add(wait)?) {
+                Ok(()) => return Some(wait),
+                Err(more) => wait = wait.saturating_add(more),
+            }
+        }
+        None
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_retry_takes_a_slot_or_is_not_made() {
+        let limiter = RateLimiter::default();
+        let limit = OutboundLimit { limiter: &limiter, connection: Uuid::now_v7(), per_minute: 2 };
+        let budget = Duration::from_secs(5);
+        assert_eq!(
+            limit.reserve_within(Duration::from_millis(100), budget),
+            Some(Duration::from_millis(100))
+        );
+        assert!(limit.reserve_within(Duration::ZERO, budget).is_some(), "the burst's second slot");
+        assert_eq!(limit.reserve_within(Duration::ZERO, budget), None, "the next slot is 30 s away");
+        assert!(limit.reserve_within(Duration::ZERO, Duration::from_secs(60)).is_some_and(|w| w > budget));
+        assert_eq!(limit.reserve_within(Duration::MAX, Duration::MAX), None, "no overflow");
+    }
 
     #[test]
     fn a_minutes_quota_may_burst_and_then_calls_are_spaced() {

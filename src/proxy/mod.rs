@@ -3,6 +3,7 @@
 //! connection's Hex token.
 
 mod limit;
+mod path;
 mod retry;
 
 use std::time::{Duration, Instant, SystemTime};
@@ -20,9 +21,9 @@ use secrecy::{ExposeSecret, SecretString};
 
 use crate::error::ApiError;
 use crate::metrics::{method_label, Metrics};
-pub use limit::RateLimiter;
-use retry::retry_after;
-pub use retry::{Attempt, RetryPolicy};
+pub use limit::{OutboundLimit, RateLimiter};
+pub use path::{check_path, InvalidPath};
+pub use retry::{retry_after, Attempt, RetryPolicy};
 
 /// Marks a response relayed from Hex, as opposed to one hexbroker made.
 pub const UPSTREAM_HEADER: &str = "hexbroker-upstream";
@@ -44,8 +45,29 @@ const HOP_BY_HOP: [&str; 10] = [
     "expect",
 ];
 
-/// The caller's headers that must never reach Hex.
-const CALLER_ONLY: [&str; 4] = ["authorization", "cookie", CONNECTION_ID_HEADER, "host"];
+/// The caller's headers that must never reach Hex: its credentials, and (§7) headers that could
+/// change what Hex does with the request behind the broker's back: method overrides, rewrites,
+/// and claims about the client's address or host. Every `x-forwarded-*` goes too.
+const CALLER_ONLY: [&str; 14] = [
+    "authorization",
+    "cookie",
+    CONNECTION_ID_HEADER,
+    "host",
+    "x-http-method-override",
+    "x-http-method",
+    "x-method-override",
+    "x-original-url",
+    "x-original-uri",
+    "x-rewrite-url",
+    "x-original-host",
+    "x-host",
+    "x-real-ip",
+    "forwarded",
+];
+/// Every header with this prefix is dropped on the way to Hex.
+const FORWARDED_PREFIX: &str = "x-forwarded-";
+/// Hex's CORS headers never reach the caller: hexbroker's own CORS policy decides.
+const CORS_PREFIX: &str = "access-control-";
 
 /// Why a proxied call got no answer from Hex.
 #[derive(Debug, thiserror::Error)]
@@ -62,6 +84,12 @@ pub enum ProxyError {
     /// The upstream URL could not be built.
     #[error("the upstream URL is not valid")]
     BadUrl,
+    /// The connection's token cannot be sent as a header value.
+    #[error("the stored token is not a valid header value")]
+    BadToken,
+    /// Hex answered 101 (switching protocols), which is never relayed.
+    #[error("Hex answered 101 Switching Protocols")]
+    Upgrade,
 }
 
 impl From<ProxyError> for ApiError {
@@ -88,6 +116,19 @@ impl From<ProxyError> for ApiError {
             }
             ProxyError::BadUrl => {
                 ApiError::bad_request("invalid_path", "The path cannot be forwarded to Hex.")
+            }
+            ProxyError::BadToken => ApiError::new(
+                StatusCode::FAILED_DEPENDENCY,
+                "connection_token_unusable",
+                "This connection's Hex token cannot be sent in a header; reconnect it with a new token.",
+            ),
+            ProxyError::Upgrade => {
+                tracing::warn!("Hex answered 101 Switching Protocols; not relayed");
+                ApiError::new(
+                    StatusCode::BAD_GATEWAY,
+                    "hex_unavailable",
+                    "Hex answered with a protocol switch, which hexbroker does not relay; try again shortly.",
+                )
             }
         }
     }
@@ -138,21 +179,21 @@ impl Upstream {
     }
 
     /// Sends `request` to `url` with `token` as its bearer and relays Hex's answer, streaming,
-    /// retrying by §7's rules when the body can be sent again.
+    /// retrying by §7's rules when the body can be sent again. The first attempt's slot under
+    /// the connection's outbound limit is the caller's to take; each retry takes one of its own
+    /// from `limit`, within the same wait budget, or is not made.
     pub async fn forward(
         &self,
         url: &str,
         token: &SecretString,
         request: Request<Body>,
+        limit: Option<OutboundLimit<'_>>,
     ) -> Result<Response<Body>, ProxyError> {
         let (mut parts, body) = request.into_parts();
         let uri = url.parse::<Uri>().map_err(|_| ProxyError::BadUrl)?;
-        strip_hop_by_hop(&mut parts.headers);
-        for name in CALLER_ONLY {
-            parts.headers.remove(name);
-        }
+        strip_caller_only(&mut parts.headers);
         let mut bearer = HeaderValue::try_from(format!("Bearer {}", token.expose_secret()))
-            .map_err(|_| ProxyError::BadUrl)?;
+            .map_err(|_| ProxyError::BadToken)?;
         bearer.set_sensitive(true);
         parts.headers.insert(header::AUTHORIZATION, bearer);
 
@@ -168,7 +209,9 @@ impl Upstream {
             }
         };
 
-        let deadline = tokio::time::Instant::now() + self.exchange_timeout;
+        let deadline = tokio::time::Instant::now()
+            .checked_add(self.exchange_timeout)
+            .unwrap_or_else(|| tokio::time::Instant::now() + Duration::from_secs(365 * 24 * 3600));
         let (mut retries, mut waited) = (0, Duration::ZERO);
         loop {
             let body = match (&replay, streamed.take()) {
@@ -204,7 +247,11 @@ impl Upstream {
             };
             let wait = replay
                 .as_ref()
-                .and_then(|_| self.retry.next_wait(&parts.method, attempt, hint, retries, waited));
+                .and_then(|_| self.retry.next_wait(&parts.method, attempt, hint, retries, waited))
+                .and_then(|wait| match &limit {
+                    Some(limit) => limit.reserve_within(wait, self.retry.budget.saturating_sub(waited)),
+                    None => Some(wait),
+                });
             match wait {
                 Some(wait) => {
                     self.metrics.retry(match attempt {
@@ -220,7 +267,7 @@ impl Upstream {
                     );
                     tokio::time::sleep(wait).await;
                     retries += 1;
-                    waited += wait;
+                    waited = waited.saturating_add(wait);
                 }
                 None => return relay(outcome.map_err(|_| ProxyError::Timeout(self.timeout))?, deadline),
             }
@@ -234,8 +281,12 @@ fn relay(
     deadline: tokio::time::Instant,
 ) -> Result<Response<Body>, ProxyError> {
     let (mut parts, body) = outcome.map_err(ProxyError::Unreachable)?.into_parts();
+    if parts.status == StatusCode::SWITCHING_PROTOCOLS {
+        return Err(ProxyError::Upgrade);
+    }
     strip_hop_by_hop(&mut parts.headers);
     parts.headers.remove(header::SET_COOKIE);
+    remove_prefixed(&mut parts.headers, CORS_PREFIX);
     // hexbroker's own request id names the exchange; Hex's (if any) would hide it.
     parts.headers.remove("x-request-id");
     parts.headers.insert(HeaderName::from_static(UPSTREAM_HEADER), HeaderValue::from_static("hex"));
@@ -294,6 +345,29 @@ impl http_body::Body for Deadline {
     }
 }
 
+/// Removes what never reaches Hex from the caller's headers: hop-by-hop headers, the caller's
+/// credentials, and method-override, rewrite and forwarding headers.
+fn strip_caller_only(headers: &mut HeaderMap) {
+    strip_hop_by_hop(headers);
+    for name in CALLER_ONLY {
+        headers.remove(name);
+    }
+    remove_prefixed(headers, FORWARDED_PREFIX);
+}
+
+/// Removes every header whose name starts with `prefix` (lowercase); allocates only when one is
+/// there.
+fn remove_prefixed(headers: &mut HeaderMap, prefix: &str) {
+    if !headers.keys().any(|name| name.as_str().starts_with(prefix)) {
+        return;
+    }
+    let names: Vec<HeaderName> =
+        headers.keys().filter(|name| name.as_str().starts_with(prefix)).cloned().collect();
+    for name in names {
+        headers.remove(name);
+    }
+}
+
 /// Removes the hop-by-hop headers, including any that `Connection` names.
 fn strip_hop_by_hop(headers: &mut HeaderMap) {
     let named: Vec<HeaderName> = headers
@@ -311,45 +385,9 @@ fn strip_hop_by_hop(headers: &mut HeaderMap) {
     }
 }
 
-/// Checks a path to forward: it may not hold dot segments (plain or percent-encoded), which
-/// could climb out of `/api` once Hex normalises the path.
-pub fn check_path(path: &str) -> Result<(), ApiError> {
-    // No allocation: this runs on every proxied call.
-    const DOTS: [&str; 6] = [".", "..", "%2e", ".%2e", "%2e.", "%2e%2e"];
-    let climbs = path.split('/').any(|segment| DOTS.iter().any(|dots| segment.eq_ignore_ascii_case(dots)));
-    let encoded_slash = path.as_bytes().windows(3).any(|w| w.eq_ignore_ascii_case(b"%2f"));
-    if climbs || path.contains('\\') || encoded_slash {
-        Err(ApiError::bad_request(
-            "invalid_path",
-            "The path may not contain `.` or `..` segments or encoded slashes.",
-        ))
-    } else {
-        Ok(())
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn dot_segments_and_encoded_slashes_are_refused() {
-        let cases = [
-            ("/v1/projects", true),
-            ("/v1/projects/abc/runs", true),
-            ("/v1/projects/a.b", true),
-            ("/v1/..", false),
-            ("/v1/../../admin", false),
-            ("/v1/./projects", false),
-            ("/v1/%2e%2e/x", false),
-            ("/v1/%2E./x", false),
-            ("/v1/a%2fb", false),
-            ("/v1\\..\\x", false),
-        ];
-        for (path, ok) in cases {
-            assert_eq!(check_path(path).is_ok(), ok, "{path}");
-        }
-    }
 
     #[test]
     fn hop_by_hop_headers_and_those_connection_names_are_dropped() {
@@ -362,5 +400,19 @@ mod tests {
         strip_hop_by_hop(&mut headers);
         let left: Vec<_> = headers.keys().map(|k| k.as_str()).collect();
         assert_eq!(left, ["content-type"]);
+    }
+
+    #[test]
+    fn overrides_rewrites_and_forwarding_headers_never_reach_hex() {
+        let mut headers = HeaderMap::new();
+        for name in CALLER_ONLY.iter().chain(&["x-forwarded-for", "x-forwarded-host", "X-Forwarded-Proto"]) {
+            headers.insert(HeaderName::from_bytes(name.as_bytes()).unwrap(), HeaderValue::from_static("x"));
+        }
+        headers.insert("accept", HeaderValue::from_static("application/json"));
+        headers.insert("x-forwardedness", HeaderValue::from_static("kept: not the prefix"));
+        strip_caller_only(&mut headers);
+        let mut left: Vec<_> = headers.keys().map(|k| k.as_str()).collect();
+        left.sort_unstable();
+        assert_eq!(left, ["accept", "x-forwardedness"]);
     }
 }

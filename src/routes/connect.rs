@@ -12,6 +12,7 @@ use super::connections::{check_label, check_metadata, ConnectionView};
 use crate::app::AppState;
 use crate::audit::{Action, Actor, RequestInfo};
 use crate::auth::{session_used, Caller, ConnectCaller, Scope};
+use crate::crypto::TokenBinding;
 use crate::error::{ApiError, Json, Result};
 use crate::hex::{self, Subdomain};
 use crate::lifecycle::Change;
@@ -51,6 +52,8 @@ impl Submission {
         token_fingerprint: Vec<u8>,
     ) -> NewConnection {
         let id = Uuid::now_v7();
+        let binding = TokenBinding { connection_id: id, tenant: &tenant, subdomain: self.subdomain.as_str() };
+        let sealed = state.keyring.seal_token(binding, &self.token);
         NewConnection {
             id,
             tenant,
@@ -62,7 +65,7 @@ impl Submission {
             token_type: hex::token_type(&self.token),
             token_hint: hex::token_hint(&self.token),
             token_fingerprint,
-            sealed: state.keyring.seal_token(id, &self.token),
+            sealed,
             identity,
         }
     }
@@ -183,7 +186,10 @@ async fn with_session(
             token_type: hex::token_type(&s.token),
             token_hint: hex::token_hint(&s.token),
             token_fingerprint: fingerprint,
-            sealed: state.keyring.seal_token(id, &s.token),
+            sealed: state.keyring.seal_token(
+                TokenBinding { connection_id: id, tenant: &session.tenant, subdomain: s.subdomain.as_str() },
+                &s.token,
+            ),
             identity,
         }),
         None => SessionWrite::Create(s.into_connection(

@@ -4,12 +4,14 @@ use axum::extract::{Query, State};
 use axum::http::StatusCode;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
+use secrecy::SecretString;
 use serde::{Deserialize, Deserializer, Serialize};
 use uuid::Uuid;
 
 use crate::app::AppState;
 use crate::audit::{Action, Actor, RequestInfo};
 use crate::auth::{Caller, Scope};
+use crate::crypto::{CryptoError, Sealed, TokenBinding};
 use crate::error::{ApiError, Json, Path, Result};
 use crate::hex::Subdomain;
 use crate::lifecycle::{Change, Status};
@@ -23,14 +25,49 @@ const MAX_PAGE: u32 = 200;
 pub struct ConnectionView {
     #[serde(flatten)]
     connection: Connection,
-    hex_url: String,
+    /// `None` (null) when the stored subdomain fails §6's rule: no URL is built from it.
+    hex_url: Option<String>,
 }
 
 impl ConnectionView {
     /// The view of `connection`, with `expired` derived from its token's expiry.
     pub fn new(state: &AppState, connection: Connection) -> Self {
-        let hex_url = state.hex.origin(&Subdomain::from_stored(connection.subdomain.clone()));
+        let hex_url = Subdomain::from_stored(&connection.subdomain).ok().map(|s| state.hex.origin(&s));
         Self { connection: connection.with_current_status(state.clock.now()), hex_url }
+    }
+}
+
+/// Opens a stored connection for a call to Hex: its subdomain checked by §6's rule again, and its
+/// token opened under the seal that binds its row (§9). A row edited outside hexbroker (another
+/// tenant, another workspace, a subdomain that is not a label, a swapped ciphertext) answers 424
+/// `connection_tampered`, and nothing is sent anywhere.
+pub fn open_stored(
+    state: &AppState,
+    connection: &Connection,
+    sealed: &Sealed,
+) -> Result<(Subdomain, SecretString)> {
+    let binding = TokenBinding {
+        connection_id: connection.id,
+        tenant: &connection.tenant,
+        subdomain: &connection.subdomain,
+    };
+    let opened = Subdomain::from_stored(&connection.subdomain)
+        .map_err(|_| CryptoError::Tampered)
+        .and_then(|subdomain| Ok((subdomain, state.keyring.open_token(binding, sealed)?)));
+    match opened {
+        Ok(opened) => Ok(opened),
+        Err(CryptoError::Tampered) => {
+            tracing::error!(
+                connection_id = %connection.id,
+                "a stored connection failed its integrity check (its row was edited outside hexbroker); not used"
+            );
+            Err(ApiError::new(
+                StatusCode::FAILED_DEPENDENCY,
+                "connection_tampered",
+                "This connection's stored record failed its integrity check, so hexbroker will not use it; reconnect it, and tell the operator (quote the x-request-id).",
+            ))
+        }
+        Err(other) => Err(ApiError::internal(other)),
     }
 }
 
@@ -210,8 +247,7 @@ pub async fn verify(
         .await?
         .ok_or_else(|| ApiError::not_found("connection"))?;
     let (connection, sealed) = &*row;
-    let token = state.keyring.open_token(id, sealed).map_err(ApiError::internal)?;
-    let subdomain = Subdomain::from_stored(connection.subdomain.clone());
+    let (subdomain, token) = open_stored(&state, connection, sealed)?;
     let audit = request.audit(Actor::key(&caller), Action::Verify);
     // Only the token that was checked may be judged: a reconnect meanwhile wins.
     let expect = Expect { token_nonce: Some(sealed.nonce.clone()), status: None };

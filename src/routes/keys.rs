@@ -50,9 +50,9 @@ pub async fn create(
 ) -> Result<(StatusCode, Json<CreatedKeyView>)> {
     caller.require(Scope::ConnectionsWrite)?;
     let id = connection_id(&id)?;
-    let scopes = match body.scopes.iter().map(String::as_str).collect::<Vec<_>>().as_slice() {
-        ["proxy"] => Scopes::of(&[Scope::Proxy]),
-        ["proxy:read"] => Scopes::of(&[Scope::ProxyRead]),
+    let scope = match body.scopes.iter().map(String::as_str).collect::<Vec<_>>().as_slice() {
+        ["proxy"] => Scope::Proxy,
+        ["proxy:read"] => Scope::ProxyRead,
         _ => {
             return Err(ApiError::unprocessable(
                 "invalid_request",
@@ -60,6 +60,9 @@ pub async fn create(
             ))
         }
     };
+    // A caller cannot hand out more than it holds: minting a proxy key takes proxy (or admin).
+    caller.require(scope)?;
+    let scopes = Scopes::of(&[scope]);
     let expires_at = match body.expires_in {
         None => None,
         Some(seconds) if (60..=MAX_EXPIRES_IN).contains(&seconds) => {

@@ -9,13 +9,12 @@ use std::time::Instant;
 
 use uuid::Uuid;
 
-use super::connections::connection_id;
+use super::connections::{connection_id, open_stored};
 use crate::app::AppState;
 use crate::auth::{Caller, ConnectionCaller, Scope};
 use crate::error::{ApiError, Result};
-use crate::hex::Subdomain;
 use crate::lifecycle::Status;
-use crate::proxy::{check_path, CONNECTION_ID_HEADER};
+use crate::proxy::{check_path, OutboundLimit, CONNECTION_ID_HEADER};
 use crate::watch;
 
 /// The scope a method needs: GET and HEAD read, everything else may change something.
@@ -57,8 +56,14 @@ pub async fn proxy(
 ) -> Result<Response<Body>> {
     check_method(request.method())?;
     caller.require(scope_for(request.method()))?;
-    let id = request.headers().get(CONNECTION_ID_HEADER).and_then(|v| v.to_str().ok()).ok_or_else(|| {
+    let id = request.headers().get(CONNECTION_ID_HEADER).ok_or_else(|| {
         ApiError::bad_request("missing_connection_id", "Name the connection in the Connection-Id header.")
+    })?;
+    let id = id.to_str().map_err(|_| {
+        ApiError::bad_request(
+            "invalid_connection_id",
+            "The Connection-Id header is not ASCII; send the connection's id as it was given.",
+        )
     })?;
     let id = connection_id(id.trim())?;
     forward(&state, &caller.tenant, id, "/v1/proxy", request).await
@@ -119,18 +124,18 @@ async fn forward(
         .rate_limit_per_minute
         .and_then(|n| u32::try_from(n).ok())
         .or(state.config.proxy_rate_limit);
-    if let Some(per_minute) = limit {
-        hold_for_slot(state, id, per_minute).await?;
+    let limit = limit.map(|per_minute| OutboundLimit { limiter: &state.limiter, connection: id, per_minute });
+    if let Some(limit) = limit {
+        hold_for_slot(state, limit).await?;
     }
-    let token = state.keyring.open_token(id, sealed).map_err(ApiError::internal)?;
-
-    let origin = state.hex.origin(&Subdomain::from_stored(connection.subdomain.clone()));
+    let (subdomain, token) = open_stored(state, connection, sealed)?;
+    let origin = state.hex.origin(&subdomain);
     let url = match request.uri().query() {
         Some(query) => format!("{origin}/api{path}?{query}"),
         None => format!("{origin}/api{path}"),
     };
     state.usage.touch(id, watch::minute_of(now));
-    let response = state.upstream.forward(&url, &token, request).await?;
+    let response = state.upstream.forward(&url, &token, request, limit).await?;
     if response.status() == StatusCode::UNAUTHORIZED {
         // One odd path may answer 401 for a good token: ask Hex about the token itself, beside
         // this response, and invalidate only if it refuses this very token. The caller gets
@@ -152,13 +157,17 @@ async fn forward(
 
 /// Takes a slot under the connection's outbound limit, waiting for one within the retry budget;
 /// past the budget, hexbroker answers 429 itself and Hex never sees the call.
-async fn hold_for_slot(state: &AppState, id: Uuid, per_minute: u32) -> Result<()> {
-    let deadline = Instant::now() + state.config.proxy_retry_budget;
+async fn hold_for_slot(state: &AppState, limit: OutboundLimit<'_>) -> Result<()> {
+    let per_minute = limit.per_minute;
+    // A budget too large to add to the clock means no deadline at all.
+    let deadline = Instant::now().checked_add(state.config.proxy_retry_budget);
     loop {
         let now = Instant::now();
-        match state.limiter.acquire(id, per_minute, now) {
+        match state.limiter.acquire(limit.connection, per_minute, now) {
             Ok(()) => return Ok(()),
-            Err(wait) if now + wait <= deadline => tokio::time::sleep(wait).await,
+            Err(wait) if deadline.is_none_or(|d| now.checked_add(wait).is_some_and(|at| at <= d)) => {
+                tokio::time::sleep(wait).await
+            }
             Err(wait) => {
                 return Err(ApiError::new(
                     StatusCode::TOO_MANY_REQUESTS,

@@ -19,8 +19,8 @@ use uuid::Uuid;
 
 use super::{
     ApiKey, Applied, Connection, ConnectionFilter, DueCheck, DynStore, Expect, HexIdentity, Inserted,
-    NewApiKey, NewConnection, NewSession, Session, SessionOutcome, SessionWrite, Store, StoreResult,
-    WatchStore,
+    NewApiKey, NewConnection, NewSession, SealedToken, Session, SessionOutcome, SessionWrite, Store,
+    StoreResult, WatchStore,
 };
 use crate::audit::{AuditContext, AuditEntry, AuditFilter};
 use crate::crypto::Sealed;
@@ -167,7 +167,7 @@ impl Store for CachedStore {
         key_id: &str,
         after: Option<Uuid>,
         limit: u32,
-    ) -> StoreResult<Vec<(Uuid, Sealed)>> {
+    ) -> StoreResult<Vec<SealedToken>> {
         self.inner.tokens_not_sealed_by(key_id, after, limit).await
     }
     async fn count_tokens_not_sealed_by(&self, key_id: &str) -> StoreResult<i64> {

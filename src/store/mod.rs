@@ -77,14 +77,15 @@ pub trait Store: WatchStore + Send + Sync + 'static {
 
     /// Replaces a named sealed secret, if it is still `old` (for re-encryption).
     async fn reseal_secret(&self, name: &str, old: &Sealed, new: &Sealed) -> StoreResult<bool>;
-    /// Up to `limit` connections' sealed tokens not sealed by `key_id`, after `after` in id order.
+    /// Up to `limit` connections' sealed tokens that want re-sealing: not sealed by `key_id`, or
+    /// sealed the earlier way (seal version 1); after `after` in id order.
     async fn tokens_not_sealed_by(
         &self,
         key_id: &str,
         after: Option<Uuid>,
         limit: u32,
-    ) -> StoreResult<Vec<(Uuid, Sealed)>>;
-    /// How many connections' tokens are not sealed by `key_id`.
+    ) -> StoreResult<Vec<SealedToken>>;
+    /// How many connections' tokens want re-sealing (as [`Store::tokens_not_sealed_by`] picks).
     async fn count_tokens_not_sealed_by(&self, key_id: &str) -> StoreResult<i64>;
     /// Replaces a connection's sealed token, if it is still `old` (a token replaced meanwhile
     /// is left alone: it is already under the active key).
@@ -234,6 +235,19 @@ impl Applied {
             _ => None,
         }
     }
+}
+
+/// A connection's sealed token with the fields its seal binds, for re-sealing.
+#[derive(Debug, Clone)]
+pub struct SealedToken {
+    /// The connection.
+    pub id: Uuid,
+    /// Its tenant.
+    pub tenant: String,
+    /// Its subdomain.
+    pub subdomain: String,
+    /// Its sealed token.
+    pub sealed: Sealed,
 }
 
 /// The scopes a credential carries, stored as comma-separated names.
@@ -545,7 +559,7 @@ impl TokenReplacement {
             token_type: "personal",
             token_hint: "hxtp_…abcd".into(),
             token_fingerprint: vec![0; 32],
-            sealed: Sealed { key_id: "k".into(), nonce: vec![0; 12], ciphertext: vec![] },
+            sealed: Sealed { key_id: "k".into(), nonce: vec![0; 12], ciphertext: vec![], version: 2 },
             identity: HexIdentity::default(),
         }
     }

@@ -31,8 +31,8 @@ macro_rules! insert_connection_sql {
         concat!(
             "insert into connection (id, tenant, end_user_id, end_user_email, label, metadata, subdomain, \
              token_type, token_hint, token_fingerprint, key_id, nonce, ciphertext, hex_org_id, \
-             hex_user_email, token_expires_at, status, last_verified_at, created_at, updated_at) \
-             values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, 'active', $17, $17, $17) \
+             hex_user_email, token_expires_at, status, last_verified_at, created_at, updated_at, seal_version) \
+             values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, 'active', $17, $17, $17, $18) \
              on conflict (tenant, end_user_id, subdomain, token_fingerprint) do nothing returning ",
             connection_columns!()
         )
@@ -60,6 +60,7 @@ macro_rules! bind_new_connection {
             .bind(&$new.identity.user_email)
             .bind($new.identity.token_expires_at)
             .bind($now)
+            .bind($new.sealed.version)
     };
 }
 
@@ -111,6 +112,7 @@ pub(super) struct ConnectionWithToken {
     pub key_id: String,
     pub nonce: Vec<u8>,
     pub ciphertext: Vec<u8>,
+    pub seal_version: i16,
 }
 
 macro_rules! impl_store {
@@ -208,7 +210,7 @@ macro_rules! impl_store {
                 let row: $crate::store::sql::ConnectionWithToken = sqlx::query_as(concat!(
                     "select ",
                     connection_columns!(),
-                    ", key_id, nonce, ciphertext from connection where tenant = $1 and id = $2"
+                    ", key_id, nonce, ciphertext, seal_version from connection where tenant = $1 and id = $2"
                 ))
                 .bind(tenant)
                 .bind(id)
@@ -284,7 +286,7 @@ macro_rules! impl_store {
                     Change::Expired | Change::Expiring => row.connection.clone(),
                     Change::Replaced(r) => {
                         let replaced: Result<$crate::store::Connection, sqlx::Error> = sqlx::query_as(concat!(
-                            "update connection set subdomain = $3, token_type = $4, token_hint = $5,                              token_fingerprint = $6, key_id = $7, nonce = $8, ciphertext = $9, hex_org_id = $10,                              hex_user_email = $11, token_expires_at = $12, status = 'active', status_reason = null,                              last_verified_at = $13, updated_at = $13 where tenant = $1 and id = $2 returning ",
+                            "update connection set subdomain = $3, token_type = $4, token_hint = $5,                              token_fingerprint = $6, key_id = $7, nonce = $8, ciphertext = $9, hex_org_id = $10,                              hex_user_email = $11, token_expires_at = $12, status = 'active', status_reason = null,                              last_verified_at = $13, updated_at = $13, seal_version = $14 where tenant = $1 and id = $2 returning ",
                             connection_columns!()
                         ))
                         .bind(tenant)
@@ -300,6 +302,7 @@ macro_rules! impl_store {
                         .bind(&r.identity.user_email)
                         .bind(r.identity.token_expires_at)
                         .bind(now)
+                        .bind(r.sealed.version)
                         .fetch_one(&mut **tx)
                         .await;
                         match replaced {
@@ -355,7 +358,12 @@ macro_rules! impl_store {
                         .bind(name)
                         .fetch_optional(&self.pool)
                         .await?;
-                Ok(row.map(|(key_id, nonce, ciphertext)| $crate::crypto::Sealed { key_id, nonce, ciphertext }))
+                Ok(row.map(|(key_id, nonce, ciphertext)| $crate::crypto::Sealed {
+                    key_id,
+                    nonce,
+                    ciphertext,
+                    version: $crate::crypto::SEAL_V1,
+                }))
             }
 
             async fn insert_sealed_secret_if_absent(
@@ -401,25 +409,32 @@ macro_rules! impl_store {
                 key_id: &str,
                 after: Option<uuid::Uuid>,
                 limit: u32,
-            ) -> $crate::store::StoreResult<Vec<(uuid::Uuid, $crate::crypto::Sealed)>> {
-                let rows: Vec<(uuid::Uuid, String, Vec<u8>, Vec<u8>)> = sqlx::query_as(
-                    "select id, key_id, nonce, ciphertext from connection \
-                     where key_id <> $1 and ($2 is null or id > $2) order by id limit $3",
+            ) -> $crate::store::StoreResult<Vec<$crate::store::SealedToken>> {
+                let rows: Vec<(uuid::Uuid, String, String, String, Vec<u8>, Vec<u8>, i16)> = sqlx::query_as(
+                    "select id, tenant, subdomain, key_id, nonce, ciphertext, seal_version from connection \
+                     where (key_id <> $1 or seal_version <> $4) and ($2 is null or id > $2) order by id limit $3",
                 )
                 .bind(key_id)
                 .bind(after)
                 .bind(i64::from(limit))
+                .bind($crate::crypto::SEAL_V2)
                 .fetch_all(&self.pool)
                 .await?;
                 Ok(rows
                     .into_iter()
-                    .map(|(id, key_id, nonce, ciphertext)| (id, $crate::crypto::Sealed { key_id, nonce, ciphertext }))
+                    .map(|(id, tenant, subdomain, key_id, nonce, ciphertext, version)| $crate::store::SealedToken {
+                        id,
+                        tenant,
+                        subdomain,
+                        sealed: $crate::crypto::Sealed { key_id, nonce, ciphertext, version },
+                    })
                     .collect())
             }
 
             async fn count_tokens_not_sealed_by(&self, key_id: &str) -> $crate::store::StoreResult<i64> {
-                Ok(sqlx::query_scalar("select count(*) from connection where key_id <> $1")
+                Ok(sqlx::query_scalar("select count(*) from connection where key_id <> $1 or seal_version <> $2")
                     .bind(key_id)
+                    .bind($crate::crypto::SEAL_V2)
                     .fetch_one(&self.pool)
                     .await?)
             }
@@ -432,13 +447,15 @@ macro_rules! impl_store {
             ) -> $crate::store::StoreResult<bool> {
                 let mut tx = self.pool.begin().await?;
                 let done = sqlx::query(
-                    "update connection set key_id = $3, nonce = $4, ciphertext = $5 where id = $1 and nonce = $2",
+                    "update connection set key_id = $3, nonce = $4, ciphertext = $5, seal_version = $6 \
+                     where id = $1 and nonce = $2",
                 )
                 .bind(id)
                 .bind(&old.nonce)
                 .bind(&new.key_id)
                 .bind(&new.nonce)
                 .bind(&new.ciphertext)
+                .bind(new.version)
                 .execute(&mut *tx)
                 .await?;
                 Self::notify_in(&mut tx, $crate::store::sql::INVALIDATION_CHANNEL, &format!("connection:{id}")).await?;
@@ -599,14 +616,19 @@ macro_rules! impl_store {
                 let row: Option<$crate::store::sql::ConnectionWithToken> = sqlx::query_as(concat!(
                     "select ",
                     connection_columns!(),
-                    ", key_id, nonce, ciphertext from connection where tenant = $1 and id = $2"
+                    ", key_id, nonce, ciphertext, seal_version from connection where tenant = $1 and id = $2"
                 ))
                 .bind(tenant)
                 .bind(id)
                 .fetch_optional(&self.pool)
                 .await?;
                 Ok(row.map(|r| {
-                    let sealed = $crate::crypto::Sealed { key_id: r.key_id, nonce: r.nonce, ciphertext: r.ciphertext };
+                    let sealed = $crate::crypto::Sealed {
+                        key_id: r.key_id,
+                        nonce: r.nonce,
+                        ciphertext: r.ciphertext,
+                        version: r.seal_version,
+                    };
                     std::sync::Arc::new((r.connection, sealed))
                 }))
             }

@@ -135,7 +135,7 @@ macro_rules! impl_watch_store {
                     $skip_locked,
                     ") returning ",
                     connection_columns!(),
-                    ", key_id, nonce, ciphertext"
+                    ", key_id, nonce, ciphertext, seal_version"
                 ))
                 .bind(now)
                 .bind(lease_until)
@@ -146,7 +146,12 @@ macro_rules! impl_watch_store {
                     .into_iter()
                     .map(|r| $crate::store::DueCheck {
                         connection: r.connection,
-                        sealed: $crate::crypto::Sealed { key_id: r.key_id, nonce: r.nonce, ciphertext: r.ciphertext },
+                        sealed: $crate::crypto::Sealed {
+                            key_id: r.key_id,
+                            nonce: r.nonce,
+                            ciphertext: r.ciphertext,
+                            version: r.seal_version,
+                        },
                     })
                     .collect())
             }

@@ -19,6 +19,7 @@ use uuid::Uuid;
 use super::{after, jitter, minute_of, BATCH};
 use crate::app::AppState;
 use crate::audit::{Action, AuditContext};
+use crate::crypto::{CryptoError, TokenBinding};
 use crate::hex::{Rejection, Subdomain};
 use crate::lifecycle::{Change, Status};
 use crate::store::{Applied, DueCheck, Expect, StoreResult};
@@ -144,16 +145,21 @@ async fn check_one(state: &AppState, interval: Duration, due: DueCheck) -> Store
         report.deferred = 1;
         return Ok(report);
     }
-    let token = match state.keyring.open_token(id, &sealed) {
-        Ok(token) => token,
+    let binding =
+        TokenBinding { connection_id: id, tenant: &connection.tenant, subdomain: &connection.subdomain };
+    let opened = Subdomain::from_stored(&connection.subdomain)
+        .map_err(|_| CryptoError::Tampered)
+        .and_then(|subdomain| Ok((subdomain, state.keyring.open_token(binding, &sealed)?)));
+    let (subdomain, token) = match opened {
+        Ok(opened) => opened,
         Err(e) => {
+            // A row edited outside hexbroker (or a missing key) is never sent to Hex.
             tracing::error!(connection_id = %id, error = %e, "cannot open a stored token for its background check");
             state.store.schedule_check(id, after(now, interval, jitter(0.9, 1.1)), false).await?;
             return Ok(report);
         }
     };
     report.checked = 1;
-    let subdomain = Subdomain::from_stored(connection.subdomain.clone());
     let outcome = state.hex.verify(&subdomain, &token).await;
     let now = state.clock.now();
     let next = after(now, interval, jitter(0.9, 1.1));
@@ -238,7 +244,7 @@ pub fn after_unauthorized(state: &AppState, call: Unauthorized) {
 /// it did.
 pub async fn recheck_after_unauthorized(state: &AppState, call: Unauthorized) -> StoreResult<bool> {
     state.metrics.watched("recheck", 1);
-    let subdomain = Subdomain::from_stored(call.subdomain.clone());
+    let Ok(subdomain) = Subdomain::from_stored(&call.subdomain) else { return Ok(false) };
     let rejection = match state.hex.verify(&subdomain, &call.token).await {
         Ok(_) => {
             tracing::info!(connection_id = %call.id, "Hex answered 401 on one path but still accepts the token");

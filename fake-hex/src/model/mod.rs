@@ -65,11 +65,13 @@ impl RecordedRequest {
     }
 }
 
-/// A failure queued by [`crate::FakeHex::fail_next`].
+/// A failure queued by [`crate::FakeHex::fail_next`], or a canned answer queued by
+/// [`crate::FakeHex::answer_next`] (then `canned` holds its headers and body).
 #[derive(Clone, Debug)]
 pub(crate) struct InjectedFailure {
     pub(crate) status: u16,
     pub(crate) retry_after: Option<String>,
+    pub(crate) canned: Option<(Vec<(String, String)>, String)>,
 }
 
 /// The fake's state.

@@ -66,6 +66,9 @@ async fn admit(hex: &FakeHex, request: Request, next: Next, trace: &TraceId) -> 
     };
 
     if let Some(failure) = hex.take_failure() {
+        if let Some((headers, body)) = failure.canned {
+            return canned(failure.status, &headers, body);
+        }
         return errors::injected(failure.status, failure.retry_after.as_deref(), trace.as_str());
     }
 
@@ -79,4 +82,18 @@ async fn admit(hex: &FakeHex, request: Request, next: Next, trace: &TraceId) -> 
     parts.extensions.insert(trace.clone());
     parts.extensions.insert(WorkspaceCtx { subdomain, origin, base_url });
     next.run(Request::from_parts(parts, body)).await
+}
+
+/// A canned answer queued by [`FakeHex::answer_next`]: exactly the status, headers and body asked.
+fn canned(status: u16, headers: &[(String, String)], body: String) -> Response {
+    let mut response = Response::new(Body::from(body));
+    *response.status_mut() = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    for (name, value) in headers {
+        if let (Ok(name), Ok(value)) =
+            (header::HeaderName::from_bytes(name.as_bytes()), HeaderValue::from_str(value))
+        {
+            response.headers_mut().append(name, value);
+        }
+    }
+    response
 }

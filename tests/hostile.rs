@@ -1,0 +1,324 @@
+//! Hostile inputs from both sides (§5, §6 step 3, §7): what callers send that must never reach
+//! Hex (paths, override and rewrite headers), and what Hex answers that must never reach callers
+//! or break the broker (huge `Retry-After`, CORS headers, a 101, `users/me` bodies of any shape).
+//! Each table counts what reached the fake Hex.
+
+mod common;
+
+use common::{error_code, Backend, TestApp};
+use serde_json::{json, Value};
+
+/// A connected app with a proxy key; the fake's request log starts empty.
+async fn proxy_app(backend: Backend) -> Option<(TestApp, String, String)> {
+    let app = TestApp::start(backend).await?;
+    let (id, _) = app.connected(&app.key("connect").await).await;
+    let key = app.key("proxy,connections:write").await;
+    app.fake.clear_requests();
+    Some((app, id, key))
+}
+
+async fn get(app: &TestApp, key: &str, id: &str) -> reqwest::Response {
+    app.http
+        .get(app.url("/v1/proxy/v1/projects"))
+        .bearer_auth(key)
+        .header("connection-id", id)
+        .send()
+        .await
+        .unwrap()
+}
+
+/// Sends a GET with the request target exactly as given (HTTP clients would resolve dot
+/// segments first; a hostile caller need not) and returns the status line's code.
+async fn raw_status(app: &TestApp, target: &str, key: &str, id: &str) -> (u16, String) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut socket = tokio::net::TcpStream::connect(app.addr).await.unwrap();
+    let request = format!(
+        "GET {target} HTTP/1.1\r\nhost: {}\r\nauthorization: Bearer {key}\r\nconnection-id: {id}\r\nconnection: close\r\n\r\n",
+        app.addr
+    );
+    socket.write_all(request.as_bytes()).await.unwrap();
+    let mut answer = String::new();
+    socket.read_to_string(&mut answer).await.unwrap();
+    let status = answer.get(9..12).and_then(|s| s.parse().ok()).unwrap_or(0);
+    (status, answer)
+}
+
+/// Paths that could climb out of `/api/` once something normalises them.
+const HOSTILE_PATHS: &[&str] = &[
+    "/v1/../../admin",
+    "/v1/./projects",
+    "/v1/%2e%2e/%2e%2e/admin",
+    "/v1/%2E%2e/admin",
+    "/v1/.%2e/admin",
+    "/v1/%2e/admin",
+    "/v1/a%2fb",
+    "/v1/a%2F..%2Fadmin",
+    "/v1/%5c..%5cadmin",
+    "/v1/a%5Cb",
+    "/v1/%252e%252e/admin",
+    "/v1/%252E%252E/admin",
+    "/v1/%252f..",
+    "/v1/%255c..",
+    "/v1/%25",
+    "/v1/%%32e%%32e/admin",
+    "/v1/%2",
+    "/v1/%c0%ae%c0%ae/admin",
+    "/v1/%C0%AE/admin",
+    "/v1/%e0%80%ae%e0%80%ae/admin",
+    "/v1/%f0%80%80%ae/admin",
+    "/v1/%c0%af..",
+    "/v1/%c1%9c..",
+    "/v1/..;x/admin",
+    "/v1/..;/admin",
+    "/v1/.;/admin",
+    "/v1/%2e%2e;jsessionid=1/admin",
+    "/v1/%ef%bc%8e%ef%bc%8e/admin",
+];
+
+async fn hostile_paths_are_refused_and_never_reach_hex(backend: Backend) {
+    let Some((app, id, key)) = proxy_app(backend).await else { return };
+    let minted: Value = app
+        .http
+        .post(app.url(&format!("/v1/connections/{id}/keys")))
+        .bearer_auth(&key)
+        .json(&json!({"scopes": ["proxy"]}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let connection_key = minted["key"].as_str().unwrap().to_owned();
+    let mut refused = 0;
+    for path in HOSTILE_PATHS {
+        // `/v1/proxy` with an API key, and the drop-in surface with a connection key.
+        for (prefix, credential) in [("/v1/proxy", &key), ("/api", &connection_key)] {
+            let target = format!("{prefix}{path}");
+            let (status, answer) = raw_status(&app, &target, credential, &id).await;
+            assert_eq!(status, 400, "{target}: {answer}");
+            assert!(answer.contains("\"invalid_path\""), "{target}: {answer}");
+            refused += 1;
+        }
+    }
+    assert_eq!(refused, 2 * HOSTILE_PATHS.len());
+    assert!(app.fake.requests().is_empty(), "reached Hex: {:?}", app.fake.requests());
+    eprintln!("hostile paths: {} tried on 2 surfaces, {refused} refused, 0 reached Hex", HOSTILE_PATHS.len());
+    assert_eq!(get(&app, &key, &id).await.status(), 200, "an ordinary path still goes");
+}
+
+async fn override_rewrite_and_forwarding_headers_never_reach_hex(backend: Backend) {
+    let Some((app, id, key)) = proxy_app(backend).await else { return };
+    let hostile = [
+        ("x-http-method-override", "DELETE"),
+        ("x-http-method", "DELETE"),
+        ("x-method-override", "DELETE"),
+        ("x-original-url", "/api/v1/admin"),
+        ("x-original-uri", "/api/v1/admin"),
+        ("x-rewrite-url", "/api/v1/admin"),
+        ("x-forwarded-for", "10.0.0.1"),
+        ("x-forwarded-host", "evil.example"),
+        ("x-forwarded-proto", "https"),
+        ("x-forwarded-prefix", "/admin"),
+        ("forwarded", "for=10.0.0.1;host=evil.example"),
+        ("x-original-host", "evil.example"),
+        ("x-host", "evil.example"),
+        ("x-real-ip", "10.0.0.1"),
+    ];
+    let mut request =
+        app.http.get(app.url("/v1/proxy/v1/projects")).bearer_auth(&key).header("connection-id", &id);
+    for (name, value) in hostile {
+        request = request.header(name, value);
+    }
+    let response = request.header("accept", "application/json").send().await.unwrap();
+    assert_eq!(response.status(), 200);
+    let seen = app.fake.requests();
+    assert_eq!(seen.len(), 1);
+    for (name, _) in hostile {
+        assert_eq!(seen[0].header(name), None, "{name} reached Hex");
+    }
+    assert_eq!(seen[0].header("accept"), Some("application/json"), "ordinary headers still go");
+    eprintln!("hostile headers: {} tried, 0 reached Hex", hostile.len());
+}
+
+async fn hexs_cors_headers_and_a_101_never_reach_the_caller(backend: Backend) {
+    let Some((app, id, key)) = proxy_app(backend).await else { return };
+    let cors = [
+        ("access-control-allow-origin", "*"),
+        ("access-control-allow-credentials", "true"),
+        ("access-control-expose-headers", "authorization"),
+        ("content-type", "application/json"),
+    ];
+    app.fake.answer_next(1, 200, &cors, "{\"values\":[]}");
+    let response = get(&app, &key, &id).await;
+    assert_eq!(response.status(), 200);
+    assert_eq!(response.headers()["hexbroker-upstream"], "hex");
+    let leaked: Vec<_> =
+        response.headers().keys().filter(|k| k.as_str().starts_with("access-control-")).collect();
+    assert!(leaked.is_empty(), "{leaked:?}");
+
+    app.fake.answer_next(1, 101, &[("upgrade", "websocket"), ("connection", "upgrade")], "");
+    let response = get(&app, &key, &id).await;
+    assert!(response.headers().get("hexbroker-upstream").is_none());
+    assert_eq!(error_code(response).await, (502, "hex_unavailable".into()));
+    assert_eq!(get(&app, &key, &id).await.status(), 200, "the broker carries on");
+}
+
+/// `Retry-After` values Hex might send, and whether each reads as a wait past any budget (else
+/// it does not read at all, and the proxy backs off as if Hex had said nothing).
+const RETRY_AFTERS: &[(&str, bool)] = &[
+    ("18446744073709551615", true),
+    ("9223372036854775807", true),
+    ("Fri, 31 Dec 9999 23:59:59 GMT", true),
+    ("18446744073709551616", false),
+    ("99999999999999999999999999999", false),
+    ("-1", false),
+    ("1e9", false),
+    ("0x10", false),
+    ("soon", false),
+    ("", false),
+];
+
+async fn a_huge_or_odd_retry_after_neither_panics_nor_waits_past_the_budget(backend: Backend) {
+    let settings = [("HEXBROKER_PROXY_RETRY_BUDGET", "2s"), ("HEXBROKER_PROXY_RETRIES", "3")];
+    let Some(app) = TestApp::start_with(backend, &settings).await else { return };
+    let (id, _) = app.connected(&app.key("connect").await).await;
+    let key = app.key("proxy").await;
+    for (value, huge) in RETRY_AFTERS {
+        app.fake.clear_requests();
+        // A first retry makes the time already waited a second, where adding a huge wait to it
+        // once overflowed (and the panic cost the caller its connection).
+        app.fake.fail_next(1, 429, Some("1".into()));
+        app.fake.fail_next(1, 429, Some((*value).to_owned()));
+        let started = std::time::Instant::now();
+        let response = get(&app, &key, &id).await;
+        assert!(started.elapsed() < std::time::Duration::from_secs(4), "{value}: waited past the budget");
+        let (status, calls) = if *huge { (429, 2) } else { (200, 3) };
+        assert_eq!(response.status(), status, "{value}");
+        assert_eq!(response.headers()["hexbroker-upstream"], "hex", "{value}");
+        assert_eq!(app.fake.requests().len(), calls, "{value}");
+    }
+    // The same values on connect: 503 hex_rate_limited with a Retry-After of at most an hour.
+    let connect = app.key("connect").await;
+    for (value, _) in RETRY_AFTERS {
+        app.fake.fail_next(1, 429, Some((*value).to_owned()));
+        let token = app.fake.add_personal_token("acme", "ada@example.com");
+        let response =
+            app.connect(&connect, json!({"subdomain": "acme", "token": token, "end_user_id": "u"})).await;
+        let after: u64 = response.headers()["retry-after"].to_str().unwrap().parse().unwrap();
+        assert!(after <= 3600, "{value}: Retry-After {after}");
+        assert_eq!(error_code(response).await, (503, "hex_rate_limited".into()), "{value}");
+    }
+    assert_eq!(get(&app, &key, &id).await.status(), 200, "the broker is still up");
+}
+
+async fn a_retry_takes_a_slot_under_the_connections_limit(backend: Backend) {
+    let Some((app, id, key)) = proxy_app(backend).await else { return };
+    let patched = app
+        .http
+        .patch(app.url(&format!("/v1/connections/{id}")))
+        .bearer_auth(&key)
+        .json(&json!({"rate_limit_per_minute": 1}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(patched.status(), 200);
+    app.fake.fail_next(1, 503, None);
+    let response = get(&app, &key, &id).await;
+    // The first call took the minute's one slot; the retry finds none within the budget, so
+    // Hex's 503 is relayed and Hex saw one call, not two.
+    assert_eq!(response.status(), 503);
+    assert_eq!(response.headers()["hexbroker-upstream"], "hex");
+    assert_eq!(app.fake.requests().len(), 1);
+}
+
+async fn a_connection_id_that_is_not_ascii_says_so(backend: Backend) {
+    let Some((app, _, key)) = proxy_app(backend).await else { return };
+    let value = reqwest::header::HeaderValue::from_bytes(b"caf\xc3\xa9").unwrap();
+    let response = app
+        .http
+        .get(app.url("/v1/proxy/v1/projects"))
+        .bearer_auth(&key)
+        .header("connection-id", value)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(error_code(response).await, (400, "invalid_connection_id".into()));
+}
+
+/// What `users/me` may answer with 200 besides the spec's shape, and what becomes of the connect.
+async fn users_me_answering_oddly_still_connects(backend: Backend) {
+    let Some(app) = TestApp::start(backend).await else { return };
+    let key = app.key("connect").await;
+    app.fake.add_workspace("acme");
+    let big = format!("{{\"org\":{{\"id\":\"org\"}},\"pad\":\"{}\"}}", "x".repeat(70 * 1024));
+    let json = [("content-type", "application/json")];
+    let cases: Vec<(u16, String, bool)> = vec![
+        // status, body, whether users/me's identity is kept (else the projects check decides)
+        (500, String::new(), false),
+        (502, "<html>bad gateway</html>".into(), false),
+        (503, String::new(), false),
+        (200, "not json".into(), false),
+        (200, "[]".into(), false),
+        (200, "null".into(), false),
+        (200, "{}".into(), false),
+        (200, big, false),
+        (200, r#"{"org":{"id":42},"email":"ada","token":{"exp":"2030-01-01"}}"#.into(), true),
+        (200, r#"{"org":{"id":"o1"},"email":17,"token":{"exp":{"s":1}}}"#.into(), true),
+        (200, r#"{"org":{"id":"o1"},"email":"ada@example.com","token":{"exp":1e308}}"#.into(), true),
+        (200, r#"{"org":{"id":"o1"},"token":{"exp":1767225600000}}"#.into(), true),
+    ];
+    let mut connected = 0;
+    for (i, (status, body, kept)) in cases.iter().enumerate() {
+        let token = app.fake.add_personal_token("acme", &format!("u{i}@example.com"));
+        app.fake.clear_requests();
+        app.fake.answer_next(1, *status, &json, body);
+        let response = app
+            .connect(&key, json!({"subdomain": "acme", "token": token, "end_user_id": format!("u{i}")}))
+            .await;
+        assert_eq!(response.status(), 201, "users/me {status} {:.60}", body);
+        let connection: Value = response.json().await.unwrap();
+        let paths: Vec<String> = app.fake.requests().iter().map(|r| r.path.clone()).collect();
+        if *kept {
+            assert_eq!(paths, ["/acme/api/v1/users/me"], "{body}");
+        } else {
+            assert_eq!(paths, ["/acme/api/v1/users/me", "/acme/api/v1/projects"], "{body}");
+            assert!(connection["hex_org_id"].is_null());
+        }
+        connected += 1;
+    }
+    // The org id and expiry that do read are kept; the odd ones are unknown.
+    let token = app.fake.add_personal_token("acme", "last@example.com");
+    app.fake.answer_next(
+        1,
+        200,
+        &json,
+        r#"{"org":{"id":"o1"},"email":"not-an-email","token":{"exp":1767225600}}"#,
+    );
+    let last: Value = app
+        .connect(&key, json!({"subdomain": "acme", "token": token, "end_user_id": "last"}))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(last["hex_org_id"], "o1");
+    assert!(last["hex_user_email"].is_null());
+    assert_eq!(last["token_expires_at"], "2026-01-01T00:00:00Z");
+    eprintln!("odd users/me answers: {} tried, {connected} connected", cases.len());
+
+    // 502 only when the projects check fails too.
+    let token = app.fake.add_personal_token("acme", "down@example.com");
+    app.fake.fail_next(2, 500, None);
+    let response =
+        app.connect(&key, json!({"subdomain": "acme", "token": token, "end_user_id": "down"})).await;
+    assert_eq!(error_code(response).await, (502, "hex_unavailable".into()));
+}
+
+on_both_backends!(
+    hostile_paths_are_refused_and_never_reach_hex,
+    override_rewrite_and_forwarding_headers_never_reach_hex,
+    hexs_cors_headers_and_a_101_never_reach_the_caller,
+    a_huge_or_odd_retry_after_neither_panics_nor_waits_past_the_budget,
+    a_retry_takes_a_slot_under_the_connections_limit,
+    a_connection_id_that_is_not_ascii_says_so,
+    users_me_answering_oddly_still_connects,
+);
