@@ -261,13 +261,15 @@ impl Background {
         Ok(Self { stop, tasks, watchers: crate::watch::Watchers::spawn(state) })
     }
 
-    /// Stops the tasks and waits for them (a delivery in flight is abandoned; its lease lapses
-    /// and it is tried again).
+    /// Stops the tasks at their next pause and waits for them (up to 5 s, then they are cut
+    /// off). Deliveries already started finish on their own; an event claimed by a task that
+    /// was cut off waits out its lease and is tried again.
     pub async fn stop(self) {
         drop(self.stop);
-        for task in self.tasks {
-            task.abort();
-            let _ = task.await;
+        for mut task in self.tasks {
+            if tokio::time::timeout(std::time::Duration::from_secs(5), &mut task).await.is_err() {
+                task.abort();
+            }
         }
         self.watchers.stop().await;
     }

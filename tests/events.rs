@@ -288,6 +288,49 @@ async fn an_event_past_its_last_attempt_is_dead_and_can_be_redelivered(backend: 
     assert_eq!(audit["data"].as_array().unwrap().len(), 1);
 }
 
+async fn a_receiver_that_hangs_never_holds_up_the_api(backend: Backend) {
+    // A receiver that holds every delivery until the test lets go.
+    let (release, gate) = tokio::sync::watch::channel(false);
+    let held = Arc::new(AtomicUsize::new(0));
+    let handler = {
+        let held = held.clone();
+        move || {
+            let (mut gate, held) = (gate.clone(), held.clone());
+            async move {
+                held.fetch_add(1, Ordering::SeqCst);
+                let _ = gate.wait_for(|open| *open).await;
+                StatusCode::OK
+            }
+        }
+    };
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/hook", listener.local_addr().unwrap());
+    let router = axum::Router::new().route("/hook", axum::routing::post(handler));
+    tokio::spawn(async move { axum::serve(listener, router).await });
+    let settings = [
+        ("HEXBROKER_WEBHOOK_URL", url.as_str()),
+        ("HEXBROKER_WEBHOOK_SECRET", "s"),
+        ("HEXBROKER_WEBHOOK_CONCURRENCY", "2"),
+        ("HEXBROKER_WEBHOOK_TIMEOUT", "60s"),
+    ];
+    let Some(app) = TestApp::start_with(backend, &settings).await else { return };
+    let key = app.key("connect,admin").await;
+    app.fake.add_workspace("acme");
+    for i in 0..6 {
+        let token = app.fake.add_personal_token("acme", "ada@example.com");
+        let body = json!({"subdomain": "acme", "token": token, "end_user_id": format!("u{i}")});
+        assert_eq!(app.connect(&key, body).await.status(), 201, "the API answers while deliveries hang");
+    }
+    eventually("two deliveries are held", || async { held.load(Ordering::SeqCst) == 2 }).await;
+    let pending = get(&app, &key, "/v1/events?state=pending").await;
+    assert_eq!(pending["data"].as_array().unwrap().len(), 6, "held and queued events wait their turn");
+    release.send(true).unwrap();
+    eventually("all six delivered", || async {
+        get(&app, &key, "/v1/events?state=delivered").await["data"].as_array().unwrap().len() == 6
+    })
+    .await;
+}
+
 async fn session(app: &TestApp, key: &str, body: Value) -> Value {
     let response =
         app.http.post(app.url("/v1/connect/sessions")).bearer_auth(key).json(&body).send().await.unwrap();
@@ -461,6 +504,7 @@ on_both_backends!(
     a_receiver_that_fails_several_times_then_succeeds_gets_the_event,
     a_broker_restarted_between_attempts_loses_nothing,
     an_event_past_its_last_attempt_is_dead_and_can_be_redelivered,
+    a_receiver_that_hangs_never_holds_up_the_api,
     reconnect_to_another_workspace_is_refused_and_nothing_changes,
     the_audit_trail_records_each_action_and_holds_no_secret,
 );

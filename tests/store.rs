@@ -292,7 +292,56 @@ async fn each_change_emits_its_events_once_and_conditions_hold(backend: Backend)
     assert!(store.list_audit("t2", &filter).await.unwrap().is_empty(), "tenants are walls");
 }
 
+async fn pruning_drops_old_audit_entries_and_delivered_events_only(backend: Backend) {
+    let Some((store, _db)) = open(backend).await else { return };
+    let (first, second) = (new_connection("t1", "u1", 1), new_connection("t1", "u2", 2));
+    store.insert_connection(&first, &sys()).await.unwrap();
+    store.insert_connection(&second, &sys()).await.unwrap();
+    let lease = store::now() + chrono::Duration::seconds(30);
+    let claimed = store.claim_events(lease, 10).await.unwrap();
+    assert_eq!(claimed.len(), 2);
+    assert!(store.claim_events(lease, 10).await.unwrap().is_empty(), "a claimed event is not claimed twice");
+    store.event_delivered(claimed[0].id).await.unwrap();
+    store.event_failed(claimed[1].id, "the receiver answered 500", None).await.unwrap();
+
+    assert_eq!(
+        store.prune(store::now() - chrono::Duration::hours(1)).await.unwrap(),
+        0,
+        "nothing is old yet"
+    );
+    let pruned = store.prune(store::now() + chrono::Duration::seconds(1)).await.unwrap();
+    assert_eq!(pruned, 2 + 1, "both audit entries and the delivered event");
+    let filter = hexbroker::events::EventFilter { limit: 10, ..Default::default() };
+    let left = store.list_events("t1", &filter).await.unwrap();
+    assert_eq!(left.len(), 1);
+    assert_eq!(
+        (left[0].id, left[0].state.as_str()),
+        (claimed[1].id, "dead"),
+        "a dead event stays to be redelivered"
+    );
+}
+
+async fn a_claim_that_was_never_finished_lapses_with_its_lease(backend: Backend) {
+    let Some((store, _db)) = open(backend).await else { return };
+    store.insert_connection(&new_connection("t1", "u1", 1), &sys()).await.unwrap();
+    // A replica claims the event and dies before recording anything.
+    let short = store::now() + chrono::Duration::milliseconds(150);
+    let first = store.claim_events(short, 10).await.unwrap();
+    assert_eq!(first.len(), 1);
+    assert!(store.claim_events(short, 10).await.unwrap().is_empty(), "held while the lease runs");
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    let again = store.claim_events(store::now() + chrono::Duration::seconds(30), 10).await.unwrap();
+    assert_eq!(
+        again.iter().map(|d| d.id).collect::<Vec<_>>(),
+        [first[0].id],
+        "another replica takes it over"
+    );
+    assert_eq!(again[0].attempts, 2);
+}
+
 on_both_backends!(
+    a_claim_that_was_never_finished_lapses_with_its_lease,
+    pruning_drops_old_audit_entries_and_delivered_events_only,
     each_change_emits_its_events_once_and_conditions_hold,
     migrations_apply_twice_and_ping_answers,
     sealed_secrets_keep_the_first_writer,

@@ -87,6 +87,7 @@ async fn run(
         }
     };
     let slots = Arc::new(Semaphore::new(concurrency));
+    let refill = concurrency.div_ceil(2);
     let finished = Arc::new(Notify::new());
     loop {
         let free = slots.available_permits();
@@ -111,11 +112,15 @@ async fn run(
             }
         }
         if claimed_all {
-            // There may be more due: wait only for a free slot.
-            tokio::select! {
-                () = finished.notified() => continue,
-                _ = stop.changed() => return,
+            // There may be more due: wait for half the slots to free up, so that one claim
+            // fetches a batch rather than one event per finished delivery.
+            while slots.available_permits() < refill {
+                tokio::select! {
+                    () = finished.notified() => {}
+                    _ = stop.changed() => return,
+                }
             }
+            continue;
         }
         let wait = match deliverer.store.next_event_due().await {
             Ok(Some(due)) => (due - store::now()).to_std().unwrap_or(Duration::ZERO).min(poll),
