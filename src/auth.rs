@@ -249,15 +249,10 @@ impl FromRequestParts<AppState> for ConnectCaller {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
-        let Some(token) = bearer(parts).filter(|t| t.starts_with(SESSION_TOKEN_PREFIX)) else {
+        let Some(token) = session_token(parts) else {
             return Caller::from_request_parts(parts, state).await.map(ConnectCaller::Key);
         };
-        let session =
-            state.store.session_by_hash(&state.hasher.secret_hash(token)).await?.ok_or_else(|| {
-                tracing::debug!("unknown session token");
-                ApiError::unauthorized()
-            })?;
-        tracing::Span::current().record("key_id", tracing::field::display(session.id));
+        let session = find_session(state, token).await?;
         if session.used_at.is_some() {
             return Err(session_used());
         }
@@ -270,6 +265,38 @@ impl FromRequestParts<AppState> for ConnectCaller {
         }
         Ok(ConnectCaller::Session(session))
     }
+}
+
+/// The connect session that the request's session token names, whatever its state: for the
+/// status look-up, which must answer for used and expired links as well as usable ones.
+#[derive(Debug, Clone)]
+pub struct AnySession(pub Session);
+
+impl FromRequestParts<AppState> for AnySession {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
+        let token = session_token(parts).ok_or_else(|| {
+            tracing::debug!("no session token");
+            ApiError::unauthorized()
+        })?;
+        find_session(state, token).await.map(AnySession)
+    }
+}
+
+/// The request's bearer credential when it is a connect session token.
+fn session_token(parts: &Parts) -> Option<&str> {
+    bearer(parts).filter(|t| t.starts_with(SESSION_TOKEN_PREFIX))
+}
+
+/// The session with this token, used or not; an unknown token is the one 401.
+async fn find_session(state: &AppState, token: &str) -> Result<Session, ApiError> {
+    let session = state.store.session_by_hash(&state.hasher.secret_hash(token)).await?.ok_or_else(|| {
+        tracing::debug!("unknown session token");
+        ApiError::unauthorized()
+    })?;
+    tracing::Span::current().record("key_id", tracing::field::display(session.id));
+    Ok(session)
 }
 
 /// The answer to a session that has been used already.

@@ -1,6 +1,7 @@
 //! The hosted connect page (`GET /connect`) in a real headless Chromium, driven through
 //! chromedriver with fantoccini: a person opens a connect link, fills the form, and sees what
-//! happened; the test checks the result through the API.
+//! happened; the test checks the result through the API. And the frontend snippet
+//! (`/connect/sdk.js`) used by a page of another origin, in a popup and in a frame.
 //!
 //! The browser test runs when `HEXBROKER_TEST_CHROMEDRIVER` names a chromedriver binary (CI sets
 //! it); Chromium is `/usr/bin/chromium` unless `HEXBROKER_TEST_CHROMIUM` says otherwise.
@@ -129,6 +130,12 @@ impl Chromedriver {
     }
 
     async fn browser(&self) -> Client {
+        self.browser_with(false).await
+    }
+
+    /// A browser session; with `block_popups`, Chromium blocks popups that no click opened, as
+    /// it does for people (chromedriver turns that off unless told otherwise).
+    async fn browser_with(&self, block_popups: bool) -> Client {
         let chromium =
             std::env::var("HEXBROKER_TEST_CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".to_owned());
         let mut capabilities = serde_json::Map::new();
@@ -148,6 +155,7 @@ impl Chromedriver {
                     format!("--user-data-dir={}", self.profile.path().display()),
                     "--window-size=1000,900",
                 ],
+                "excludeSwitches": if block_popups { vec!["disable-popup-blocking"] } else { vec![] },
             }),
         );
         ClientBuilder::new(hyper_util::client::legacy::connect::HttpConnector::new())
@@ -458,19 +466,39 @@ async fn a_person_connects_through_the_hosted_page() {
     assert_eq!(stored.len(), 1, "{stored:?}");
     assert_eq!(stored[0]["hex_user_email"], "bob@example.com");
 
-    // 4. An expired link: the person is told to ask the app for a new one.
+    // 4. An expired link, and a used one: the page says so as it opens, before anything is
+    //    typed, and offers nothing to fill in; looking did not use the link up.
     let (id, link) = session(&app, &connect_key, json!({"end_user_id": "u-expired", "expires_in": 60})).await;
     expire_session(&app, &id).await;
+    open(&browser, &link).await;
+    let error = wait_for_state(&browser, "blocked").await;
+    assert!(error.contains("connect link has expired"), "{error}");
+    assert!(error.contains("ask it for a new link"), "{error}");
+    assert!(!is_enabled(&browser, "submit").await);
+    assert!(!browser.find(Locator::Id("token")).await.unwrap().is_displayed().await.unwrap(), "no form");
+    screenshot(&browser, "session-expired").await;
+    assert!(connections_of(&app, &read_key, "u-expired").await.is_empty());
+
+    let (_, link) = session(&app, &connect_key, json!({"end_user_id": "u-used"})).await;
     open(&browser, &link).await;
     wait_for_state(&browser, "ready").await;
     fill(&browser, "subdomain", "acme").await;
     fill(&browser, "token", &hex.add_personal_token("acme", "cy@example.com")).await;
     submit(&browser).await;
+    wait_for_state(&browser, "success").await;
+    open(&browser, &link).await;
     let error = wait_for_state(&browser, "blocked").await;
-    assert!(error.contains("connect link has expired"), "{error}");
-    assert!(!is_enabled(&browser, "submit").await);
-    screenshot(&browser, "session-expired").await;
-    assert!(connections_of(&app, &read_key, "u-expired").await.is_empty());
+    assert!(error.contains("already been used"), "{error}");
+    assert!(!browser.find(Locator::Id("token")).await.unwrap().is_displayed().await.unwrap(), "no form");
+    screenshot(&browser, "session-used").await;
+
+    // A reconnect link says what it is for.
+    let reconnect = json!({"end_user_id": "u-used", "connection_id": connections_of(&app, &read_key, "u-used").await[0]["id"]});
+    let (_, link) = session(&app, &connect_key, reconnect).await;
+    open(&browser, &link).await;
+    wait_for_state(&browser, "ready").await;
+    assert_eq!(text(&browser, "title").await, "Reconnect your Hex workspace");
+    screenshot(&browser, "reconnect").await;
 
     // 5. Framed by the allowed origin: the page tells its host, and only its host, about the
     //    connection; a used link tells it why it cannot go on.
@@ -496,12 +524,8 @@ async fn a_person_connects_through_the_hosted_page() {
         })]
     );
 
-    open(&browser, &allowed_site).await; // the same link again: it was used
+    open(&browser, &allowed_site).await; // the same link again: it was used, as it says at once
     browser.find(Locator::Id("connect")).await.unwrap().enter_frame().await.unwrap();
-    wait_for_state(&browser, "ready").await;
-    fill(&browser, "subdomain", "acme").await;
-    fill(&browser, "token", &hex.add_personal_token("acme", "dee@example.com")).await;
-    submit(&browser).await;
     let error = wait_for_state(&browser, "blocked").await;
     assert!(error.contains("already been used"), "{error}");
     browser.enter_parent_frame().await.unwrap();
@@ -533,4 +557,255 @@ async fn a_person_connects_through_the_hosted_page() {
 async fn received_messages_now(browser: &Client) -> Vec<Value> {
     let value = browser.execute("return window.received || [];", vec![]).await.unwrap();
     value.as_array().cloned().unwrap_or_default()
+}
+
+// ---------------------------------------------------------------------------------------------
+// The frontend snippet, `/connect/sdk.js`.
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sdk_js_is_cacheable_and_loadable_from_any_origin() {
+    let app =
+        TestApp::start_with(Backend::Sqlite, &[("HEXBROKER_ALLOWED_ORIGINS", "https://app.example.com")])
+            .await
+            .expect("sqlite is always available");
+    let response = app.http.get(app.url("/connect/sdk.js")).send().await.unwrap();
+    assert_eq!(response.status(), 200);
+    let h = response.headers().clone();
+    let header = |name: &str| h.get(name).and_then(|v| v.to_str().ok()).unwrap_or_default().to_owned();
+    assert_eq!(header("content-type"), "text/javascript; charset=utf-8");
+    assert_eq!(header("cache-control"), "public, max-age=86400, stale-while-revalidate=604800");
+    assert_eq!(header("access-control-allow-origin"), "*", "loadable with subresource integrity");
+    assert_eq!(header("cross-origin-resource-policy"), "cross-origin");
+    assert_eq!(header("x-content-type-options"), "nosniff");
+    assert_eq!(header("content-security-policy"), format!("{CSP_BUT_ANCESTORS}https://app.example.com"));
+    let etag = header("etag");
+    assert!(etag.len() > 10 && etag.starts_with('"') && etag.ends_with('"'), "a strong ETag: {etag}");
+    let body = response.text().await.unwrap();
+    assert!(body.contains("root.hexbroker = {"), "the snippet itself");
+
+    // A cached copy is revalidated without sending it again.
+    for tag in [etag.clone(), format!("W/{etag}"), format!("\"other\", {etag}")] {
+        let again =
+            app.http.get(app.url("/connect/sdk.js")).header("if-none-match", &tag).send().await.unwrap();
+        assert_eq!(again.status(), 304, "{tag}");
+        assert_eq!(again.headers()["etag"], etag.as_str());
+        assert!(again.bytes().await.unwrap().is_empty());
+    }
+    let changed =
+        app.http.get(app.url("/connect/sdk.js")).header("if-none-match", "\"other\"").send().await.unwrap();
+    assert_eq!(changed.status(), 200);
+    assert_eq!(changed.text().await.unwrap(), body);
+}
+
+/// A frontend of another origin that loads `sdk.js` from `broker` and connects through it: a
+/// button per mode; `window.results` records how each call ended, `window.connectUrl` is the
+/// link the next call opens.
+async fn frontend_site(broker: Arc<Mutex<String>>) -> String {
+    async fn page(State(broker): State<Arc<Mutex<String>>>) -> Html<String> {
+        let broker = broker.lock().unwrap().replace('&', "&amp;").replace('"', "&quot;");
+        Html(format!(
+            "<!doctype html><title>A frontend</title>\
+             <script src=\"{broker}/connect/sdk.js\"></script>\
+             <script>window.results = []; window.connectUrl = ''; \
+             function run(mode) {{ hexbroker.connect({{url: window.connectUrl, mode: mode, container: '#slot'}})\
+             .then(function (id) {{ results.push({{connection_id: id}}); }}, \
+             function (e) {{ results.push({{code: e.code, name: e.name}}); }}); }}</script>\
+             <h1>A frontend</h1>\
+             <button id=\"popup\" onclick=\"run('popup')\">Connect Hex (popup)</button>\
+             <button id=\"iframe\" onclick=\"run('iframe')\">Connect Hex (here)</button>\
+             <div id=\"slot\"></div>"
+        ))
+    }
+    let router = axum::Router::new().route("/", axum::routing::get(page)).with_state(broker);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, router).await });
+    format!("http://{addr}")
+}
+
+/// Waits (bounded) until the frontend has recorded `n` results; returns them.
+async fn results(browser: &Client, n: usize) -> Vec<Value> {
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let value = browser.execute("return window.results || [];", vec![]).await.unwrap();
+        let results = value.as_array().cloned().unwrap_or_default();
+        if results.len() >= n {
+            return results;
+        }
+        assert!(Instant::now() < deadline, "the frontend recorded {results:?}, expected {n} results");
+        tokio::time::sleep(POLL).await;
+    }
+}
+
+/// Sets the link the frontend's next call opens, then clicks one of its buttons (a real click,
+/// so the browser lets it open a popup).
+async fn start_connect(browser: &Client, link: &str, mode: &str) {
+    browser.execute("window.connectUrl = arguments[0];", vec![json!(link)]).await.unwrap();
+    browser.find(Locator::Id(mode)).await.unwrap().click().await.unwrap();
+}
+
+/// Waits (bounded) for a window other than `home` and switches to it.
+async fn switch_to_popup(browser: &Client, home: &fantoccini::wd::WindowHandle) {
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let windows = browser.windows().await.unwrap();
+        if let Some(popup) = windows.into_iter().find(|w| w != home) {
+            browser.switch_to_window(popup).await.unwrap();
+            return;
+        }
+        assert!(Instant::now() < deadline, "no popup opened within {WAIT:?}");
+        tokio::time::sleep(POLL).await;
+    }
+}
+
+/// Waits (bounded) until only `home` is left open.
+async fn wait_for_popup_gone(browser: &Client, home: &fantoccini::wd::WindowHandle) {
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let windows = browser.windows().await.unwrap();
+        if windows == std::slice::from_ref(home) {
+            return;
+        }
+        assert!(Instant::now() < deadline, "the popup is still open: {windows:?}");
+        tokio::time::sleep(POLL).await;
+    }
+}
+
+/// Clicks `#id` in a window or frame that the click itself closes or removes: chromedriver may
+/// answer that it is gone before it answers the click, so only finding the element must work
+/// (what the click did is checked through the frontend's results).
+async fn click_and_let_go(browser: &Client, id: &str) {
+    let element = browser.find(Locator::Id(id)).await.unwrap_or_else(|e| panic!("#{id}: {e}"));
+    let _ = element.click().await;
+}
+
+async fn enter_connect_frame(browser: &Client) {
+    let frame = browser
+        .wait()
+        .at_most(WAIT)
+        .for_element(Locator::Css("#slot iframe"))
+        .await
+        .expect("the connect frame");
+    frame.enter_frame().await.unwrap();
+}
+
+async fn frames_in_slot(browser: &Client) -> usize {
+    browser.find_all(Locator::Css("#slot iframe")).await.unwrap().len()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_frontend_on_another_origin_connects_with_sdk_js() {
+    let Ok(chromedriver) = std::env::var("HEXBROKER_TEST_CHROMEDRIVER") else {
+        eprintln!("skipped: HEXBROKER_TEST_CHROMEDRIVER is unset, so sdk.js was not tried in a browser");
+        return;
+    };
+    let broker = Arc::new(Mutex::new(String::new()));
+    let frontend = frontend_site(broker.clone()).await;
+    let app =
+        TestApp::start_with(Backend::Sqlite, &[("HEXBROKER_ALLOWED_ORIGINS", &frontend)]).await.unwrap();
+    *broker.lock().unwrap() = app.base.clone();
+    app.fake.add_workspace("acme");
+    let connect_key = app.key("connect").await;
+    let read_key = app.key("connections:read").await;
+
+    let driver = Chromedriver::start(&chromedriver).await;
+    let browser = driver.browser_with(true).await;
+    open(&browser, &frontend).await;
+    let home = browser.window().await.unwrap();
+    let loaded = browser.execute("return typeof hexbroker.connect;", vec![]).await.unwrap();
+    assert_eq!(loaded, json!("function"), "sdk.js loaded from hexbroker's origin");
+
+    // 1. Popup: the person connects in the popup; the promise resolves with the connection's
+    //    id and the popup closes.
+    let (_, popup_link) = session(&app, &connect_key, json!({"end_user_id": "u-popup"})).await;
+    start_connect(&browser, &popup_link, "popup").await;
+    switch_to_popup(&browser, &home).await;
+    wait_for_state(&browser, "ready").await;
+    assert!(browser.find(Locator::Id("cancel")).await.unwrap().is_displayed().await.unwrap());
+    screenshot(&browser, "sdk-popup").await;
+    fill(&browser, "subdomain", "acme").await;
+    fill(&browser, "token", &app.fake.add_personal_token("acme", "pop@example.com")).await;
+    click_and_let_go(&browser, "submit").await;
+    browser.switch_to_window(home.clone()).await.unwrap();
+    let stored = connections_of(&app, &read_key, "u-popup").await;
+    let ended = results(&browser, 1).await;
+    assert_eq!(stored.len(), 1, "{stored:?}");
+    assert_eq!(ended, [json!({"connection_id": stored[0]["id"]})]);
+    wait_for_popup_gone(&browser, &home).await;
+
+    // 2. A frame in the frontend's page: the same, and the frame goes once it is done.
+    let (_, frame_link) = session(&app, &connect_key, json!({"end_user_id": "u-frame"})).await;
+    start_connect(&browser, &frame_link, "iframe").await;
+    enter_connect_frame(&browser).await;
+    wait_for_state(&browser, "ready").await;
+    fill(&browser, "subdomain", "acme").await;
+    fill(&browser, "token", &app.fake.add_personal_token("acme", "frame@example.com")).await;
+    browser.enter_parent_frame().await.unwrap();
+    screenshot(&browser, "sdk-iframe").await;
+    enter_connect_frame(&browser).await;
+    click_and_let_go(&browser, "submit").await;
+    browser.switch_to_window(home.clone()).await.unwrap(); // the top, even once the frame is gone
+    let ended = results(&browser, 2).await;
+    let stored = connections_of(&app, &read_key, "u-frame").await;
+    assert_eq!(stored.len(), 1, "{stored:?}");
+    assert_eq!(ended[1], json!({"connection_id": stored[0]["id"]}));
+    assert_eq!(frames_in_slot(&browser).await, 0, "the frame is removed");
+
+    // 3. A used link rejects with its code in either mode, before anyone types; so does an
+    //    expired one.
+    start_connect(&browser, &frame_link, "iframe").await;
+    let ended = results(&browser, 3).await;
+    assert_eq!(ended[2], json!({"code": "session_used", "name": "HexbrokerConnectError"}));
+    assert_eq!(frames_in_slot(&browser).await, 0);
+    start_connect(&browser, &popup_link, "popup").await;
+    assert_eq!(results(&browser, 4).await[3]["code"], "session_used");
+    wait_for_popup_gone(&browser, &home).await;
+    let (id, expired_link) = session(&app, &connect_key, json!({"end_user_id": "u-late"})).await;
+    expire_session(&app, &id).await;
+    start_connect(&browser, &expired_link, "popup").await;
+    assert_eq!(results(&browser, 5).await[4]["code"], "session_expired");
+    wait_for_popup_gone(&browser, &home).await;
+
+    // 4. The person gives up: cancelling in the frame, or closing the popup. A message from any
+    //    other origin than hexbroker's (here the frontend's own) is not believed.
+    let (_, link) = session(&app, &connect_key, json!({"end_user_id": "u-gives-up"})).await;
+    start_connect(&browser, &link, "iframe").await;
+    browser
+        .execute("window.postMessage({type: 'hexbroker:connected', connection_id: 'forged'}, '*');", vec![])
+        .await
+        .unwrap();
+    enter_connect_frame(&browser).await;
+    wait_for_state(&browser, "ready").await;
+    click_and_let_go(&browser, "cancel").await;
+    browser.switch_to_window(home.clone()).await.unwrap();
+    let ended = results(&browser, 6).await;
+    assert_eq!(ended.len(), 6, "the forged message was ignored: {ended:?}");
+    assert_eq!(ended[5]["code"], "cancelled");
+
+    start_connect(&browser, &link, "popup").await; // cancelling left the link usable
+    switch_to_popup(&browser, &home).await;
+    wait_for_state(&browser, "ready").await;
+    browser.close_window().await.unwrap();
+    browser.switch_to_window(home.clone()).await.unwrap();
+    assert_eq!(results(&browser, 7).await[6]["code"], "closed");
+
+    // 5. A popup that no click opened is blocked by the browser, and the promise says so.
+    browser.execute("window.connectUrl = arguments[0]; run('popup');", vec![json!(link)]).await.unwrap();
+    assert_eq!(results(&browser, 8).await[7]["code"], "popup_blocked");
+    assert_eq!(browser.windows().await.unwrap(), std::slice::from_ref(&home));
+    assert!(connections_of(&app, &read_key, "u-gives-up").await.is_empty());
+
+    // 6. Nothing but a link to a connect page is opened.
+    browser
+        .execute(
+            "hexbroker.connect({url: 'javascript:alert(1)', mode: 'popup'})\
+             .catch(function (e) { results.push({code: e.code}); });",
+            vec![],
+        )
+        .await
+        .unwrap();
+    assert_eq!(results(&browser, 9).await[8]["code"], "invalid_options");
+
+    browser.close().await.unwrap();
+    drop(driver);
 }

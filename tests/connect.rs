@@ -248,6 +248,25 @@ async fn malformed_bodies_get_the_contract_shape(backend: Backend) {
         (415, "unsupported_media_type".into())
     );
     assert_eq!(error_code(send("{}", "application/json").await.unwrap()).await, (422, "invalid_body".into()));
+    // serde would read a struct from an array, field by field; a body is an object or nothing.
+    for array in [r#"["acme", "hxtp_x", null, "u1"]"#, "[]", "null", "\"acme\""] {
+        assert_eq!(
+            error_code(send(array, "application/json").await.unwrap()).await,
+            (422, "invalid_body".into()),
+            "{array}"
+        );
+    }
+    let (id, _) = app.connected(&key).await;
+    let patch = app
+        .http
+        .patch(app.url(&format!("/v1/connections/{id}")))
+        .bearer_auth(app.key("connections:write").await)
+        .header("content-type", "application/json")
+        .body("[null, null]")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(error_code(patch).await, (422, "invalid_body".into()));
 }
 
 async fn a_second_identical_connect_returns_the_first(backend: Backend) {

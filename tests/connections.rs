@@ -130,10 +130,31 @@ async fn unknown_routes_and_methods_answer_in_the_contract_shape() {
         error_code(app.http.get(app.url("/nope")).send().await.unwrap()).await,
         (404, "route_not_found".into())
     );
-    assert_eq!(
-        error_code(app.http.put(app.url("/v1/connections")).send().await.unwrap()).await,
-        (405, "method_not_allowed".into())
-    );
+    // A method a route does not take: 405 in the contract's shape, with `Allow` (RFC 9110),
+    // the proxy surfaces included, whatever the credential.
+    let proxied = "GET,HEAD,POST,PUT,PATCH,DELETE,OPTIONS";
+    for (method, path, allow) in [
+        ("PUT", "/v1/connections", "GET,HEAD"),
+        ("DELETE", "/v1/connect", "POST,OPTIONS"),
+        ("TRACE", "/v1/proxy/v1/projects", proxied),
+        ("TRACE", "/api/v1/projects", proxied),
+    ] {
+        let response = app
+            .http
+            .request(method.parse().unwrap(), app.url(path))
+            .bearer_auth("hxbk_whatever")
+            .send()
+            .await
+            .unwrap();
+        let allowed = response.headers().get("allow").map(|v| v.to_str().unwrap().to_owned());
+        let mut allowed: Vec<String> =
+            allowed.unwrap_or_default().split(',').map(|m| m.trim().to_owned()).collect();
+        let mut expected: Vec<&str> = allow.split(',').collect();
+        allowed.sort();
+        expected.sort_unstable();
+        assert_eq!(allowed, expected, "{method} {path}: Allow");
+        assert_eq!(error_code(response).await, (405, "method_not_allowed".into()), "{method} {path}");
+    }
     let health = app.http.get(app.url("/healthz")).send().await.unwrap();
     assert_eq!(health.status(), 200);
     assert!(health.headers().contains_key("x-request-id"));

@@ -815,8 +815,9 @@ fn resolve<'a>(spec: &'a Json, node: &'a Json) -> &'a Json {
     }
 }
 
-/// Checks `value` against the subset of OpenAPI 3.0 schema that this spec uses: `$ref`, `type`,
-/// `nullable`, `enum`, `format` (uuid, date-time), `required`, `properties`, `items`. An object
+/// Checks `value` against the subset of OpenAPI 3.0 schema that this spec uses: `$ref`, `anyOf`,
+/// `allOf`, `type`, `nullable`, `enum`, `format` (uuid, date-time), `required`, `properties`,
+/// `items` (`pattern` is left to the fuzzing run, `.ci/fuzz-spec`). An object
 /// schema with `properties` and no `additionalProperties` is closed: a property it does not list is
 /// drift between the code and the spec.
 fn check(spec: &Json, value: &Json, schema: &Json, at: &str) -> Vec<String> {
@@ -827,6 +828,14 @@ fn check(spec: &Json, value: &Json, schema: &Json, at: &str) -> Vec<String> {
             problems.push(format!("{at}: null, but the schema is not nullable"));
         }
         return problems;
+    }
+    if let Some(options) = schema["anyOf"].as_array() {
+        if !options.iter().any(|option| check(spec, value, option, at).is_empty()) {
+            problems.push(format!("{at}: {value} fits none of the schemas anyOf lists"));
+        }
+    }
+    for part in schema["allOf"].as_array().into_iter().flatten() {
+        problems.extend(check(spec, value, part, at));
     }
     let fits = match schema["type"].as_str() {
         Some("string") => value.is_string(),

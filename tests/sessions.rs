@@ -219,12 +219,93 @@ async fn a_reconnect_session_replaces_only_its_connections_token(backend: Backen
     assert_eq!(app.connection_count().await, 2);
 }
 
+/// `GET /v1/connect/sessions/current` with `bearer` (or none).
+async fn status_of(app: &TestApp, bearer: Option<&str>) -> reqwest::Response {
+    let mut request = app.http.get(app.url("/v1/connect/sessions/current"));
+    if let Some(bearer) = bearer {
+        request = request.bearer_auth(bearer);
+    }
+    request.send().await.unwrap()
+}
+
+/// The status of a session token that the look-up knows.
+async fn known_status(app: &TestApp, token: &str) -> Value {
+    let response = status_of(app, Some(token)).await;
+    assert_eq!(response.status(), 200);
+    assert_eq!(response.headers()["cache-control"], "no-store");
+    let body: Value = response.json().await.unwrap();
+    let mut fields: Vec<&str> = body.as_object().unwrap().keys().map(String::as_str).collect();
+    fields.sort_unstable();
+    assert_eq!(fields, ["expires_at", "reconnect", "state"], "nothing but these: {body}");
+    body
+}
+
+async fn a_session_tells_its_state_without_being_used_up(backend: Backend) {
+    let Some(app) = TestApp::start(backend).await else { return };
+    app.fake.add_workspace("acme");
+    let session =
+        new_session(&app, json!({"end_user_id": "looker", "end_user_email": "l@example.com"})).await;
+    let token = session["token"].as_str().unwrap();
+
+    // Asking twice leaves it usable, and it still connects afterwards.
+    for _ in 0..2 {
+        let status = known_status(&app, token).await;
+        assert_eq!(status["state"], "usable");
+        assert_eq!(status["expires_at"], session["expires_at"]);
+        assert_eq!(status["reconnect"], false);
+    }
+    let hex_token = app.fake.add_personal_token("acme", "l@example.com");
+    let created = submit(&app, token, "acme", &hex_token).await;
+    assert_eq!(created.status(), 201);
+    let connection: Value = created.json().await.unwrap();
+    assert_eq!(known_status(&app, token).await["state"], "used");
+
+    // A reconnect session says so; an expired one says that, and a used one stays `used` even
+    // once its time is up.
+    let reconnect =
+        new_session(&app, json!({"end_user_id": "looker", "connection_id": connection["id"]})).await;
+    let reconnect_token = reconnect["token"].as_str().unwrap();
+    let status = known_status(&app, reconnect_token).await;
+    assert_eq!((status["state"].as_str(), status["reconnect"].as_bool()), (Some("usable"), Some(true)));
+    let past = hexbroker::store::now() - chrono::Duration::seconds(1);
+    match &app.db.sqlite_file {
+        Some(_) => {
+            let pool = sqlx::SqlitePool::connect(&app.db.url).await.unwrap();
+            sqlx::query("update connect_session set expires_at = $1")
+                .bind(past)
+                .execute(&pool)
+                .await
+                .unwrap();
+        }
+        None => {
+            let pool = sqlx::PgPool::connect(&app.db.url).await.unwrap();
+            sqlx::query("update connect_session set expires_at = $1")
+                .bind(past)
+                .execute(&pool)
+                .await
+                .unwrap();
+        }
+    }
+    assert_eq!(known_status(&app, reconnect_token).await["state"], "expired");
+    assert_eq!(known_status(&app, token).await["state"], "used");
+
+    // Only a session token it knows gets an answer: not an unknown one, not an API key.
+    let connect = app.key("connect").await;
+    let unknown = format!("hxbs_{}", "a".repeat(43));
+    for bearer in [None, Some(unknown.as_str()), Some(connect.as_str()), Some("hxbs_")] {
+        let response = status_of(&app, bearer).await;
+        assert_eq!(response.headers()["www-authenticate"], "Bearer", "{bearer:?}");
+        assert_eq!(error_code(response).await, (401, "unauthorized".into()), "{bearer:?}");
+    }
+}
+
 on_both_backends!(
     a_session_connects_once_for_its_end_user,
     racing_submissions_use_a_session_once,
     an_expired_session_is_refused,
     a_session_belongs_to_its_tenant,
     a_reconnect_session_replaces_only_its_connections_token,
+    a_session_tells_its_state_without_being_used_up,
 );
 
 #[tokio::test]
@@ -249,6 +330,30 @@ async fn cors_answers_allowed_origins_only() {
     assert!(allow_headers.contains("authorization"));
     let other = preflight("https://evil.example.com").await.unwrap();
     assert!(other.headers().get("access-control-allow-origin").is_none());
+
+    // The status look-up of the connect page is a cross-origin GET for the same origins.
+    let status_preflight = app
+        .http
+        .request(reqwest::Method::OPTIONS, app.url("/v1/connect/sessions/current"))
+        .header("origin", "https://app.example.com")
+        .header("access-control-request-method", "GET")
+        .header("access-control-request-headers", "authorization")
+        .send()
+        .await
+        .unwrap();
+    assert!(status_preflight.status().is_success());
+    assert_eq!(status_preflight.headers()["access-control-allow-origin"], "https://app.example.com");
+    let methods = status_preflight.headers()["access-control-allow-methods"].to_str().unwrap();
+    assert!(methods.contains("GET"), "{methods}");
+    let status = app
+        .http
+        .get(app.url("/v1/connect/sessions/current"))
+        .header("origin", "https://app.example.com")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(status.status(), 401);
+    assert_eq!(status.headers()["access-control-allow-origin"], "https://app.example.com");
 
     let simple = app
         .http

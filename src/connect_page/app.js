@@ -1,16 +1,20 @@
 // The hosted connect form: reads the session token from the URL fragment, drops it from the
-// address bar, and submits the workspace and Hex token to POST /v1/connect. Plain JS, no
-// dependencies; everything it shows is set with textContent.
+// address bar, asks GET /v1/connect/sessions/current whether the link can still be used (so a
+// used or expired link says so before anything is typed), and submits the workspace and Hex
+// token to POST /v1/connect. The window that opened or frames the page (see sdk.js) hears how it
+// ended. Plain JS, no dependencies; everything it shows is set with textContent.
 (function () {
   "use strict";
 
   var REQUEST_TIMEOUT_MS = 60000;
+  var STATUS_TIMEOUT_MS = 10000;
 
   var main = document.getElementById("main");
   var form = document.getElementById("form");
   var subdomainInput = document.getElementById("subdomain");
   var tokenInput = document.getElementById("token");
   var submitButton = document.getElementById("submit");
+  var cancelButton = document.getElementById("cancel");
   var errorBox = document.getElementById("error");
   var success = document.getElementById("success");
   var submitLabel = submitButton.textContent;
@@ -18,6 +22,8 @@
   var allowedOrigins = readAllowedOrigins();
   var sessionToken = takeSessionToken();
   var busy = false;
+  // Until the link's status is known, the form can be filled but not sent.
+  var checking = false;
 
   // What a person can do about each error the server may answer with.
   var MESSAGES = {
@@ -59,15 +65,16 @@
     },
     session_expired: {
       blocked: true,
-      text: "This connect link has expired. Go back to the app and start connecting again to get a new link."
+      text: "This connect link has expired. Go back to the app and ask it for a new link."
     },
     session_used: {
       blocked: true,
-      text: "This connect link has already been used. If you need to connect again, go back to the app and start over to get a new link."
+      text: "This connect link has already been used. If you need to connect again, go back to the app and ask it for a new link."
     },
     unauthorized: {
       blocked: true,
-      text: "This connect link is not valid. Go back to the app and start connecting again to get a new link."
+      notify: "invalid_link",
+      text: "This connect link is not valid. Go back to the app and ask it for a new link."
     },
     network: {
       text: "We couldn\u2019t reach the server. Check your internet connection and try again."
@@ -77,10 +84,13 @@
     }
   };
 
+  cancelButton.hidden = !hasHost();
+
   if (!sessionToken) {
     block("This connect link is incomplete: it is missing its access code. Go back to the app and open the connect link again; if you copied it, copy the whole link.");
+    notify({ type: "hexbroker:error", code: "invalid_link" });
   } else {
-    setState("ready");
+    checkSession();
   }
 
   // A new connect link opened in this tab changes only the fragment, which does not load the
@@ -93,10 +103,19 @@
 
   form.addEventListener("submit", function (event) {
     event.preventDefault();
-    if (busy || !sessionToken) {
+    if (busy || checking || !sessionToken) {
       return;
     }
     submitForm();
+  });
+
+  // The person gives up: the app hears it, and the link stays usable for another try.
+  cancelButton.addEventListener("click", function () {
+    if (busy || !sessionToken) {
+      return;
+    }
+    block("You cancelled connecting. You can close this window and go back to the app.", "cancelled");
+    notify({ type: "hexbroker:error", code: "cancelled" });
   });
 
   [subdomainInput, tokenInput].forEach(function (input) {
@@ -104,6 +123,52 @@
       input.removeAttribute("aria-invalid");
     });
   });
+
+  // Asks whether the link can still be used. It cannot be used up by asking; any trouble asking
+  // leaves the form as it is, and submitting tells.
+  function checkSession() {
+    checking = true;
+    submitButton.disabled = true;
+    setState("checking");
+    var controller = typeof AbortController === "function" ? new AbortController() : null;
+    var timer = controller ? window.setTimeout(function () { controller.abort(); }, STATUS_TIMEOUT_MS) : null;
+    fetch("/v1/connect/sessions/current", {
+      method: "GET",
+      headers: { "Authorization": "Bearer " + sessionToken, "Accept": "application/json" },
+      credentials: "omit",
+      cache: "no-store",
+      referrerPolicy: "no-referrer",
+      signal: controller ? controller.signal : undefined
+    }).then(function (response) {
+      return response.json().then(function (body) {
+        return { response: response, body: body };
+      }, function () {
+        return { response: response, body: null };
+      });
+    }).then(function (result) {
+      var body = result.body || {};
+      if (result.response.ok && body.state === "used") return failed("session_used");
+      if (result.response.ok && body.state === "expired") return failed("session_expired");
+      if (result.response.status === 401) return failed("unauthorized");
+      if (result.response.ok && body.reconnect === true) reconnecting();
+      usable();
+    }, usable).then(function () {
+      if (timer) window.clearTimeout(timer);
+    });
+  }
+
+  function usable() {
+    checking = false;
+    if (!sessionToken) return;
+    submitButton.disabled = false;
+    setState("ready");
+  }
+
+  function reconnecting() {
+    document.getElementById("title").textContent = "Reconnect your Hex workspace";
+    document.querySelector(".lede").textContent =
+      "Enter a new Hex API token for this workspace. We check it with Hex, then store it encrypted in place of the old one; it is never shown again.";
+  }
 
   function submitForm() {
     var subdomain = subdomainInput.value.trim();
@@ -209,7 +274,7 @@
       var text = typeof known.text === "function" ? known.text(ctx) : known.text;
       if (known.blocked) {
         block(text);
-        notify({ type: "hexbroker:error", code: code });
+        notify({ type: "hexbroker:error", code: known.notify || code });
       } else {
         showError(text, known.field || null);
       }
@@ -238,15 +303,17 @@
     }
   }
 
-  function block(text) {
+  // The link cannot (or will not) be used here any more: say why, and offer nothing to fill in.
+  function block(text, state) {
     sessionToken = null;
+    checking = false;
     tokenInput.value = "";
-    [subdomainInput, tokenInput, submitButton].forEach(function (el) {
+    [subdomainInput, tokenInput, submitButton, cancelButton].forEach(function (el) {
       el.disabled = true;
     });
     form.setAttribute("aria-disabled", "true");
     errorBox.textContent = text;
-    setState("blocked");
+    setState(state || "blocked");
   }
 
   function setBusy(on) {
@@ -270,6 +337,17 @@
   // Sends a message to the window that opened or frames this page, for each allowed origin
   // only: the browser delivers it only where the target's origin matches, never to others.
   function notify(message) {
+    hosts().forEach(function (target) {
+      allowedOrigins.forEach(function (origin) {
+        try {
+          target.postMessage(message, origin);
+        } catch (e) { /* a malformed origin: skip it */ }
+      });
+    });
+  }
+
+  // The windows that opened or frame this page.
+  function hosts() {
     var targets = [];
     try {
       if (window.opener && !window.opener.closed) targets.push(window.opener);
@@ -277,13 +355,12 @@
     try {
       if (window.parent && window.parent !== window) targets.push(window.parent);
     } catch (e) { /* as above */ }
-    targets.forEach(function (target) {
-      allowedOrigins.forEach(function (origin) {
-        try {
-          target.postMessage(message, origin);
-        } catch (e) { /* a malformed origin: skip it */ }
-      });
-    });
+    return targets;
+  }
+
+  // Whether an app opened or frames this page, and so may be told that the person gave up.
+  function hasHost() {
+    return allowedOrigins.length > 0 && hosts().length > 0;
   }
 
   function readAllowedOrigins() {

@@ -95,8 +95,9 @@ pub async fn connect(
     let submission = Submission { subdomain, token, label: body.label, metadata };
     match caller {
         ConnectCaller::Key(key) => {
-            let end_user_id = match body.end_user_id.as_deref().map(str::trim) {
-                Some(id) if (1..=256).contains(&id.chars().count()) => id.to_owned(),
+            // At most 256 characters as sent (as the spec's maxLength says), and not blank.
+            let end_user_id = match body.end_user_id.as_deref() {
+                Some(id) if !id.trim().is_empty() && id.chars().count() <= 256 => id.trim().to_owned(),
                 _ => {
                     return Err(ApiError::unprocessable(
                         "invalid_request",

@@ -17,7 +17,7 @@ use std::time::Duration;
 use axum::extract::{MatchedPath, Request};
 use axum::http::{header, HeaderName, HeaderValue, Method, StatusCode};
 use axum::response::Response;
-use axum::routing::{any, delete, get, post};
+use axum::routing::{delete, get, post};
 use axum::Router;
 use tower::ServiceBuilder;
 use tower_http::cors::{AllowOrigin, CorsLayer};
@@ -37,7 +37,8 @@ fn browser_facing(state: &AppState) -> Router<AppState> {
     // method's handler, so a method without one would never reach it.
     let routes = Router::new()
         .route("/v1/connect", post(connect::connect).options(preflight))
-        .route("/v1/connect/sessions", post(sessions::create).options(preflight));
+        .route("/v1/connect/sessions", post(sessions::create).options(preflight))
+        .route("/v1/connect/sessions/current", get(sessions::status).options(preflight));
     let origins = &state.config.allowed_origins;
     if origins.is_empty() {
         return routes;
@@ -45,7 +46,7 @@ fn browser_facing(state: &AppState) -> Router<AppState> {
     routes.layer(
         CorsLayer::new()
             .allow_origin(AllowOrigin::list(origins.iter().cloned()))
-            .allow_methods([Method::POST])
+            .allow_methods([Method::GET, Method::POST])
             .allow_headers([header::AUTHORIZATION, header::CONTENT_TYPE])
             .expose_headers([REQUEST_ID])
             .max_age(Duration::from_secs(600)),
@@ -63,6 +64,7 @@ pub fn router(state: AppState) -> Router {
         .route("/connect", get(page::index))
         .route("/connect/app.js", get(page::script))
         .route("/connect/app.css", get(page::style))
+        .route("/connect/sdk.js", get(page::sdk))
         .merge(browser_facing(&state))
         .route("/v1/connections", get(connections::list))
         .route(
@@ -75,8 +77,28 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/events", get(events::list))
         .route("/v1/events/{id}/redeliver", post(events::redeliver))
         .route("/v1/audit-events", get(audit::list))
-        .route("/v1/proxy/{*path}", any(proxy::proxy))
-        .route("/api/{*path}", any(proxy::drop_in))
+        // The methods Hex's API uses, each named, so that any other (TRACE, CONNECT) answers 405
+        // with `Allow` as every route does: `any` would take them all and leave `Allow` out.
+        .route(
+            "/v1/proxy/{*path}",
+            get(proxy::proxy)
+                .head(proxy::proxy)
+                .post(proxy::proxy)
+                .put(proxy::proxy)
+                .patch(proxy::proxy)
+                .delete(proxy::proxy)
+                .options(proxy::proxy),
+        )
+        .route(
+            "/api/{*path}",
+            get(proxy::drop_in)
+                .head(proxy::drop_in)
+                .post(proxy::drop_in)
+                .put(proxy::drop_in)
+                .patch(proxy::drop_in)
+                .delete(proxy::drop_in)
+                .options(proxy::drop_in),
+        )
         .fallback(route_not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .with_state(state);

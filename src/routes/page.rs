@@ -1,4 +1,5 @@
-//! `GET /connect` and its two assets: the hosted connect form (§6), embedded in the binary.
+//! `GET /connect` and its two assets: the hosted connect form (§6), embedded in the binary; and
+//! `GET /connect/sdk.js`, the script a frontend on another origin loads to open that form.
 //!
 //! The session token travels in the URL fragment, so it never reaches this handler; the page's
 //! script reads it, drops it from the address bar, and sends it only as a bearer token to
@@ -6,14 +7,21 @@
 //! into `frame-ancestors`, so only those origins may frame it.
 
 use axum::extract::State;
-use axum::http::{header, HeaderMap, HeaderName, HeaderValue};
-use axum::response::IntoResponse;
+use axum::http::{header, HeaderMap, HeaderName, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use sha2::{Digest, Sha256};
 
 use crate::app::AppState;
 
 const INDEX_HTML: &str = include_str!("../connect_page/index.html");
 const APP_JS: &str = include_str!("../connect_page/app.js");
 const APP_CSS: &str = include_str!("../connect_page/app.css");
+const SDK_JS: &str = include_str!("../connect_page/sdk.js");
+
+/// How long browsers and CDNs may keep `sdk.js` without asking again: a day, then revalidated
+/// by its `ETag` (a week more may be served stale while that happens). The URL stays the same
+/// across versions, so "immutable" would pin a page to an old copy for good.
+const SDK_CACHE_CONTROL: &str = "public, max-age=86400, stale-while-revalidate=604800";
 
 /// Where `index.html` expects the HTML-escaped JSON array of allowed origins.
 const ORIGINS_PLACEHOLDER: &str = "{{allowed_origins}}";
@@ -34,6 +42,40 @@ pub async fn script(State(state): State<AppState>) -> impl IntoResponse {
 /// `GET /connect/app.css`: the form's style sheet.
 pub async fn style(State(state): State<AppState>) -> impl IntoResponse {
     (page_headers(&state, "text/css; charset=utf-8"), APP_CSS)
+}
+
+/// `GET /connect/sdk.js`: the frontend snippet. Public, long-cacheable with a content `ETag`,
+/// and readable cross-origin (`Access-Control-Allow-Origin: *`, so a page may load it with
+/// subresource integrity); it carries no secret, and the page's own headers otherwise.
+pub async fn sdk(State(state): State<AppState>, request: HeaderMap) -> Response {
+    let etag = sdk_etag();
+    let mut headers = page_headers(&state, "text/javascript; charset=utf-8");
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static(SDK_CACHE_CONTROL));
+    headers.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, HeaderValue::from_static("*"));
+    headers.insert(
+        HeaderName::from_static("cross-origin-resource-policy"),
+        HeaderValue::from_static("cross-origin"),
+    );
+    if let Ok(value) = HeaderValue::from_str(&etag) {
+        headers.insert(header::ETAG, value);
+    }
+    let fresh = request
+        .get_all(header::IF_NONE_MATCH)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(str::trim)
+        .any(|tag| tag == "*" || tag.trim_start_matches("W/") == etag);
+    if fresh {
+        return (StatusCode::NOT_MODIFIED, headers).into_response();
+    }
+    (headers, SDK_JS).into_response()
+}
+
+/// A strong `ETag` of `sdk.js`: its SHA-256, shortened.
+fn sdk_etag() -> String {
+    let digest = Sha256::digest(SDK_JS.as_bytes());
+    format!("\"{}\"", hex::encode(&digest[..12]))
 }
 
 /// The configured allowed origins as text (they were checked to be bare ASCII origins).

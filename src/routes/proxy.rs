@@ -1,6 +1,8 @@
 //! The two ways in to Hex: `ANY /v1/proxy/{path}` for internal callers that name the connection
 //! in `Connection-Id`, and `ANY /api/{path}` (the drop-in surface) for existing Hex clients that
 //! hold a connection key in place of a Hex token. Both forward to `{hex origin}/api/{path}`.
+//! Only the methods Hex's API uses reach these handlers (the router names them); TRACE, CONNECT
+//! and the like answer 405 with `Allow` there.
 
 use axum::body::Body;
 use axum::extract::{Request, State};
@@ -26,35 +28,12 @@ fn scope_for(method: &Method) -> Scope {
     }
 }
 
-/// Only the methods Hex's API uses cross the proxy; TRACE, CONNECT and the like do not.
-fn check_method(method: &Method) -> Result<()> {
-    if matches!(
-        *method,
-        Method::GET
-            | Method::HEAD
-            | Method::POST
-            | Method::PUT
-            | Method::PATCH
-            | Method::DELETE
-            | Method::OPTIONS
-    ) {
-        Ok(())
-    } else {
-        Err(ApiError::new(
-            StatusCode::METHOD_NOT_ALLOWED,
-            "method_not_allowed",
-            "This method is not proxied to Hex.",
-        ))
-    }
-}
-
 /// `ANY /v1/proxy/{path}` with an API key and `Connection-Id`.
 pub async fn proxy(
     State(state): State<AppState>,
     caller: Caller,
     request: Request,
 ) -> Result<Response<Body>> {
-    check_method(request.method())?;
     caller.require(scope_for(request.method()))?;
     let id = request.headers().get(CONNECTION_ID_HEADER).ok_or_else(|| {
         ApiError::bad_request("missing_connection_id", "Name the connection in the Connection-Id header.")
@@ -75,7 +54,6 @@ pub async fn drop_in(
     caller: ConnectionCaller,
     request: Request,
 ) -> Result<Response<Body>> {
-    check_method(request.method())?;
     if caller.require(scope_for(request.method())).is_err() {
         return Err(ApiError::new(
             StatusCode::FORBIDDEN,

@@ -1,8 +1,9 @@
 //! `POST /v1/connect/sessions`: a short-lived, single-use link that lets a person connect their
 //! Hex workspace in the browser, so the token never passes through the calling app's backend.
+//! `GET /v1/connect/sessions/current`: what such a link is good for now, without using it up.
 
 use axum::extract::State;
-use axum::http::StatusCode;
+use axum::http::{header, HeaderValue, StatusCode};
 use chrono::{DateTime, Utc};
 use secrecy::ExposeSecret;
 use serde::{Deserialize, Serialize};
@@ -10,7 +11,7 @@ use uuid::Uuid;
 
 use crate::app::AppState;
 use crate::audit::{Action, Actor, RequestInfo};
-use crate::auth::{Caller, Scope, SESSION_TOKEN_PREFIX};
+use crate::auth::{AnySession, Caller, Scope, SESSION_TOKEN_PREFIX};
 use crate::crypto;
 use crate::error::{ApiError, Json, Result};
 use crate::store::{self, NewSession};
@@ -45,8 +46,9 @@ pub async fn create(
     Json(body): Json<CreateSessionBody>,
 ) -> Result<(StatusCode, Json<CreatedSession>)> {
     caller.require(Scope::Connect)?;
+    // At most 256 characters as sent (as the spec's maxLength says), and not blank.
     let end_user_id = body.end_user_id.trim();
-    if !(1..=256).contains(&end_user_id.chars().count()) {
+    if end_user_id.is_empty() || body.end_user_id.chars().count() > 256 {
         return Err(ApiError::unprocessable("invalid_request", "end_user_id is 1 to 256 characters."));
     }
     if body.end_user_email.as_ref().is_some_and(|e| e.chars().count() > 320) {
@@ -101,4 +103,41 @@ pub async fn create(
             expires_at: session.expires_at,
         }),
     ))
+}
+
+/// Where a connect session stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SessionState {
+    /// Not used, not expired: a submission may still use it.
+    Usable,
+    /// A submission used it.
+    Used,
+    /// Its time ran out before it was used.
+    Expired,
+}
+
+/// The answer of `GET /v1/connect/sessions/current`: no secret, nothing about the end user.
+#[derive(Debug, Serialize)]
+pub struct SessionStatus {
+    state: SessionState,
+    expires_at: DateTime<Utc>,
+    reconnect: bool,
+}
+
+/// `GET /v1/connect/sessions/current`: the state of the session whose token is the bearer, so
+/// the connect page can say at once that a link is used or expired. Looking does not use it up.
+pub async fn status(
+    AnySession(session): AnySession,
+) -> ([(header::HeaderName, HeaderValue); 1], Json<SessionStatus>) {
+    let state = if session.used_at.is_some() {
+        SessionState::Used
+    } else if session.expires_at <= store::now() {
+        SessionState::Expired
+    } else {
+        SessionState::Usable
+    };
+    let status =
+        SessionStatus { state, expires_at: session.expires_at, reconnect: session.connection_id.is_some() };
+    ([(header::CACHE_CONTROL, HeaderValue::from_static("no-store"))], Json(status))
 }
