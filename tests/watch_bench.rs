@@ -98,7 +98,9 @@ async fn bench(backend: Backend) {
     let seconds: u64 = setting("WATCH_BENCH_SECONDS", "5").parse().unwrap();
     let concurrencies: Vec<String> =
         setting("WATCH_BENCH_CONCURRENCY", "4,16").split(',').map(str::to_owned).collect();
-    let Some(app) = TestApp::start_with(backend, &[("HEXBROKER_VERIFY_INTERVAL", "1h")]).await else {
+    // The harness's own watchers stay quiet: every round here is the benchmark's.
+    let settings = [("HEXBROKER_VERIFY_INTERVAL", "1h"), ("HEXBROKER_WATCH_POLL", "1h")];
+    let Some(app) = TestApp::start_with(backend, &settings).await else {
         return;
     };
     app.fake.set_rate_limits(RateLimits::unlimited());
