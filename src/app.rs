@@ -53,6 +53,8 @@ pub struct Shared {
     pub clock: Clock,
     /// The proxy's in-memory per-connection marks (last used, recent calls), for the watchers.
     pub usage: Arc<Usage>,
+    /// The network edge's limits: requests in flight, the rate per key, connect attempts.
+    pub edge: crate::edge::Guards,
 }
 
 impl std::fmt::Debug for dyn store::Store {
@@ -81,7 +83,9 @@ impl AppState {
             exchange: config.proxy_exchange_timeout,
         };
         let upstream = Upstream::new(timeouts, retry, metrics.clone());
-        Ok(Self(Arc::new(Shared {
+        let edge = crate::edge::Guards::new(&config);
+        let state = Self(Arc::new(Shared {
+            edge,
             store,
             keyring: Arc::new(keyring),
             hasher: Arc::new(hasher),
@@ -92,8 +96,30 @@ impl AppState {
             config: Arc::new(config),
             clock: Clock::real(),
             usage: Arc::default(),
-        })))
+        }));
+        refresh_gauges(&state);
+        Ok(state)
     }
+}
+
+/// Keeps the connection gauges in `/metrics` fresh by counting in the database every
+/// `HEXBROKER_METRICS_REFRESH`, so that a scrape never runs a count across all tenants. The task
+/// holds the state weakly and ends with it.
+fn refresh_gauges(state: &AppState) {
+    let weak = Arc::downgrade(&state.0);
+    let every = state.config.metrics_refresh;
+    tokio::spawn(async move {
+        let mut ticks = tokio::time::interval(every);
+        ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            ticks.tick().await;
+            let Some(shared) = weak.upgrade() else { return };
+            match shared.store.count_connections_by_status().await {
+                Ok(counts) => shared.metrics.set_connections(&counts),
+                Err(e) => tracing::warn!(error = %e, "counting connections for the metrics failed"),
+            }
+        }
+    });
 }
 
 const POSTGRES_NEEDS_KEYS: &str =
@@ -224,16 +250,45 @@ async fn load_hash_key(store: &DynStore, keyring: &Keyring) -> anyhow::Result<Ha
     Ok(Hasher::new(key))
 }
 
-/// Serves `router` on `listener` until `shutdown` completes, then drains in-flight requests.
-/// Handlers can read the client's address (`ConnectInfo`) for the audit trail.
+/// Serves `router` on `listener` with the default listener limits until `shutdown` completes,
+/// then drains in-flight requests; [`crate::edge::serve_with`] takes the configured ones.
 pub async fn serve(
     listener: TcpListener,
     router: Router,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    axum::serve(listener, router.into_make_service_with_connect_info::<std::net::SocketAddr>())
-        .with_graceful_shutdown(shutdown)
-        .await
+    let limits = crate::config::ServerLimits::default();
+    crate::edge::serve_with(listener, router, shutdown, limits, Metrics::new()).await
+}
+
+/// Serves `state` on `listener`, and `/metrics` on `metrics_listener` when there is one (bind it
+/// to `HEXBROKER_METRICS_LISTEN`), with the configured listener limits, until `shutdown`
+/// completes. What `hexbroker serve` and the tests run.
+pub async fn serve_app(
+    state: AppState,
+    listener: TcpListener,
+    metrics_listener: Option<TcpListener>,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    use futures_util::FutureExt as _;
+    let shutdown = shutdown.boxed().shared();
+    let limits = state.config.server;
+    let metrics = state.metrics.clone();
+    let metrics_server = metrics_listener.map(|metrics_listener| {
+        let router = crate::routes::metrics_router(state.clone());
+        tokio::spawn(crate::edge::serve_with(
+            metrics_listener,
+            router,
+            shutdown.clone(),
+            limits,
+            metrics.clone(),
+        ))
+    });
+    crate::edge::serve_with(listener, crate::routes::router(state), shutdown, limits, metrics).await?;
+    if let Some(metrics_server) = metrics_server {
+        metrics_server.await.map_err(std::io::Error::other)??;
+    }
+    Ok(())
 }
 
 /// A replica's background work: webhook delivery, audit pruning and the watchers. It stops when this is

@@ -191,6 +191,7 @@ async fn authenticate(parts: &Parts, state: &AppState) -> Result<ApiKey, ApiErro
     match state.store.api_key_by_hash(&state.hasher.secret_hash(bearer)).await? {
         Some(key) if key.is_usable(store::now()) => {
             tracing::Span::current().record("key_id", tracing::field::display(key.id));
+            state.edge.check_key_rate(key.id)?;
             Ok(key)
         }
         Some(key) => {

@@ -10,7 +10,7 @@ use crate::app::{self, AppState};
 use crate::auth::{self, Scopes};
 use crate::config::Config;
 use crate::crypto::Keyring;
-use crate::{routes, store, telemetry};
+use crate::{store, telemetry};
 
 #[derive(Debug, Parser)]
 #[command(name = "hexbroker", version, about = "A credential broker for the Hex data platform.")]
@@ -109,7 +109,17 @@ async fn run(command: Command, config: Config) -> anyhow::Result<ExitCode> {
                 .map_err(|e| anyhow::anyhow!("HEXBROKER_LISTEN: cannot bind {}: {e}", state.config.listen))?;
             tracing::info!(address = %listener.local_addr()?, "hexbroker listening");
             let background = app::Background::spawn(&state)?;
-            app::serve(listener, routes::router(state), app::shutdown_signal()).await?;
+            let metrics = match state.config.metrics_listen {
+                Some(address) => {
+                    let metrics = tokio::net::TcpListener::bind(address).await.map_err(|e| {
+                        anyhow::anyhow!("HEXBROKER_METRICS_LISTEN: cannot bind {address}: {e}")
+                    })?;
+                    tracing::info!(address = %metrics.local_addr()?, "metrics listening");
+                    Some(metrics)
+                }
+                None => None,
+            };
+            app::serve_app(state, listener, metrics, app::shutdown_signal()).await?;
             background.stop().await;
         }
         Command::Migrate => {

@@ -80,6 +80,59 @@ pub struct Config {
     pub webhook_poll: Duration,
     /// `HEXBROKER_AUDIT_RETENTION`: how long audit entries (and delivered events) are kept.
     pub audit_retention: Duration,
+    /// The listener's limits against slow, idle and too many clients (`HEXBROKER_HEADER_READ_TIMEOUT`,
+    /// `HEXBROKER_BODY_READ_TIMEOUT`, `HEXBROKER_IDLE_TIMEOUT`, `HEXBROKER_MAX_CONNECTIONS`,
+    /// `HEXBROKER_SHUTDOWN_GRACE`).
+    pub server: ServerLimits,
+    /// `HEXBROKER_MAX_IN_FLIGHT`: requests served at once; past it, 503 `overloaded` at once.
+    pub max_in_flight: usize,
+    /// `HEXBROKER_KEY_RATE_LIMIT`: requests a minute each API key may make; `None` (the default)
+    /// for no limit.
+    pub key_rate_limit: Option<u32>,
+    /// `HEXBROKER_CONNECT_ATTEMPT_LIMIT`: connect attempts that Hex refuses, allowed per session,
+    /// API key and client address within a window (default 10 per 10 minutes); `None` when off.
+    pub connect_attempt_limit: Option<AttemptLimit>,
+    /// `HEXBROKER_METRICS_LISTEN`: when set, `/metrics` is served only on this address.
+    pub metrics_listen: Option<SocketAddr>,
+    /// `HEXBROKER_METRICS_REFRESH`: how often the connection gauges are counted in the database.
+    pub metrics_refresh: Duration,
+}
+
+/// The listener's limits (§2): how long a client may take, and how many may be connected.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ServerLimits {
+    /// The time a client has to send a request's headers: the first request's from when it
+    /// connects, a later one's from its first byte.
+    pub header_read_timeout: Duration,
+    /// How long a kept-alive connection may wait for its next request.
+    pub idle_timeout: Duration,
+    /// Client connections open at once; past it, new ones get a 503 and are closed.
+    pub max_connections: usize,
+    /// How long a shutdown waits for in-flight requests before closing their connections.
+    pub shutdown_grace: Duration,
+    /// The time a client has to send a request's body, from the end of its headers.
+    pub body_read_timeout: Duration,
+}
+
+impl Default for ServerLimits {
+    fn default() -> Self {
+        Self {
+            header_read_timeout: Duration::from_secs(10),
+            idle_timeout: Duration::from_secs(75),
+            max_connections: 10_000,
+            shutdown_grace: Duration::from_secs(20),
+            body_read_timeout: Duration::from_secs(60),
+        }
+    }
+}
+
+/// So many refused attempts per window.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AttemptLimit {
+    /// Refusals allowed in a burst.
+    pub attempts: u32,
+    /// The window over which they are allowed again.
+    pub window: Duration,
 }
 
 /// A database URL: reads as the `&str` it is, and its `Debug` never shows a password.
@@ -293,6 +346,53 @@ impl Config {
             })?,
         };
 
+        let server_defaults = ServerLimits::default();
+        let server = ServerLimits {
+            header_read_timeout: duration(
+                &get,
+                "HEXBROKER_HEADER_READ_TIMEOUT",
+                server_defaults.header_read_timeout,
+            )?,
+            idle_timeout: duration(&get, "HEXBROKER_IDLE_TIMEOUT", server_defaults.idle_timeout)?,
+            max_connections: number(&get, "HEXBROKER_MAX_CONNECTIONS", server_defaults.max_connections)?,
+            shutdown_grace: duration(&get, "HEXBROKER_SHUTDOWN_GRACE", server_defaults.shutdown_grace)?,
+            body_read_timeout: duration(
+                &get,
+                "HEXBROKER_BODY_READ_TIMEOUT",
+                server_defaults.body_read_timeout,
+            )?,
+        };
+        let max_in_flight = number(&get, "HEXBROKER_MAX_IN_FLIGHT", 4096)?;
+        let key_rate_limit = match get("HEXBROKER_KEY_RATE_LIMIT").as_deref() {
+            None | Some("off") => None,
+            Some(v) => Some(v.parse().ok().filter(|n| (1..=1_000_000).contains(n)).ok_or_else(|| {
+                ConfigError::new(
+                    "HEXBROKER_KEY_RATE_LIMIT",
+                    format!("`{v}` is not off or requests a minute from 1 to 1000000"),
+                )
+            })?),
+        };
+        let connect_attempt_limit = match get("HEXBROKER_CONNECT_ATTEMPT_LIMIT").as_deref() {
+            None => Some(AttemptLimit { attempts: 10, window: Duration::from_secs(600) }),
+            Some("off") => None,
+            Some(v) => Some(parse_attempt_limit(v).ok_or_else(|| {
+                ConfigError::new(
+                    "HEXBROKER_CONNECT_ATTEMPT_LIMIT",
+                    format!("`{v}` is not off or attempts per window like 10/10m"),
+                )
+            })?),
+        };
+        let metrics_listen = get("HEXBROKER_METRICS_LISTEN")
+            .map(|v| {
+                v.parse().map_err(|_| {
+                    ConfigError::new(
+                        "HEXBROKER_METRICS_LISTEN",
+                        format!("`{v}` is not an address like 127.0.0.1:9100"),
+                    )
+                })
+            })
+            .transpose()?;
+
         Ok(Self {
             verify_interval,
             verify_concurrency,
@@ -307,6 +407,12 @@ impl Config {
             webhook_retry_for: duration(&get, "HEXBROKER_WEBHOOK_RETRY_FOR", Duration::from_secs(86_400))?,
             webhook_poll: duration(&get, "HEXBROKER_WEBHOOK_POLL", Duration::from_secs(5))?,
             audit_retention: duration(&get, "HEXBROKER_AUDIT_RETENTION", Duration::from_secs(90 * 86_400))?,
+            server,
+            max_in_flight,
+            key_rate_limit,
+            connect_attempt_limit,
+            metrics_listen,
+            metrics_refresh: duration(&get, "HEXBROKER_METRICS_REFRESH", Duration::from_secs(30))?,
             listen,
             proxy_rate_limit,
             cache_ttl: duration(&get, "HEXBROKER_CACHE_TTL", default_ttl)?,
@@ -356,6 +462,30 @@ fn duration(
             ConfigError::new(var, format!("`{v}` is not a duration like 500ms, 10s, 2m, 6h or 3d"))
         }),
     }
+}
+
+/// A count from 1 to 1,000,000.
+fn number(
+    get: &impl Fn(&str) -> Option<String>,
+    var: &'static str,
+    default: usize,
+) -> Result<usize, ConfigError> {
+    match get(var) {
+        None => Ok(default),
+        Some(v) => v
+            .parse()
+            .ok()
+            .filter(|n| (1..=1_000_000).contains(n))
+            .ok_or_else(|| ConfigError::new(var, format!("`{v}` is not a number from 1 to 1000000"))),
+    }
+}
+
+/// Parses `10/10m`: so many attempts (1 to 1,000,000) per window.
+fn parse_attempt_limit(text: &str) -> Option<AttemptLimit> {
+    let (attempts, window) = text.split_once('/')?;
+    let attempts = attempts.trim().parse().ok().filter(|n| (1..=1_000_000).contains(n))?;
+    let window = parse_duration(window).filter(|d| !d.is_zero())?;
+    Some(AttemptLimit { attempts, window })
 }
 
 /// Parses `500ms`, `10s`, `2m`, `6h`, `3d` or a bare number of seconds.
@@ -443,6 +573,36 @@ mod tests {
         assert_eq!(c.verify_interval, Some(Duration::from_secs(24 * 3600)));
         assert_eq!(c.expiry_warning, Duration::from_secs(3 * 24 * 3600));
         assert_eq!(config(&[("HEXBROKER_VERIFY_INTERVAL", "off")]).unwrap().verify_interval, None);
+        assert_eq!(c.server.header_read_timeout, Duration::from_secs(10));
+        assert_eq!(c.max_in_flight, 4096);
+        assert_eq!(c.key_rate_limit, None);
+        assert_eq!(c.metrics_listen, None);
+        assert_eq!(
+            c.connect_attempt_limit,
+            Some(AttemptLimit { attempts: 10, window: Duration::from_secs(600) })
+        );
+    }
+
+    #[test]
+    fn edge_limits_parse() {
+        let c = config(&[
+            ("HEXBROKER_CONNECT_ATTEMPT_LIMIT", "3/1m"),
+            ("HEXBROKER_KEY_RATE_LIMIT", "600"),
+            ("HEXBROKER_MAX_CONNECTIONS", "50"),
+            ("HEXBROKER_METRICS_LISTEN", "127.0.0.1:9100"),
+        ])
+        .unwrap();
+        assert_eq!(
+            c.connect_attempt_limit,
+            Some(AttemptLimit { attempts: 3, window: Duration::from_secs(60) })
+        );
+        assert_eq!(c.key_rate_limit, Some(600));
+        assert_eq!(c.server.max_connections, 50);
+        assert_eq!(c.metrics_listen, Some(SocketAddr::from(([127, 0, 0, 1], 9100))));
+        assert_eq!(
+            config(&[("HEXBROKER_CONNECT_ATTEMPT_LIMIT", "off")]).unwrap().connect_attempt_limit,
+            None
+        );
     }
 
     #[test]
@@ -472,6 +632,18 @@ mod tests {
             ("HEXBROKER_WEBHOOK_CONCURRENCY", "0"),
             ("HEXBROKER_WEBHOOK_TIMEOUT", "1w"),
             ("HEXBROKER_AUDIT_RETENTION", "ninety days"),
+            ("HEXBROKER_HEADER_READ_TIMEOUT", "0s"),
+            ("HEXBROKER_IDLE_TIMEOUT", "a while"),
+            ("HEXBROKER_MAX_CONNECTIONS", "0"),
+            ("HEXBROKER_SHUTDOWN_GRACE", "-1s"),
+            ("HEXBROKER_BODY_READ_TIMEOUT", "slowly"),
+            ("HEXBROKER_MAX_IN_FLIGHT", "lots"),
+            ("HEXBROKER_KEY_RATE_LIMIT", "0"),
+            ("HEXBROKER_CONNECT_ATTEMPT_LIMIT", "10"),
+            ("HEXBROKER_CONNECT_ATTEMPT_LIMIT", "0/10m"),
+            ("HEXBROKER_CONNECT_ATTEMPT_LIMIT", "10/never"),
+            ("HEXBROKER_METRICS_LISTEN", "metrics.local"),
+            ("HEXBROKER_METRICS_REFRESH", "often"),
         ];
         for (var, value) in cases {
             let err = config(&[(var, value)]).expect_err(var);

@@ -187,6 +187,8 @@ impl HexClient {
             .timeout(timeout)
             .connect_timeout(timeout.min(Duration::from_secs(5)))
             .redirect(reqwest::redirect::Policy::none())
+            // The environment's HTTP_PROXY and the like would see every Hex token in the clear.
+            .no_proxy()
             .dns_resolver(Arc::new(SystemResolver))
             .user_agent(concat!("hexbroker/", env!("CARGO_PKG_VERSION")))
             .build()?;

@@ -13,6 +13,7 @@ pub mod cli;
 pub mod clock;
 pub mod config;
 pub mod crypto;
+pub mod edge;
 pub mod error;
 pub mod events;
 pub mod hex;

@@ -56,6 +56,8 @@ struct Inner {
     retries: Family<KindLabels, Counter>,
     connections: Family<StatusLabels, Gauge>,
     watch: Family<KindLabels, Counter>,
+    client_connections: Gauge,
+    client_refusals: Family<KindLabels, Counter>,
 }
 
 /// The process's metrics; cheap to clone.
@@ -122,7 +124,20 @@ impl Metrics {
             retries.clone(),
         );
         let connections = Family::<StatusLabels, Gauge>::default();
-        registry.register("connections", "Stored connections by status, at scrape time", connections.clone());
+        registry.register(
+            "connections",
+            "Stored connections by status, as last counted (every HEXBROKER_METRICS_REFRESH)",
+            connections.clone(),
+        );
+        let client_connections = Gauge::default();
+        registry.register("client_connections", "Client connections open now", client_connections.clone());
+        let client_refusals = Family::<KindLabels, Counter>::default();
+        registry.register(
+            "client_connections_refused",
+            "Client connections refused, by kind (over_capacity: past HEXBROKER_MAX_CONNECTIONS; \
+             accept_error: the system refused, e.g. out of file descriptors)",
+            client_refusals.clone(),
+        );
         let watch = Family::<KindLabels, Counter>::default();
         registry.register(
             "watch",
@@ -131,6 +146,8 @@ impl Metrics {
             watch.clone(),
         );
         Self(Arc::new(Inner {
+            client_connections,
+            client_refusals,
             registry,
             requests,
             latency,
@@ -165,6 +182,17 @@ impl Metrics {
         self.0.upstream_errors.get_or_create(&KindLabels { kind }).inc();
     }
 
+    /// Counts a client connection opened; the count goes down when the guard is dropped.
+    pub fn client_connection(&self) -> ClientConnection {
+        self.0.client_connections.inc();
+        ClientConnection(self.clone())
+    }
+
+    /// Counts a client connection refused, by `kind` (`over_capacity`, `accept_error`).
+    pub fn client_refused(&self, kind: &'static str) {
+        self.0.client_refusals.get_or_create(&KindLabels { kind }).inc();
+    }
+
     /// Records a retry.
     pub fn retry(&self, reason: &'static str) {
         self.0.retries.get_or_create(&KindLabels { kind: reason }).inc();
@@ -177,16 +205,30 @@ impl Metrics {
         }
     }
 
-    /// The text exposition, with the connection counts given.
-    pub fn render(&self, connections_by_status: &[(Status, i64)]) -> String {
+    /// Sets the connection gauges to these counts by status.
+    pub fn set_connections(&self, connections_by_status: &[(Status, i64)]) {
         for status in Status::ALL {
             let count = connections_by_status.iter().find(|(s, _)| *s == status).map_or(0, |(_, n)| *n);
             self.0.connections.get_or_create(&StatusLabels { status: status.as_str() }).set(count);
         }
+    }
+
+    /// The text exposition.
+    pub fn render(&self) -> String {
         let mut text = String::new();
         prometheus_client::encoding::text::encode(&mut text, &self.0.registry)
             .expect("writing to a String cannot fail");
         text
+    }
+}
+
+/// An open client connection, counted in `hexbroker_client_connections` until dropped.
+#[derive(Debug)]
+pub struct ClientConnection(Metrics);
+
+impl Drop for ClientConnection {
+    fn drop(&mut self) {
+        self.0 .0.client_connections.dec();
     }
 }
 

@@ -13,6 +13,7 @@ use crate::app::AppState;
 use crate::audit::{Action, Actor, RequestInfo};
 use crate::auth::{session_used, Caller, ConnectCaller, Scope};
 use crate::crypto::TokenBinding;
+use crate::edge::{Attempter, ClientAddr};
 use crate::error::{ApiError, Json, Result};
 use crate::hex::{self, Subdomain};
 use crate::lifecycle::Change;
@@ -34,6 +35,8 @@ pub struct ConnectBody {
 
 /// A submission that passed every check but Hex's.
 struct Submission {
+    /// The client's address, for the allowance of refused attempts.
+    from: Option<std::net::SocketAddr>,
     subdomain: Subdomain,
     token: SecretString,
     label: Option<String>,
@@ -79,6 +82,7 @@ pub async fn connect(
     State(state): State<AppState>,
     caller: ConnectCaller,
     request: RequestInfo,
+    ClientAddr(from): ClientAddr,
     headers: HeaderMap,
     Json(body): Json<ConnectBody>,
 ) -> Result<Answer> {
@@ -92,7 +96,7 @@ pub async fn connect(
     }
     let metadata = body.metadata.unwrap_or_else(|| serde_json::json!({}));
     check_metadata(&metadata)?;
-    let submission = Submission { subdomain, token, label: body.label, metadata };
+    let submission = Submission { from, subdomain, token, label: body.label, metadata };
     match caller {
         ConnectCaller::Key(key) => {
             // At most 256 characters as sent (as the spec's maxLength says), and not blank.
@@ -136,7 +140,8 @@ async fn with_key(
     s: Submission,
 ) -> Result<Answer> {
     let audit = request.audit(Actor::key(caller), Action::Connect);
-    let identity = state.hex.verify(&s.subdomain, &s.token).await?;
+    let who = [Attempter::Key(caller.key_id)];
+    let identity = state.edge.verify_connect(&state.hex, &who, s.from, &s.subdomain, &s.token).await?;
     let fingerprint = state.hasher.token_fingerprint(s.subdomain.as_str(), &s.token);
     if let Some(existing) = state
         .store
@@ -178,7 +183,11 @@ async fn with_session(
 ) -> Result<Answer> {
     let action = if session.connection_id.is_some() { Action::Reconnect } else { Action::Connect };
     let audit = request.audit(Actor::Session { id: session.id }, action);
-    let identity = state.hex.verify(&s.subdomain, &s.token).await?;
+    let who = [
+        Attempter::Session(session.id),
+        Attempter::EndUser { tenant: session.tenant.clone(), end_user_id: session.end_user_id.clone() },
+    ];
+    let identity = state.edge.verify_connect(&state.hex, &who, s.from, &s.subdomain, &s.token).await?;
     let fingerprint = state.hasher.token_fingerprint(s.subdomain.as_str(), &s.token);
     let write = match session.connection_id {
         Some(id) => SessionWrite::Replace(TokenReplacement {

@@ -53,13 +53,27 @@ fn browser_facing(state: &AppState) -> Router<AppState> {
     )
 }
 
+/// `/metrics`, when `here`: on the main listener unless `HEXBROKER_METRICS_LISTEN` gives it a
+/// listener of its own.
+fn metrics_routes(here: bool) -> Router<AppState> {
+    let routes = Router::new();
+    if !here {
+        return routes;
+    }
+    routes.route("/metrics", get(health::metrics))
+}
+
+/// The router for `HEXBROKER_METRICS_LISTEN`: `/metrics` alone, with the same middleware.
+pub fn metrics_router(state: AppState) -> Router {
+    with_middleware(metrics_routes(true).fallback(route_not_found).with_state(state.clone()), state)
+}
+
 /// Every route hexbroker serves, with its middleware.
 pub fn router(state: AppState) -> Router {
-    let metrics = state.metrics.clone();
     let routes = Router::new()
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
-        .route("/metrics", get(health::metrics))
+        .merge(metrics_routes(state.config.metrics_listen.is_none()))
         .route("/openapi.yaml", get(health::openapi))
         .route("/connect", get(page::index))
         .route("/connect/app.js", get(page::script))
@@ -101,8 +115,12 @@ pub fn router(state: AppState) -> Router {
         )
         .fallback(route_not_found)
         .method_not_allowed_fallback(method_not_allowed)
-        .with_state(state);
+        .with_state(state.clone());
+    with_middleware(routes, state)
+}
 
+/// Request ids, sensitive-header marking, the request span, metrics, and the in-flight cap.
+fn with_middleware(routes: Router, state: AppState) -> Router {
     let trace = TraceLayer::new_for_http()
         .make_span_with(|request: &Request| {
             let route = request.extensions().get::<MatchedPath>().map_or("unmatched", MatchedPath::as_str);
@@ -134,7 +152,8 @@ pub fn router(state: AppState) -> Router {
             ]))
             .layer(trace)
             .layer(PropagateRequestIdLayer::new(REQUEST_ID))
-            .layer(axum::middleware::from_fn_with_state(metrics, crate::metrics::track)),
+            .layer(axum::middleware::from_fn_with_state(state.metrics.clone(), crate::metrics::track))
+            .layer(axum::middleware::from_fn_with_state(state, crate::edge::shed)),
     )
 }
 

@@ -117,6 +117,9 @@ pub struct TestApp {
     pub env: HashMap<String, String>,
     /// The replica's background work (webhook delivery, pruning); `None` once stopped.
     pub background: Option<hexbroker::app::Background>,
+    /// The base URL of the metrics listener, when `HEXBROKER_METRICS_LISTEN` is set (the harness
+    /// binds it on a port of its own).
+    pub metrics_base: Option<String>,
     shutdown: Option<oneshot::Sender<()>>,
 }
 
@@ -145,9 +148,13 @@ impl TestApp {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let (tx, rx) = oneshot::channel();
-        let router = hexbroker::router(state.clone());
         let background = hexbroker::app::Background::spawn(&state).expect("start background work");
-        tokio::spawn(hexbroker::serve(listener, router, async {
+        let metrics_listener = match state.config.metrics_listen {
+            Some(_) => Some(tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap()),
+            None => None,
+        };
+        let metrics_base = metrics_listener.as_ref().map(|l| format!("http://{}", l.local_addr().unwrap()));
+        tokio::spawn(hexbroker::app::serve_app(state.clone(), listener, metrics_listener, async {
             let _ = rx.await;
         }));
         Some(Self {
@@ -160,6 +167,7 @@ impl TestApp {
             db,
             env,
             background: Some(background),
+            metrics_base,
             shutdown: Some(tx),
         })
     }
@@ -245,7 +253,7 @@ pub async fn serve_state(state: AppState) -> String {
     let background = hexbroker::app::Background::spawn(&state).expect("start background work");
     tokio::spawn(async move {
         let _background = background;
-        hexbroker::serve(listener, hexbroker::router(state), std::future::pending()).await
+        hexbroker::app::serve_app(state, listener, None, std::future::pending()).await
     });
     base
 }

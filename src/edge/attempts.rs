@@ -1,0 +1,143 @@
+//! Connect attempts that Hex refuses (§5): each session, API key and client address may have
+//! `HEXBROKER_CONNECT_ATTEMPT_LIMIT` of them (default 10 per 10 minutes); past it, `POST
+//! /v1/connect` answers 429 `too_many_attempts` without asking Hex, so that the endpoint cannot
+//! be used as an oracle for guessing Hex tokens.
+//!
+//! With a session, the session's end user has an allowance too, shared by every session made
+//! for them. An attempt takes its place before Hex is asked, and gives it back unless Hex refused the
+//! token or workspace: so only refusals count, and many attempts at once cannot all slip past
+//! the limit before the first refusal is counted. IPv6 clients are counted by /64, since one
+//! host commonly holds a whole /64.
+
+use std::net::{IpAddr, Ipv6Addr, SocketAddr};
+use std::time::Instant;
+
+use axum::http::StatusCode;
+use secrecy::SecretString;
+use uuid::Uuid;
+
+use super::gcra::KeyedGcra;
+use crate::config::AttemptLimit;
+use crate::error::ApiError;
+use crate::hex::{HexClient, Rejection, Subdomain};
+use crate::store::HexIdentity;
+
+/// Who is making a connect attempt; each has an allowance of its own.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum Attempter {
+    /// An API key, by id.
+    Key(Uuid),
+    /// A connect session, by id.
+    Session(Uuid),
+    /// The end user a connect session was made for: an app may make many sessions for one
+    /// person, and they share this allowance.
+    EndUser {
+        /// The session's tenant.
+        tenant: String,
+        /// Its end user.
+        end_user_id: String,
+    },
+}
+
+/// The refused-attempt allowances, by caller and by client address.
+#[derive(Debug)]
+pub struct ConnectAttempts {
+    by_caller: KeyedGcra<Attempter>,
+    by_address: KeyedGcra<IpAddr>,
+}
+
+impl ConnectAttempts {
+    /// Allowances of `limit` each.
+    pub fn new(limit: AttemptLimit) -> Self {
+        Self {
+            by_caller: KeyedGcra::new(limit.attempts, limit.window),
+            by_address: KeyedGcra::new(limit.attempts, limit.window),
+        }
+    }
+
+    /// Asks Hex about `token` in `subdomain` for `who` (each of them) connecting from `from`,
+    /// unless one of them is past its allowance of refusals.
+    pub async fn verify(
+        &self,
+        hex: &HexClient,
+        who: &[Attempter],
+        from: Option<SocketAddr>,
+        subdomain: &Subdomain,
+        token: &SecretString,
+    ) -> Result<HexIdentity, ApiError> {
+        let address = from.map(|a| address_key(a.ip()));
+        let now = Instant::now();
+        let give_back = |callers: &[Attempter], address: Option<&IpAddr>, now: Instant| {
+            for caller in callers {
+                self.by_caller.give_back(caller, now);
+            }
+            if let Some(address) = address {
+                self.by_address.give_back(address, now);
+            }
+        };
+        for (taken, caller) in who.iter().enumerate() {
+            if let Err(wait) = self.by_caller.take(caller, now) {
+                give_back(&who[..taken], None, now);
+                return Err(too_many(wait));
+            }
+        }
+        if let Some(address) = &address {
+            if let Err(wait) = self.by_address.take(address, now) {
+                give_back(who, None, now);
+                return Err(too_many(wait));
+            }
+        }
+        let outcome = hex.verify(subdomain, token).await;
+        let refused = matches!(
+            outcome,
+            Err(Rejection::TokenRejected | Rejection::InsufficientScope | Rejection::WorkspaceNotFound)
+        );
+        if refused {
+            tracing::info!("connect attempt refused by Hex: counted against its allowance");
+        } else {
+            give_back(who, address.as_ref(), Instant::now());
+        }
+        Ok(outcome?)
+    }
+}
+
+fn too_many(wait: std::time::Duration) -> ApiError {
+    ApiError::new(
+        StatusCode::TOO_MANY_REQUESTS,
+        "too_many_attempts",
+        "Hex has refused too many connect attempts from here; wait before trying again.",
+    )
+    .with_retry_after(Some(super::retry_after_seconds(wait)))
+}
+
+/// The address an allowance is kept for: IPv4 as it is (also when mapped into IPv6), IPv6 by /64.
+fn address_key(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V4(v4) => IpAddr::V4(v4),
+        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => IpAddr::V4(v4),
+            None => {
+                let [a, b, c, d, ..] = v6.segments();
+                IpAddr::V6(Ipv6Addr::new(a, b, c, d, 0, 0, 0, 0))
+            }
+        },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn addresses_are_counted_by_host_or_ipv6_slash_64() {
+        let cases = [
+            ("10.1.2.3", "10.1.2.3"),
+            ("::ffff:10.1.2.3", "10.1.2.3"),
+            ("2001:db8:1:2:aaaa:bbbb:cccc:dddd", "2001:db8:1:2::"),
+            ("2001:db8:1:2::1", "2001:db8:1:2::"),
+        ];
+        for (ip, key) in cases {
+            assert_eq!(address_key(ip.parse().unwrap()), key.parse::<IpAddr>().unwrap(), "{ip}");
+        }
+    }
+}
