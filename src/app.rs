@@ -2,7 +2,7 @@
 
 use std::future::Future;
 use std::io::Write as _;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use anyhow::{bail, Context as _};
@@ -135,12 +135,8 @@ fn resolve_keyring(config: &Config, holds_sealed: bool) -> anyhow::Result<Keyrin
     if !config.is_sqlite() {
         bail!(POSTGRES_NEEDS_KEYS);
     }
-    match store::sqlite_database_file(&config.database_url) {
-        Some(db) => {
-            let mut path = db.into_os_string();
-            path.push(".key");
-            key_file(Path::new(&path), holds_sealed)
-        }
+    match key_file_path(config) {
+        Some(path) => key_file(&path, holds_sealed),
         None => {
             tracing::warn!(
                 "HEXBROKER_ENCRYPTION_KEYS is unset and the database is in memory: using a throwaway key"
@@ -148,6 +144,17 @@ fn resolve_keyring(config: &Config, holds_sealed: bool) -> anyhow::Result<Keyrin
             Ok(Keyring::parse(&Keyring::generate_entry())?)
         }
     }
+}
+
+/// The key file hexbroker uses when `HEXBROKER_ENCRYPTION_KEYS` is unset: `<database>.key` beside
+/// a SQLite file; `None` when keys are configured, or on Postgres, or for an in-memory database.
+pub fn key_file_path(config: &Config) -> Option<PathBuf> {
+    if config.encryption_keys.is_some() || !config.is_sqlite() {
+        return None;
+    }
+    let mut path = store::sqlite_database_file(&config.database_url)?.into_os_string();
+    path.push(".key");
+    Some(PathBuf::from(path))
 }
 
 /// The keyring in the key file at `path`, made on first run. A database that already holds
@@ -350,27 +357,37 @@ async fn prune(store: DynStore, retention: std::time::Duration, mut stop: tokio:
     }
 }
 
-/// Completes on Ctrl-C or SIGTERM.
-pub async fn shutdown_signal() {
-    let ctrl_c = async {
-        let _ = tokio::signal::ctrl_c().await;
-    };
+/// Completes on Ctrl-C or SIGTERM. The handlers are installed when this is called, not when the
+/// future is first polled, so a signal sent as soon as the server says it listens is not lost to
+/// the default action (which would kill the process without draining).
+pub fn shutdown_signal() -> impl Future<Output = ()> + Send + 'static {
     #[cfg(unix)]
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut signal) => {
-                signal.recv().await;
-            }
-            Err(_) => std::future::pending::<()>().await,
-        }
+    let (interrupt, terminate) = {
+        use tokio::signal::unix::{signal, SignalKind};
+        (signal(SignalKind::interrupt()).ok(), signal(SignalKind::terminate()).ok())
     };
-    #[cfg(not(unix))]
-    let term = std::future::pending::<()>();
-    tokio::select! {
-        () = ctrl_c => {},
-        () = term => {},
+    async move {
+        #[cfg(unix)]
+        {
+            let wait = |signal: Option<tokio::signal::unix::Signal>| async move {
+                match signal {
+                    Some(mut signal) => {
+                        signal.recv().await;
+                    }
+                    None => std::future::pending::<()>().await,
+                }
+            };
+            tokio::select! {
+                () = wait(interrupt) => {},
+                () = wait(terminate) => {},
+            }
+        }
+        #[cfg(not(unix))]
+        {
+            let _ = tokio::signal::ctrl_c().await;
+        }
+        tracing::info!("shutting down");
     }
-    tracing::info!("shutting down");
 }
 
 #[cfg(test)]

@@ -1,6 +1,8 @@
 //! The command line (§3 of the contract). Every command reads the same environment as `serve`.
 
+use std::net::SocketAddr;
 use std::process::ExitCode;
+use std::time::Duration;
 
 use clap::{Parser, Subcommand};
 use secrecy::ExposeSecret;
@@ -8,12 +10,32 @@ use uuid::Uuid;
 
 use crate::app::{self, AppState};
 use crate::auth::{self, Scopes};
-use crate::config::Config;
+use crate::config::{self, Config, LogFormat};
 use crate::crypto::Keyring;
-use crate::{store, telemetry};
+use crate::store::{self, ApiKey};
+use crate::{healthcheck, telemetry};
+
+const ENVIRONMENT: &str = "\
+Configuration comes from the environment, for every command:
+  HEXBROKER_LISTEN            address to bind (127.0.0.1:8080)
+  HEXBROKER_DATABASE_URL      sqlite://hexbroker.db (the default) or postgres://…
+  HEXBROKER_ENCRYPTION_KEYS   KID:BASE64[,…] (required with Postgres; see `encryption-key generate`)
+  HEXBROKER_HEX_URL           Hex's origin template (https://{subdomain}.hex.tech)
+  HEXBROKER_PUBLIC_URL        the origin browsers use, for connect links
+  HEXBROKER_LOG               log filter (info; e.g. debug,sqlx=warn)
+and more (timeouts, limits, caches): README.md's Configuration table lists every variable.
+A bad value stops the process with one line naming the variable.
+
+Start with README.md (a walkthrough that runs as pasted); the HTTP API is openapi.yaml, also
+served at GET /openapi.yaml.";
 
 #[derive(Debug, Parser)]
-#[command(name = "hexbroker", version, about = "A credential broker for the Hex data platform.")]
+#[command(
+    name = "hexbroker",
+    version,
+    about = "A credential broker for the Hex data platform.",
+    after_help = ENVIRONMENT
+)]
 struct Cli {
     #[command(subcommand)]
     command: Option<Command>,
@@ -37,6 +59,13 @@ enum Command {
         #[command(subcommand)]
         command: EncryptionKeyCommand,
     },
+    /// Exit 0 when the server on HEXBROKER_LISTEN answers /readyz with 200, else 1 (for a
+    /// container's HEALTHCHECK).
+    Healthcheck {
+        /// The most time the check may take, e.g. 500ms or 3s.
+        #[arg(long, default_value = "3s", value_parser = parse_timeout)]
+        timeout: Duration,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -53,8 +82,12 @@ enum KeysCommand {
         #[arg(long, default_value = "default")]
         tenant: String,
     },
-    /// List keys (never their secrets).
-    List,
+    /// List keys (never their secrets), each active, expired or revoked.
+    List {
+        /// Print a JSON array instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
     /// Revoke a key by id.
     Revoke {
         /// The key's id.
@@ -68,10 +101,17 @@ enum EncryptionKeyCommand {
     Generate,
 }
 
+fn parse_timeout(text: &str) -> Result<Duration, String> {
+    config::parse_duration(text)
+        .filter(|d| !d.is_zero())
+        .ok_or_else(|| format!("`{text}` is not a duration like 500ms or 3s"))
+}
+
 /// Runs the command line; what `main` calls.
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
-    if let Some(Command::EncryptionKey { command: EncryptionKeyCommand::Generate }) = cli.command {
+    let command = cli.command.unwrap_or(Command::Serve);
+    if let Command::EncryptionKey { command: EncryptionKeyCommand::Generate } = command {
         println!("{}", Keyring::generate_entry());
         return ExitCode::SUCCESS;
     }
@@ -79,10 +119,21 @@ pub fn main() -> ExitCode {
         Ok(config) => config,
         Err(e) => {
             eprintln!("hexbroker: configuration error: {e}");
-            return ExitCode::from(2);
+            // A container runtime reads 1 as "unhealthy"; 2 is reserved there.
+            let code = if matches!(command, Command::Healthcheck { .. }) { 1 } else { 2 };
+            return ExitCode::from(code);
         }
     };
-    telemetry::init(config.log_format);
+    if let Command::Healthcheck { timeout } = command {
+        return match healthcheck::check(config.listen, timeout) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("hexbroker: unhealthy: {e}");
+                ExitCode::FAILURE
+            }
+        };
+    }
+    let format = telemetry::init(config.log_format, &config.log_filter);
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(runtime) => runtime,
         Err(e) => {
@@ -90,24 +141,49 @@ pub fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(run(cli.command.unwrap_or(Command::Serve), config)) {
-        Ok(code) => code,
+    match runtime.block_on(run(command, config, format)) {
+        Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            tracing::error!(error = format!("{e:#}"), "exiting");
-            eprintln!("hexbroker: {e:#}");
+            // Once: as a log line where logs are JSON (a collector reads them), else as text.
+            let cause = root_cause(&e);
+            match format {
+                LogFormat::Json => tracing::error!(error = %cause, "exiting"),
+                LogFormat::Pretty => eprintln!("hexbroker: error: {cause}"),
+            }
             ExitCode::FAILURE
         }
     }
 }
 
-async fn run(command: Command, config: Config) -> anyhow::Result<ExitCode> {
+/// The error and its causes on one line, each cause once: many errors repeat their source's
+/// text in their own (sqlx's "error returned from database: X" has X as its source).
+pub fn root_cause(error: &anyhow::Error) -> String {
+    let mut text = String::new();
+    for cause in error.chain() {
+        let part = cause.to_string();
+        if text.contains(&part) {
+            continue;
+        }
+        if !text.is_empty() {
+            text.push_str(": ");
+        }
+        text.push_str(&part);
+    }
+    text
+}
+
+async fn run(command: Command, config: Config, format: LogFormat) -> anyhow::Result<()> {
     match command {
         Command::Serve => {
+            // Signals first: whoever sees the server listening may stop it at once.
+            let shutdown = app::shutdown_signal();
             let state = AppState::new(config).await?;
             let listener = tokio::net::TcpListener::bind(state.config.listen)
                 .await
                 .map_err(|e| anyhow::anyhow!("HEXBROKER_LISTEN: cannot bind {}: {e}", state.config.listen))?;
-            tracing::info!(address = %listener.local_addr()?, "hexbroker listening");
+            let address = listener.local_addr()?;
+            let url = browsable_url(address);
+            tracing::info!(%address, %url, "hexbroker listening");
             let background = app::Background::spawn(&state)?;
             let metrics = match state.config.metrics_listen {
                 Some(address) => {
@@ -119,7 +195,10 @@ async fn run(command: Command, config: Config) -> anyhow::Result<ExitCode> {
                 }
                 None => None,
             };
-            app::serve_app(state, listener, metrics, app::shutdown_signal()).await?;
+            if format == LogFormat::Pretty {
+                eprintln!("{}", banner(&state, &url).await);
+            }
+            app::serve_app(state, listener, metrics, shutdown).await?;
             background.stop().await;
         }
         Command::Migrate => {
@@ -130,9 +209,75 @@ async fn run(command: Command, config: Config) -> anyhow::Result<ExitCode> {
         Command::Reencrypt => {
             crate::reencrypt::run(&AppState::new(config).await?).await?;
         }
-        Command::EncryptionKey { .. } => unreachable!("handled before configuration is read"),
+        Command::EncryptionKey { .. } | Command::Healthcheck { .. } => {
+            unreachable!("handled before the runtime starts")
+        }
     }
-    Ok(ExitCode::SUCCESS)
+    Ok(())
+}
+
+/// The URL a person on this machine opens for `address` (an unspecified IP becomes loopback).
+fn browsable_url(address: SocketAddr) -> String {
+    format!("http://{}", healthcheck::target(address))
+}
+
+/// What a person at a terminal needs after `hexbroker` starts: where it is, what it stores where,
+/// and what to run next.
+async fn banner(state: &AppState, url: &str) -> String {
+    let config = &state.config;
+    let database = match store::sqlite_database_file(&config.database_url) {
+        Some(file) => {
+            let full = std::path::absolute(&file).unwrap_or(file);
+            format!("SQLite, {}", full.display())
+        }
+        None => redacted(&config.database_url),
+    };
+    let keys = match app::key_file_path(config) {
+        Some(file) => {
+            let full = std::path::absolute(&file).unwrap_or(file);
+            format!("key file {} (back it up, apart from the database)", full.display())
+        }
+        None => format!("HEXBROKER_ENCRYPTION_KEYS (active key {})", state.keyring.active_key_id()),
+    };
+    let usable = match state.store.list_api_keys().await {
+        Ok(keys) => keys.iter().filter(|k| k.connection_id.is_none() && k.is_usable(store::now())).count(),
+        Err(_) => 0,
+    };
+    let next = if usable == 0 {
+        "hexbroker keys create --name my-app --scopes connect,connections:read,proxy".to_owned()
+    } else {
+        format!("{usable} API key(s) exist: hexbroker keys list")
+    };
+    format!(
+        "\nhexbroker is ready at {url}\n  database:    {database}\n  encryption:  {keys}\n  \
+         connect:     {public}connect (links from POST /v1/connect/sessions)\n  API:         {url}/openapi.yaml\n  \
+         next:        {next}\n  stop:        Ctrl-C\n",
+        public = config.public_url,
+    )
+}
+
+/// A database URL fit to print: no password.
+fn redacted(url: &str) -> String {
+    match url::Url::parse(url) {
+        Ok(mut parsed) => {
+            if parsed.password().is_some() {
+                let _ = parsed.set_password(Some("****"));
+            }
+            parsed.to_string()
+        }
+        Err(_) => "(unreadable URL)".to_owned(),
+    }
+}
+
+/// A key's state for people: revoked wins over expired, which wins over active.
+fn key_status(key: &ApiKey, now: chrono::DateTime<chrono::Utc>) -> &'static str {
+    if key.revoked_at.is_some() {
+        "revoked"
+    } else if key.expires_at.is_some_and(|t| t <= now) {
+        "expired"
+    } else {
+        "active"
+    }
 }
 
 async fn keys(command: KeysCommand, state: AppState) -> anyhow::Result<()> {
@@ -153,16 +298,34 @@ async fn keys(command: KeysCommand, state: AppState) -> anyhow::Result<()> {
             );
             println!("{}", created.secret.expose_secret());
         }
-        KeysCommand::List => {
+        KeysCommand::List { json } => {
+            let now = store::now();
+            let keys = state.store.list_api_keys().await?;
+            if json {
+                let listed: Vec<serde_json::Value> = keys
+                    .iter()
+                    .map(|key| {
+                        let mut value = serde_json::to_value(key)?;
+                        value["status"] = key_status(key, now).into();
+                        Ok(value)
+                    })
+                    .collect::<Result<_, serde_json::Error>>()?;
+                println!("{}", serde_json::to_string_pretty(&listed)?);
+                return Ok(());
+            }
             println!(
                 "{:<36}  {:<12}  {:<20}  {:<14}  {:<8}  scopes",
                 "id", "tenant", "name", "prefix", "status"
             );
-            for key in state.store.list_api_keys().await? {
-                let status = if key.is_usable(store::now()) { "active" } else { "revoked" };
+            for key in keys {
                 println!(
                     "{:<36}  {:<12}  {:<20}  {:<14}  {:<8}  {}",
-                    key.id, key.tenant, key.name, key.prefix, status, key.scopes
+                    key.id,
+                    key.tenant,
+                    key.name,
+                    key.prefix,
+                    key_status(&key, now),
+                    key.scopes
                 );
             }
         }

@@ -80,6 +80,8 @@ pub struct Config {
     pub webhook_poll: Duration,
     /// `HEXBROKER_AUDIT_RETENTION`: how long audit entries (and delivered events) are kept.
     pub audit_retention: Duration,
+    /// `HEXBROKER_LOG`: the log filter, checked (tracing's env-filter syntax).
+    pub log_filter: String,
     /// The listener's limits against slow, idle and too many clients (`HEXBROKER_HEADER_READ_TIMEOUT`,
     /// `HEXBROKER_BODY_READ_TIMEOUT`, `HEXBROKER_IDLE_TIMEOUT`, `HEXBROKER_MAX_CONNECTIONS`,
     /// `HEXBROKER_SHUTDOWN_GRACE`).
@@ -346,6 +348,8 @@ impl Config {
             })?,
         };
 
+        let log_filter = get("HEXBROKER_LOG").unwrap_or_else(|| crate::telemetry::DEFAULT_FILTER.into());
+        crate::telemetry::check_filter(&log_filter).map_err(|p| ConfigError::new("HEXBROKER_LOG", p))?;
         let server_defaults = ServerLimits::default();
         let server = ServerLimits {
             header_read_timeout: duration(
@@ -434,6 +438,7 @@ impl Config {
             )?,
             database_max_connections,
             log_format,
+            log_filter,
         })
     }
 
@@ -632,6 +637,8 @@ mod tests {
             ("HEXBROKER_WEBHOOK_CONCURRENCY", "0"),
             ("HEXBROKER_WEBHOOK_TIMEOUT", "1w"),
             ("HEXBROKER_AUDIT_RETENTION", "ninety days"),
+            ("HEXBROKER_LOG", "verbose"),
+            ("HEXBROKER_LOG", "debug,sqlx=wrn"),
             ("HEXBROKER_HEADER_READ_TIMEOUT", "0s"),
             ("HEXBROKER_IDLE_TIMEOUT", "a while"),
             ("HEXBROKER_MAX_CONNECTIONS", "0"),

@@ -132,7 +132,10 @@ impl Keyring {
     /// A fresh `KID:BASE64` entry, for `hexbroker encryption-key generate` and the SQLite key file.
     pub fn generate_entry() -> String {
         let key = Zeroizing::new(random_bytes::<KEY_LEN>());
-        let id = format!("k{}", chrono::Utc::now().format("%Y%m%d%H%M%S"));
+        // The second it was made, for people; a random suffix, so that two made in the same
+        // second (a script, a test) never share an id, which the keyring would refuse.
+        let suffix = hex::encode(random_bytes::<4>());
+        let id = format!("k{}-{suffix}", chrono::Utc::now().format("%Y%m%d%H%M%S"));
         format!("{id}:{}", STANDARD.encode(key.as_slice()))
     }
 

@@ -16,6 +16,7 @@ pub mod crypto;
 pub mod edge;
 pub mod error;
 pub mod events;
+pub mod healthcheck;
 pub mod hex;
 pub mod lifecycle;
 pub mod metrics;

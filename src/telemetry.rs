@@ -7,12 +7,39 @@ use tracing_subscriber::EnvFilter;
 
 use crate::config::LogFormat;
 
-/// Installs the global subscriber; the filter comes from `HEXBROKER_LOG` (default `info`).
-pub fn init(format: Option<LogFormat>) {
-    let filter = EnvFilter::try_from_env("HEXBROKER_LOG")
-        .unwrap_or_else(|_| EnvFilter::new("info,sqlx=warn,hyper=warn,hyper_util=warn"));
-    let format =
-        format.unwrap_or(if std::io::stderr().is_terminal() { LogFormat::Pretty } else { LogFormat::Json });
+/// The filter when `HEXBROKER_LOG` is unset: hexbroker's own events at info, its libraries' only
+/// when they warn.
+pub const DEFAULT_FILTER: &str = "info,sqlx=warn,hyper=warn,hyper_util=warn";
+
+/// Checks a `HEXBROKER_LOG` value: comma-separated directives, each a level (`error`, `warn`,
+/// `info`, `debug`, `trace`, `off`) or `target=level` (tracing's env-filter syntax). A bare word
+/// that is not a level is refused, though env-filter would read it as "everything from a target
+/// of that name": `HEXBROKER_LOG=verbose` is a mistake far more often than a wish.
+pub fn check_filter(text: &str) -> Result<(), String> {
+    const LEVELS: [&str; 6] = ["error", "warn", "info", "debug", "trace", "off"];
+    for directive in text.split(',').map(str::trim).filter(|d| !d.is_empty()) {
+        let bare = !directive.contains(['=', '[', ':']);
+        if bare && !LEVELS.contains(&directive.to_ascii_lowercase().as_str()) {
+            return Err(format!("`{directive}` is neither a level ({}) nor target=level", LEVELS.join(", ")));
+        }
+    }
+    EnvFilter::builder()
+        .parse(text)
+        .map(drop)
+        .map_err(|e| format!("`{text}` is not a log filter like info or debug,sqlx=warn ({e})"))
+}
+
+/// The format logs are written in: the configured one, else pretty on a terminal and JSON
+/// otherwise.
+pub fn effective_format(format: Option<LogFormat>) -> LogFormat {
+    format.unwrap_or(if std::io::stderr().is_terminal() { LogFormat::Pretty } else { LogFormat::Json })
+}
+
+/// Installs the global subscriber with `filter` (checked by [`check_filter`] when the
+/// configuration was read); returns the format chosen.
+pub fn init(format: Option<LogFormat>, filter: &str) -> LogFormat {
+    let filter = EnvFilter::builder().parse_lossy(filter);
+    let format = effective_format(format);
     let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
     let _ = match format {
         LogFormat::Json => {
@@ -20,4 +47,21 @@ pub fn init(format: Option<LogFormat>) {
         }
         LogFormat::Pretty => builder.compact().try_init(),
     };
+    format
+}
+
+#[cfg(test)]
+mod tests {
+    use super::check_filter;
+
+    #[test]
+    fn log_filters_are_checked() {
+        for good in ["info", "DEBUG", "debug,sqlx=warn", "hexbroker=trace", "warn,hexbroker::proxy=debug", ""]
+        {
+            assert!(check_filter(good).is_ok(), "{good}");
+        }
+        for bad in ["verbose", "debug,sqlx=wrn", "info,loud", "=info"] {
+            assert!(check_filter(bad).is_err(), "{bad}");
+        }
+    }
 }

@@ -351,9 +351,7 @@ async fn received_messages(browser: &Client, n: usize) -> Vec<Value> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_person_connects_through_the_hosted_page() {
     let Ok(chromedriver) = std::env::var("HEXBROKER_TEST_CHROMEDRIVER") else {
-        eprintln!(
-            "skipped: HEXBROKER_TEST_CHROMEDRIVER is unset, so the connect page was not tried in a browser"
-        );
+        common::skip("the browser test", "set HEXBROKER_TEST_CHROMEDRIVER=/usr/bin/chromedriver");
         return;
     };
 

@@ -375,8 +375,9 @@ on_both_backends!(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_published_hex_api_client_works_through_the_drop_in_surface() {
     let Ok(python) = std::env::var("HEXBROKER_TEST_PYTHON") else {
-        eprintln!(
-            "skipped: HEXBROKER_TEST_PYTHON is unset (.ci/run sets it to a venv with hex-api installed)"
+        common::skip(
+            "the published-client test",
+            "set HEXBROKER_TEST_PYTHON to a Python with hex-api installed",
         );
         return;
     };

@@ -1,7 +1,12 @@
-//! `fake-hex [--listen 127.0.0.1:9090] [--unlimited] [--tokens N --tokens-file PATH]`: serves a
-//! fake Hex seeded with a `demo` workspace (a personal token, a workspace token with every scope,
-//! three projects, a chart cell, a semantic project and a thread topic), prints how to reach it,
-//! and runs until Ctrl-C. Hex's default rate limits apply unless `--unlimited` turns them off.
+//! `fake-hex [--listen 127.0.0.1:9090] [--unlimited] [--print-env] [--tokens N --tokens-file PATH]`:
+//! serves a fake Hex seeded with a `demo` workspace (a personal token, a workspace token with every
+//! scope, three projects, a chart cell, a semantic project and a thread topic), prints how to reach
+//! it, and runs until Ctrl-C or SIGTERM. Hex's default rate limits apply unless `--unlimited` turns
+//! them off.
+//!
+//! For scripts (the README's walkthrough), `--print-env` writes only `NAME='value'` lines to stdout
+//! (`HEXBROKER_HEX_URL`, `HEX_SUBDOMAIN`, `HEX_TOKEN`, `HEX_WORKSPACE_TOKEN`, `HEX_ORG_ID`), in one
+//! write once the port is bound, for a shell to `source`; the description goes to stderr.
 //!
 //! For benchmarks (`bench/run`), `--tokens N --tokens-file PATH` also mints N more personal tokens
 //! in `demo`, all acting as one user (`bench@example.com`), and writes them to PATH one per line
@@ -16,9 +21,12 @@ use std::process::ExitCode;
 
 use fake_hex::{FakeHex, RateLimits, Scope};
 
-const USAGE: &str = "usage: fake-hex [--listen ADDR] [--unlimited] [--tokens N --tokens-file PATH]
+const USAGE: &str =
+    "usage: fake-hex [--listen ADDR] [--unlimited] [--print-env] [--tokens N --tokens-file PATH]
   --listen ADDR        address to bind (default 127.0.0.1:9090)
   --unlimited          turn Hex's per-token rate limits off
+  --print-env          print only NAME='value' lines (HEXBROKER_HEX_URL, HEX_TOKEN, ...) to stdout
+                       for a shell to source; the description goes to stderr
   --tokens N           also mint N personal tokens in `demo` (all as bench@example.com) ...
   --tokens-file PATH   ... and write them to PATH, one per line, before serving";
 
@@ -27,6 +35,8 @@ const USAGE: &str = "usage: fake-hex [--listen ADDR] [--unlimited] [--tokens N -
 struct Options {
     listen: SocketAddr,
     unlimited: bool,
+    /// Print shell assignments on stdout and the description on stderr.
+    print_env: bool,
     /// How many extra personal tokens to mint, and where to write them.
     tokens: Option<(usize, PathBuf)>,
 }
@@ -75,26 +85,66 @@ async fn main() -> ExitCode {
         }
     }
 
-    println!("fake-hex listening on http://{addr}");
-    println!("HEXBROKER_HEX_URL={}", FakeHex::url_template(addr));
-    println!("workspace: demo (org {org_id}) at http://{addr}/demo/api/v1/…");
-    println!("personal token (demo@example.com): {personal}");
-    println!("workspace token (all scopes): {workspace}");
+    let mut about = vec![
+        format!("fake-hex listening on http://{addr}"),
+        format!("HEXBROKER_HEX_URL={}", FakeHex::url_template(addr)),
+        format!("workspace: demo (org {org_id}) at http://{addr}/demo/api/v1/…"),
+        format!("personal token (demo@example.com): {personal}"),
+        format!("workspace token (all scopes): {workspace}"),
+    ];
     if let Some(chart) = chart {
-        println!("chart cell (project {}): {} (static id {})", projects[0], chart.id, chart.static_id);
+        about.push(format!(
+            "chart cell (project {}): {} (static id {})",
+            projects[0], chart.id, chart.static_id
+        ));
     }
-    println!("semantic project: {semantic}");
+    about.push(format!("semantic project: {semantic}"));
     if options.unlimited {
-        println!("rate limits: off");
+        about.push("rate limits: off".into());
     }
     if let Some((n, path)) = &options.tokens {
-        println!("{n} more personal tokens (bench@example.com) in {}", path.display());
+        about.push(format!("{n} more personal tokens (bench@example.com) in {}", path.display()));
+    }
+    let about = about.join("\n") + "\n";
+    let printed = if options.print_env {
+        let vars = [
+            ("HEXBROKER_HEX_URL", FakeHex::url_template(addr)),
+            ("HEX_SUBDOMAIN", "demo".to_owned()),
+            ("HEX_TOKEN", personal.clone()),
+            ("HEX_WORKSPACE_TOKEN", workspace.clone()),
+            ("HEX_ORG_ID", org_id.clone()),
+        ];
+        let _ = std::io::stderr().write_all(about.as_bytes());
+        write_all_now(&mut std::io::stdout(), &shell_assignments(&vars))
+    } else {
+        write_all_now(&mut std::io::stdout(), &about)
+    };
+    if let Err(e) = printed {
+        eprintln!("fake-hex: cannot write to stdout: {e}");
+        return ExitCode::FAILURE;
     }
 
     let shutdown = async {
-        // If the signal handler cannot be installed, serve until killed.
-        if tokio::signal::ctrl_c().await.is_err() {
-            std::future::pending::<()>().await;
+        // If a signal handler cannot be installed, that signal kills the process as usual.
+        let ctrl_c = async {
+            if tokio::signal::ctrl_c().await.is_err() {
+                std::future::pending::<()>().await;
+            }
+        };
+        #[cfg(unix)]
+        let term = async {
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(mut signal) => {
+                    signal.recv().await;
+                }
+                Err(_) => std::future::pending::<()>().await,
+            }
+        };
+        #[cfg(not(unix))]
+        let term = std::future::pending::<()>();
+        tokio::select! {
+            () = ctrl_c => {},
+            () = term => {},
         }
     };
     match hex.serve(listener, shutdown).await {
@@ -104,6 +154,18 @@ async fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// `NAME='value'` lines a POSIX shell can `source` (values never hold a quote; checked anyway).
+fn shell_assignments(vars: &[(&str, String)]) -> String {
+    vars.iter().map(|(name, value)| format!("{name}='{}'\n", value.replace('\'', r"'\''"))).collect()
+}
+
+/// Writes `text` in one piece and flushes, so a reader polling a file sees all of it or nothing
+/// (short of a partial write, which a regular file does not do for a few hundred bytes).
+fn write_all_now(out: &mut impl Write, text: &str) -> std::io::Result<()> {
+    out.write_all(text.as_bytes())?;
+    out.flush()
 }
 
 /// Mints `n` personal tokens in `demo` (one user, so seeding stays linear) and writes them to
@@ -118,8 +180,12 @@ fn write_tokens(hex: &FakeHex, n: usize, path: &Path) -> std::io::Result<()> {
 
 /// The options from the arguments; `Ok(None)` when help was asked for.
 fn parse_args(mut args: impl Iterator<Item = String>) -> Result<Option<Options>, String> {
-    let mut options =
-        Options { listen: SocketAddr::from(([127, 0, 0, 1], 9090)), unlimited: false, tokens: None };
+    let mut options = Options {
+        listen: SocketAddr::from(([127, 0, 0, 1], 9090)),
+        unlimited: false,
+        print_env: false,
+        tokens: None,
+    };
     let mut tokens: Option<usize> = None;
     let mut tokens_file: Option<PathBuf> = None;
     while let Some(arg) = args.next() {
@@ -132,6 +198,7 @@ fn parse_args(mut args: impl Iterator<Item = String>) -> Result<Option<Options>,
         match name.as_str() {
             "-h" | "--help" => return Ok(None),
             "--unlimited" if inline.is_none() => options.unlimited = true,
+            "--print-env" if inline.is_none() => options.print_env = true,
             "--listen" => {
                 let v = value("an address")?;
                 options.listen =
@@ -186,5 +253,14 @@ mod tests {
         assert!(parse(&["--tokens-file", "/tmp/t.txt"]).is_err());
         assert!(parse(&["--tokens", "many", "--tokens-file", "x"]).is_err());
         assert!(parse(&["--unlimited=yes"]).is_err());
+        assert!(!plain.print_env);
+        assert!(parse_args(["--print-env".to_owned()].into_iter()).unwrap().unwrap().print_env);
+        assert!(parse(&["--print-env=1"]).is_err());
+    }
+
+    #[test]
+    fn printed_assignments_survive_a_shell() {
+        let text = super::shell_assignments(&[("A", "x{y}".into()), ("B", "it's".into())]);
+        assert_eq!(text, "A='x{y}'\nB='it'\\''s'\n");
     }
 }

@@ -3,7 +3,10 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use sqlx::postgres::{PgPool, PgPoolOptions};
+use std::str::FromStr as _;
+
+use sqlx::postgres::{PgConnectOptions, PgConnection, PgPool, PgPoolOptions};
+use sqlx::Connection as _;
 
 use super::sql::{
     api_key_columns, bind_new_connection, connection_columns, impl_store, insert_connection_sql,
@@ -20,15 +23,31 @@ pub struct PgStore {
 }
 
 impl PgStore {
-    /// Connects and applies the Postgres migrations.
+    /// Connects and applies the Postgres migrations. A server that refuses connections is
+    /// retried until the pool's timeout (Postgres may be starting beside us); then the error says
+    /// why in words (refused at host:port, no such database, login refused), never the password.
     pub async fn open(url: &str, max_connections: u32) -> anyhow::Result<Self> {
         use anyhow::Context as _;
-        let pool = PgPoolOptions::new()
+        let options = PgConnectOptions::from_str(url)
+            .map_err(|_| anyhow::anyhow!("HEXBROKER_DATABASE_URL is not a Postgres URL"))?;
+        let pool = match PgPoolOptions::new()
             .max_connections(max_connections)
-            .acquire_timeout(Duration::from_secs(5))
-            .connect(url)
+            .acquire_timeout(CONNECT_TIMEOUT)
+            .connect_with(options.clone())
             .await
-            .context("connecting to Postgres (HEXBROKER_DATABASE_URL)")?;
+        {
+            Ok(pool) => pool,
+            Err(sqlx::Error::PoolTimedOut) => {
+                // The pool hides the last attempt's error: one more attempt finds it.
+                let cause =
+                    match tokio::time::timeout(CONNECT_TIMEOUT, PgConnection::connect_with(&options)).await {
+                        Ok(Err(e)) => e,
+                        Ok(Ok(_)) | Err(_) => sqlx::Error::PoolTimedOut,
+                    };
+                return Err(connect_error(&options, &cause));
+            }
+            Err(e) => return Err(connect_error(&options, &e)),
+        };
         sqlx::migrate!("migrations/postgres").run(&pool).await.context("applying Postgres migrations")?;
         Ok(Self { pool, wake: Arc::default() })
     }
@@ -37,6 +56,37 @@ impl PgStore {
     pub fn pool(&self) -> &PgPool {
         &self.pool
     }
+}
+
+/// How long start-up waits for Postgres to accept a connection.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Why Postgres could not be reached, in one sentence that names the server and never the
+/// password.
+fn connect_error(options: &PgConnectOptions, error: &sqlx::Error) -> anyhow::Error {
+    let server = match options.get_socket() {
+        Some(socket) => socket.display().to_string(),
+        None => format!("{}:{}", options.get_host(), options.get_port()),
+    };
+    let database = options.get_database().unwrap_or(options.get_username());
+    let what = match error {
+        sqlx::Error::Io(e) if e.kind() == std::io::ErrorKind::ConnectionRefused => {
+            format!("connection refused at {server}; is Postgres running there?")
+        }
+        sqlx::Error::Io(e) => format!("cannot reach {server}: {e}"),
+        sqlx::Error::Database(e) if e.code().as_deref() == Some("3D000") => format!(
+            "the server at {server} has no database `{database}`; create it (`createdb {database}`) or fix the URL"
+        ),
+        sqlx::Error::Database(e) if matches!(e.code().as_deref(), Some("28P01" | "28000")) => {
+            format!("the server at {server} refused the login: {}", e.message())
+        }
+        sqlx::Error::Database(e) => format!("the server at {server} refused the connection: {}", e.message()),
+        sqlx::Error::PoolTimedOut => {
+            format!("no answer from {server} within {}s", CONNECT_TIMEOUT.as_secs())
+        }
+        other => format!("cannot connect to {server}: {other}"),
+    };
+    anyhow::anyhow!("connecting to Postgres (HEXBROKER_DATABASE_URL): {what}")
 }
 
 impl_watch_store!(PgStore, " for update skip locked");

@@ -36,6 +36,35 @@ macro_rules! on_both_backends {
     };
 }
 
+/// Says that the running test cannot do its work here because `what` is missing (`how` says what
+/// to set), or, under `CI=true`, fails the test: CI must run everything.
+///
+/// libtest shows a passing test's `eprintln!` only with `--nocapture`, so the notice is written to
+/// the process's stderr directly, which a plain `cargo test` shows; once per binary and `what`,
+/// so forty Postgres tests make one line, not forty.
+pub fn skip(what: &str, how: &str) {
+    use std::collections::HashSet;
+    use std::io::Write as _;
+    use std::sync::{Mutex, OnceLock};
+
+    let test = std::thread::current().name().unwrap_or("this test").to_owned();
+    if std::env::var("CI").is_ok_and(|v| v == "true" || v == "1") {
+        panic!("{test} needs {what}, and CI=true runs everything: {how}");
+    }
+    static SEEN: OnceLock<Mutex<HashSet<String>>> = OnceLock::new();
+    let first = SEEN.get_or_init(Mutex::default).lock().map(|mut seen| seen.insert(what.to_owned()));
+    if first.unwrap_or(true) {
+        let binary = std::env::current_exe()
+            .ok()
+            .and_then(|p| p.file_stem().map(|s| s.to_string_lossy().into_owned()));
+        let binary = binary.as_deref().unwrap_or("?").split('-').next().unwrap_or("?").to_owned();
+        let _ = writeln!(
+            std::io::stderr(),
+            "\nSKIPPED: {what} of tests/{binary}.rs did not run (first: {test}); {how} to run it"
+        );
+    }
+}
+
 /// A database of one test's own, dropped with it.
 pub struct TestDb {
     pub url: String,
@@ -60,8 +89,9 @@ impl TestDb {
             }
             Backend::Postgres => {
                 let Ok(admin) = std::env::var("HEXBROKER_TEST_POSTGRES_URL") else {
-                    eprintln!(
-                        "skipped: HEXBROKER_TEST_POSTGRES_URL is unset, so the Postgres half did not run"
+                    skip(
+                        "the Postgres half",
+                        "set HEXBROKER_TEST_POSTGRES_URL=postgres://postgres@127.0.0.1:5432/postgres",
                     );
                     return None;
                 };

@@ -92,7 +92,8 @@ async fn projects_carry_every_field_the_spec_requires() {
         h.get_json("acme", &format!("/v1/projects/{}?includeSharing=true", ids[0]), &token, 200).await;
     assert_eq!(shared["sharing"]["workspace"]["access"], "CAN_VIEW");
 
-    if let Some(spec) = spec() {
+    {
+        let spec = spec();
         assert_conforms(&list, &response_schema(&spec, "/v1/projects", "get", "200"));
         assert_conforms(&list["pagination"], &component(&spec, "PaginationApiResource"));
         assert_conforms(&list["values"][0], &component(&spec, "ProjectApiResource"));

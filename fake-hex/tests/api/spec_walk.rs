@@ -290,7 +290,7 @@ fn report(failures: &[String], sent: usize, spec: &Spec) {
 
 #[tokio::test]
 async fn every_operation_answers_as_documented_for_an_admins_personal_token() {
-    let Some(spec) = Spec::load() else { return };
+    let spec = Spec::load();
     let h = Harness::start().await;
     let token = h.hex.add_personal_token("acme", "ada@example.com");
     let (failures, sent) = walk(&h, &spec, &token).await;
@@ -299,7 +299,7 @@ async fn every_operation_answers_as_documented_for_an_admins_personal_token() {
 
 #[tokio::test]
 async fn every_operation_answers_as_documented_for_a_workspace_token_with_every_scope() {
-    let Some(spec) = Spec::load() else { return };
+    let spec = Spec::load();
     let h = Harness::start().await;
     let token = h.hex.add_workspace_token("acme", &Scope::all());
     let (failures, sent) = walk(&h, &spec, &token).await;
