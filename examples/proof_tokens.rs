@@ -12,6 +12,7 @@
 use std::process::ExitCode;
 
 use futures_util::{stream, StreamExt as _};
+use hexbroker::audit::{Action, AuditContext};
 use hexbroker::config::Config;
 use hexbroker::crypto::{TokenBinding, SEAL_V2};
 use hexbroker::store::{HexIdentity, NewConnection};
@@ -45,7 +46,7 @@ async fn seed(state: &AppState, n: u64) -> anyhow::Result<()> {
             sealed: state.keyring.seal_token(binding, &token),
             identity: HexIdentity::default(),
         };
-        state.store.insert_connection(&new).await.map(|_| ())
+        state.store.insert_connection(&new, &AuditContext::system(Action::Connect)).await.map(|_| ())
     });
     let mut inserts = inserts.buffer_unordered(8);
     let mut done = 0u64;

@@ -9,12 +9,14 @@ use anyhow::{bail, Context as _};
 use axum::Router;
 use tokio::net::TcpListener;
 
+use crate::clock::Clock;
 use crate::config::Config;
 use crate::crypto::{self, Hasher, Keyring, HASH_KEY_AAD, KEY_LEN};
 use crate::hex::HexClient;
 use crate::metrics::Metrics;
 use crate::proxy::{RateLimiter, RetryPolicy, Timeouts, Upstream};
 use crate::store::{self, CachedStore, DynStore};
+use crate::watch::Usage;
 
 /// Everything a request needs, behind one `Arc`: axum clones the state for every extractor, and
 /// one reference count is cheaper than one per handle.
@@ -47,6 +49,10 @@ pub struct Shared {
     pub metrics: Metrics,
     /// The configuration it was built from.
     pub config: Arc<Config>,
+    /// The time the lifecycle runs on (real; tests move it).
+    pub clock: Clock,
+    /// The proxy's in-memory per-connection marks (last used, recent calls), for the watchers.
+    pub usage: Arc<Usage>,
     /// The network edge's limits: requests in flight, the rate per key, connect attempts.
     pub edge: crate::edge::Guards,
 }
@@ -88,6 +94,8 @@ impl AppState {
             metrics,
             limiter: Arc::default(),
             config: Arc::new(config),
+            clock: Clock::real(),
+            usage: Arc::default(),
         }));
         refresh_gauges(&state);
         Ok(state)
@@ -288,6 +296,65 @@ pub async fn serve_app(
         metrics_server.await.map_err(std::io::Error::other)??;
     }
     Ok(())
+}
+
+/// A replica's background work: webhook delivery, audit pruning and the watchers. It stops when this is
+/// dropped or [`Background::stop`]ped; its work is in the database, so nothing is lost.
+pub struct Background {
+    stop: tokio::sync::watch::Sender<()>,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+    watchers: crate::watch::Watchers,
+}
+
+impl Background {
+    /// Starts the background tasks of `state`'s replica.
+    pub fn spawn(state: &AppState) -> anyhow::Result<Self> {
+        let (stop, stopped) = tokio::sync::watch::channel(());
+        let mut tasks = Vec::new();
+        if let Some(worker) = crate::events::worker::spawn(
+            state.store.clone(),
+            state.hex.clone(),
+            &state.config,
+            stopped.clone(),
+        )? {
+            tasks.push(worker);
+        }
+        tasks.push(tokio::spawn(prune(state.store.clone(), state.config.audit_retention, stopped)));
+        Ok(Self { stop, tasks, watchers: crate::watch::Watchers::spawn(state) })
+    }
+
+    /// Stops the tasks at their next pause and waits for them (up to 5 s, then they are cut
+    /// off). Deliveries already started finish on their own; an event claimed by a task that
+    /// was cut off waits out its lease and is tried again.
+    pub async fn stop(self) {
+        drop(self.stop);
+        for mut task in self.tasks {
+            if tokio::time::timeout(std::time::Duration::from_secs(5), &mut task).await.is_err() {
+                task.abort();
+            }
+        }
+        self.watchers.stop().await;
+    }
+}
+
+/// Deletes audit entries and delivered events older than `retention`, hourly.
+async fn prune(store: DynStore, retention: std::time::Duration, mut stop: tokio::sync::watch::Receiver<()>) {
+    let every = std::time::Duration::from_secs(3600).min(retention);
+    loop {
+        let cutoff =
+            chrono::Duration::from_std(retention).ok().and_then(|r| store::now().checked_sub_signed(r));
+        if let Some(cutoff) = cutoff {
+            match store.prune(cutoff).await {
+                Ok(0) => {}
+                Ok(n) => tracing::info!(deleted = n, "pruned old audit entries and delivered events"),
+                Err(e) => tracing::warn!(error = %e, "could not prune the audit trail"),
+            }
+        }
+        tokio::select! {
+            () = tokio::time::sleep(every) => {}
+            _ = stop.changed() => return,
+        }
+    }
 }
 
 /// Completes on Ctrl-C or SIGTERM. The handlers are installed when this is called, not when the

@@ -14,6 +14,7 @@ use serde::{Serialize, Serializer};
 use uuid::Uuid;
 
 use crate::app::AppState;
+use crate::audit::{Action, AuditContext};
 use crate::crypto;
 use crate::error::ApiError;
 use crate::store::{self, ApiKey, NewApiKey, Session};
@@ -137,6 +138,8 @@ impl Serialize for Scopes {
 pub struct Caller {
     /// The key it used.
     pub key_id: Uuid,
+    /// That key's name (for the audit trail).
+    pub key_name: String,
     /// The tenant it acts in.
     pub tenant: String,
     /// What it may do.
@@ -214,7 +217,7 @@ impl FromRequestParts<AppState> for Caller {
                 "A connection key works only on the drop-in surface (/api/…); use an API key here.",
             ));
         }
-        Ok(Caller { key_id: key.id, tenant: key.tenant, scopes: key.scopes })
+        Ok(Caller { key_id: key.id, key_name: key.name, tenant: key.tenant, scopes: key.scopes })
     }
 }
 
@@ -338,8 +341,12 @@ pub struct KeySpec<'a> {
 }
 
 /// Makes and stores a key: an internal API key (`hxbk_…`) or, with a connection, a connection
-/// key (`hxbc_…`).
-pub async fn create_key(state: &AppState, spec: KeySpec<'_>) -> Result<CreatedKey, store::StoreError> {
+/// key (`hxbc_…`), with its `key.create` audit entry.
+pub async fn create_key(
+    state: &AppState,
+    spec: KeySpec<'_>,
+    audit: &AuditContext,
+) -> Result<CreatedKey, store::StoreError> {
     let prefix = if spec.connection_id.is_some() { CONNECTION_KEY_PREFIX } else { API_KEY_PREFIX };
     let secret = crypto::new_secret(prefix);
     let new = NewApiKey {
@@ -352,18 +359,20 @@ pub async fn create_key(state: &AppState, spec: KeySpec<'_>) -> Result<CreatedKe
         connection_id: spec.connection_id,
         expires_at: spec.expires_at,
     };
-    let key = state.store.insert_api_key(&new).await?;
+    let key = state.store.insert_api_key(&new, audit).await?;
     Ok(CreatedKey { key, secret })
 }
 
-/// Makes and stores an internal API key that never expires.
+/// Makes and stores an internal API key that never expires (audited as hexbroker's own action:
+/// the command line and tests make these).
 pub async fn create_api_key(
     state: &AppState,
     name: &str,
     tenant: &str,
     scopes: Scopes,
 ) -> Result<CreatedKey, store::StoreError> {
-    create_key(state, KeySpec { name, tenant, scopes, connection_id: None, expires_at: None }).await
+    let spec = KeySpec { name, tenant, scopes, connection_id: None, expires_at: None };
+    create_key(state, spec, &AuditContext::system(Action::KeyCreate)).await
 }
 
 #[cfg(test)]

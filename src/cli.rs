@@ -191,6 +191,7 @@ async fn run(command: Command, config: Config, format: LogFormat) -> anyhow::Res
             let address = listener.local_addr()?;
             let url = browsable_url(address);
             tracing::info!(%address, %url, "hexbroker listening");
+            let background = app::Background::spawn(&state)?;
             let metrics = match state.config.metrics_listen {
                 Some(address) => {
                     let metrics = tokio::net::TcpListener::bind(address).await.map_err(|e| {
@@ -205,6 +206,7 @@ async fn run(command: Command, config: Config, format: LogFormat) -> anyhow::Res
                 eprintln!("{}", banner(&state, &url).await);
             }
             app::serve_app(state, listener, metrics, shutdown).await?;
+            background.stop().await;
         }
         Command::Migrate => {
             store::open(&config.database_url, 1).await?;
@@ -336,7 +338,8 @@ async fn keys(command: KeysCommand, state: AppState) -> anyhow::Result<()> {
             }
         }
         KeysCommand::Revoke { id } => {
-            if state.store.revoke_api_key(id).await? {
+            let audit = crate::audit::AuditContext::system(crate::audit::Action::KeyRevoke);
+            if state.store.revoke_api_key(id, &audit).await? {
                 eprintln!("revoked key {id}");
             } else {
                 anyhow::bail!("no active key with id {id}");

@@ -51,6 +51,35 @@ pub struct Config {
     pub database_max_connections: u32,
     /// `HEXBROKER_LOG_FORMAT`: `json`, `pretty`, or unset for "pretty on a terminal, else JSON".
     pub log_format: Option<LogFormat>,
+    /// `HEXBROKER_VERIFY_INTERVAL`: how often each connection's token is checked against Hex in
+    /// the background (default 24h); `None` (`off`) for never.
+    pub verify_interval: Option<Duration>,
+    /// `HEXBROKER_VERIFY_CONCURRENCY`: background checks in flight at once, per replica.
+    pub verify_concurrency: usize,
+    /// `HEXBROKER_EXPIRY_WARNING`: how long before `token_expires_at` `connection.expiring` fires.
+    pub expiry_warning: Duration,
+    /// `HEXBROKER_WATCH_POLL`: how often each replica looks for due checks, expiries and warnings,
+    /// and writes `last_used_at` marks to the database.
+    pub watch_poll: Duration,
+    /// `HEXBROKER_WEBHOOK_URL`: where events are delivered (§8); `None`: recorded, not sent.
+    pub webhook_url: Option<Url>,
+    /// `HEXBROKER_WEBHOOK_SECRET`: every delivery is signed with each of these.
+    pub webhook_secrets: Vec<secrecy::SecretString>,
+    /// `HEXBROKER_WEBHOOK_TIMEOUT`: the time a receiver has to answer one delivery.
+    pub webhook_timeout: Duration,
+    /// `HEXBROKER_WEBHOOK_CONCURRENCY`: deliveries in flight at once, per replica.
+    pub webhook_concurrency: usize,
+    /// `HEXBROKER_WEBHOOK_BACKOFF`: the wait before the first retry; each retry doubles it.
+    pub webhook_backoff: Duration,
+    /// `HEXBROKER_WEBHOOK_BACKOFF_MAX`: the longest wait between two attempts.
+    pub webhook_backoff_max: Duration,
+    /// `HEXBROKER_WEBHOOK_RETRY_FOR`: how long an event is retried before it is `dead`.
+    pub webhook_retry_for: Duration,
+    /// `HEXBROKER_WEBHOOK_POLL`: how often the delivery worker looks for due events when nothing
+    /// woke it (the safety net behind the commit-time wake-up).
+    pub webhook_poll: Duration,
+    /// `HEXBROKER_AUDIT_RETENTION`: how long audit entries (and delivered events) are kept.
+    pub audit_retention: Duration,
     /// `HEXBROKER_LOG`: the log filter, checked (tracing's env-filter syntax).
     pub log_filter: String,
     /// The listener's limits against slow, idle and too many clients (`HEXBROKER_HEADER_READ_TIMEOUT`,
@@ -271,6 +300,54 @@ impl Config {
             })?),
         };
 
+        let verify_interval = match get("HEXBROKER_VERIFY_INTERVAL").as_deref() {
+            Some("off") => None,
+            _ => Some(duration(&get, "HEXBROKER_VERIFY_INTERVAL", Duration::from_secs(24 * 3600))?),
+        };
+        let verify_concurrency = match get("HEXBROKER_VERIFY_CONCURRENCY") {
+            None => 4,
+            Some(v) => v.parse().ok().filter(|n| (1..=256).contains(n)).ok_or_else(|| {
+                ConfigError::new(
+                    "HEXBROKER_VERIFY_CONCURRENCY",
+                    format!("`{v}` is not a number from 1 to 256"),
+                )
+            })?,
+        };
+
+        let webhook_url = match get("HEXBROKER_WEBHOOK_URL") {
+            None => None,
+            Some(v) => Some(
+                Url::parse(&v)
+                    .ok()
+                    .filter(|u| matches!(u.scheme(), "http" | "https") && u.has_host())
+                    .ok_or_else(|| ConfigError::new("HEXBROKER_WEBHOOK_URL", "is not an http(s) URL"))?,
+            ),
+        };
+        let webhook_secrets: Vec<secrecy::SecretString> = get("HEXBROKER_WEBHOOK_SECRET")
+            .map(|v| {
+                v.split(',')
+                    .map(str::trim)
+                    .filter(|s| !s.is_empty())
+                    .map(|s| secrecy::SecretString::from(s.to_owned()))
+                    .collect()
+            })
+            .unwrap_or_default();
+        if webhook_url.is_some() && webhook_secrets.is_empty() {
+            return Err(ConfigError::new(
+                "HEXBROKER_WEBHOOK_SECRET",
+                "is required with HEXBROKER_WEBHOOK_URL, so that receivers can check each delivery",
+            ));
+        }
+        let webhook_concurrency = match get("HEXBROKER_WEBHOOK_CONCURRENCY") {
+            None => 16,
+            Some(v) => v.parse().ok().filter(|n| (1..=1000).contains(n)).ok_or_else(|| {
+                ConfigError::new(
+                    "HEXBROKER_WEBHOOK_CONCURRENCY",
+                    format!("`{v}` is not a number from 1 to 1000"),
+                )
+            })?,
+        };
+
         let log_filter = get("HEXBROKER_LOG").unwrap_or_else(|| crate::telemetry::DEFAULT_FILTER.into());
         crate::telemetry::check_filter(&log_filter).map_err(|p| ConfigError::new("HEXBROKER_LOG", p))?;
         let server_defaults = ServerLimits::default();
@@ -321,6 +398,19 @@ impl Config {
             .transpose()?;
 
         Ok(Self {
+            verify_interval,
+            verify_concurrency,
+            expiry_warning: duration(&get, "HEXBROKER_EXPIRY_WARNING", Duration::from_secs(3 * 24 * 3600))?,
+            watch_poll: duration(&get, "HEXBROKER_WATCH_POLL", Duration::from_secs(10))?,
+            webhook_url,
+            webhook_secrets,
+            webhook_timeout: duration(&get, "HEXBROKER_WEBHOOK_TIMEOUT", Duration::from_secs(10))?,
+            webhook_concurrency,
+            webhook_backoff: duration(&get, "HEXBROKER_WEBHOOK_BACKOFF", Duration::from_secs(10))?,
+            webhook_backoff_max: duration(&get, "HEXBROKER_WEBHOOK_BACKOFF_MAX", Duration::from_secs(3600))?,
+            webhook_retry_for: duration(&get, "HEXBROKER_WEBHOOK_RETRY_FOR", Duration::from_secs(86_400))?,
+            webhook_poll: duration(&get, "HEXBROKER_WEBHOOK_POLL", Duration::from_secs(5))?,
+            audit_retention: duration(&get, "HEXBROKER_AUDIT_RETENTION", Duration::from_secs(90 * 86_400))?,
             server,
             max_in_flight,
             key_rate_limit,
@@ -373,9 +463,9 @@ fn duration(
 ) -> Result<Duration, ConfigError> {
     match get(var) {
         None => Ok(default),
-        Some(v) => parse_duration(&v)
-            .filter(|d| !d.is_zero())
-            .ok_or_else(|| ConfigError::new(var, format!("`{v}` is not a duration like 500ms, 10s or 2m"))),
+        Some(v) => parse_duration(&v).filter(|d| !d.is_zero()).ok_or_else(|| {
+            ConfigError::new(var, format!("`{v}` is not a duration like 500ms, 10s, 2m, 6h or 3d"))
+        }),
     }
 }
 
@@ -403,7 +493,7 @@ fn parse_attempt_limit(text: &str) -> Option<AttemptLimit> {
     Some(AttemptLimit { attempts, window })
 }
 
-/// Parses `500ms`, `10s`, `2m` or a bare number of seconds.
+/// Parses `500ms`, `10s`, `2m`, `6h`, `3d` or a bare number of seconds.
 pub fn parse_duration(text: &str) -> Option<Duration> {
     let text = text.trim();
     let split = text.find(|c: char| !c.is_ascii_digit()).unwrap_or(text.len());
@@ -413,6 +503,8 @@ pub fn parse_duration(text: &str) -> Option<Duration> {
         "ms" => Some(Duration::from_millis(n)),
         "" | "s" => Some(Duration::from_secs(n)),
         "m" => n.checked_mul(60).map(Duration::from_secs),
+        "h" => n.checked_mul(3600).map(Duration::from_secs),
+        "d" => n.checked_mul(86_400).map(Duration::from_secs),
         _ => None,
     }
 }
@@ -483,6 +575,9 @@ mod tests {
         assert_eq!(c.public_url.as_str(), "http://127.0.0.1:8080/");
         assert!(c.encryption_keys.is_none());
         assert!(c.allowed_origins.is_empty());
+        assert_eq!(c.verify_interval, Some(Duration::from_secs(24 * 3600)));
+        assert_eq!(c.expiry_warning, Duration::from_secs(3 * 24 * 3600));
+        assert_eq!(config(&[("HEXBROKER_VERIFY_INTERVAL", "off")]).unwrap().verify_interval, None);
         assert_eq!(c.server.header_read_timeout, Duration::from_secs(10));
         assert_eq!(c.max_in_flight, 4096);
         assert_eq!(c.key_rate_limit, None);
@@ -534,6 +629,14 @@ mod tests {
             ("HEXBROKER_PROXY_RATE_LIMIT", "0"),
             ("HEXBROKER_CACHE_CAPACITY", "-1"),
             ("HEXBROKER_PROXY_RETRY_BUDGET", "forever"),
+            ("HEXBROKER_VERIFY_INTERVAL", "daily"),
+            ("HEXBROKER_VERIFY_CONCURRENCY", "0"),
+            ("HEXBROKER_EXPIRY_WARNING", "0s"),
+            ("HEXBROKER_WATCH_POLL", "soon"),
+            ("HEXBROKER_WEBHOOK_URL", "ftp://example.com/hook"),
+            ("HEXBROKER_WEBHOOK_CONCURRENCY", "0"),
+            ("HEXBROKER_WEBHOOK_TIMEOUT", "1w"),
+            ("HEXBROKER_AUDIT_RETENTION", "ninety days"),
             ("HEXBROKER_LOG", "verbose"),
             ("HEXBROKER_LOG", "debug,sqlx=wrn"),
             ("HEXBROKER_HEADER_READ_TIMEOUT", "0s"),
@@ -554,6 +657,20 @@ mod tests {
             assert_eq!(err.var, var, "{value}");
             assert!(err.to_string().starts_with(var));
         }
+    }
+
+    #[test]
+    fn a_webhook_url_needs_a_secret_and_secrets_are_not_echoed() {
+        let err = config(&[("HEXBROKER_WEBHOOK_URL", "http://127.0.0.1:9/hook")]).unwrap_err();
+        assert_eq!(err.var, "HEXBROKER_WEBHOOK_SECRET");
+        let c = config(&[
+            ("HEXBROKER_WEBHOOK_URL", "http://127.0.0.1:9/hook"),
+            ("HEXBROKER_WEBHOOK_SECRET", "s3cret-one, s3cret-two"),
+        ])
+        .unwrap();
+        assert_eq!(c.webhook_secrets.len(), 2);
+        assert!(!format!("{c:?}").contains("s3cret"), "Debug redacts webhook secrets");
+        assert_eq!(config(&[]).unwrap().audit_retention, Duration::from_secs(90 * 86_400));
     }
 
     #[test]
@@ -595,13 +712,16 @@ mod tests {
     }
 
     #[test]
-    fn durations_parse_in_three_units() {
+    fn durations_parse_in_five_units() {
         let cases = [
             ("500ms", Some(500)),
             ("10s", Some(10_000)),
             ("2m", Some(120_000)),
             ("7", Some(7_000)),
-            ("1h", None),
+            ("6h", Some(6 * 3_600_000)),
+            ("3d", Some(3 * 86_400_000)),
+            ("2w", None),
+            ("99999999999999999999d", None),
             ("", None),
         ];
         for (text, millis) in cases {

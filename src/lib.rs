@@ -7,20 +7,25 @@
 #![warn(missing_docs)]
 
 pub mod app;
+pub mod audit;
 pub mod auth;
 pub mod cli;
+pub mod clock;
 pub mod config;
 pub mod crypto;
 pub mod edge;
 pub mod error;
+pub mod events;
 pub mod healthcheck;
 pub mod hex;
+pub mod lifecycle;
 pub mod metrics;
 pub mod proxy;
 pub mod reencrypt;
 pub mod routes;
 pub mod store;
 pub mod telemetry;
+pub mod watch;
 
 pub use app::{serve, AppState};
 pub use config::Config;

@@ -15,6 +15,8 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
 use prometheus_client::registry::Registry;
 
+use crate::lifecycle::Status;
+
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct RequestLabels {
     route: String,
@@ -41,7 +43,7 @@ struct KindLabels {
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct StatusLabels {
-    status: String,
+    status: &'static str,
 }
 
 struct Inner {
@@ -53,6 +55,7 @@ struct Inner {
     upstream_errors: Family<KindLabels, Counter>,
     retries: Family<KindLabels, Counter>,
     connections: Family<StatusLabels, Gauge>,
+    watch: Family<KindLabels, Counter>,
     client_connections: Gauge,
     client_refusals: Family<KindLabels, Counter>,
 }
@@ -135,6 +138,13 @@ impl Metrics {
              accept_error: the system refused, e.g. out of file descriptors)",
             client_refusals.clone(),
         );
+        let watch = Family::<KindLabels, Counter>::default();
+        registry.register(
+            "watch",
+            "What the watchers did, by kind (checked, deferred, trouble, invalidated, reactivated, \
+             expiring, expired, recheck)",
+            watch.clone(),
+        );
         Self(Arc::new(Inner {
             client_connections,
             client_refusals,
@@ -146,6 +156,7 @@ impl Metrics {
             upstream_errors,
             retries,
             connections,
+            watch,
         }))
     }
 
@@ -187,11 +198,18 @@ impl Metrics {
         self.0.retries.get_or_create(&KindLabels { kind: reason }).inc();
     }
 
+    /// Records `n` things of `kind` the watchers did.
+    pub fn watched(&self, kind: &'static str, n: usize) {
+        if n > 0 {
+            self.0.watch.get_or_create(&KindLabels { kind }).inc_by(n as u64);
+        }
+    }
+
     /// Sets the connection gauges to these counts by status.
-    pub fn set_connections(&self, connections_by_status: &[(String, i64)]) {
-        for status in ["active", "invalid", "expired"] {
-            let count = connections_by_status.iter().find(|(s, _)| s == status).map_or(0, |(_, n)| *n);
-            self.0.connections.get_or_create(&StatusLabels { status: status.to_owned() }).set(count);
+    pub fn set_connections(&self, connections_by_status: &[(Status, i64)]) {
+        for status in Status::ALL {
+            let count = connections_by_status.iter().find(|(s, _)| *s == status).map_or(0, |(_, n)| *n);
+            self.0.connections.get_or_create(&StatusLabels { status: status.as_str() }).set(count);
         }
     }
 

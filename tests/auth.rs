@@ -10,7 +10,7 @@ async fn requests_without_a_valid_key_get_the_same_401(backend: Backend) {
     let revoked = app.key("connections:read").await;
     let revoked_id =
         app.state.store.api_key_by_hash(&app.state.hasher.secret_hash(&revoked)).await.unwrap().unwrap().id;
-    assert!(app.state.store.revoke_api_key(revoked_id).await.unwrap());
+    assert!(app.state.store.revoke_api_key(revoked_id, &common::system_audit()).await.unwrap());
 
     let cases: [(&str, Option<String>); 5] = [
         ("no key", None),

@@ -182,6 +182,7 @@ async fn revoked_and_expired_connection_keys_get_401(backend: Backend) {
             connection_id: Some(id.parse().unwrap()),
             expires_at: Some(hexbroker::store::now() - chrono::Duration::seconds(1)),
         },
+        &common::system_audit(),
     )
     .await
     .unwrap();
@@ -335,7 +336,17 @@ async fn verify_marks_a_refused_token_invalid_and_a_good_one_active(backend: Bac
             .unwrap();
         (c["id"].as_str().unwrap().to_owned(), token2)
     };
-    app.state.store.mark_invalid("default", id2.parse().unwrap(), "test").await.unwrap();
+    app.state
+        .store
+        .apply(
+            "default",
+            id2.parse().unwrap(),
+            &hexbroker::lifecycle::Change::Refused("test"),
+            &hexbroker::audit::AuditContext::system(hexbroker::audit::Action::StatusChange),
+            &hexbroker::store::Expect::default(),
+        )
+        .await
+        .unwrap();
     let again: Value = app
         .http
         .post(app.url(&format!("/v1/connections/{id2}/verify")))

@@ -116,9 +116,28 @@ async fn hex_401_is_relayed_and_invalidates_the_connection(backend: Backend) {
     assert_eq!(response.headers()["hexbroker-upstream"], "hex");
     assert_eq!(response.text().await.unwrap(), "Unauthorized");
 
-    // From then on the connection is invalid, and Hex is not called again.
-    app.fake.clear_requests();
+    // The token is re-checked beside the response; once Hex refuses it there too, the
+    // connection is invalid, and Hex is not called again.
     let key = app.key("proxy,connections:read").await;
+    let started = std::time::Instant::now();
+    loop {
+        let shown: Value = app
+            .http
+            .get(app.url(&format!("/v1/connections/{id}")))
+            .bearer_auth(&key)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        if shown["status"] == "invalid" {
+            break;
+        }
+        assert!(started.elapsed() < std::time::Duration::from_secs(2), "never invalidated");
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    app.fake.clear_requests();
     let later = app
         .http
         .get(app.url("/v1/proxy/v1/projects"))

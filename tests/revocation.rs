@@ -174,7 +174,7 @@ async fn revocations_reach_a_second_replica_within_a_second() {
     // An API key revoked on A (as `hexbroker keys revoke` does).
     let key_id =
         a.state.store.api_key_by_hash(&a.state.hasher.secret_hash(&proxy_key)).await.unwrap().unwrap().id;
-    assert!(a.state.store.revoke_api_key(key_id).await.unwrap());
+    assert!(a.state.store.revoke_api_key(key_id, &common::system_audit()).await.unwrap());
     within_a_second("a revoked API key", || {
         let f = via_b_proxy(proxy_key.clone());
         async move { f.await == 401 }

@@ -104,6 +104,7 @@ async fn a_row_edited_to_another_tenant_is_refused_and_its_token_goes_nowhere(ba
             connection_id: Some(uuid::Uuid::parse_str(&id).unwrap()),
             expires_at: None,
         },
+        &common::system_audit(),
     )
     .await
     .unwrap();

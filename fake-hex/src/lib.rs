@@ -140,6 +140,15 @@ impl FakeHex {
         }
     }
 
+    /// Undoes [`FakeHex::revoke_token`]. **Not something Hex offers**: a test instrument for a
+    /// token that Hex refused for a while and accepts again (as after an outage of Hex's own
+    /// token checks), so that reactivation can be tested.
+    pub fn reinstate_token(&self, token: &str) {
+        if let Some(token) = self.lock().tokens.get_mut(token) {
+            token.revoked = false;
+        }
+    }
+
     /// Adds a published project (the workspace is created if needed) and returns its id.
     pub fn add_project(&self, subdomain: &str, title: &str) -> String {
         self.lock().workspace_entry(subdomain).add_project(subdomain, title).to_string()

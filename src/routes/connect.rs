@@ -10,13 +10,15 @@ use uuid::Uuid;
 
 use super::connections::{check_label, check_metadata, ConnectionView};
 use crate::app::AppState;
+use crate::audit::{Action, Actor, RequestInfo};
 use crate::auth::{session_used, Caller, ConnectCaller, Scope};
 use crate::crypto::TokenBinding;
 use crate::edge::{Attempter, ClientAddr};
 use crate::error::{ApiError, Json, Result};
 use crate::hex::{self, Subdomain};
+use crate::lifecycle::Change;
 use crate::store::{
-    HexIdentity, Inserted, NewConnection, Session, SessionOutcome, SessionWrite, TokenReplacement,
+    Expect, HexIdentity, Inserted, NewConnection, Session, SessionOutcome, SessionWrite, TokenReplacement,
 };
 
 /// The body of `POST /v1/connect`.
@@ -79,6 +81,7 @@ type Answer = (StatusCode, Json<ConnectionView>);
 pub async fn connect(
     State(state): State<AppState>,
     caller: ConnectCaller,
+    request: RequestInfo,
     ClientAddr(from): ClientAddr,
     headers: HeaderMap,
     Json(body): Json<ConnectBody>,
@@ -112,7 +115,7 @@ pub async fn connect(
                     "end_user_email is at most 320 characters.",
                 ));
             }
-            with_key(&state, &key, end_user_id, body.end_user_email, submission).await
+            with_key(&state, &key, &request, end_user_id, body.end_user_email, submission).await
         }
         ConnectCaller::Session(session) => {
             if body.end_user_id.is_some() || body.end_user_email.is_some() {
@@ -123,7 +126,7 @@ pub async fn connect(
             }
             let origin =
                 headers.get(ORIGIN).and_then(|v| v.to_str().ok()).map(|o| o.chars().take(200).collect());
-            with_session(&state, session, submission, origin).await
+            with_session(&state, session, &request, submission, origin).await
         }
     }
 }
@@ -131,10 +134,12 @@ pub async fn connect(
 async fn with_key(
     state: &AppState,
     caller: &Caller,
+    request: &RequestInfo,
     end_user_id: String,
     end_user_email: Option<String>,
     s: Submission,
 ) -> Result<Answer> {
+    let audit = request.audit(Actor::key(caller), Action::Connect);
     let who = [Attempter::Key(caller.key_id)];
     let identity = state.edge.verify_connect(&state.hex, &who, s.from, &s.subdomain, &s.token).await?;
     let fingerprint = state.hasher.token_fingerprint(s.subdomain.as_str(), &s.token);
@@ -144,13 +149,17 @@ async fn with_key(
         .await?
     {
         // The same token again: Hex has just vouched for it, so record that instead of a duplicate.
-        let refreshed =
-            state.store.mark_verified(&caller.tenant, existing.id, &identity).await?.unwrap_or(existing);
+        let refreshed = state
+            .store
+            .apply(&caller.tenant, existing.id, &Change::Verified(&identity), &audit, &Expect::default())
+            .await?
+            .done()
+            .unwrap_or(existing);
         return Ok((StatusCode::OK, Json(ConnectionView::new(state, refreshed))));
     }
     let new =
         s.into_connection(state, caller.tenant.clone(), end_user_id, end_user_email, identity, fingerprint);
-    match state.store.insert_connection(&new).await? {
+    match state.store.insert_connection(&new, &audit).await? {
         Inserted::Created(connection) => {
             tracing::info!(connection_id = %connection.id, "connection created");
             Ok((StatusCode::CREATED, Json(ConnectionView::new(state, connection))))
@@ -161,12 +170,19 @@ async fn with_key(
 
 /// A browser connect: Hex is asked first (a refusal leaves the session usable, so the person can
 /// correct a field), then the session is claimed and the connection written in one transaction.
+///
+/// A reconnect must land on the connection's own Hex workspace (§6 step 5): otherwise 422
+/// `hex_workspace_mismatch`, nothing about the connection changes, and the session stays usable
+/// (it is bound to this connection and end user, so the person may paste the right token).
 async fn with_session(
     state: &AppState,
     session: Session,
+    request: &RequestInfo,
     s: Submission,
     origin: Option<String>,
 ) -> Result<Answer> {
+    let action = if session.connection_id.is_some() { Action::Reconnect } else { Action::Connect };
+    let audit = request.audit(Actor::Session { id: session.id }, action);
     let who = [
         Attempter::Session(session.id),
         Attempter::EndUser { tenant: session.tenant.clone(), end_user_id: session.end_user_id.clone() },
@@ -195,12 +211,21 @@ async fn with_session(
             fingerprint,
         )),
     };
-    let (status, connection) = match state.store.complete_session(&session, &write, origin.as_deref()).await?
-    {
+    let outcome = state.store.complete_session(&session, &write, origin.as_deref(), &audit).await?;
+    let (status, connection) = match outcome {
         SessionOutcome::Created(c) => (StatusCode::CREATED, c),
         SessionOutcome::Existing(c) | SessionOutcome::Replaced(c) => (StatusCode::OK, c),
         SessionOutcome::Unavailable => return Err(session_used()),
         SessionOutcome::ConnectionGone => return Err(ApiError::not_found("connection")),
+        SessionOutcome::WorkspaceMismatch => {
+            let error = ApiError::unprocessable(
+                "hex_workspace_mismatch",
+                "This token is for another Hex workspace than the connection's; reconnect with a token \
+                 of the same workspace, or connect the other workspace as a new connection.",
+            );
+            state.store.record_audit(&session.tenant, session.connection_id, &audit, error.code()).await?;
+            return Err(error);
+        }
         SessionOutcome::TokenTaken => {
             return Err(ApiError::new(
                 StatusCode::CONFLICT,

@@ -9,11 +9,13 @@ use serde::{Deserialize, Deserializer, Serialize};
 use uuid::Uuid;
 
 use crate::app::AppState;
+use crate::audit::{Action, Actor, RequestInfo};
 use crate::auth::{Caller, Scope};
 use crate::crypto::{CryptoError, Sealed, TokenBinding};
 use crate::error::{ApiError, Json, Path, Result};
 use crate::hex::Subdomain;
-use crate::store::{self, Connection, ConnectionChange, ConnectionFilter};
+use crate::lifecycle::{Change, Status};
+use crate::store::{self, Connection, ConnectionChange, ConnectionFilter, Expect};
 
 const DEFAULT_PAGE: u32 = 50;
 const MAX_PAGE: u32 = 200;
@@ -31,7 +33,7 @@ impl ConnectionView {
     /// The view of `connection`, with `expired` derived from its token's expiry.
     pub fn new(state: &AppState, connection: Connection) -> Self {
         let hex_url = Subdomain::from_stored(&connection.subdomain).ok().map(|s| state.hex.origin(&s));
-        Self { connection: connection.with_current_status(store::now()), hex_url }
+        Self { connection: connection.with_current_status(state.clock.now()), hex_url }
     }
 }
 
@@ -81,7 +83,7 @@ pub struct Page {
 #[serde(deny_unknown_fields)]
 pub struct ListParams {
     end_user_id: Option<String>,
-    status: Option<String>,
+    status: Option<Status>,
     limit: Option<u32>,
     cursor: Option<String>,
 }
@@ -103,14 +105,6 @@ pub async fn list(
     if !(1..=MAX_PAGE).contains(&limit) {
         return Err(ApiError::unprocessable("invalid_query", "limit must be from 1 to 200."));
     }
-    if let Some(status) = &params.status {
-        if !["active", "invalid", "expired"].contains(&status.as_str()) {
-            return Err(ApiError::unprocessable(
-                "invalid_query",
-                "status must be active, invalid or expired.",
-            ));
-        }
-    }
     let before_id = params.cursor.as_deref().map(decode_cursor).transpose()?;
     let filter = ConnectionFilter {
         end_user_id: params.end_user_id,
@@ -121,7 +115,7 @@ pub async fn list(
     let mut rows = state.store.list_connections(&caller.tenant, &filter).await?;
     let next_cursor = if rows.len() > limit as usize {
         rows.truncate(limit as usize);
-        rows.last().map(|c| URL_SAFE_NO_PAD.encode(c.id.as_bytes()))
+        rows.last().map(|c| encode_cursor(c.id))
     } else {
         None
     };
@@ -129,7 +123,13 @@ pub async fn list(
     Ok(Json(Page { data, next_cursor }))
 }
 
-fn decode_cursor(cursor: &str) -> Result<Uuid> {
+/// The cursor that continues a page after the row with `id`.
+pub fn encode_cursor(id: Uuid) -> String {
+    URL_SAFE_NO_PAD.encode(id.as_bytes())
+}
+
+/// Reads a cursor this API gave out.
+pub fn decode_cursor(cursor: &str) -> Result<Uuid> {
     URL_SAFE_NO_PAD
         .decode(cursor)
         .ok()
@@ -177,6 +177,7 @@ fn present<'de, D: Deserializer<'de>, T: Deserialize<'de>>(
 pub async fn update(
     State(state): State<AppState>,
     caller: Caller,
+    request: RequestInfo,
     Path(id): Path<String>,
     Json(body): Json<UpdateBody>,
 ) -> Result<Json<ConnectionView>> {
@@ -201,10 +202,12 @@ pub async fn update(
         metadata: body.metadata,
         rate_limit_per_minute: body.rate_limit_per_minute,
     };
+    let audit = request.audit(Actor::key(&caller), Action::Update);
     let connection = state
         .store
-        .update_connection(&caller.tenant, id, &change)
+        .apply(&caller.tenant, id, &Change::Updated(&change), &audit, &Expect::default())
         .await?
+        .done()
         .ok_or_else(|| ApiError::not_found("connection"))?;
     Ok(Json(ConnectionView::new(&state, connection)))
 }
@@ -213,11 +216,14 @@ pub async fn update(
 pub async fn delete(
     State(state): State<AppState>,
     caller: Caller,
+    request: RequestInfo,
     Path(id): Path<String>,
 ) -> Result<StatusCode> {
     caller.require(Scope::ConnectionsWrite)?;
     let id = connection_id(&id)?;
-    if state.store.delete_connection(&caller.tenant, id).await? {
+    let audit = request.audit(Actor::key(&caller), Action::Delete);
+    let applied = state.store.apply(&caller.tenant, id, &Change::Deleted, &audit, &Expect::default()).await?;
+    if applied.done().is_some() {
         tracing::info!(connection_id = %id, "connection deleted");
         Ok(StatusCode::NO_CONTENT)
     } else {
@@ -230,6 +236,7 @@ pub async fn delete(
 pub async fn verify(
     State(state): State<AppState>,
     caller: Caller,
+    request: RequestInfo,
     Path(id): Path<String>,
 ) -> Result<Json<ConnectionView>> {
     caller.require(Scope::ConnectionsWrite)?;
@@ -241,17 +248,29 @@ pub async fn verify(
         .ok_or_else(|| ApiError::not_found("connection"))?;
     let (connection, sealed) = &*row;
     let (subdomain, token) = open_stored(&state, connection, sealed)?;
-    let updated = match state.hex.verify(&subdomain, &token).await {
-        Ok(identity) => state.store.mark_verified(&caller.tenant, id, &identity).await?,
+    let audit = request.audit(Actor::key(&caller), Action::Verify);
+    // Only the token that was checked may be judged: a reconnect meanwhile wins.
+    let expect = Expect { token_nonce: Some(sealed.nonce.clone()), status: None };
+    let applied = match state.hex.verify(&subdomain, &token).await {
+        Ok(identity) => {
+            state.store.apply(&caller.tenant, id, &Change::Verified(&identity), &audit, &expect).await?
+        }
         Err(rejection) => match rejection.invalidation_reason() {
             Some(reason) => {
                 tracing::info!(connection_id = %id, reason, "connection invalidated by verify");
-                state.store.mark_invalid(&caller.tenant, id, reason).await?
+                state.store.apply(&caller.tenant, id, &Change::Refused(reason), &audit, &expect).await?
             }
-            None => return Err(rejection.into()),
+            None => {
+                let error = ApiError::from(rejection);
+                state.store.record_audit(&caller.tenant, Some(id), &audit, error.code()).await?;
+                return Err(error);
+            }
         },
     };
-    let updated = updated.ok_or_else(|| ApiError::not_found("connection"))?;
+    let updated = match applied {
+        store::Applied::Done(c) | store::Applied::Unmet(c) => c,
+        _ => return Err(ApiError::not_found("connection")),
+    };
     Ok(Json(ConnectionView::new(&state, updated)))
 }
 

@@ -10,6 +10,7 @@ use uuid::Uuid;
 
 use super::connections::connection_id;
 use crate::app::AppState;
+use crate::audit::{Action, Actor, RequestInfo};
 use crate::auth::{self, Caller, KeySpec, Scope, Scopes};
 use crate::error::{ApiError, Json, Path, Result};
 use crate::store;
@@ -43,6 +44,7 @@ pub struct CreatedKeyView {
 pub async fn create(
     State(state): State<AppState>,
     caller: Caller,
+    request: RequestInfo,
     Path(id): Path<String>,
     Json(body): Json<CreateKeyBody>,
 ) -> Result<(StatusCode, Json<CreatedKeyView>)> {
@@ -81,6 +83,7 @@ pub async fn create(
     let created = auth::create_key(
         &state,
         KeySpec { name: &name, tenant: &caller.tenant, scopes, connection_id: Some(id), expires_at },
+        &request.audit(Actor::key(&caller), Action::KeyCreate),
     )
     .await?;
     tracing::info!(connection_id = %id, key_id = %created.key.id, "connection key created");
@@ -104,12 +107,14 @@ pub async fn create(
 pub async fn revoke(
     State(state): State<AppState>,
     caller: Caller,
+    request: RequestInfo,
     Path((id, key_id)): Path<(String, String)>,
 ) -> Result<StatusCode> {
     caller.require(Scope::ConnectionsWrite)?;
     let id = connection_id(&id)?;
     let key_id = Uuid::parse_str(&key_id).map_err(|_| ApiError::not_found("connection key"))?;
-    if state.store.revoke_connection_key(&caller.tenant, id, key_id).await? {
+    let audit = request.audit(Actor::key(&caller), Action::KeyRevoke);
+    if state.store.revoke_connection_key(&caller.tenant, id, key_id, &audit).await? {
         tracing::info!(connection_id = %id, key_id = %key_id, "connection key revoked");
         Ok(StatusCode::NO_CONTENT)
     } else {

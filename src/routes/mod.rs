@@ -1,7 +1,9 @@
 //! The HTTP surface: the router, its middleware, and thin handlers per resource.
 
+mod audit;
 mod connect;
 mod connections;
+mod events;
 mod health;
 mod keys;
 mod page;
@@ -86,6 +88,9 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/connections/{id}/verify", post(connections::verify))
         .route("/v1/connections/{id}/keys", post(keys::create))
         .route("/v1/connections/{id}/keys/{key_id}", delete(keys::revoke))
+        .route("/v1/events", get(events::list))
+        .route("/v1/events/{id}/redeliver", post(events::redeliver))
+        .route("/v1/audit-events", get(audit::list))
         // The methods Hex's API uses, each named, so that any other (TRACE, CONNECT) answers 405
         // with `Allow` as every route does: `any` would take them all and leave `Allow` out.
         .route(

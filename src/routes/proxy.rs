@@ -15,8 +15,9 @@ use super::connections::{connection_id, open_stored};
 use crate::app::AppState;
 use crate::auth::{Caller, ConnectionCaller, Scope};
 use crate::error::{ApiError, Result};
+use crate::lifecycle::Status;
 use crate::proxy::{check_path, OutboundLimit, CONNECTION_ID_HEADER};
-use crate::store;
+use crate::watch;
 
 /// The scope a method needs: GET and HEAD read, everything else may change something.
 fn scope_for(method: &Method) -> Scope {
@@ -79,16 +80,17 @@ async fn forward(
         .await?
         .ok_or_else(|| ApiError::not_found("connection"))?;
     let (connection, sealed) = &*row;
-    match connection.current_status(store::now()) {
-        "active" => {}
-        "expired" => {
+    let now = state.clock.now();
+    match connection.current_status(now) {
+        Status::Active => {}
+        Status::Expired => {
             return Err(ApiError::new(
                 StatusCode::FAILED_DEPENDENCY,
                 "connection_expired",
                 "This connection's Hex token has expired; reconnect it with a new token.",
             ))
         }
-        _ => {
+        Status::Invalid => {
             return Err(ApiError::new(
                 StatusCode::FAILED_DEPENDENCY,
                 "connection_invalid",
@@ -110,19 +112,23 @@ async fn forward(
         Some(query) => format!("{origin}/api{path}?{query}"),
         None => format!("{origin}/api{path}"),
     };
+    state.usage.touch(id, watch::minute_of(now));
     let response = state.upstream.forward(&url, &token, request, limit).await?;
     if response.status() == StatusCode::UNAUTHORIZED {
-        // Hex no longer takes this token: later calls get 424 without reaching Hex, until a
-        // verify or a reconnect succeeds. This caller still gets Hex's own answer.
-        tracing::warn!(connection_id = %id, "Hex answered 401: connection marked invalid");
-        state
-            .store
-            .mark_invalid(
-                tenant,
+        // One odd path may answer 401 for a good token: ask Hex about the token itself, beside
+        // this response, and invalidate only if it refuses this very token. The caller gets
+        // Hex's own answer whatever the bookkeeping does.
+        tracing::info!(connection_id = %id, "Hex answered 401 to a proxied call; re-checking the token");
+        watch::after_unauthorized(
+            state,
+            watch::Unauthorized {
+                tenant: tenant.to_owned(),
                 id,
-                "Hex answered 401 to a proxied call: the token was revoked, expired or regenerated.",
-            )
-            .await?;
+                subdomain: connection.subdomain.clone(),
+                nonce: sealed.nonce.clone(),
+                token,
+            },
+        );
     }
     Ok(response)
 }

@@ -10,6 +10,7 @@ use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use crate::app::AppState;
+use crate::audit::{Action, Actor, RequestInfo};
 use crate::auth::{AnySession, Caller, Scope, SESSION_TOKEN_PREFIX};
 use crate::crypto;
 use crate::error::{ApiError, Json, Result};
@@ -41,6 +42,7 @@ pub struct CreatedSession {
 pub async fn create(
     State(state): State<AppState>,
     caller: Caller,
+    request: RequestInfo,
     Json(body): Json<CreateSessionBody>,
 ) -> Result<(StatusCode, Json<CreatedSession>)> {
     caller.require(Scope::Connect)?;
@@ -76,16 +78,19 @@ pub async fn create(
     let token = crypto::new_secret(SESSION_TOKEN_PREFIX);
     let session = state
         .store
-        .insert_session(&NewSession {
-            id: Uuid::now_v7(),
-            tenant: caller.tenant.clone(),
-            token_hash: state.hasher.secret_hash(token.expose_secret()),
-            end_user_id: end_user_id.to_owned(),
-            end_user_email: body.end_user_email,
-            connection_id: body.connection_id,
-            created_by_key: caller.key_id,
-            expires_at: store::now() + chrono::Duration::seconds(expires_in as i64),
-        })
+        .insert_session(
+            &NewSession {
+                id: Uuid::now_v7(),
+                tenant: caller.tenant.clone(),
+                token_hash: state.hasher.secret_hash(token.expose_secret()),
+                end_user_id: end_user_id.to_owned(),
+                end_user_email: body.end_user_email,
+                connection_id: body.connection_id,
+                created_by_key: caller.key_id,
+                expires_at: store::now() + chrono::Duration::seconds(expires_in as i64),
+            },
+            &request.audit(Actor::key(&caller), Action::SessionCreate),
+        )
         .await?;
     tracing::info!(session_id = %session.id, reconnect = session.connection_id.is_some(), "connect session created");
     let base = state.config.public_url.as_str().trim_end_matches('/');

@@ -1,6 +1,8 @@
 //! A read-through cache in front of the store for the proxy's hot path: API keys by hash, and
 //! connections with their sealed tokens. Every write that could make an entry stale goes through
-//! here, drops the entry locally and tells the other replicas (Postgres `NOTIFY`), so revocation
+//! here and drops the entry locally after its commit; the store sent the other replicas a
+//! Postgres `NOTIFY` inside the same transaction (delivered at commit, so never lost to a crash
+//! between the two), so revocation
 //! (key revoked, connection deleted, token replaced, connection invalidated) takes effect
 //! everywhere within a second; the TTL is only the safety net for a lost notification channel
 //! and for writes made by another process on SQLite. Tokens stay sealed in the cache: they are
@@ -12,14 +14,18 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
+use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
 use super::{
-    ApiKey, Connection, ConnectionChange, ConnectionFilter, DynStore, HexIdentity, Inserted, NewApiKey,
-    NewConnection, NewSession, Reseal, SealedToken, Session, SessionOutcome, SessionWrite, Store,
-    StoreResult,
+    ApiKey, Applied, Connection, ConnectionFilter, DueCheck, DynStore, Expect, HexIdentity, Inserted,
+    NewApiKey, NewConnection, NewSession, Reseal, SealedToken, Session, SessionOutcome, SessionWrite, Store,
+    StoreResult, WatchStore,
 };
+use crate::audit::{AuditContext, AuditEntry, AuditFilter};
 use crate::crypto::Sealed;
+use crate::events::{Delivery, EventFilter, EventRecord};
+use crate::lifecycle::{Change, Status};
 
 /// A map whose entries live for a fixed time, bounded in size.
 struct TtlMap<K, V> {
@@ -131,10 +137,10 @@ impl CachedStore {
         Ok(Arc::new(Self { inner, caches }))
     }
 
-    /// Drops stale entries here, then tells the other replicas.
-    async fn invalidate(&self, message: String) -> StoreResult<()> {
-        self.caches.apply(&message);
-        self.inner.publish_invalidation(&message).await
+    /// Drops stale entries here at once, after a commit; the other replicas were told by the
+    /// notice the store sent inside the transaction.
+    fn dropped(&self, message: &str) {
+        self.caches.apply(message);
     }
 
     fn generation(&self) -> u64 {
@@ -174,8 +180,8 @@ impl Store for CachedStore {
     async fn reseal_tokens(&self, batch: &[Reseal]) -> StoreResult<u64> {
         self.inner.reseal_tokens(batch).await
     }
-    async fn insert_api_key(&self, key: &NewApiKey) -> StoreResult<ApiKey> {
-        self.inner.insert_api_key(key).await
+    async fn insert_api_key(&self, key: &NewApiKey, audit: &AuditContext) -> StoreResult<ApiKey> {
+        self.inner.insert_api_key(key, audit).await
     }
 
     async fn api_key_by_hash(&self, hash: &[u8]) -> StoreResult<Option<ApiKey>> {
@@ -193,9 +199,9 @@ impl Store for CachedStore {
     async fn list_api_keys(&self) -> StoreResult<Vec<ApiKey>> {
         self.inner.list_api_keys().await
     }
-    async fn revoke_api_key(&self, id: Uuid) -> StoreResult<bool> {
-        let done = self.inner.revoke_api_key(id).await?;
-        self.invalidate(key_message(id)).await?;
+    async fn revoke_api_key(&self, id: Uuid, audit: &AuditContext) -> StoreResult<bool> {
+        let done = self.inner.revoke_api_key(id, audit).await?;
+        self.dropped(&key_message(id));
         Ok(done)
     }
     async fn revoke_connection_key(
@@ -203,13 +209,14 @@ impl Store for CachedStore {
         tenant: &str,
         connection_id: Uuid,
         key_id: Uuid,
+        audit: &AuditContext,
     ) -> StoreResult<bool> {
-        let done = self.inner.revoke_connection_key(tenant, connection_id, key_id).await?;
-        self.invalidate(key_message(key_id)).await?;
+        let done = self.inner.revoke_connection_key(tenant, connection_id, key_id, audit).await?;
+        self.dropped(&key_message(key_id));
         Ok(done)
     }
-    async fn insert_connection(&self, new: &NewConnection) -> StoreResult<Inserted> {
-        self.inner.insert_connection(new).await
+    async fn insert_connection(&self, new: &NewConnection, audit: &AuditContext) -> StoreResult<Inserted> {
+        self.inner.insert_connection(new, audit).await
     }
     async fn connection_by_fingerprint(
         &self,
@@ -248,44 +255,34 @@ impl Store for CachedStore {
     ) -> StoreResult<Vec<Connection>> {
         self.inner.list_connections(tenant, filter).await
     }
-    async fn mark_verified(
+    async fn apply(
         &self,
         tenant: &str,
         id: Uuid,
-        identity: &HexIdentity,
-    ) -> StoreResult<Option<Connection>> {
-        let done = self.inner.mark_verified(tenant, id, identity).await?;
-        self.invalidate(connection_message(id)).await?;
-        Ok(done)
+        change: &Change<'_>,
+        audit: &AuditContext,
+        expect: &Expect,
+    ) -> StoreResult<Applied> {
+        let applied = self.inner.apply(tenant, id, change, audit, expect).await?;
+        if matches!(applied, Applied::Done(_)) {
+            self.dropped(&connection_message(id));
+        }
+        Ok(applied)
     }
-    async fn mark_invalid(&self, tenant: &str, id: Uuid, reason: &str) -> StoreResult<Option<Connection>> {
-        let done = self.inner.mark_invalid(tenant, id, reason).await?;
-        self.invalidate(connection_message(id)).await?;
-        Ok(done)
-    }
-    async fn update_connection(
+    async fn record_audit(
         &self,
         tenant: &str,
-        id: Uuid,
-        change: &ConnectionChange,
-    ) -> StoreResult<Option<Connection>> {
-        let done = self.inner.update_connection(tenant, id, change).await?;
-        self.invalidate(connection_message(id)).await?;
-        Ok(done)
+        connection_id: Option<Uuid>,
+        audit: &AuditContext,
+        outcome: &str,
+    ) -> StoreResult<()> {
+        self.inner.record_audit(tenant, connection_id, audit, outcome).await
     }
-    async fn delete_connection(&self, tenant: &str, id: Uuid) -> StoreResult<bool> {
-        let done = self.inner.delete_connection(tenant, id).await?;
-        self.invalidate(connection_message(id)).await?;
-        Ok(done)
-    }
-    async fn count_connections_by_status(&self) -> StoreResult<Vec<(String, i64)>> {
+    async fn count_connections_by_status(&self) -> StoreResult<Vec<(Status, i64)>> {
         self.inner.count_connections_by_status().await
     }
-    async fn publish_invalidation(&self, message: &str) -> StoreResult<()> {
-        self.inner.publish_invalidation(message).await
-    }
-    async fn insert_session(&self, new: &NewSession) -> StoreResult<Session> {
-        self.inner.insert_session(new).await
+    async fn insert_session(&self, new: &NewSession, audit: &AuditContext) -> StoreResult<Session> {
+        self.inner.insert_session(new, audit).await
     }
     async fn session_by_hash(&self, hash: &[u8]) -> StoreResult<Option<Session>> {
         self.inner.session_by_hash(hash).await
@@ -295,12 +292,93 @@ impl Store for CachedStore {
         session: &Session,
         write: &SessionWrite,
         origin: Option<&str>,
+        audit: &AuditContext,
     ) -> StoreResult<SessionOutcome> {
-        let outcome = self.inner.complete_session(session, write, origin).await?;
+        let outcome = self.inner.complete_session(session, write, origin, audit).await?;
         if let (SessionOutcome::Replaced(connection), SessionWrite::Replace(_)) = (&outcome, write) {
-            self.invalidate(connection_message(connection.id)).await?;
+            self.dropped(&connection_message(connection.id));
         }
         Ok(outcome)
+    }
+    async fn list_events(&self, tenant: &str, filter: &EventFilter) -> StoreResult<Vec<EventRecord>> {
+        self.inner.list_events(tenant, filter).await
+    }
+    async fn redeliver_event(&self, tenant: &str, id: Uuid, audit: &AuditContext) -> StoreResult<bool> {
+        self.inner.redeliver_event(tenant, id, audit).await
+    }
+    async fn claim_events(&self, lease_until: DateTime<Utc>, limit: u32) -> StoreResult<Vec<Delivery>> {
+        self.inner.claim_events(lease_until, limit).await
+    }
+    async fn event_delivered(&self, id: Uuid) -> StoreResult<()> {
+        self.inner.event_delivered(id).await
+    }
+    async fn event_failed(&self, id: Uuid, error: &str, retry_at: Option<DateTime<Utc>>) -> StoreResult<()> {
+        self.inner.event_failed(id, error, retry_at).await
+    }
+    async fn next_event_due(&self) -> StoreResult<Option<DateTime<Utc>>> {
+        self.inner.next_event_due().await
+    }
+    async fn event_signal(&self) -> StoreResult<Arc<tokio::sync::Notify>> {
+        self.inner.event_signal().await
+    }
+    async fn list_audit(&self, tenant: &str, filter: &AuditFilter) -> StoreResult<Vec<AuditEntry>> {
+        self.inner.list_audit(tenant, filter).await
+    }
+    async fn prune(&self, before: DateTime<Utc>) -> StoreResult<u64> {
+        self.inner.prune(before).await
+    }
+}
+
+/// The watchers' own writes change no status (those go through `apply`), and what they change
+/// (schedules, identity, `last_used_at`) is not what the hot path reads: the cache is left alone.
+#[async_trait::async_trait]
+impl WatchStore for CachedStore {
+    async fn unscheduled_checks(&self, limit: u32) -> StoreResult<Vec<(Uuid, DateTime<Utc>)>> {
+        self.inner.unscheduled_checks(limit).await
+    }
+    async fn schedule_check(&self, id: Uuid, at: DateTime<Utc>, only_unscheduled: bool) -> StoreResult<()> {
+        self.inner.schedule_check(id, at, only_unscheduled).await
+    }
+    async fn claim_due_checks(
+        &self,
+        now: DateTime<Utc>,
+        lease_until: DateTime<Utc>,
+        limit: u32,
+    ) -> StoreResult<Vec<DueCheck>> {
+        self.inner.claim_due_checks(now, lease_until, limit).await
+    }
+    async fn record_check_passed(
+        &self,
+        id: Uuid,
+        nonce: &[u8],
+        identity: &HexIdentity,
+        next: Option<DateTime<Utc>>,
+        now: DateTime<Utc>,
+    ) -> StoreResult<Option<Connection>> {
+        self.inner.record_check_passed(id, nonce, identity, next, now).await
+    }
+    async fn record_check_refused(
+        &self,
+        id: Uuid,
+        nonce: &[u8],
+        reason: &str,
+        next: Option<DateTime<Utc>>,
+    ) -> StoreResult<Option<Connection>> {
+        self.inner.record_check_refused(id, nonce, reason, next).await
+    }
+    async fn expiry_warnings_due(
+        &self,
+        now: DateTime<Utc>,
+        horizon: DateTime<Utc>,
+        limit: u32,
+    ) -> StoreResult<Vec<(String, Uuid)>> {
+        self.inner.expiry_warnings_due(now, horizon, limit).await
+    }
+    async fn expiries_due(&self, now: DateTime<Utc>, limit: u32) -> StoreResult<Vec<(String, Uuid)>> {
+        self.inner.expiries_due(now, limit).await
+    }
+    async fn record_last_used(&self, marks: &[(Uuid, DateTime<Utc>)]) -> StoreResult<()> {
+        self.inner.record_last_used(marks).await
     }
 }
 

@@ -8,6 +8,7 @@ mod cached;
 mod postgres;
 mod sql;
 mod sqlite;
+mod watch;
 
 use std::sync::Arc;
 
@@ -15,12 +16,16 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 use uuid::Uuid;
 
+use crate::audit::{AuditContext, AuditEntry, AuditFilter};
 use crate::auth::Scopes;
 use crate::crypto::Sealed;
+use crate::events::{Delivery, EventFilter, EventRecord};
+use crate::lifecycle::{Change, Status};
 
 pub use cached::CachedStore;
 pub use postgres::PgStore;
 pub use sqlite::{database_file as sqlite_database_file, SqliteStore};
+pub use watch::{DueCheck, WatchStore, EXPIRED_REASON};
 
 /// A storage failure. Callers treat it as internal; its text may name tables, never values.
 #[derive(Debug, thiserror::Error)]
@@ -49,8 +54,19 @@ pub fn now() -> DateTime<Utc> {
 }
 
 /// Every storage operation hexbroker performs, on either backend.
+///
+/// # Recording a change to a connection
+/// Every change to a connection goes through [`Store::apply`] (or [`Store::insert_connection`]
+/// and [`Store::complete_session`] for new connections and reconnects). In ONE transaction it
+/// locks the row, checks the caller's [`Expect`]ations, asks [`lifecycle::transition`] what the
+/// change does, writes the row, the outbox event(s) the table names, the audit entry (from the
+/// [`AuditContext`]), and (Postgres) the `pg_notify` that makes every replica drop its cached
+/// copy at commit. After the commit the local cache drops the entry and the delivery worker is
+/// woken. Background work passes `AuditContext::system(Action::StatusChange)`; a conditional
+/// change (the proxy's 401 rule, a background check) passes `Expect { token_nonce, status }` and
+/// gets [`Applied::Unmet`] when the row moved on meanwhile, with nothing written.
 #[async_trait::async_trait]
-pub trait Store: Send + Sync + 'static {
+pub trait Store: WatchStore + Send + Sync + 'static {
     /// Answers when the database does.
     async fn ping(&self) -> StoreResult<()>;
 
@@ -76,25 +92,28 @@ pub trait Store: Send + Sync + 'static {
     /// many were replaced.
     async fn reseal_tokens(&self, batch: &[Reseal]) -> StoreResult<u64>;
 
-    /// Stores a new API key.
-    async fn insert_api_key(&self, key: &NewApiKey) -> StoreResult<ApiKey>;
+    /// Stores a new API key, with its `key.create` audit entry.
+    async fn insert_api_key(&self, key: &NewApiKey, audit: &AuditContext) -> StoreResult<ApiKey>;
     /// The key with this hash, revoked or not.
     async fn api_key_by_hash(&self, hash: &[u8]) -> StoreResult<Option<ApiKey>>;
     /// Every key, newest first.
     async fn list_api_keys(&self) -> StoreResult<Vec<ApiKey>>;
-    /// Marks a key revoked; false when there is no such key or it was revoked already.
-    async fn revoke_api_key(&self, id: Uuid) -> StoreResult<bool>;
-    /// Revokes a connection key of `connection_id` in `tenant`; false when there is none to revoke.
+    /// Marks a key revoked (audited); false when there is no such key or it was revoked already.
+    async fn revoke_api_key(&self, id: Uuid, audit: &AuditContext) -> StoreResult<bool>;
+    /// Revokes a connection key of `connection_id` in `tenant` (audited); false when there is
+    /// none to revoke.
     async fn revoke_connection_key(
         &self,
         tenant: &str,
         connection_id: Uuid,
         key_id: Uuid,
+        audit: &AuditContext,
     ) -> StoreResult<bool>;
 
-    /// Stores a new connection; when the same token is already connected for the same tenant,
-    /// end user and workspace, returns that connection instead.
-    async fn insert_connection(&self, new: &NewConnection) -> StoreResult<Inserted>;
+    /// Stores a new connection with its `connection.created` event and audit entry; when the
+    /// same token is already connected for the same tenant, end user and workspace, returns that
+    /// connection instead and writes nothing.
+    async fn insert_connection(&self, new: &NewConnection, audit: &AuditContext) -> StoreResult<Inserted>;
     /// The connection already holding this token for this tenant, end user and workspace.
     async fn connection_by_fingerprint(
         &self,
@@ -115,34 +134,29 @@ pub trait Store: Send + Sync + 'static {
     /// A page of connections in `tenant`, newest first.
     async fn list_connections(&self, tenant: &str, filter: &ConnectionFilter)
         -> StoreResult<Vec<Connection>>;
-    /// Records a successful check against Hex: active again, with the identity Hex reported.
-    async fn mark_verified(
+    /// Records one change to a connection, with its events, audit entry and cache notice, in one
+    /// transaction (see the trait's documentation).
+    async fn apply(
         &self,
         tenant: &str,
         id: Uuid,
-        identity: &HexIdentity,
-    ) -> StoreResult<Option<Connection>>;
-    /// Records that Hex no longer accepts the token, and why.
-    async fn mark_invalid(&self, tenant: &str, id: Uuid, reason: &str) -> StoreResult<Option<Connection>>;
-    /// Changes what a caller may change of a connection.
-    async fn update_connection(
+        change: &Change<'_>,
+        audit: &AuditContext,
+        expect: &Expect,
+    ) -> StoreResult<Applied>;
+    /// Records an action that changed nothing (a refusal), for the audit trail.
+    async fn record_audit(
         &self,
         tenant: &str,
-        id: Uuid,
-        change: &ConnectionChange,
-    ) -> StoreResult<Option<Connection>>;
-    /// Deletes a connection and its token for good; false when there was none.
-    async fn delete_connection(&self, tenant: &str, id: Uuid) -> StoreResult<bool>;
+        connection_id: Option<Uuid>,
+        audit: &AuditContext,
+        outcome: &str,
+    ) -> StoreResult<()>;
 
     /// How many connections there are in each status (`expired` derived from the expiry), across
     /// all tenants.
-    async fn count_connections_by_status(&self) -> StoreResult<Vec<(String, i64)>>;
+    async fn count_connections_by_status(&self) -> StoreResult<Vec<(Status, i64)>>;
 
-    /// Tells other replicas that cached entries named by `message` are stale (Postgres NOTIFY);
-    /// nothing to do where there are no other replicas.
-    async fn publish_invalidation(&self, _message: &str) -> StoreResult<()> {
-        Ok(())
-    }
     /// Messages other replicas published, as they arrive; a `None` says some may have been
     /// missed (the listening connection was lost), so everything cached is suspect.
     async fn subscribe_invalidations(
@@ -151,18 +165,77 @@ pub trait Store: Send + Sync + 'static {
         Ok(None)
     }
 
-    /// Stores a new connect session.
-    async fn insert_session(&self, new: &NewSession) -> StoreResult<Session>;
+    /// Stores a new connect session, with its `session.create` audit entry.
+    async fn insert_session(&self, new: &NewSession, audit: &AuditContext) -> StoreResult<Session>;
     /// The session with this token hash, used or not.
     async fn session_by_hash(&self, hash: &[u8]) -> StoreResult<Option<Session>>;
     /// In one transaction: claims the session (unused and unexpired, decided by the database, so
-    /// two racing requests cannot both win) and writes the connection it produced.
+    /// two racing requests cannot both win) and writes the connection it produced, with its
+    /// events and audit entry. A reconnect to another workspace writes nothing and leaves the
+    /// session usable ([`SessionOutcome::WorkspaceMismatch`]).
     async fn complete_session(
         &self,
         session: &Session,
         write: &SessionWrite,
         origin: Option<&str>,
+        audit: &AuditContext,
     ) -> StoreResult<SessionOutcome>;
+
+    /// A page of `tenant`'s events, newest first.
+    async fn list_events(&self, tenant: &str, filter: &EventFilter) -> StoreResult<Vec<EventRecord>>;
+    /// Queues an event of `tenant` again (audited); false when there is none.
+    async fn redeliver_event(&self, tenant: &str, id: Uuid, audit: &AuditContext) -> StoreResult<bool>;
+    /// Claims up to `limit` due events for delivery until `lease_until`; no other replica claims
+    /// them before that (each attempt is made by one replica).
+    async fn claim_events(&self, lease_until: DateTime<Utc>, limit: u32) -> StoreResult<Vec<Delivery>>;
+    /// Records a delivery that the receiver accepted.
+    async fn event_delivered(&self, id: Uuid) -> StoreResult<()>;
+    /// Records a failed attempt: retried at `retry_at`, or `dead` when that is `None`.
+    async fn event_failed(&self, id: Uuid, error: &str, retry_at: Option<DateTime<Utc>>) -> StoreResult<()>;
+    /// When the next pending event falls due, if any does.
+    async fn next_event_due(&self) -> StoreResult<Option<DateTime<Utc>>>;
+    /// Woken after a commit that recorded an event (on Postgres, by any replica's).
+    async fn event_signal(&self) -> StoreResult<Arc<tokio::sync::Notify>>;
+
+    /// A page of `tenant`'s audit entries, newest first.
+    async fn list_audit(&self, tenant: &str, filter: &AuditFilter) -> StoreResult<Vec<AuditEntry>>;
+    /// Deletes audit entries and delivered events made before `before`; returns how many.
+    async fn prune(&self, before: DateTime<Utc>) -> StoreResult<u64>;
+}
+
+/// What a conditional [`Store::apply`] requires of the row; unset fields require nothing.
+#[derive(Debug, Clone, Default)]
+pub struct Expect {
+    /// The row still holds the token sealed with this nonce (the token a call used).
+    pub token_nonce: Option<Vec<u8>>,
+    /// The row's stored status is this (not the `expired` derived from a past expiry: a row that
+    /// still says `active` past its expiry is what [`Change::Expired`] is for).
+    pub status: Option<Status>,
+}
+
+/// How [`Store::apply`] ended.
+#[derive(Debug)]
+pub enum Applied {
+    /// Written: the connection afterwards (for a delete, as it was).
+    Done(Connection),
+    /// An expectation did not hold; nothing was written. The connection as it is.
+    Unmet(Connection),
+    /// No such connection in the tenant.
+    Missing,
+    /// A reconnect to another Hex workspace (§6 step 5); nothing was written.
+    WorkspaceMismatch(Connection),
+    /// The new token is already another connection of this end user; nothing was written.
+    TokenTaken,
+}
+
+impl Applied {
+    /// The connection, when the change was written.
+    pub fn done(self) -> Option<Connection> {
+        match self {
+            Applied::Done(c) => Some(c),
+            _ => None,
+        }
+    }
 }
 
 /// A connection's sealed token with the fields its seal binds, for re-sealing.
@@ -290,7 +363,7 @@ pub struct Connection {
     /// When the token expires, if known.
     pub token_expires_at: Option<DateTime<Utc>>,
     /// `active`, `invalid` or `expired`.
-    pub status: String,
+    pub status: Status,
     /// Why it is not active.
     pub status_reason: Option<String>,
     /// When Hex last accepted the token.
@@ -301,6 +374,10 @@ pub struct Connection {
     pub updated_at: DateTime<Utc>,
     /// Calls a minute this connection may send to Hex; `None` means the deployment's default.
     pub rate_limit_per_minute: Option<i32>,
+    /// When the token is next checked against Hex in the background, if scheduled.
+    pub next_verify_at: Option<DateTime<Utc>>,
+    /// The last proxied call, to the minute (flushed from memory, so up to a minute behind).
+    pub last_used_at: Option<DateTime<Utc>>,
 }
 
 /// A change to a connection: `None` leaves a field as it is; `Some(None)` clears it.
@@ -316,19 +393,19 @@ pub struct ConnectionChange {
 
 impl Connection {
     /// The status as of `now`: an active connection whose token has passed its expiry is `expired`.
-    pub fn current_status(&self, now: DateTime<Utc>) -> &str {
-        if self.status == "active" && self.token_expires_at.is_some_and(|t| t <= now) {
-            "expired"
+    pub fn current_status(&self, now: DateTime<Utc>) -> Status {
+        if self.status == Status::Active && self.token_expires_at.is_some_and(|t| t <= now) {
+            Status::Expired
         } else {
-            &self.status
+            self.status
         }
     }
 
     /// Reports an active connection whose token has passed its expiry as `expired`.
     pub fn with_current_status(mut self, now: DateTime<Utc>) -> Self {
-        if self.status == "active" && self.current_status(now) == "expired" {
-            self.status = "expired".into();
-            self.status_reason = Some("The Hex token has passed its expiry date.".into());
+        if self.status == Status::Active && self.current_status(now) == Status::Expired {
+            self.status = Status::Expired;
+            self.status_reason = Some(EXPIRED_REASON.into());
         }
         self
     }
@@ -378,7 +455,7 @@ pub struct ConnectionFilter {
     /// Only this end user's.
     pub end_user_id: Option<String>,
     /// Only those with this status (`expired` is derived from the expiry).
-    pub status: Option<String>,
+    pub status: Option<Status>,
     /// Only those older than this id (the page cursor).
     pub before_id: Option<Uuid>,
     /// At most this many.
@@ -470,4 +547,32 @@ pub enum SessionOutcome {
     ConnectionGone,
     /// The new token is already another connection of this end user; nothing was written.
     TokenTaken,
+    /// A reconnect to another Hex workspace (§6 step 5); nothing was written, and the session
+    /// stays usable so the person can paste the right token.
+    WorkspaceMismatch,
+}
+
+impl TokenReplacement {
+    /// Whether these credentials are for the same Hex workspace as `current`: the same org id
+    /// where both are known, else the same subdomain (§6 step 5).
+    pub fn same_workspace(&self, current: &Connection) -> bool {
+        match (&current.hex_org_id, &self.identity.org_id) {
+            (Some(old), Some(new)) => old == new,
+            _ => current.subdomain == self.subdomain,
+        }
+    }
+
+    /// A replacement with placeholder values, for unit tests of the lifecycle table.
+    #[cfg(test)]
+    pub fn for_tests() -> Self {
+        Self {
+            id: Uuid::nil(),
+            subdomain: "acme".into(),
+            token_type: "personal",
+            token_hint: "hxtp_…abcd".into(),
+            token_fingerprint: vec![0; 32],
+            sealed: Sealed { key_id: "k".into(), nonce: vec![0; 12], ciphertext: vec![], version: 2 },
+            identity: HexIdentity::default(),
+        }
+    }
 }

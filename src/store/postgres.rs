@@ -1,5 +1,6 @@
 //! The Postgres backend, for production and for several replicas sharing one database.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use std::str::FromStr as _;
@@ -9,13 +10,16 @@ use sqlx::Connection as _;
 
 use super::sql::{
     api_key_columns, bind_new_connection, connection_columns, impl_store, insert_connection_sql,
-    session_columns,
+    session_columns, CLAIM_EVENTS_POSTGRES, EVENT_CHANNEL, INVALIDATION_CHANNEL,
 };
+use super::watch::impl_watch_store;
 
 /// A [`Store`](super::Store) on Postgres.
 #[derive(Debug, Clone)]
 pub struct PgStore {
     pool: PgPool,
+    /// Woken when this replica commits an event, and (once listened for) when any replica does.
+    wake: Arc<tokio::sync::Notify>,
 }
 
 impl PgStore {
@@ -45,7 +49,7 @@ impl PgStore {
             Err(e) => return Err(connect_error(&options, &e)),
         };
         sqlx::migrate!("migrations/postgres").run(&pool).await.context("applying Postgres migrations")?;
-        Ok(Self { pool })
+        Ok(Self { pool, wake: Arc::default() })
     }
 
     /// The pool, for tests that read tables raw.
@@ -85,17 +89,26 @@ fn connect_error(options: &PgConnectOptions, error: &sqlx::Error) -> anyhow::Err
     anyhow::anyhow!("connecting to Postgres (HEXBROKER_DATABASE_URL): {what}")
 }
 
-/// The channel on which replicas tell each other which cached entries are stale.
-const INVALIDATION_CHANNEL: &str = "hexbroker_invalidate";
+impl_watch_store!(PgStore, " for update skip locked");
 
-impl_store!(PgStore, {
-    async fn publish_invalidation(&self, message: &str) -> crate::store::StoreResult<()> {
-        sqlx::query("select pg_notify($1, $2)")
-            .bind(INVALIDATION_CHANNEL)
-            .bind(message)
-            .execute(&self.pool)
-            .await?;
-        Ok(())
+impl_store!(PgStore, sqlx::Postgres, notify: true, claim: CLAIM_EVENTS_POSTGRES, {
+    async fn event_signal(&self) -> crate::store::StoreResult<Arc<tokio::sync::Notify>> {
+        let mut listener = sqlx::postgres::PgListener::connect_with(&self.pool).await?;
+        listener.listen(EVENT_CHANNEL).await?;
+        let wake = Arc::downgrade(&self.wake);
+        tokio::spawn(async move {
+            loop {
+                let received = listener.try_recv().await;
+                let Some(wake) = wake.upgrade() else { break };
+                // A lost connection may have lost a notice too: wake anyway, the claim decides.
+                wake.notify_one();
+                if let Err(e) = received {
+                    tracing::warn!(error = %e, "lost the event listener; retrying");
+                    tokio::time::sleep(Duration::from_millis(500)).await;
+                }
+            }
+        });
+        Ok(self.wake.clone())
     }
 
     async fn subscribe_invalidations(

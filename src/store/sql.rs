@@ -7,7 +7,7 @@ macro_rules! connection_columns {
     () => {
         "id, tenant, end_user_id, end_user_email, label, metadata, subdomain, token_type, token_hint, \
          hex_org_id, hex_user_email, token_expires_at, status, status_reason, last_verified_at, \
-         created_at, updated_at, rate_limit_per_minute"
+         created_at, updated_at, rate_limit_per_minute, next_verify_at, last_used_at"
     };
 }
 
@@ -64,6 +64,46 @@ macro_rules! bind_new_connection {
     };
 }
 
+/// The channel on which replicas tell each other which cached entries are stale.
+pub(super) const INVALIDATION_CHANNEL: &str = "hexbroker_invalidate";
+/// The channel that wakes every replica's delivery worker when an event is recorded.
+pub(super) const EVENT_CHANNEL: &str = "hexbroker_events";
+
+/// One audit entry.
+pub(super) const INSERT_AUDIT: &str =
+    "insert into audit_event (id, tenant, created_at, actor_type, actor_id, \
+     actor_name, action, connection_id, outcome, detail, request_id, client_addr) \
+     values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)";
+
+/// One outbox row, due at once.
+pub(super) const INSERT_EVENT: &str =
+    "insert into event (id, tenant, type, connection_id, payload, created_at, \
+     state, attempts, next_attempt_at, queued_at) values ($1, $2, $3, $4, $5, $6, 'pending', 0, $6, $6)";
+
+/// The columns a claimed event returns.
+macro_rules! claimed_columns {
+    () => {
+        " returning id, type, created_at, payload, attempts, queued_at"
+    };
+}
+
+/// Claims due events on Postgres: rows another replica is claiming are skipped, not waited for.
+pub(super) const CLAIM_EVENTS_POSTGRES: &str = concat!(
+    "update event set locked_until = $2, attempts = attempts + 1 where id in (select id from event \
+     where state = 'pending' and next_attempt_at <= $1 and (locked_until is null or locked_until <= $1) \
+     order by next_attempt_at limit $3 for update skip locked)",
+    claimed_columns!()
+);
+
+/// Claims due events on SQLite, where one statement is one write: the condition is the claim.
+pub(super) const CLAIM_EVENTS_SQLITE: &str = concat!(
+    "update event set locked_until = $2, attempts = attempts + 1 where id in (select id from event \
+     where state = 'pending' and next_attempt_at <= $1 and (locked_until is null or locked_until <= $1) \
+     order by next_attempt_at limit $3) \
+     and state = 'pending' and (locked_until is null or locked_until <= $1)",
+    claimed_columns!()
+);
+
 /// A connection row with its sealed token.
 #[derive(sqlx::FromRow)]
 pub(super) struct ConnectionWithToken {
@@ -76,7 +116,235 @@ pub(super) struct ConnectionWithToken {
 }
 
 macro_rules! impl_store {
-    ($store:ty $(, { $($extra:tt)* })?) => {
+    ($store:ty, $db:ty, notify: $notify:expr, claim: $claim:expr $(, { $($extra:tt)* })?) => {
+        impl $store {
+            /// Queues `message` for the other replicas' caches, delivered at commit (Postgres).
+            async fn notify_in(
+                tx: &mut sqlx::Transaction<'static, $db>,
+                channel: &str,
+                message: &str,
+            ) -> $crate::store::StoreResult<()> {
+                if $notify {
+                    sqlx::query("select pg_notify($1, $2)").bind(channel).bind(message).execute(&mut **tx).await?;
+                }
+                Ok(())
+            }
+
+            /// Writes one audit entry inside `tx`.
+            async fn audit_in(
+                tx: &mut sqlx::Transaction<'static, $db>,
+                tenant: &str,
+                connection_id: Option<uuid::Uuid>,
+                audit: &$crate::audit::AuditContext,
+                outcome: &str,
+                detail: Option<&str>,
+            ) -> $crate::store::StoreResult<()> {
+                sqlx::query($crate::store::sql::INSERT_AUDIT)
+                    .bind(uuid::Uuid::now_v7())
+                    .bind(tenant)
+                    .bind($crate::store::now())
+                    .bind(audit.actor.kind())
+                    .bind(audit.actor.id_text())
+                    .bind(audit.actor.name())
+                    .bind(audit.action.as_str())
+                    .bind(connection_id)
+                    .bind(outcome)
+                    .bind(detail)
+                    .bind(&audit.request_id)
+                    .bind(&audit.client_addr)
+                    .execute(&mut **tx)
+                    .await?;
+                Ok(())
+            }
+
+            /// Writes the outbox rows of `events` about `connection` inside `tx`.
+            async fn events_in(
+                tx: &mut sqlx::Transaction<'static, $db>,
+                connection: &$crate::store::Connection,
+                events: &[$crate::lifecycle::EventType],
+            ) -> $crate::store::StoreResult<()> {
+                if events.is_empty() {
+                    return Ok(());
+                }
+                let now = $crate::store::now();
+                let payload = serde_json::to_value(connection.clone().with_current_status(now))
+                    .unwrap_or_default();
+                for event in events {
+                    sqlx::query($crate::store::sql::INSERT_EVENT)
+                        .bind(uuid::Uuid::now_v7())
+                        .bind(&connection.tenant)
+                        .bind(event.as_str())
+                        .bind(connection.id)
+                        .bind(sqlx::types::Json(&payload))
+                        .bind(now)
+                        .execute(&mut **tx)
+                        .await?;
+                }
+                Self::notify_in(tx, $crate::store::sql::EVENT_CHANNEL, "").await
+            }
+
+            /// The heart of `Store::apply`, inside a transaction the caller commits (so that
+            /// `complete_session` can claim its session in the same one).
+            async fn apply_in(
+                tx: &mut sqlx::Transaction<'static, $db>,
+                tenant: &str,
+                id: uuid::Uuid,
+                change: &$crate::lifecycle::Change<'_>,
+                audit: &$crate::audit::AuditContext,
+                expect: &$crate::store::Expect,
+            ) -> $crate::store::StoreResult<($crate::store::Applied, usize)> {
+                use $crate::lifecycle::Change;
+                use $crate::store::Applied;
+                let now = $crate::store::now();
+                // A no-op write first: it takes the row lock (Postgres) or the write lock
+                // (SQLite), so the read below cannot be overtaken by another writer.
+                let locked = sqlx::query("update connection set updated_at = updated_at where tenant = $1 and id = $2")
+                    .bind(tenant)
+                    .bind(id)
+                    .execute(&mut **tx)
+                    .await?
+                    .rows_affected();
+                if locked == 0 {
+                    return Ok((Applied::Missing, 0));
+                }
+                let row: $crate::store::sql::ConnectionWithToken = sqlx::query_as(concat!(
+                    "select ",
+                    connection_columns!(),
+                    ", key_id, nonce, ciphertext, seal_version from connection where tenant = $1 and id = $2"
+                ))
+                .bind(tenant)
+                .bind(id)
+                .fetch_one(&mut **tx)
+                .await?;
+                // The stored status, not the one derived from the expiry: each event marks a stored
+                // change, so `connection.expired` is emitted by the write that stores `expired`.
+                let current = row.connection.status;
+                if expect.token_nonce.as_ref().is_some_and(|n| *n != row.nonce)
+                    || expect.status.is_some_and(|s| s != current)
+                {
+                    return Ok((Applied::Unmet(row.connection), 0));
+                }
+                if let Change::Replaced(r) = change {
+                    if !r.same_workspace(&row.connection) {
+                        return Ok((Applied::WorkspaceMismatch(row.connection), 0));
+                    }
+                }
+                let t = $crate::lifecycle::transition(current, change);
+                let after: $crate::store::Connection = match change {
+                    Change::Verified(identity) => sqlx::query_as(concat!(
+                        "update connection set status = 'active', status_reason = null, hex_org_id = $3,                          hex_user_email = $4, token_expires_at = $5, last_verified_at = $6, updated_at = $6                          where tenant = $1 and id = $2 returning ",
+                        connection_columns!()
+                    ))
+                    .bind(tenant)
+                    .bind(id)
+                    .bind(&identity.org_id)
+                    .bind(&identity.user_email)
+                    .bind(identity.token_expires_at)
+                    .bind(now)
+                    .fetch_one(&mut **tx)
+                    .await?,
+                    Change::Refused(reason) => sqlx::query_as(concat!(
+                        "update connection set status = 'invalid', status_reason = $3, updated_at = $4                          where tenant = $1 and id = $2 returning ",
+                        connection_columns!()
+                    ))
+                    .bind(tenant)
+                    .bind(id)
+                    .bind(*reason)
+                    .bind(now)
+                    .fetch_one(&mut **tx)
+                    .await?,
+                    Change::Expired if t.status != current => {
+                        sqlx::query_as(concat!(
+                            "update connection set status = 'expired', status_reason = $3, updated_at = $4                              where tenant = $1 and id = $2 returning ",
+                            connection_columns!()
+                        ))
+                        .bind(tenant)
+                        .bind(id)
+                        .bind("The Hex token has passed its expiry date.")
+                        .bind(now)
+                        .fetch_one(&mut **tx)
+                        .await?
+                    }
+                    // Each token is warned about once: the mark (the fingerprint of the token
+                    // warned about) is set here, in the event's own transaction.
+                    Change::Expiring if !t.events.is_empty() => {
+                        let marked = sqlx::query(
+                            "update connection set expiry_warned_for = token_fingerprint \
+                             where tenant = $1 and id = $2 \
+                             and (expiry_warned_for is null or expiry_warned_for <> token_fingerprint)",
+                        )
+                        .bind(tenant)
+                        .bind(id)
+                        .execute(&mut **tx)
+                        .await?
+                        .rows_affected();
+                        if marked == 0 {
+                            return Ok((Applied::Unmet(row.connection), 0));
+                        }
+                        row.connection.clone()
+                    }
+                    Change::Expired | Change::Expiring => row.connection.clone(),
+                    Change::Replaced(r) => {
+                        let replaced: Result<$crate::store::Connection, sqlx::Error> = sqlx::query_as(concat!(
+                            "update connection set subdomain = $3, token_type = $4, token_hint = $5,                              token_fingerprint = $6, key_id = $7, nonce = $8, ciphertext = $9, hex_org_id = $10,                              hex_user_email = $11, token_expires_at = $12, status = 'active', status_reason = null,                              last_verified_at = $13, updated_at = $13, seal_version = $14 where tenant = $1 and id = $2 returning ",
+                            connection_columns!()
+                        ))
+                        .bind(tenant)
+                        .bind(id)
+                        .bind(&r.subdomain)
+                        .bind(r.token_type)
+                        .bind(&r.token_hint)
+                        .bind(&r.token_fingerprint)
+                        .bind(&r.sealed.key_id)
+                        .bind(&r.sealed.nonce)
+                        .bind(&r.sealed.ciphertext)
+                        .bind(&r.identity.org_id)
+                        .bind(&r.identity.user_email)
+                        .bind(r.identity.token_expires_at)
+                        .bind(now)
+                        .bind(r.sealed.version)
+                        .fetch_one(&mut **tx)
+                        .await;
+                        match replaced {
+                            Ok(c) => c,
+                            Err(sqlx::Error::Database(e)) if e.is_unique_violation() => {
+                                return Ok((Applied::TokenTaken, 0))
+                            }
+                            Err(e) => return Err(e.into()),
+                        }
+                    }
+                    Change::Updated(c) => sqlx::query_as(concat!(
+                        "update connection set                          label = case when $3 then $4 else label end,                          metadata = case when $5 then $6 else metadata end,                          rate_limit_per_minute = case when $7 then $8 else rate_limit_per_minute end,                          updated_at = $9                          where tenant = $1 and id = $2 returning ",
+                        connection_columns!()
+                    ))
+                    .bind(tenant)
+                    .bind(id)
+                    .bind(c.label.is_some())
+                    .bind(c.label.clone().flatten())
+                    .bind(c.metadata.is_some())
+                    .bind(sqlx::types::Json(c.metadata.as_ref().unwrap_or(&serde_json::Value::Null)))
+                    .bind(c.rate_limit_per_minute.is_some())
+                    .bind(c.rate_limit_per_minute.flatten().map(|n| n as i32))
+                    .bind(now)
+                    .fetch_one(&mut **tx)
+                    .await?,
+                    Change::Deleted => {
+                        sqlx::query("delete from connection where tenant = $1 and id = $2")
+                            .bind(tenant)
+                            .bind(id)
+                            .execute(&mut **tx)
+                            .await?;
+                        row.connection.clone()
+                    }
+                };
+                Self::events_in(tx, &after, t.events).await?;
+                let detail = (t.status != current).then(|| format!("{current} -> {}", t.status));
+                Self::audit_in(tx, tenant, Some(id), audit, "ok", detail.as_deref()).await?;
+                Self::notify_in(tx, $crate::store::sql::INVALIDATION_CHANNEL, &format!("connection:{id}")).await?;
+                Ok((Applied::Done(after), t.events.len()))
+            }
+        }
+
         #[async_trait::async_trait]
         impl $crate::store::Store for $store {
             async fn ping(&self) -> $crate::store::StoreResult<()> {
@@ -193,8 +461,13 @@ macro_rules! impl_store {
                 Ok(done)
             }
 
-            async fn insert_api_key(&self, key: &$crate::store::NewApiKey) -> $crate::store::StoreResult<$crate::store::ApiKey> {
-                Ok(sqlx::query_as(concat!(
+            async fn insert_api_key(
+                &self,
+                key: &$crate::store::NewApiKey,
+                audit: &$crate::audit::AuditContext,
+            ) -> $crate::store::StoreResult<$crate::store::ApiKey> {
+                let mut tx = self.pool.begin().await?;
+                let created: $crate::store::ApiKey = sqlx::query_as(concat!(
                     "insert into api_key (id, tenant, name, prefix, hash, scopes, connection_id, created_at, expires_at) \
                      values ($1, $2, $3, $4, $5, $6, $7, $8, $9) returning ",
                     api_key_columns!()
@@ -208,8 +481,12 @@ macro_rules! impl_store {
                 .bind(key.connection_id)
                 .bind($crate::store::now())
                 .bind(key.expires_at)
-                .fetch_one(&self.pool)
-                .await?)
+                .fetch_one(&mut *tx)
+                .await?;
+                let detail = format!("key {}", created.id);
+                Self::audit_in(&mut tx, &key.tenant, key.connection_id, audit, "ok", Some(&detail)).await?;
+                tx.commit().await?;
+                Ok(created)
             }
 
             async fn api_key_by_hash(&self, hash: &[u8]) -> $crate::store::StoreResult<Option<$crate::store::ApiKey>> {
@@ -225,13 +502,25 @@ macro_rules! impl_store {
                     .await?)
             }
 
-            async fn revoke_api_key(&self, id: uuid::Uuid) -> $crate::store::StoreResult<bool> {
-                let done = sqlx::query("update api_key set revoked_at = $2 where id = $1 and revoked_at is null")
-                    .bind(id)
-                    .bind($crate::store::now())
-                    .execute(&self.pool)
-                    .await?;
-                Ok(done.rows_affected() == 1)
+            async fn revoke_api_key(
+                &self,
+                id: uuid::Uuid,
+                audit: &$crate::audit::AuditContext,
+            ) -> $crate::store::StoreResult<bool> {
+                let mut tx = self.pool.begin().await?;
+                let revoked: Option<(String, Option<uuid::Uuid>)> = sqlx::query_as(
+                    "update api_key set revoked_at = $2 where id = $1 and revoked_at is null                      returning tenant, connection_id",
+                )
+                .bind(id)
+                .bind($crate::store::now())
+                .fetch_optional(&mut *tx)
+                .await?;
+                let Some((tenant, connection_id)) = revoked else { return Ok(false) };
+                let detail = format!("key {id}");
+                Self::audit_in(&mut tx, &tenant, connection_id, audit, "ok", Some(&detail)).await?;
+                Self::notify_in(&mut tx, $crate::store::sql::INVALIDATION_CHANNEL, &format!("key:{id}")).await?;
+                tx.commit().await?;
+                Ok(true)
             }
 
             async fn revoke_connection_key(
@@ -239,7 +528,9 @@ macro_rules! impl_store {
                 tenant: &str,
                 connection_id: uuid::Uuid,
                 key_id: uuid::Uuid,
+                audit: &$crate::audit::AuditContext,
             ) -> $crate::store::StoreResult<bool> {
+                let mut tx = self.pool.begin().await?;
                 let done = sqlx::query(
                     "update api_key set revoked_at = $4 \
                      where id = $1 and tenant = $2 and connection_id = $3 and revoked_at is null",
@@ -248,23 +539,37 @@ macro_rules! impl_store {
                 .bind(tenant)
                 .bind(connection_id)
                 .bind($crate::store::now())
-                .execute(&self.pool)
+                .execute(&mut *tx)
                 .await?;
-                Ok(done.rows_affected() == 1)
+                if done.rows_affected() != 1 {
+                    return Ok(false);
+                }
+                let detail = format!("key {key_id}");
+                Self::audit_in(&mut tx, tenant, Some(connection_id), audit, "ok", Some(&detail)).await?;
+                Self::notify_in(&mut tx, $crate::store::sql::INVALIDATION_CHANNEL, &format!("key:{key_id}")).await?;
+                tx.commit().await?;
+                Ok(true)
             }
 
             async fn insert_connection(
                 &self,
                 new: &$crate::store::NewConnection,
+                audit: &$crate::audit::AuditContext,
             ) -> $crate::store::StoreResult<$crate::store::Inserted> {
                 let now = $crate::store::now();
+                let mut tx = self.pool.begin().await?;
                 let created: Option<$crate::store::Connection> =
                     bind_new_connection!(sqlx::query_as(insert_connection_sql!()), new, now)
-                        .fetch_optional(&self.pool)
+                        .fetch_optional(&mut *tx)
                         .await?;
                 if let Some(connection) = created {
+                    Self::events_in(&mut tx, &connection, $crate::lifecycle::CREATED.events).await?;
+                    Self::audit_in(&mut tx, &new.tenant, Some(connection.id), audit, "ok", None).await?;
+                    tx.commit().await?;
+                    self.wake.notify_one();
                     return Ok($crate::store::Inserted::Created(connection));
                 }
+                drop(tx);
                 // Lost a race with an identical connect, or a repeat: the row is there.
                 let existing = self
                     .connection_by_fingerprint(&new.tenant, &new.end_user_id, &new.subdomain, &new.token_fingerprint)
@@ -353,76 +658,39 @@ macro_rules! impl_store {
                 .await?)
             }
 
-            async fn mark_verified(
+            async fn apply(
                 &self,
                 tenant: &str,
                 id: uuid::Uuid,
-                identity: &$crate::store::HexIdentity,
-            ) -> $crate::store::StoreResult<Option<$crate::store::Connection>> {
-                Ok(sqlx::query_as(concat!(
-                    "update connection set status = 'active', status_reason = null, hex_org_id = $3, \
-                     hex_user_email = $4, token_expires_at = $5, last_verified_at = $6, updated_at = $6 \
-                     where tenant = $1 and id = $2 returning ",
-                    connection_columns!()
-                ))
-                .bind(tenant)
-                .bind(id)
-                .bind(&identity.org_id)
-                .bind(&identity.user_email)
-                .bind(identity.token_expires_at)
-                .bind($crate::store::now())
-                .fetch_optional(&self.pool)
-                .await?)
+                change: &$crate::lifecycle::Change<'_>,
+                audit: &$crate::audit::AuditContext,
+                expect: &$crate::store::Expect,
+            ) -> $crate::store::StoreResult<$crate::store::Applied> {
+                let mut tx = self.pool.begin().await?;
+                let (applied, events) = Self::apply_in(&mut tx, tenant, id, change, audit, expect).await?;
+                if matches!(applied, $crate::store::Applied::Done(_)) {
+                    tx.commit().await?;
+                    if events > 0 {
+                        self.wake.notify_one();
+                    }
+                }
+                Ok(applied)
             }
 
-            async fn mark_invalid(
+            async fn record_audit(
                 &self,
                 tenant: &str,
-                id: uuid::Uuid,
-                reason: &str,
-            ) -> $crate::store::StoreResult<Option<$crate::store::Connection>> {
-                Ok(sqlx::query_as(concat!(
-                    "update connection set status = 'invalid', status_reason = $3, updated_at = $4 \
-                     where tenant = $1 and id = $2 returning ",
-                    connection_columns!()
-                ))
-                .bind(tenant)
-                .bind(id)
-                .bind(reason)
-                .bind($crate::store::now())
-                .fetch_optional(&self.pool)
-                .await?)
+                connection_id: Option<uuid::Uuid>,
+                audit: &$crate::audit::AuditContext,
+                outcome: &str,
+            ) -> $crate::store::StoreResult<()> {
+                let mut tx = self.pool.begin().await?;
+                Self::audit_in(&mut tx, tenant, connection_id, audit, outcome, None).await?;
+                tx.commit().await?;
+                Ok(())
             }
 
-            async fn update_connection(
-                &self,
-                tenant: &str,
-                id: uuid::Uuid,
-                change: &$crate::store::ConnectionChange,
-            ) -> $crate::store::StoreResult<Option<$crate::store::Connection>> {
-                Ok(sqlx::query_as(concat!(
-                    "update connection set \
-                     label = case when $3 then $4 else label end, \
-                     metadata = case when $5 then $6 else metadata end, \
-                     rate_limit_per_minute = case when $7 then $8 else rate_limit_per_minute end, \
-                     updated_at = $9 \
-                     where tenant = $1 and id = $2 returning ",
-                    connection_columns!()
-                ))
-                .bind(tenant)
-                .bind(id)
-                .bind(change.label.is_some())
-                .bind(change.label.clone().flatten())
-                .bind(change.metadata.is_some())
-                .bind(sqlx::types::Json(change.metadata.as_ref().unwrap_or(&serde_json::Value::Null)))
-                .bind(change.rate_limit_per_minute.is_some())
-                .bind(change.rate_limit_per_minute.flatten().map(|n| n as i32))
-                .bind($crate::store::now())
-                .fetch_optional(&self.pool)
-                .await?)
-            }
-
-            async fn count_connections_by_status(&self) -> $crate::store::StoreResult<Vec<(String, i64)>> {
+            async fn count_connections_by_status(&self) -> $crate::store::StoreResult<Vec<($crate::lifecycle::Status, i64)>> {
                 Ok(sqlx::query_as(
                     "select case when status = 'active' and token_expires_at <= $1 then 'expired' else status end as s, \
                      count(*) from connection group by s",
@@ -432,8 +700,13 @@ macro_rules! impl_store {
                 .await?)
             }
 
-            async fn insert_session(&self, new: &$crate::store::NewSession) -> $crate::store::StoreResult<$crate::store::Session> {
-                Ok(sqlx::query_as(concat!(
+            async fn insert_session(
+                &self,
+                new: &$crate::store::NewSession,
+                audit: &$crate::audit::AuditContext,
+            ) -> $crate::store::StoreResult<$crate::store::Session> {
+                let mut tx = self.pool.begin().await?;
+                let session: $crate::store::Session = sqlx::query_as(concat!(
                     "insert into connect_session (id, tenant, token_hash, end_user_id, end_user_email, connection_id, \
                      created_by_key, expires_at, created_at) values ($1, $2, $3, $4, $5, $6, $7, $8, $9) returning ",
                     session_columns!()
@@ -447,8 +720,12 @@ macro_rules! impl_store {
                 .bind(new.created_by_key)
                 .bind(new.expires_at)
                 .bind($crate::store::now())
-                .fetch_one(&self.pool)
-                .await?)
+                .fetch_one(&mut *tx)
+                .await?;
+                let detail = format!("session {}", session.id);
+                Self::audit_in(&mut tx, &new.tenant, new.connection_id, audit, "ok", Some(&detail)).await?;
+                tx.commit().await?;
+                Ok(session)
             }
 
             async fn session_by_hash(&self, hash: &[u8]) -> $crate::store::StoreResult<Option<$crate::store::Session>> {
@@ -463,6 +740,7 @@ macro_rules! impl_store {
                 session: &$crate::store::Session,
                 write: &$crate::store::SessionWrite,
                 origin: Option<&str>,
+                audit: &$crate::audit::AuditContext,
             ) -> $crate::store::StoreResult<$crate::store::SessionOutcome> {
                 use $crate::store::{SessionOutcome, SessionWrite};
                 let now = $crate::store::now();
@@ -490,7 +768,11 @@ macro_rules! impl_store {
                                 .fetch_optional(&mut *tx)
                                 .await?;
                         match created {
-                            Some(connection) => SessionOutcome::Created(connection),
+                            Some(connection) => {
+                                Self::events_in(&mut tx, &connection, $crate::lifecycle::CREATED.events).await?;
+                                Self::audit_in(&mut tx, &session.tenant, Some(connection.id), audit, "ok", None).await?;
+                                SessionOutcome::Created(connection)
+                            }
                             None => SessionOutcome::Existing(
                                 sqlx::query_as(concat!(
                                     "select ",
@@ -508,37 +790,15 @@ macro_rules! impl_store {
                         }
                     }
                     SessionWrite::Replace(r) => {
-                        let replaced: Result<Option<$crate::store::Connection>, sqlx::Error> = sqlx::query_as(concat!(
-                            "update connection set subdomain = $3, token_type = $4, token_hint = $5, \
-                             token_fingerprint = $6, key_id = $7, nonce = $8, ciphertext = $9, hex_org_id = $10, \
-                             hex_user_email = $11, token_expires_at = $12, status = 'active', status_reason = null, \
-                             last_verified_at = $13, updated_at = $13, seal_version = $14 \
-                             where tenant = $1 and id = $2 returning ",
-                            connection_columns!()
-                        ))
-                        .bind(&session.tenant)
-                        .bind(r.id)
-                        .bind(&r.subdomain)
-                        .bind(r.token_type)
-                        .bind(&r.token_hint)
-                        .bind(&r.token_fingerprint)
-                        .bind(&r.sealed.key_id)
-                        .bind(&r.sealed.nonce)
-                        .bind(&r.sealed.ciphertext)
-                        .bind(&r.identity.org_id)
-                        .bind(&r.identity.user_email)
-                        .bind(r.identity.token_expires_at)
-                        .bind(now)
-                        .bind(r.sealed.version)
-                        .fetch_optional(&mut *tx)
-                        .await;
-                        match replaced {
-                            Ok(Some(connection)) => SessionOutcome::Replaced(connection),
-                            Ok(None) => return Ok(SessionOutcome::ConnectionGone),
-                            Err(sqlx::Error::Database(e)) if e.is_unique_violation() => {
-                                return Ok(SessionOutcome::TokenTaken)
+                        let change = $crate::lifecycle::Change::Replaced(r);
+                        let expect = $crate::store::Expect::default();
+                        match Self::apply_in(&mut tx, &session.tenant, r.id, &change, audit, &expect).await? {
+                            ($crate::store::Applied::Done(connection), _) => SessionOutcome::Replaced(connection),
+                            ($crate::store::Applied::TokenTaken, _) => return Ok(SessionOutcome::TokenTaken),
+                            ($crate::store::Applied::WorkspaceMismatch(_), _) => {
+                                return Ok(SessionOutcome::WorkspaceMismatch)
                             }
-                            Err(e) => return Err(e.into()),
+                            _ => return Ok(SessionOutcome::ConnectionGone),
                         }
                     }
                 };
@@ -552,16 +812,146 @@ macro_rules! impl_store {
                     .execute(&mut *tx)
                     .await?;
                 tx.commit().await?;
+                if !matches!(outcome, SessionOutcome::Existing(_)) {
+                    self.wake.notify_one();
+                }
                 Ok(outcome)
             }
 
-            async fn delete_connection(&self, tenant: &str, id: uuid::Uuid) -> $crate::store::StoreResult<bool> {
-                let done = sqlx::query("delete from connection where tenant = $1 and id = $2")
-                    .bind(tenant)
-                    .bind(id)
+            async fn list_events(
+                &self,
+                tenant: &str,
+                filter: &$crate::events::EventFilter,
+            ) -> $crate::store::StoreResult<Vec<$crate::events::EventRecord>> {
+                Ok(sqlx::query_as(
+                    "select id, type, connection_id, created_at, state, attempts, next_attempt_at, last_error \
+                     from event where tenant = $1 and ($2 is null or type = $2) \
+                     and ($3 is null or connection_id = $3) and ($4 is null or state = $4) \
+                     and ($5 is null or id < $5) order by id desc limit $6",
+                )
+                .bind(tenant)
+                .bind(&filter.kind)
+                .bind(filter.connection_id)
+                .bind(filter.state.map($crate::events::EventState::as_str))
+                .bind(filter.before_id)
+                .bind(i64::from(filter.limit))
+                .fetch_all(&self.pool)
+                .await?)
+            }
+
+            async fn redeliver_event(
+                &self,
+                tenant: &str,
+                id: uuid::Uuid,
+                audit: &$crate::audit::AuditContext,
+            ) -> $crate::store::StoreResult<bool> {
+                let now = $crate::store::now();
+                let mut tx = self.pool.begin().await?;
+                let queued: Option<(uuid::Uuid,)> = sqlx::query_as(
+                    "update event set state = 'pending', attempts = 0, next_attempt_at = $3, queued_at = $3, \
+                     locked_until = null where tenant = $1 and id = $2 returning connection_id",
+                )
+                .bind(tenant)
+                .bind(id)
+                .bind(now)
+                .fetch_optional(&mut *tx)
+                .await?;
+                let Some((connection_id,)) = queued else { return Ok(false) };
+                let detail = format!("event {id}");
+                Self::audit_in(&mut tx, tenant, Some(connection_id), audit, "ok", Some(&detail)).await?;
+                Self::notify_in(&mut tx, $crate::store::sql::EVENT_CHANNEL, "").await?;
+                tx.commit().await?;
+                self.wake.notify_one();
+                Ok(true)
+            }
+
+            async fn claim_events(
+                &self,
+                lease_until: chrono::DateTime<chrono::Utc>,
+                limit: u32,
+            ) -> $crate::store::StoreResult<Vec<$crate::events::Delivery>> {
+                Ok(sqlx::query_as($claim)
+                    .bind($crate::store::now())
+                    .bind(lease_until)
+                    .bind(i64::from(limit))
+                    .fetch_all(&self.pool)
+                    .await?)
+            }
+
+            async fn event_delivered(&self, id: uuid::Uuid) -> $crate::store::StoreResult<()> {
+                sqlx::query(
+                    "update event set state = 'delivered', delivered_at = $2, locked_until = null, last_error = null \
+                     where id = $1 and state = 'pending'",
+                )
+                .bind(id)
+                .bind($crate::store::now())
+                .execute(&self.pool)
+                .await?;
+                Ok(())
+            }
+
+            async fn event_failed(
+                &self,
+                id: uuid::Uuid,
+                error: &str,
+                retry_at: Option<chrono::DateTime<chrono::Utc>>,
+            ) -> $crate::store::StoreResult<()> {
+                sqlx::query(
+                    "update event set state = $2, next_attempt_at = coalesce($3, next_attempt_at), \
+                     locked_until = null, last_error = $4 where id = $1 and state = 'pending'",
+                )
+                .bind(id)
+                .bind(if retry_at.is_some() { "pending" } else { "dead" })
+                .bind(retry_at)
+                .bind(error)
+                .execute(&self.pool)
+                .await?;
+                Ok(())
+            }
+
+            async fn next_event_due(&self) -> $crate::store::StoreResult<Option<chrono::DateTime<chrono::Utc>>> {
+                let due: Option<(chrono::DateTime<chrono::Utc>,)> = sqlx::query_as(
+                    "select coalesce(locked_until, next_attempt_at) as due from event where state = 'pending' \
+                     order by due limit 1",
+                )
+                .fetch_optional(&self.pool)
+                .await?;
+                Ok(due.map(|(t,)| t))
+            }
+
+            async fn list_audit(
+                &self,
+                tenant: &str,
+                filter: &$crate::audit::AuditFilter,
+            ) -> $crate::store::StoreResult<Vec<$crate::audit::AuditEntry>> {
+                Ok(sqlx::query_as(
+                    "select id, created_at, actor_type, actor_id, actor_name, action, connection_id, outcome, \
+                     detail, request_id, client_addr, tenant from audit_event where tenant = $1 \
+                     and ($2 is null or connection_id = $2) and ($3 is null or action = $3) \
+                     and ($4 is null or actor_id = $4) and ($5 is null or id < $5) order by id desc limit $6",
+                )
+                .bind(tenant)
+                .bind(filter.connection_id)
+                .bind(&filter.action)
+                .bind(&filter.actor)
+                .bind(filter.before_id)
+                .bind(i64::from(filter.limit))
+                .fetch_all(&self.pool)
+                .await?)
+            }
+
+            async fn prune(&self, before: chrono::DateTime<chrono::Utc>) -> $crate::store::StoreResult<u64> {
+                let audit = sqlx::query("delete from audit_event where created_at < $1")
+                    .bind(before)
                     .execute(&self.pool)
-                    .await?;
-                Ok(done.rows_affected() == 1)
+                    .await?
+                    .rows_affected();
+                let events = sqlx::query("delete from event where state = 'delivered' and created_at < $1")
+                    .bind(before)
+                    .execute(&self.pool)
+                    .await?
+                    .rows_affected();
+                Ok(audit + events)
             }
 
             $($($extra)*)?

@@ -1,6 +1,7 @@
 //! The SQLite backend: the embedded default, so that `cargo run` works with no configuration.
 
 use std::str::FromStr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use sqlx::sqlite::{
@@ -9,13 +10,16 @@ use sqlx::sqlite::{
 
 use super::sql::{
     api_key_columns, bind_new_connection, connection_columns, impl_store, insert_connection_sql,
-    session_columns,
+    session_columns, CLAIM_EVENTS_SQLITE,
 };
+use super::watch::impl_watch_store;
 
 /// A [`Store`](super::Store) on SQLite.
 #[derive(Debug, Clone)]
 pub struct SqliteStore {
     pool: SqlitePool,
+    /// Woken when this process commits an event.
+    wake: Arc<tokio::sync::Notify>,
 }
 
 impl SqliteStore {
@@ -36,7 +40,7 @@ impl SqliteStore {
             .await
             .context("opening the SQLite database (HEXBROKER_DATABASE_URL)")?;
         sqlx::migrate!("migrations/sqlite").run(&pool).await.context("applying SQLite migrations")?;
-        Ok(Self { pool })
+        Ok(Self { pool, wake: Arc::default() })
     }
 
     /// The pool, for tests that read tables raw.
@@ -45,7 +49,13 @@ impl SqliteStore {
     }
 }
 
-impl_store!(SqliteStore);
+impl_watch_store!(SqliteStore, "");
+
+impl_store!(SqliteStore, sqlx::Sqlite, notify: false, claim: CLAIM_EVENTS_SQLITE, {
+    async fn event_signal(&self) -> crate::store::StoreResult<Arc<tokio::sync::Notify>> {
+        Ok(self.wake.clone())
+    }
+});
 
 /// The file a `sqlite:` URL names, or `None` for an in-memory database.
 pub fn database_file(url: &str) -> Option<std::path::PathBuf> {

@@ -145,6 +145,8 @@ pub struct TestApp {
     pub http: reqwest::Client,
     pub db: TestDb,
     pub env: HashMap<String, String>,
+    /// The replica's background work (webhook delivery, pruning); `None` once stopped.
+    pub background: Option<hexbroker::app::Background>,
     /// The base URL of the metrics listener, when `HEXBROKER_METRICS_LISTEN` is set (the harness
     /// binds it on a port of its own).
     pub metrics_base: Option<String>,
@@ -176,6 +178,7 @@ impl TestApp {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let (tx, rx) = oneshot::channel();
+        let background = hexbroker::app::Background::spawn(&state).expect("start background work");
         let metrics_listener = match state.config.metrics_listen {
             Some(_) => Some(tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap()),
             None => None,
@@ -193,6 +196,7 @@ impl TestApp {
             http: reqwest::Client::new(),
             db,
             env,
+            background: Some(background),
             metrics_base,
             shutdown: Some(tx),
         })
@@ -271,12 +275,22 @@ impl Drop for TestApp {
     }
 }
 
-/// Serves `state` on a fresh port until the test ends; returns the base URL.
+/// Serves `state` (with its background work) on a fresh port until the test ends; returns the
+/// base URL.
 pub async fn serve_state(state: AppState) -> String {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());
-    tokio::spawn(hexbroker::app::serve_app(state, listener, None, std::future::pending()));
+    let background = hexbroker::app::Background::spawn(&state).expect("start background work");
+    tokio::spawn(async move {
+        let _background = background;
+        hexbroker::app::serve_app(state, listener, None, std::future::pending()).await
+    });
     base
+}
+
+/// The audit context of hexbroker's own actions, for tests that call the store directly.
+pub fn system_audit() -> hexbroker::audit::AuditContext {
+    hexbroker::audit::AuditContext::system(hexbroker::audit::Action::KeyRevoke)
 }
 
 /// Asserts the contract's error shape and returns the code.

@@ -1,0 +1,148 @@
+//! Events (§8): the outbox rows that `Store::apply` writes in the same transaction as the change
+//! that caused them, how a delivery is signed, and the worker ([`worker`]) that delivers them to
+//! `HEXBROKER_WEBHOOK_URL` at least once, off the request path.
+
+pub mod worker;
+
+use chrono::{DateTime, Utc};
+use hmac::{Hmac, Mac};
+use serde::{Deserialize, Serialize};
+use sha2::Sha256;
+use uuid::Uuid;
+
+use crate::lifecycle::EventType;
+
+/// Where an event is in its delivery.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum EventState {
+    /// Not yet delivered; retried until `HEXBROKER_WEBHOOK_RETRY_FOR` has passed.
+    Pending,
+    /// The receiver accepted it.
+    Delivered,
+    /// Retries ran out; listed, and redeliverable.
+    Dead,
+}
+
+impl EventState {
+    /// Every state.
+    pub const ALL: [EventState; 3] = [EventState::Pending, EventState::Delivered, EventState::Dead];
+
+    /// Its name in SQL and JSON.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EventState::Pending => "pending",
+            EventState::Delivered => "delivered",
+            EventState::Dead => "dead",
+        }
+    }
+}
+
+/// An event as `GET /v1/events` lists it.
+#[derive(Debug, Clone, sqlx::FromRow, Serialize)]
+pub struct EventRecord {
+    /// Its id (time-ordered; also the `hexbroker-event-id` header).
+    pub id: Uuid,
+    /// Its type, e.g. `connection.created`.
+    #[serde(rename = "type")]
+    #[sqlx(rename = "type")]
+    pub kind: String,
+    /// The connection it is about.
+    pub connection_id: Uuid,
+    /// When it happened.
+    pub created_at: DateTime<Utc>,
+    /// `pending`, `delivered` or `dead`.
+    pub state: String,
+    /// Delivery attempts made since it was (re)queued.
+    pub attempts: i32,
+    /// When the next attempt is due (for a pending event).
+    pub next_attempt_at: DateTime<Utc>,
+    /// Why the last attempt failed.
+    pub last_error: Option<String>,
+}
+
+/// Which events to list.
+#[derive(Debug, Clone, Default)]
+pub struct EventFilter {
+    /// Only this type.
+    pub kind: Option<String>,
+    /// Only about this connection.
+    pub connection_id: Option<Uuid>,
+    /// Only in this state.
+    pub state: Option<EventState>,
+    /// Only events older than this id (the cursor).
+    pub before_id: Option<Uuid>,
+    /// At most this many.
+    pub limit: u32,
+}
+
+/// An event claimed for one delivery attempt.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct Delivery {
+    /// Its id.
+    pub id: Uuid,
+    /// Its type.
+    #[sqlx(rename = "type")]
+    pub kind: String,
+    /// When it happened.
+    pub created_at: DateTime<Utc>,
+    /// The connection as it was (JSON).
+    #[sqlx(json)]
+    pub payload: serde_json::Value,
+    /// Attempts so far, this one included.
+    pub attempts: i32,
+    /// When it was (re)queued.
+    pub queued_at: DateTime<Utc>,
+}
+
+/// The JSON body of a delivery: `{id, type, created_at, data: {connection}}`.
+pub fn body(delivery: &Delivery, hex_url: Option<String>) -> Vec<u8> {
+    let mut connection = delivery.payload.clone();
+    if let (Some(object), Some(url)) = (connection.as_object_mut(), hex_url) {
+        object.insert("hex_url".into(), url.into());
+    }
+    let body = serde_json::json!({
+        "id": delivery.id,
+        "type": delivery.kind,
+        "created_at": delivery.created_at,
+        "data": { "connection": connection },
+    });
+    serde_json::to_vec(&body).unwrap_or_default()
+}
+
+/// The `hexbroker-signature` header: `t=<unix seconds>,v1=<hex HMAC-SHA256(secret, "<t>.<body>")>`
+/// with one `v1=` per secret, so a receiver can rotate its secret without a gap.
+pub fn signature<'a>(unix: i64, body: &[u8], secrets: impl IntoIterator<Item = &'a [u8]>) -> String {
+    let mut header = format!("t={unix}");
+    for secret in secrets {
+        let mut mac = Hmac::<Sha256>::new_from_slice(secret).expect("HMAC takes a key of any length");
+        mac.update(unix.to_string().as_bytes());
+        mac.update(b".");
+        mac.update(body);
+        header.push_str(",v1=");
+        header.push_str(&hex::encode(mac.finalize().into_bytes()));
+    }
+    header
+}
+
+/// The types a caller may filter by.
+pub fn is_known_type(text: &str) -> bool {
+    text.parse::<EventType>().is_ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_signature_has_one_v1_per_secret_over_time_and_body() {
+        let header = signature(1_700_000_000, b"{}", [b"one".as_slice(), b"two".as_slice()]);
+        let parts: Vec<&str> = header.split(',').collect();
+        assert_eq!(parts[0], "t=1700000000");
+        assert_eq!(parts.len(), 3);
+        let mut mac = Hmac::<Sha256>::new_from_slice(b"two").unwrap();
+        mac.update(b"1700000000.{}");
+        assert_eq!(parts[2], format!("v1={}", hex::encode(mac.finalize().into_bytes())));
+        assert_ne!(parts[1], parts[2]);
+    }
+}

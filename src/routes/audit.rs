@@ -1,0 +1,61 @@
+//! The audit trail (`GET /v1/audit-events`, admin): every action on a credential, newest first.
+
+use axum::extract::{Query, State};
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use super::connections::decode_cursor;
+use super::events::{next_cursor, page_limit};
+use crate::app::AppState;
+use crate::audit::{Action, AuditEntry, AuditFilter};
+use crate::auth::{Caller, Scope};
+use crate::error::{ApiError, Json, Result};
+
+/// A page of audit entries.
+#[derive(Debug, Serialize)]
+pub struct AuditPage {
+    data: Vec<AuditEntry>,
+    next_cursor: Option<String>,
+}
+
+/// The query of `GET /v1/audit-events`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuditParams {
+    connection_id: Option<Uuid>,
+    action: Option<String>,
+    actor: Option<String>,
+    limit: Option<u32>,
+    cursor: Option<String>,
+}
+
+/// `GET /v1/audit-events`
+pub async fn list(
+    State(state): State<AppState>,
+    caller: Caller,
+    query: std::result::Result<Query<AuditParams>, axum::extract::rejection::QueryRejection>,
+) -> Result<Json<AuditPage>> {
+    caller.require(Scope::Admin)?;
+    let Query(params) = query.map_err(|_| {
+        ApiError::unprocessable(
+            "invalid_query",
+            "The query accepts connection_id, action, actor (a key or session id, or system), limit (1-200) and cursor.",
+        )
+    })?;
+    let limit = page_limit(params.limit)?;
+    if let Some(action) = &params.action {
+        if !Action::ALL.iter().any(|a| a.as_str() == action) {
+            return Err(ApiError::unprocessable("invalid_query", "action is not one of §10's actions."));
+        }
+    }
+    let filter = AuditFilter {
+        connection_id: params.connection_id,
+        action: params.action,
+        actor: params.actor,
+        before_id: params.cursor.as_deref().map(decode_cursor).transpose()?,
+        limit: limit + 1,
+    };
+    let mut data = state.store.list_audit(&caller.tenant, &filter).await?;
+    let next_cursor = next_cursor(&mut data, limit, |e| e.id);
+    Ok(Json(AuditPage { data, next_cursor }))
+}
