@@ -232,7 +232,9 @@ macro_rules! impl_store {
                 let t = $crate::lifecycle::transition(current, change);
                 let after: $crate::store::Connection = match change {
                     Change::Verified(identity) => sqlx::query_as(concat!(
-                        "update connection set status = 'active', status_reason = null, hex_org_id = $3,                          hex_user_email = $4, token_expires_at = $5, last_verified_at = $6, updated_at = $6                          where tenant = $1 and id = $2 returning ",
+                        "update connection set status = 'active', status_reason = null, hex_org_id = $3, \
+                         hex_user_email = $4, token_expires_at = $5, last_verified_at = $6, updated_at = $6 \
+                         where tenant = $1 and id = $2 returning ",
                         connection_columns!()
                     ))
                     .bind(tenant)
@@ -244,7 +246,8 @@ macro_rules! impl_store {
                     .fetch_one(&mut **tx)
                     .await?,
                     Change::Refused(reason) => sqlx::query_as(concat!(
-                        "update connection set status = 'invalid', status_reason = $3, updated_at = $4                          where tenant = $1 and id = $2 returning ",
+                        "update connection set status = 'invalid', status_reason = $3, updated_at = $4 \
+                         where tenant = $1 and id = $2 returning ",
                         connection_columns!()
                     ))
                     .bind(tenant)
@@ -255,7 +258,8 @@ macro_rules! impl_store {
                     .await?,
                     Change::Expired if t.status != current => {
                         sqlx::query_as(concat!(
-                            "update connection set status = 'expired', status_reason = $3, updated_at = $4                              where tenant = $1 and id = $2 returning ",
+                            "update connection set status = 'expired', status_reason = $3, updated_at = $4 \
+                             where tenant = $1 and id = $2 returning ",
                             connection_columns!()
                         ))
                         .bind(tenant)
@@ -286,7 +290,10 @@ macro_rules! impl_store {
                     Change::Expired | Change::Expiring => row.connection.clone(),
                     Change::Replaced(r) => {
                         let replaced: Result<$crate::store::Connection, sqlx::Error> = sqlx::query_as(concat!(
-                            "update connection set subdomain = $3, token_type = $4, token_hint = $5,                              token_fingerprint = $6, key_id = $7, nonce = $8, ciphertext = $9, hex_org_id = $10,                              hex_user_email = $11, token_expires_at = $12, status = 'active', status_reason = null,                              last_verified_at = $13, updated_at = $13, seal_version = $14 where tenant = $1 and id = $2 returning ",
+                            "update connection set subdomain = $3, token_type = $4, token_hint = $5, \
+                             token_fingerprint = $6, key_id = $7, nonce = $8, ciphertext = $9, hex_org_id = $10, \
+                             hex_user_email = $11, token_expires_at = $12, status = 'active', status_reason = null, \
+                             last_verified_at = $13, updated_at = $13, seal_version = $14 where tenant = $1 and id = $2 returning ",
                             connection_columns!()
                         ))
                         .bind(tenant)
