@@ -53,7 +53,14 @@ enum Command {
         command: KeysCommand,
     },
     /// Re-seal every stored token under the active encryption key (safe to interrupt and rerun).
-    Reencrypt,
+    Reencrypt {
+        /// Rows re-sealed per transaction.
+        #[arg(long, default_value_t = 200, value_parser = clap::value_parser!(u32).range(1..=10_000))]
+        batch: u32,
+        /// At most this many rows a second, so serving replicas are not crowded out (0: no cap).
+        #[arg(long, default_value_t = 0)]
+        max_rate: u32,
+    },
     /// Manage encryption keys.
     EncryptionKey {
         #[command(subcommand)]
@@ -206,8 +213,9 @@ async fn run(command: Command, config: Config, format: LogFormat) -> anyhow::Res
             eprintln!("migrations applied");
         }
         Command::Keys { command } => keys(command, AppState::new(config).await?).await?,
-        Command::Reencrypt => {
-            crate::reencrypt::run(&AppState::new(config).await?).await?;
+        Command::Reencrypt { batch, max_rate } => {
+            let options = crate::reencrypt::Options { batch, max_rate };
+            crate::reencrypt::run_with(&AppState::new(config).await?, options).await?;
         }
         Command::EncryptionKey { .. } | Command::Healthcheck { .. } => {
             unreachable!("handled before the runtime starts")

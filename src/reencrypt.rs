@@ -1,18 +1,35 @@
 //! `hexbroker reencrypt`: re-seals every stored token (and the keyed-hash key) under the active
 //! encryption key and the current seal version (which binds tenant and subdomain, §9), so that
 //! older keys can then be dropped from `HEXBROKER_ENCRYPTION_KEYS`.
-//! Each token is replaced by its own conditional update, so the command can be interrupted and
-//! run again, and replicas may keep serving (and replacing tokens) while it runs.
+//! Tokens are re-sealed in short batches, one transaction each, every row by a conditional update,
+//! so the command can be killed at any point and run again, and replicas may keep serving (and
+//! replacing tokens) while it runs. A rate cap keeps it from crowding out the proxy. No cache
+//! notice is sent: a re-sealed token is the same token (see `CachedStore::reseal_tokens`).
 
 use std::io::{IsTerminal, Write};
+use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
 use uuid::Uuid;
 
 use crate::app::AppState;
 use crate::crypto::{CryptoError, TokenBinding, HASH_KEY_AAD};
+use crate::store::Reseal;
 
-const BATCH: u32 = 500;
+/// How a run paces itself.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Options {
+    /// Rows read and re-sealed per transaction.
+    pub batch: u32,
+    /// At most this many rows a second (0: as fast as the database goes).
+    pub max_rate: u32,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Self { batch: 200, max_rate: 0 }
+    }
+}
 
 /// What a run did.
 #[derive(Debug, Default, PartialEq, Eq)]
@@ -25,8 +42,13 @@ pub struct Report {
     pub tampered: u64,
 }
 
-/// Re-seals everything not sealed by the active key, reporting progress on stderr.
+/// Re-seals everything not sealed by the active key, with the default [`Options`].
 pub async fn run(state: &AppState) -> anyhow::Result<Report> {
+    run_with(state, Options::default()).await
+}
+
+/// Re-seals everything not sealed by the active key, reporting progress on stderr.
+pub async fn run_with(state: &AppState, options: Options) -> anyhow::Result<Report> {
     let active = state.keyring.active_key_id().to_owned();
     let keyring = &state.keyring;
 
@@ -37,14 +59,16 @@ pub async fn run(state: &AppState) -> anyhow::Result<Report> {
         }
     }
 
-    let total = state.store.count_tokens_not_sealed_by(&active).await?;
-    let terminal = std::io::stderr().is_terminal();
+    let total = u64::try_from(state.store.count_tokens_not_sealed_by(&active).await?).unwrap_or(0);
+    let mut progress = Progress::new(std::io::stderr().is_terminal(), total);
     let mut report = Report::default();
     let mut after: Option<Uuid> = None;
+    let started = Instant::now();
     loop {
-        let batch = state.store.tokens_not_sealed_by(&active, after, BATCH).await?;
+        let batch = state.store.tokens_not_sealed_by(&active, after, options.batch.max(1)).await?;
         let Some(last) = batch.last() else { break };
         after = Some(last.id);
+        let mut reseals = Vec::with_capacity(batch.len());
         for row in batch {
             let binding =
                 TokenBinding { connection_id: row.id, tenant: &row.tenant, subdomain: &row.subdomain };
@@ -63,33 +87,98 @@ pub async fn run(state: &AppState) -> anyhow::Result<Report> {
                     return Err(e).with_context(|| format!("opening the token of connection {}", row.id))
                 }
             };
-            if state.store.reseal_token(row.id, &row.sealed, &keyring.seal_token(binding, &token)).await? {
-                report.resealed += 1;
-            } else {
-                report.skipped += 1;
+            let new = keyring.seal_token(binding, &token);
+            reseals.push(Reseal { id: row.id, old: row.sealed, new });
+        }
+        let done = state.store.reseal_tokens(&reseals).await?;
+        report.resealed += done;
+        report.skipped += (reseals.len() as u64).saturating_sub(done);
+        progress.show(report.resealed + report.skipped + report.tampered);
+        if options.max_rate > 0 {
+            // Sleep until the rows so far fit under the cap.
+            let due = Duration::from_secs_f64(
+                (report.resealed + report.skipped) as f64 / f64::from(options.max_rate),
+            );
+            if let Some(wait) = due.checked_sub(started.elapsed()) {
+                tokio::time::sleep(wait).await;
             }
         }
-        progress(terminal, report.resealed + report.skipped, total);
     }
-    if terminal {
-        eprintln!();
-    }
+    progress.finish();
     eprintln!(
-        "re-sealed {} token(s) under key `{active}`; {} changed meanwhile and were left alone; \
-         {} failed their integrity check",
-        report.resealed, report.skipped, report.tampered
+        "re-sealed {} token(s) under key `{active}` in {:.1} s; {} changed meanwhile and were left \
+         alone; {} failed their integrity check",
+        report.resealed,
+        started.elapsed().as_secs_f64(),
+        report.skipped,
+        report.tampered
     );
     Ok(report)
 }
 
-fn progress(terminal: bool, done: u64, total: i64) {
-    let total = total.max(done as i64).max(1) as u64;
-    if terminal {
-        let width = 30;
-        let filled = (done * width / total) as usize;
-        eprint!("\r[{}{}] {done}/{total}", "#".repeat(filled), " ".repeat(width as usize - filled));
-        let _ = std::io::stderr().flush();
-    } else {
-        eprintln!("re-sealed {done}/{total}");
+/// Progress on stderr: a bar with rate and estimate redrawn in place on a terminal, otherwise a
+/// plain line every few seconds (logs stay short for a big table).
+struct Progress {
+    terminal: bool,
+    total: u64,
+    started: Instant,
+    last_line: Option<Instant>,
+    drawn: bool,
+}
+
+impl Progress {
+    fn new(terminal: bool, total: u64) -> Self {
+        Self { terminal, total, started: Instant::now(), last_line: None, drawn: false }
+    }
+
+    fn show(&mut self, done: u64) {
+        let line = progress_line(done, self.total, self.started.elapsed());
+        if self.terminal {
+            eprint!("\r{line}\x1b[K");
+            let _ = std::io::stderr().flush();
+            self.drawn = true;
+        } else if self.last_line.is_none_or(|at| at.elapsed() >= Duration::from_secs(5)) {
+            eprintln!("{line}");
+            self.last_line = Some(Instant::now());
+        }
+    }
+
+    fn finish(&self) {
+        if self.drawn {
+            eprintln!();
+        }
+    }
+}
+
+/// `[#####     ] 500/1000 50% 250/s, about 2 s left`.
+fn progress_line(done: u64, total: u64, elapsed: Duration) -> String {
+    // Rows replaced by a running server meanwhile can make `done` pass the first count.
+    let total = total.max(done).max(1);
+    let width = 30;
+    let filled = usize::try_from(done.saturating_mul(width) / total).unwrap_or(0);
+    let bar = format!("{}{}", "#".repeat(filled), " ".repeat(usize::try_from(width).unwrap_or(0) - filled));
+    let percent = done.saturating_mul(100) / total;
+    let seconds = elapsed.as_secs_f64();
+    if done == 0 || seconds < 0.001 {
+        return format!("[{bar}] {done}/{total} {percent}%");
+    }
+    let rate = done as f64 / seconds;
+    let left = (total - done) as f64 / rate;
+    format!("[{bar}] {done}/{total} {percent}% {rate:.0}/s, about {left:.0} s left")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_progress_line_shows_rate_and_estimate() {
+        assert_eq!(
+            progress_line(500, 1000, Duration::from_secs(2)),
+            format!("[{}{}] 500/1000 50% 250/s, about 2 s left", "#".repeat(15), " ".repeat(15))
+        );
+        assert_eq!(progress_line(0, 0, Duration::ZERO), format!("[{}] 0/1 0%", " ".repeat(30)));
+        let over = progress_line(12, 10, Duration::from_secs(1));
+        assert!(over.starts_with(&format!("[{}] 12/12 100%", "#".repeat(30))), "{over}");
     }
 }

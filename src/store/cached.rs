@@ -19,7 +19,7 @@ use uuid::Uuid;
 
 use super::{
     ApiKey, Applied, Connection, ConnectionFilter, DueCheck, DynStore, Expect, HexIdentity, Inserted,
-    NewApiKey, NewConnection, NewSession, SealedToken, Session, SessionOutcome, SessionWrite, Store,
+    NewApiKey, NewConnection, NewSession, Reseal, SealedToken, Session, SessionOutcome, SessionWrite, Store,
     StoreResult, WatchStore,
 };
 use crate::audit::{AuditContext, AuditEntry, AuditFilter};
@@ -173,10 +173,12 @@ impl Store for CachedStore {
     async fn count_tokens_not_sealed_by(&self, key_id: &str) -> StoreResult<i64> {
         self.inner.count_tokens_not_sealed_by(key_id).await
     }
-    async fn reseal_token(&self, id: Uuid, old: &Sealed, new: &Sealed) -> StoreResult<bool> {
-        let done = self.inner.reseal_token(id, old, new).await?;
-        self.dropped(&connection_message(id));
-        Ok(done)
+    /// No notice: a re-sealed token is the same token, and a cached entry sealed by the older
+    /// key still opens for as long as this process holds that key (dropping the key from
+    /// `HEXBROKER_ENCRYPTION_KEYS` means a restart, with empty caches). One notice per row would
+    /// make every replica sweep both caches under a write lock, 100,000 times for a big table.
+    async fn reseal_tokens(&self, batch: &[Reseal]) -> StoreResult<u64> {
+        self.inner.reseal_tokens(batch).await
     }
     async fn insert_api_key(&self, key: &NewApiKey, audit: &AuditContext) -> StoreResult<ApiKey> {
         self.inner.insert_api_key(key, audit).await

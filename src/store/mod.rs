@@ -87,9 +87,10 @@ pub trait Store: WatchStore + Send + Sync + 'static {
     ) -> StoreResult<Vec<SealedToken>>;
     /// How many connections' tokens want re-sealing (as [`Store::tokens_not_sealed_by`] picks).
     async fn count_tokens_not_sealed_by(&self, key_id: &str) -> StoreResult<i64>;
-    /// Replaces a connection's sealed token, if it is still `old` (a token replaced meanwhile
-    /// is left alone: it is already under the active key).
-    async fn reseal_token(&self, id: Uuid, old: &Sealed, new: &Sealed) -> StoreResult<bool>;
+    /// Replaces connections' sealed tokens in one transaction, each only if it is still `old` (a
+    /// token replaced meanwhile is left alone: it is already under the active key); returns how
+    /// many were replaced.
+    async fn reseal_tokens(&self, batch: &[Reseal]) -> StoreResult<u64>;
 
     /// Stores a new API key, with its `key.create` audit entry.
     async fn insert_api_key(&self, key: &NewApiKey, audit: &AuditContext) -> StoreResult<ApiKey>;
@@ -248,6 +249,17 @@ pub struct SealedToken {
     pub subdomain: String,
     /// Its sealed token.
     pub sealed: Sealed,
+}
+
+/// One token to re-seal: the same token, sealed anew.
+#[derive(Debug, Clone)]
+pub struct Reseal {
+    /// The connection.
+    pub id: Uuid,
+    /// Its sealed token as read (the update applies only while the row still holds it).
+    pub old: Sealed,
+    /// The token sealed under the active key.
+    pub new: Sealed,
 }
 
 /// The scopes a credential carries, stored as comma-separated names.

@@ -232,7 +232,9 @@ macro_rules! impl_store {
                 let t = $crate::lifecycle::transition(current, change);
                 let after: $crate::store::Connection = match change {
                     Change::Verified(identity) => sqlx::query_as(concat!(
-                        "update connection set status = 'active', status_reason = null, hex_org_id = $3,                          hex_user_email = $4, token_expires_at = $5, last_verified_at = $6, updated_at = $6                          where tenant = $1 and id = $2 returning ",
+                        "update connection set status = 'active', status_reason = null, hex_org_id = $3, \
+                         hex_user_email = $4, token_expires_at = $5, last_verified_at = $6, updated_at = $6 \
+                         where tenant = $1 and id = $2 returning ",
                         connection_columns!()
                     ))
                     .bind(tenant)
@@ -244,7 +246,8 @@ macro_rules! impl_store {
                     .fetch_one(&mut **tx)
                     .await?,
                     Change::Refused(reason) => sqlx::query_as(concat!(
-                        "update connection set status = 'invalid', status_reason = $3, updated_at = $4                          where tenant = $1 and id = $2 returning ",
+                        "update connection set status = 'invalid', status_reason = $3, updated_at = $4 \
+                         where tenant = $1 and id = $2 returning ",
                         connection_columns!()
                     ))
                     .bind(tenant)
@@ -255,7 +258,8 @@ macro_rules! impl_store {
                     .await?,
                     Change::Expired if t.status != current => {
                         sqlx::query_as(concat!(
-                            "update connection set status = 'expired', status_reason = $3, updated_at = $4                              where tenant = $1 and id = $2 returning ",
+                            "update connection set status = 'expired', status_reason = $3, updated_at = $4 \
+                             where tenant = $1 and id = $2 returning ",
                             connection_columns!()
                         ))
                         .bind(tenant)
@@ -286,7 +290,10 @@ macro_rules! impl_store {
                     Change::Expired | Change::Expiring => row.connection.clone(),
                     Change::Replaced(r) => {
                         let replaced: Result<$crate::store::Connection, sqlx::Error> = sqlx::query_as(concat!(
-                            "update connection set subdomain = $3, token_type = $4, token_hint = $5,                              token_fingerprint = $6, key_id = $7, nonce = $8, ciphertext = $9, hex_org_id = $10,                              hex_user_email = $11, token_expires_at = $12, status = 'active', status_reason = null,                              last_verified_at = $13, updated_at = $13, seal_version = $14 where tenant = $1 and id = $2 returning ",
+                            "update connection set subdomain = $3, token_type = $4, token_hint = $5, \
+                             token_fingerprint = $6, key_id = $7, nonce = $8, ciphertext = $9, hex_org_id = $10, \
+                             hex_user_email = $11, token_expires_at = $12, status = 'active', status_reason = null, \
+                             last_verified_at = $13, updated_at = $13, seal_version = $14 where tenant = $1 and id = $2 returning ",
                             connection_columns!()
                         ))
                         .bind(tenant)
@@ -439,28 +446,26 @@ macro_rules! impl_store {
                     .await?)
             }
 
-            async fn reseal_token(
-                &self,
-                id: uuid::Uuid,
-                old: &$crate::crypto::Sealed,
-                new: &$crate::crypto::Sealed,
-            ) -> $crate::store::StoreResult<bool> {
+            async fn reseal_tokens(&self, batch: &[$crate::store::Reseal]) -> $crate::store::StoreResult<u64> {
                 let mut tx = self.pool.begin().await?;
-                let done = sqlx::query(
-                    "update connection set key_id = $3, nonce = $4, ciphertext = $5, seal_version = $6 \
-                     where id = $1 and nonce = $2",
-                )
-                .bind(id)
-                .bind(&old.nonce)
-                .bind(&new.key_id)
-                .bind(&new.nonce)
-                .bind(&new.ciphertext)
-                .bind(new.version)
-                .execute(&mut *tx)
-                .await?;
-                Self::notify_in(&mut tx, $crate::store::sql::INVALIDATION_CHANNEL, &format!("connection:{id}")).await?;
+                let mut done = 0;
+                for reseal in batch {
+                    done += sqlx::query(
+                        "update connection set key_id = $3, nonce = $4, ciphertext = $5, seal_version = $6 \
+                         where id = $1 and nonce = $2",
+                    )
+                    .bind(reseal.id)
+                    .bind(&reseal.old.nonce)
+                    .bind(&reseal.new.key_id)
+                    .bind(&reseal.new.nonce)
+                    .bind(&reseal.new.ciphertext)
+                    .bind(reseal.new.version)
+                    .execute(&mut *tx)
+                    .await?
+                    .rows_affected();
+                }
                 tx.commit().await?;
-                Ok(done.rows_affected() == 1)
+                Ok(done)
             }
 
             async fn insert_api_key(
