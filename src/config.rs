@@ -258,32 +258,11 @@ impl Config {
             }
         };
 
-        let database_max_connections = match get("HEXBROKER_DATABASE_MAX_CONNECTIONS") {
-            None => 10,
-            Some(v) => v.parse().ok().filter(|n| (1..=1000).contains(n)).ok_or_else(|| {
-                ConfigError::new(
-                    "HEXBROKER_DATABASE_MAX_CONNECTIONS",
-                    format!("`{v}` is not a number from 1 to 1000"),
-                )
-            })?,
-        };
+        let database_max_connections = number_in(&get, "HEXBROKER_DATABASE_MAX_CONNECTIONS", 10, 1..=1000)?;
 
-        let proxy_retries = match get("HEXBROKER_PROXY_RETRIES") {
-            None => 2,
-            Some(v) => v.parse().ok().filter(|n| *n <= 10).ok_or_else(|| {
-                ConfigError::new("HEXBROKER_PROXY_RETRIES", format!("`{v}` is not a number from 0 to 10"))
-            })?,
-        };
+        let proxy_retries = number_in(&get, "HEXBROKER_PROXY_RETRIES", 2, 0..=10)?;
 
-        let cache_capacity = match get("HEXBROKER_CACHE_CAPACITY") {
-            None => 100_000,
-            Some(v) => v.parse().ok().filter(|n| *n <= 10_000_000).ok_or_else(|| {
-                ConfigError::new(
-                    "HEXBROKER_CACHE_CAPACITY",
-                    format!("`{v}` is not a number from 0 to 10000000"),
-                )
-            })?,
-        };
+        let cache_capacity = number_in(&get, "HEXBROKER_CACHE_CAPACITY", 100_000, 0..=10_000_000)?;
         let default_ttl = if database_url.starts_with("sqlite:") {
             Duration::from_secs(1)
         } else {
@@ -304,15 +283,7 @@ impl Config {
             Some("off") => None,
             _ => Some(duration(&get, "HEXBROKER_VERIFY_INTERVAL", Duration::from_secs(24 * 3600))?),
         };
-        let verify_concurrency = match get("HEXBROKER_VERIFY_CONCURRENCY") {
-            None => 4,
-            Some(v) => v.parse().ok().filter(|n| (1..=256).contains(n)).ok_or_else(|| {
-                ConfigError::new(
-                    "HEXBROKER_VERIFY_CONCURRENCY",
-                    format!("`{v}` is not a number from 1 to 256"),
-                )
-            })?,
-        };
+        let verify_concurrency = number_in(&get, "HEXBROKER_VERIFY_CONCURRENCY", 4, 1..=256)?;
 
         let webhook_url = match get("HEXBROKER_WEBHOOK_URL") {
             None => None,
@@ -338,15 +309,7 @@ impl Config {
                 "is required with HEXBROKER_WEBHOOK_URL, so that receivers can check each delivery",
             ));
         }
-        let webhook_concurrency = match get("HEXBROKER_WEBHOOK_CONCURRENCY") {
-            None => 16,
-            Some(v) => v.parse().ok().filter(|n| (1..=1000).contains(n)).ok_or_else(|| {
-                ConfigError::new(
-                    "HEXBROKER_WEBHOOK_CONCURRENCY",
-                    format!("`{v}` is not a number from 1 to 1000"),
-                )
-            })?,
-        };
+        let webhook_concurrency = number_in(&get, "HEXBROKER_WEBHOOK_CONCURRENCY", 16, 1..=1000)?;
 
         let log_filter = get("HEXBROKER_LOG").unwrap_or_else(|| crate::telemetry::DEFAULT_FILTER.into());
         crate::telemetry::check_filter(&log_filter).map_err(|p| ConfigError::new("HEXBROKER_LOG", p))?;
@@ -475,13 +438,21 @@ fn number(
     var: &'static str,
     default: usize,
 ) -> Result<usize, ConfigError> {
+    number_in(get, var, default, 1..=1_000_000)
+}
+
+/// A number in `range`, `default` when unset.
+fn number_in<N: std::str::FromStr + PartialOrd + std::fmt::Display>(
+    get: &impl Fn(&str) -> Option<String>,
+    var: &'static str,
+    default: N,
+    range: std::ops::RangeInclusive<N>,
+) -> Result<N, ConfigError> {
     match get(var) {
         None => Ok(default),
-        Some(v) => v
-            .parse()
-            .ok()
-            .filter(|n| (1..=1_000_000).contains(n))
-            .ok_or_else(|| ConfigError::new(var, format!("`{v}` is not a number from 1 to 1000000"))),
+        Some(v) => v.parse().ok().filter(|n| range.contains(n)).ok_or_else(|| {
+            ConfigError::new(var, format!("`{v}` is not a number from {} to {}", range.start(), range.end()))
+        }),
     }
 }
 
@@ -657,6 +628,24 @@ mod tests {
             assert_eq!(err.var, var, "{value}");
             assert!(err.to_string().starts_with(var));
         }
+    }
+
+    #[test]
+    fn a_number_out_of_range_names_the_range() {
+        let cases = [
+            ("HEXBROKER_DATABASE_MAX_CONNECTIONS", "1001", "`1001` is not a number from 1 to 1000"),
+            ("HEXBROKER_PROXY_RETRIES", "11", "`11` is not a number from 0 to 10"),
+            ("HEXBROKER_CACHE_CAPACITY", "10000001", "`10000001` is not a number from 0 to 10000000"),
+            ("HEXBROKER_VERIFY_CONCURRENCY", "257", "`257` is not a number from 1 to 256"),
+            ("HEXBROKER_WEBHOOK_CONCURRENCY", "x", "`x` is not a number from 1 to 1000"),
+            ("HEXBROKER_MAX_IN_FLIGHT", "0", "`0` is not a number from 1 to 1000000"),
+        ];
+        for (var, value, problem) in cases {
+            assert_eq!(config(&[(var, value)]).expect_err(var).problem, problem);
+        }
+        let edges =
+            config(&[("HEXBROKER_PROXY_RETRIES", "0"), ("HEXBROKER_CACHE_CAPACITY", "10000000")]).unwrap();
+        assert_eq!((edges.proxy_retries, edges.cache_capacity), (0, 10_000_000));
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! A keyed GCRA (generic cell rate algorithm): `quota` events per `period` for each key, in a
 //! burst of up to `quota`, then spaced evenly. State is one instant per key, in memory, per
-//! replica. `proxy::RateLimiter` is the same algorithm keyed by connection, with waiting on top.
+//! replica. [`Rate`] is the algorithm's step; `proxy::RateLimiter` takes it too, with a rate per
+//! call (each connection's own) and waiting on top.
 
 use std::collections::HashMap;
 use std::hash::Hash;
@@ -11,31 +12,51 @@ use std::time::{Duration, Instant};
 /// live a new key is let through unlimited (fail open, logged) rather than growing without bound.
 const MAX_KEYS: usize = 100_000;
 
+/// A rate, as GCRA reads it: an event every `interval`, with a burst of `tolerance` early.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Rate {
+    interval: Duration,
+    tolerance: Duration,
+}
+
+impl Rate {
+    /// `quota` events (at least 1) per `period` (at most a year).
+    pub fn new(quota: u32, period: Duration) -> Self {
+        let quota = quota.max(1);
+        let period = period.min(Duration::from_secs(365 * 24 * 3600));
+        let interval = (period / quota).max(Duration::from_nanos(1));
+        Self { interval, tolerance: interval.saturating_mul(quota - 1) }
+    }
+
+    /// One event at `now` against a key's theoretical arrival time `tat` (`None` when it has
+    /// none yet): `Ok(the key's next tat)`, or `Err(wait)` until one would be allowed.
+    pub fn take(self, tat: Option<Instant>, now: Instant) -> Result<Instant, Duration> {
+        let tat = tat.filter(|at| *at > now).unwrap_or(now);
+        let earliest = tat.checked_sub(self.tolerance).unwrap_or(now);
+        if earliest > now {
+            return Err(earliest - now);
+        }
+        Ok(tat.checked_add(self.interval).unwrap_or(tat))
+    }
+}
+
 /// Theoretical arrival times by key.
 #[derive(Debug)]
 pub struct KeyedGcra<K> {
-    interval: Duration,
-    tolerance: Duration,
+    rate: Rate,
     next: Mutex<HashMap<K, Instant>>,
 }
 
 impl<K: Hash + Eq + Clone> KeyedGcra<K> {
     /// `quota` events (at least 1) per `period` (at most a year).
     pub fn new(quota: u32, period: Duration) -> Self {
-        let quota = quota.max(1);
-        let period = period.min(Duration::from_secs(365 * 24 * 3600));
-        let interval = (period / quota).max(Duration::from_nanos(1));
-        Self { interval, tolerance: interval.saturating_mul(quota - 1), next: Mutex::default() }
+        Self { rate: Rate::new(quota, period), next: Mutex::default() }
     }
 
     /// Takes one event for `key` at `now`: `Ok(())`, or `Err(wait)` until one would be allowed.
     pub fn take(&self, key: &K, now: Instant) -> Result<(), Duration> {
         let mut next = self.next.lock().unwrap_or_else(|e| e.into_inner());
-        let tat = next.get(key).copied().filter(|at| *at > now).unwrap_or(now);
-        let earliest = tat.checked_sub(self.tolerance).unwrap_or(now);
-        if earliest > now {
-            return Err(earliest - now);
-        }
+        let tat = self.rate.take(next.get(key).copied(), now)?;
         if next.len() >= MAX_KEYS && !next.contains_key(key) {
             next.retain(|_, at| *at > now);
             if next.len() >= MAX_KEYS {
@@ -43,7 +64,7 @@ impl<K: Hash + Eq + Clone> KeyedGcra<K> {
                 return Ok(());
             }
         }
-        next.insert(key.clone(), tat.checked_add(self.interval).unwrap_or(tat));
+        next.insert(key.clone(), tat);
         Ok(())
     }
 
@@ -51,7 +72,7 @@ impl<K: Hash + Eq + Clone> KeyedGcra<K> {
     pub fn give_back(&self, key: &K, now: Instant) {
         let mut next = self.next.lock().unwrap_or_else(|e| e.into_inner());
         if let Some(at) = next.get_mut(key) {
-            match at.checked_sub(self.interval).filter(|earlier| *earlier > now) {
+            match at.checked_sub(self.rate.interval).filter(|earlier| *earlier > now) {
                 Some(earlier) => *at = earlier,
                 None => {
                     next.remove(key);
@@ -98,5 +119,15 @@ mod tests {
         assert_eq!(limit.take(&1, t0), Ok(()));
         assert!(limit.take(&1, t0).is_err());
         limit.give_back(&1, t0);
+    }
+
+    #[test]
+    fn a_rate_is_the_quota_spread_over_the_period() {
+        assert_eq!(
+            Rate::new(6, Duration::from_secs(60)),
+            Rate { interval: Duration::from_secs(10), tolerance: Duration::from_secs(50) }
+        );
+        let nanos = Rate::new(u32::MAX, Duration::from_nanos(1));
+        assert_eq!(nanos.interval, Duration::from_nanos(1), "never a zero interval");
     }
 }

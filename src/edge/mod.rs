@@ -4,7 +4,7 @@
 //! ([`attempts`]). All state is in memory, per replica.
 
 pub mod attempts;
-mod gcra;
+pub(crate) mod gcra;
 pub mod overload;
 pub mod server;
 

@@ -1,13 +1,20 @@
 //! The per-connection outbound rate limit: a GCRA (generic cell rate algorithm) per connection,
 //! allowing a burst of up to one minute's quota. Over it, a call is held back within the retry
 //! budget or answered 429 by hexbroker itself; either way nothing extra reaches Hex. The state
-//! is per replica: with N replicas, a connection may send up to N times its limit.
+//! is per replica: with N replicas, a connection may send up to N times its limit. The step is
+//! the edge's [`Rate`], at each connection's own rate.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use uuid::Uuid;
+
+use crate::edge::gcra::Rate;
+
+/// Connections tracked before expired entries are dropped; live ones are always kept, so that no
+/// connection ever goes unlimited.
+const PRUNE_AT: usize = 100_000;
 
 /// Theoretical arrival times by connection.
 #[derive(Debug, Default)]
@@ -19,18 +26,13 @@ impl RateLimiter {
     /// Takes a slot for one call of `connection` under `per_minute`: `Ok(())` when it may go now,
     /// `Err(wait)` with the time until it may.
     pub fn acquire(&self, connection: Uuid, per_minute: u32, now: Instant) -> Result<(), Duration> {
-        let interval = Duration::from_secs(60) / per_minute.max(1);
-        let tolerance = interval * per_minute.max(1).saturating_sub(1);
+        let rate = Rate::new(per_minute, Duration::from_secs(60));
         let mut next = self.next.lock().unwrap_or_else(|e| e.into_inner());
-        if next.len() > 100_000 {
+        if next.len() > PRUNE_AT {
             next.retain(|_, at| *at > now);
         }
-        let tat = next.get(&connection).copied().filter(|at| *at > now).unwrap_or(now);
-        let earliest = tat.checked_sub(tolerance).unwrap_or(now);
-        if earliest > now {
-            return Err(earliest - now);
-        }
-        next.insert(connection, tat + interval);
+        let tat = rate.take(next.get(&connection).copied(), now)?;
+        next.insert(connection, tat);
         Ok(())
     }
 }

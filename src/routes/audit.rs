@@ -1,22 +1,14 @@
 //! The audit trail (`GET /v1/audit-events`, admin): every action on a credential, newest first.
 
 use axum::extract::{Query, State};
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 use uuid::Uuid;
 
-use super::connections::decode_cursor;
-use super::events::{next_cursor, page_limit};
+use super::paging::{self, Page};
 use crate::app::AppState;
 use crate::audit::{Action, AuditEntry, AuditFilter};
 use crate::auth::{Caller, Scope};
 use crate::error::{ApiError, Json, Result};
-
-/// A page of audit entries.
-#[derive(Debug, Serialize)]
-pub struct AuditPage {
-    data: Vec<AuditEntry>,
-    next_cursor: Option<String>,
-}
 
 /// The query of `GET /v1/audit-events`.
 #[derive(Debug, Deserialize)]
@@ -34,7 +26,7 @@ pub async fn list(
     State(state): State<AppState>,
     caller: Caller,
     query: std::result::Result<Query<AuditParams>, axum::extract::rejection::QueryRejection>,
-) -> Result<Json<AuditPage>> {
+) -> Result<Json<Page<AuditEntry>>> {
     caller.require(Scope::Admin)?;
     let Query(params) = query.map_err(|_| {
         ApiError::unprocessable(
@@ -42,7 +34,7 @@ pub async fn list(
             "The query accepts connection_id, action, actor (a key or session id, or system), limit (1-200) and cursor.",
         )
     })?;
-    let limit = page_limit(params.limit)?;
+    let limit = paging::limit(params.limit)?;
     if let Some(action) = &params.action {
         if !Action::ALL.iter().any(|a| a.as_str() == action) {
             return Err(ApiError::unprocessable("invalid_query", "action is not one of §10's actions."));
@@ -52,10 +44,9 @@ pub async fn list(
         connection_id: params.connection_id,
         action: params.action,
         actor: params.actor,
-        before_id: params.cursor.as_deref().map(decode_cursor).transpose()?,
-        limit: limit + 1,
+        before_id: paging::cursor(params.cursor.as_deref())?,
+        limit: paging::fetch(limit),
     };
-    let mut data = state.store.list_audit(&caller.tenant, &filter).await?;
-    let next_cursor = next_cursor(&mut data, limit, |e| e.id);
-    Ok(Json(AuditPage { data, next_cursor }))
+    let rows = state.store.list_audit(&caller.tenant, &filter).await?;
+    Ok(Json(Page::cut(rows, limit, |e| e.id)))
 }

@@ -2,12 +2,11 @@
 
 use axum::extract::{Query, State};
 use axum::http::StatusCode;
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use base64::Engine;
 use secrecy::SecretString;
 use serde::{Deserialize, Deserializer, Serialize};
 use uuid::Uuid;
 
+use super::paging::{self, Page};
 use crate::app::AppState;
 use crate::audit::{Action, Actor, RequestInfo};
 use crate::auth::{Caller, Scope};
@@ -16,9 +15,6 @@ use crate::error::{ApiError, Json, Path, Result};
 use crate::hex::Subdomain;
 use crate::lifecycle::{Change, Status};
 use crate::store::{self, Connection, ConnectionChange, ConnectionFilter, Expect};
-
-const DEFAULT_PAGE: u32 = 50;
-const MAX_PAGE: u32 = 200;
 
 /// A connection as callers see it: the stored fields, its current status, and its Hex origin.
 #[derive(Debug, Serialize)]
@@ -71,13 +67,6 @@ pub fn open_stored(
     }
 }
 
-/// A page of connections.
-#[derive(Debug, Serialize)]
-pub struct Page {
-    data: Vec<ConnectionView>,
-    next_cursor: Option<String>,
-}
-
 /// The query of `GET /v1/connections`.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -93,7 +82,7 @@ pub async fn list(
     State(state): State<AppState>,
     caller: Caller,
     query: std::result::Result<Query<ListParams>, axum::extract::rejection::QueryRejection>,
-) -> Result<Json<Page>> {
+) -> Result<Json<Page<ConnectionView>>> {
     caller.require(Scope::ConnectionsRead)?;
     let Query(params) = query.map_err(|_| {
         ApiError::unprocessable(
@@ -101,40 +90,15 @@ pub async fn list(
             "The query accepts end_user_id, status (active, invalid or expired), limit (1-200) and cursor.",
         )
     })?;
-    let limit = params.limit.unwrap_or(DEFAULT_PAGE);
-    if !(1..=MAX_PAGE).contains(&limit) {
-        return Err(ApiError::unprocessable("invalid_query", "limit must be from 1 to 200."));
-    }
-    let before_id = params.cursor.as_deref().map(decode_cursor).transpose()?;
+    let limit = paging::limit(params.limit)?;
     let filter = ConnectionFilter {
         end_user_id: params.end_user_id,
         status: params.status,
-        before_id,
-        limit: limit + 1,
+        before_id: paging::cursor(params.cursor.as_deref())?,
+        limit: paging::fetch(limit),
     };
-    let mut rows = state.store.list_connections(&caller.tenant, &filter).await?;
-    let next_cursor = if rows.len() > limit as usize {
-        rows.truncate(limit as usize);
-        rows.last().map(|c| encode_cursor(c.id))
-    } else {
-        None
-    };
-    let data = rows.into_iter().map(|c| ConnectionView::new(&state, c)).collect();
-    Ok(Json(Page { data, next_cursor }))
-}
-
-/// The cursor that continues a page after the row with `id`.
-pub fn encode_cursor(id: Uuid) -> String {
-    URL_SAFE_NO_PAD.encode(id.as_bytes())
-}
-
-/// Reads a cursor this API gave out.
-pub fn decode_cursor(cursor: &str) -> Result<Uuid> {
-    URL_SAFE_NO_PAD
-        .decode(cursor)
-        .ok()
-        .and_then(|bytes| Uuid::from_slice(&bytes).ok())
-        .ok_or_else(|| ApiError::unprocessable("invalid_query", "cursor is not one this API gave out."))
+    let rows = state.store.list_connections(&caller.tenant, &filter).await?;
+    Ok(Json(Page::cut(rows, limit, |c| c.id).map(|c| ConnectionView::new(&state, c))))
 }
 
 /// Reads a connection id from the path; anything that is not one names no connection.

@@ -3,25 +3,15 @@
 
 use axum::extract::{Query, State};
 use axum::http::StatusCode;
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 use uuid::Uuid;
 
-use super::connections::{decode_cursor, encode_cursor};
+use super::paging::{self, Page};
 use crate::app::AppState;
 use crate::audit::{Action, Actor, RequestInfo};
 use crate::auth::{Caller, Scope};
 use crate::error::{ApiError, Json, Path, Result};
 use crate::events::{self, EventFilter, EventRecord, EventState};
-
-const DEFAULT_PAGE: u32 = 50;
-const MAX_PAGE: u32 = 200;
-
-/// A page of events.
-#[derive(Debug, Serialize)]
-pub struct EventPage {
-    data: Vec<EventRecord>,
-    next_cursor: Option<String>,
-}
 
 /// The query of `GET /v1/events`.
 #[derive(Debug, Deserialize)]
@@ -40,7 +30,7 @@ pub async fn list(
     State(state): State<AppState>,
     caller: Caller,
     query: std::result::Result<Query<EventParams>, axum::extract::rejection::QueryRejection>,
-) -> Result<Json<EventPage>> {
+) -> Result<Json<Page<EventRecord>>> {
     caller.require(Scope::Admin)?;
     let Query(params) = query.map_err(|_| {
         ApiError::unprocessable(
@@ -48,7 +38,7 @@ pub async fn list(
             "The query accepts type, connection_id, state (pending, delivered or dead), limit (1-200) and cursor.",
         )
     })?;
-    let limit = page_limit(params.limit)?;
+    let limit = paging::limit(params.limit)?;
     if let Some(kind) = &params.kind {
         if !events::is_known_type(kind) {
             return Err(ApiError::unprocessable("invalid_query", "type is not an event type (see §8)."));
@@ -58,12 +48,11 @@ pub async fn list(
         kind: params.kind,
         connection_id: params.connection_id,
         state: params.state,
-        before_id: params.cursor.as_deref().map(decode_cursor).transpose()?,
-        limit: limit + 1,
+        before_id: paging::cursor(params.cursor.as_deref())?,
+        limit: paging::fetch(limit),
     };
-    let mut data = state.store.list_events(&caller.tenant, &filter).await?;
-    let next_cursor = next_cursor(&mut data, limit, |e| e.id);
-    Ok(Json(EventPage { data, next_cursor }))
+    let rows = state.store.list_events(&caller.tenant, &filter).await?;
+    Ok(Json(Page::cut(rows, limit, |e| e.id)))
 }
 
 /// `POST /v1/events/{id}/redeliver`: queues the event again, whatever its state; 202.
@@ -80,24 +69,5 @@ pub async fn redeliver(
         Ok(StatusCode::ACCEPTED)
     } else {
         Err(ApiError::not_found("event"))
-    }
-}
-
-/// The page size asked for, checked.
-pub fn page_limit(limit: Option<u32>) -> Result<u32> {
-    let limit = limit.unwrap_or(DEFAULT_PAGE);
-    if !(1..=MAX_PAGE).contains(&limit) {
-        return Err(ApiError::unprocessable("invalid_query", "limit must be from 1 to 200."));
-    }
-    Ok(limit)
-}
-
-/// Trims a page read with one row too many, and says where the next one starts.
-pub fn next_cursor<T>(rows: &mut Vec<T>, limit: u32, id: impl Fn(&T) -> Uuid) -> Option<String> {
-    if rows.len() > limit as usize {
-        rows.truncate(limit as usize);
-        rows.last().map(|row| encode_cursor(id(row)))
-    } else {
-        None
     }
 }

@@ -7,6 +7,7 @@ mod events;
 mod health;
 mod keys;
 mod page;
+mod paging;
 mod proxy;
 mod sessions;
 
