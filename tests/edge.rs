@@ -486,9 +486,35 @@ async fn connect_attempts_hex_refuses_are_limited_per_key_session_and_address(ba
     assert_eq!(rejected, 3, "exactly the allowance reached Hex");
 }
 
+/// Many good connects at once with one key (a backend linking its users) all go through: an
+/// attempt that finds the allowance taken by others still being judged waits for them instead of
+/// being told "too many attempts" when Hex refused none.
+async fn parallel_good_connects_are_not_taken_for_guesses(backend: Backend) {
+    let Some(app) = TestApp::start_with(backend, &[("HEXBROKER_CONNECT_ATTEMPT_LIMIT", "3/10m")]).await
+    else {
+        return;
+    };
+    app.fake.add_workspace("acme");
+    let key = app.key("connect").await;
+    let tokens: Vec<String> =
+        (0..24).map(|n| app.fake.add_personal_token("acme", &format!("u{n}@example.com"))).collect();
+    let connects = tokens.iter().enumerate().map(|(n, token)| {
+        app.http
+            .post(app.url("/v1/connect"))
+            .bearer_auth(&key)
+            .json(&json!({"subdomain": "acme", "token": token, "end_user_id": format!("user-{n}")}))
+            .send()
+    });
+    for response in futures_util::future::join_all(connects).await {
+        let response = response.unwrap();
+        assert_eq!(response.status(), 201, "{:?}", response.text().await);
+    }
+}
+
 on_both_backends!(
     a_key_past_its_rate_gets_429_key_rate_limited,
-    connect_attempts_hex_refuses_are_limited_per_key_session_and_address
+    connect_attempts_hex_refuses_are_limited_per_key_session_and_address,
+    parallel_good_connects_are_not_taken_for_guesses
 );
 
 /// hexbroker's calls to Hex ignore the environment's proxy settings, which would otherwise see

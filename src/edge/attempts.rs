@@ -6,11 +6,15 @@
 //! With a session, the session's end user has an allowance too, shared by every session made
 //! for them. An attempt takes its place before Hex is asked, and gives it back unless Hex refused the
 //! token or workspace: so only refusals count, and many attempts at once cannot all slip past
-//! the limit before the first refusal is counted. IPv6 clients are counted by /64, since one
-//! host commonly holds a whole /64.
+//! the limit before the first refusal is counted. An attempt that finds no place left while
+//! others are still being judged by Hex waits for them to settle (up to twice Hex's timeout)
+//! instead of being refused at once: a backend connecting many users in parallel with one key
+//! is not told "too many attempts" when none was refused. IPv6 clients are counted by /64, since
+//! one host commonly holds a whole /64.
 
 use std::net::{IpAddr, Ipv6Addr, SocketAddr};
-use std::time::Instant;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
 
 use axum::http::StatusCode;
 use secrecy::SecretString;
@@ -44,14 +48,58 @@ pub enum Attempter {
 pub struct ConnectAttempts {
     by_caller: KeyedGcra<Attempter>,
     by_address: KeyedGcra<IpAddr>,
+    /// Attempts Hex is judging now.
+    pending: AtomicUsize,
+    /// How long an attempt waits for others to settle before it is refused.
+    settle_wait: Duration,
+}
+
+/// How often an attempt that waits for others to settle looks again.
+const SETTLE_POLL: Duration = Duration::from_millis(20);
+
+/// One attempt being judged; dropping it (done, or the request abandoned) ends its count.
+struct Judging<'a>(&'a ConnectAttempts);
+
+impl Drop for Judging<'_> {
+    fn drop(&mut self) {
+        self.0.pending.fetch_sub(1, Ordering::SeqCst);
+    }
 }
 
 impl ConnectAttempts {
-    /// Allowances of `limit` each.
-    pub fn new(limit: AttemptLimit) -> Self {
+    /// Allowances of `limit` each; `hex_timeout` bounds one judgement by Hex.
+    pub fn new(limit: AttemptLimit, hex_timeout: Duration) -> Self {
         Self {
             by_caller: KeyedGcra::new(limit.attempts, limit.window),
             by_address: KeyedGcra::new(limit.attempts, limit.window),
+            pending: AtomicUsize::new(0),
+            settle_wait: hex_timeout.saturating_mul(2),
+        }
+    }
+
+    /// Takes a place in every allowance, or none of them.
+    fn reserve(&self, who: &[Attempter], address: Option<&IpAddr>, now: Instant) -> Result<(), Duration> {
+        for (taken, caller) in who.iter().enumerate() {
+            if let Err(wait) = self.by_caller.take(caller, now) {
+                self.give_back(&who[..taken], None, now);
+                return Err(wait);
+            }
+        }
+        if let Some(address) = address {
+            if let Err(wait) = self.by_address.take(address, now) {
+                self.give_back(who, None, now);
+                return Err(wait);
+            }
+        }
+        Ok(())
+    }
+
+    fn give_back(&self, callers: &[Attempter], address: Option<&IpAddr>, now: Instant) {
+        for caller in callers {
+            self.by_caller.give_back(caller, now);
+        }
+        if let Some(address) = address {
+            self.by_address.give_back(address, now);
         }
     }
 
@@ -66,27 +114,19 @@ impl ConnectAttempts {
         token: &SecretString,
     ) -> Result<HexIdentity, ApiError> {
         let address = from.map(|a| address_key(a.ip()));
-        let now = Instant::now();
-        let give_back = |callers: &[Attempter], address: Option<&IpAddr>, now: Instant| {
-            for caller in callers {
-                self.by_caller.give_back(caller, now);
-            }
-            if let Some(address) = address {
-                self.by_address.give_back(address, now);
-            }
-        };
-        for (taken, caller) in who.iter().enumerate() {
-            if let Err(wait) = self.by_caller.take(caller, now) {
-                give_back(&who[..taken], None, now);
-                return Err(too_many(wait));
+        let started = Instant::now();
+        loop {
+            // A polled wait rather than a wake-up per settlement: waiters are few and brief, and
+            // a busy replica settles thousands of attempts a second.
+            match self.reserve(who, address.as_ref(), Instant::now()) {
+                Ok(()) => break,
+                Err(wait) if self.pending.load(Ordering::SeqCst) == 0 => return Err(too_many(wait)),
+                Err(wait) if started.elapsed() >= self.settle_wait => return Err(too_many(wait)),
+                Err(_) => tokio::time::sleep(SETTLE_POLL).await,
             }
         }
-        if let Some(address) = &address {
-            if let Err(wait) = self.by_address.take(address, now) {
-                give_back(who, None, now);
-                return Err(too_many(wait));
-            }
-        }
+        self.pending.fetch_add(1, Ordering::SeqCst);
+        let judging = Judging(self);
         let outcome = hex.verify(subdomain, token).await;
         let refused = matches!(
             outcome,
@@ -95,8 +135,9 @@ impl ConnectAttempts {
         if refused {
             tracing::info!("connect attempt refused by Hex: counted against its allowance");
         } else {
-            give_back(who, address.as_ref(), Instant::now());
+            self.give_back(who, address.as_ref(), Instant::now());
         }
+        drop(judging);
         Ok(outcome?)
     }
 }

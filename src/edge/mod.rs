@@ -39,7 +39,9 @@ impl Guards {
         Self {
             in_flight: InFlight::new(config.max_in_flight),
             key_rate: config.key_rate_limit.map(KeyRate::new),
-            attempts: config.connect_attempt_limit.map(ConnectAttempts::new),
+            attempts: config
+                .connect_attempt_limit
+                .map(|limit| ConnectAttempts::new(limit, config.hex_timeout)),
         }
     }
 
