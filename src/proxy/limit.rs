@@ -50,17 +50,19 @@ pub struct OutboundLimit<'a> {
 
 impl OutboundLimit<'_> {
     /// Takes a slot for a call to be made `after` from now, or later if the limit says so: the
-    /// wait until that call may go, or `None` (nothing taken) when that is more than `budget`.
-    pub fn reserve_within(&self, after: Duration, budget: Duration) -> Option<Duration> {
+    /// wait until that call may go, or (nothing taken) the wait a slot would need when that is
+    /// more than `budget`.
+    pub fn reserve_within(&self, after: Duration, budget: Duration) -> Result<Duration, Duration> {
         let now = Instant::now();
         let mut wait = after;
         while wait <= budget {
-            match self.limiter.acquire(self.connection, self.per_minute, now.checked_add(wait)?) {
-                Ok(()) => return Some(wait),
+            let Some(at) = now.checked_add(wait) else { break };
+            match self.limiter.acquire(self.connection, self.per_minute, at) {
+                Ok(()) => return Ok(wait),
                 Err(more) => wait = wait.saturating_add(more),
             }
         }
-        None
+        Err(wait)
     }
 }
 
@@ -73,14 +75,11 @@ mod tests {
         let limiter = RateLimiter::default();
         let limit = OutboundLimit { limiter: &limiter, connection: Uuid::now_v7(), per_minute: 2 };
         let budget = Duration::from_secs(5);
-        assert_eq!(
-            limit.reserve_within(Duration::from_millis(100), budget),
-            Some(Duration::from_millis(100))
-        );
-        assert!(limit.reserve_within(Duration::ZERO, budget).is_some(), "the burst's second slot");
-        assert_eq!(limit.reserve_within(Duration::ZERO, budget), None, "the next slot is 30 s away");
-        assert!(limit.reserve_within(Duration::ZERO, Duration::from_secs(60)).is_some_and(|w| w > budget));
-        assert_eq!(limit.reserve_within(Duration::MAX, Duration::MAX), None, "no overflow");
+        assert_eq!(limit.reserve_within(Duration::from_millis(100), budget), Ok(Duration::from_millis(100)));
+        assert!(limit.reserve_within(Duration::ZERO, budget).is_ok(), "the burst's second slot");
+        assert!(limit.reserve_within(Duration::ZERO, budget).is_err(), "the next slot is 30 s away");
+        assert!(limit.reserve_within(Duration::ZERO, Duration::from_secs(60)).is_ok_and(|w| w > budget));
+        assert!(limit.reserve_within(Duration::MAX, Duration::MAX).is_err(), "no overflow");
     }
 
     #[test]

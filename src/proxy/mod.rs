@@ -249,7 +249,7 @@ impl Upstream {
                 .as_ref()
                 .and_then(|_| self.retry.next_wait(&parts.method, attempt, hint, retries, waited))
                 .and_then(|wait| match &limit {
-                    Some(limit) => limit.reserve_within(wait, self.retry.budget.saturating_sub(waited)),
+                    Some(limit) => limit.reserve_within(wait, self.retry.budget.saturating_sub(waited)).ok(),
                     None => Some(wait),
                 });
             match wait {

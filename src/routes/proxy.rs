@@ -7,7 +7,7 @@
 use axum::body::Body;
 use axum::extract::{Request, State};
 use axum::http::{Method, Response, StatusCode};
-use std::time::Instant;
+use std::time::Duration;
 
 use uuid::Uuid;
 
@@ -136,26 +136,20 @@ async fn forward(
 /// Takes a slot under the connection's outbound limit, waiting for one within the retry budget;
 /// past the budget, hexbroker answers 429 itself and Hex never sees the call.
 async fn hold_for_slot(state: &AppState, limit: OutboundLimit<'_>) -> Result<()> {
-    let per_minute = limit.per_minute;
-    // A budget too large to add to the clock means no deadline at all.
-    let deadline = Instant::now().checked_add(state.config.proxy_retry_budget);
-    loop {
-        let now = Instant::now();
-        match state.limiter.acquire(limit.connection, per_minute, now) {
-            Ok(()) => return Ok(()),
-            Err(wait) if deadline.is_none_or(|d| now.checked_add(wait).is_some_and(|at| at <= d)) => {
-                tokio::time::sleep(wait).await
-            }
-            Err(wait) => {
-                return Err(ApiError::new(
-                    StatusCode::TOO_MANY_REQUESTS,
-                    "connection_rate_limited",
-                    format!(
-                        "This connection may send {per_minute} calls a minute to Hex; try again shortly."
-                    ),
-                )
-                .with_retry_after(Some(wait.as_secs_f64().ceil() as u64)))
-            }
+    match limit.reserve_within(Duration::ZERO, state.config.proxy_retry_budget) {
+        Ok(wait) if wait.is_zero() => Ok(()),
+        Ok(wait) => {
+            tokio::time::sleep(wait).await;
+            Ok(())
         }
+        Err(wait) => Err(ApiError::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            "connection_rate_limited",
+            format!(
+                "This connection may send {} calls a minute to Hex; try again shortly.",
+                limit.per_minute
+            ),
+        )
+        .with_retry_after(Some(wait.as_secs_f64().ceil() as u64))),
     }
 }
