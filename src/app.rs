@@ -9,13 +9,14 @@ use anyhow::{bail, Context as _};
 use axum::Router;
 use tokio::net::TcpListener;
 
+use crate::auth::Callers;
 use crate::clock::Clock;
 use crate::config::Config;
 use crate::crypto::{self, Hasher, Keyring, HASH_KEY_AAD, KEY_LEN};
 use crate::hex::HexClient;
 use crate::metrics::Metrics;
-use crate::proxy::{RateLimiter, RetryPolicy, Timeouts, Upstream};
-use crate::store::{self, CachedStore, DynStore};
+use crate::proxy::{RateLimiter, RetryPolicy, Targets, Timeouts, Upstream};
+use crate::store::{self, Announcing, DynStore, Forget, Stale};
 use crate::watch::Usage;
 
 /// Everything a request needs, behind one `Arc`: axum clones the state for every extractor, and
@@ -35,6 +36,10 @@ impl std::ops::Deref for AppState {
 pub struct Shared {
     /// The database.
     pub store: DynStore,
+    /// The callers seen lately, by key hash (the hot path's first cache).
+    pub callers: Arc<Callers>,
+    /// The connections called lately, prepared for the proxy (its second cache).
+    pub targets: Arc<Targets>,
     /// The token encryption keys.
     pub keyring: Arc<Keyring>,
     /// The keyed hash for secrets and token fingerprints.
@@ -70,7 +75,11 @@ impl AppState {
             bail!(POSTGRES_NEEDS_KEYS);
         }
         let store = store::open(&config.database_url, config.database_max_connections).await?;
-        let store: DynStore = CachedStore::wrap(store, config.cache_ttl, config.cache_capacity).await?;
+        let caches = Arc::new(Caches {
+            callers: Arc::new(Callers::new(config.cache_ttl, config.cache_capacity)),
+            targets: Arc::new(Targets::new(config.cache_ttl, config.cache_capacity)),
+        });
+        let store: DynStore = Announcing::wrap(store, caches.clone()).await?;
         let holds_sealed = store.sealed_secret(HASH_KEY_NAME).await?.is_some();
         let keyring = resolve_keyring(&config, holds_sealed)?;
         let hasher = load_hash_key(&store, &keyring).await?;
@@ -87,6 +96,8 @@ impl AppState {
         let state = Self(Arc::new(Shared {
             edge,
             store,
+            callers: caches.callers.clone(),
+            targets: caches.targets.clone(),
             keyring: Arc::new(keyring),
             hasher: Arc::new(hasher),
             hex,
@@ -99,6 +110,28 @@ impl AppState {
         }));
         refresh_gauges(&state);
         Ok(state)
+    }
+}
+
+/// The hot path's two caches, as the store tells them what went stale.
+struct Caches {
+    callers: Arc<Callers>,
+    targets: Arc<Targets>,
+}
+
+impl Forget for Caches {
+    fn forget(&self, stale: Stale) {
+        match stale {
+            Stale::Key(id) => self.callers.forget_key(id),
+            Stale::Connection(id) => {
+                self.targets.forget(id);
+                self.callers.forget_connection(id);
+            }
+            Stale::Everything => {
+                self.targets.clear();
+                self.callers.clear();
+            }
+        }
     }
 }
 

@@ -3,16 +3,9 @@
 //! `Store::apply`); this module names the parts. Never a secret: an actor is an id and a name,
 //! an outcome a fixed word or error code.
 
-use std::net::SocketAddr;
-
-use axum::extract::{ConnectInfo, FromRequestParts};
-use axum::http::request::Parts;
 use chrono::{DateTime, Utc};
 use serde::Serialize;
-use tower_http::request_id::RequestId;
 use uuid::Uuid;
-
-use crate::auth::Caller;
 
 /// Who acted.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -34,11 +27,6 @@ pub enum Actor {
 }
 
 impl Actor {
-    /// The actor behind an API key.
-    pub fn key(caller: &Caller) -> Self {
-        Actor::Key { id: caller.key_id, name: caller.key_name.clone() }
-    }
-
     /// `key`, `session` or `system`.
     pub fn kind(&self) -> &'static str {
         match self {
@@ -129,21 +117,6 @@ pub struct RequestInfo {
     pub request_id: Option<String>,
     /// The peer's address.
     pub client_addr: Option<String>,
-}
-
-impl<S: Send + Sync> FromRequestParts<S> for RequestInfo {
-    type Rejection = std::convert::Infallible;
-
-    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
-        let request_id = parts
-            .extensions
-            .get::<RequestId>()
-            .and_then(|id| id.header_value().to_str().ok())
-            .map(str::to_owned);
-        let client_addr =
-            parts.extensions.get::<ConnectInfo<SocketAddr>>().map(|ConnectInfo(addr)| addr.ip().to_string());
-        Ok(Self { request_id, client_addr })
-    }
 }
 
 impl RequestInfo {

@@ -1,8 +1,9 @@
-//! Who is calling: scopes, internal API keys, and the extractor that turns
+//! Who is calling: internal API keys, the cache of recent callers, and the extractor that turns
 //! `Authorization: Bearer <key>` into a [`Caller`] (§4 of the contract).
 
-use std::fmt;
-use std::str::FromStr;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use axum::extract::FromRequestParts;
 use axum::http::header::AUTHORIZATION;
@@ -10,14 +11,15 @@ use axum::http::request::Parts;
 use axum::http::StatusCode;
 use chrono::{DateTime, Utc};
 use secrecy::{ExposeSecret, SecretString};
-use serde::{Serialize, Serializer};
 use uuid::Uuid;
 
 use crate::app::AppState;
-use crate::audit::{Action, AuditContext};
+use crate::audit::{Action, Actor, AuditContext};
+use crate::cache::Cache;
 use crate::crypto;
 use crate::error::ApiError;
-use crate::store::{self, ApiKey, NewApiKey, Session};
+pub use crate::scopes::{Scope, Scopes};
+use crate::store::{self, ApiKey, DynStore, NewApiKey, Session};
 
 /// Prefix of internal API keys, for secret scanners.
 pub const API_KEY_PREFIX: &str = "hxbk_";
@@ -28,122 +30,16 @@ pub const SESSION_TOKEN_PREFIX: &str = "hxbs_";
 /// How many leading characters of a secret are kept to recognise it.
 const SHOWN_PREFIX_LEN: usize = 12;
 
-/// One permission.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Scope {
-    /// Create connect sessions and connections.
-    Connect,
-    /// Read connections.
-    ConnectionsRead,
-    /// Change, verify, delete connections; mint connection keys.
-    ConnectionsWrite,
-    /// Proxy any method.
-    Proxy,
-    /// Proxy GET and HEAD only.
-    ProxyRead,
-    /// Everything in its tenant.
-    Admin,
-}
-
-impl Scope {
-    const ALL: [Scope; 6] = [
-        Scope::Connect,
-        Scope::ConnectionsRead,
-        Scope::ConnectionsWrite,
-        Scope::Proxy,
-        Scope::ProxyRead,
-        Scope::Admin,
-    ];
-
-    /// The scope's name in keys, the CLI and errors.
-    pub fn name(self) -> &'static str {
-        match self {
-            Scope::Connect => "connect",
-            Scope::ConnectionsRead => "connections:read",
-            Scope::ConnectionsWrite => "connections:write",
-            Scope::Proxy => "proxy",
-            Scope::ProxyRead => "proxy:read",
-            Scope::Admin => "admin",
-        }
-    }
-
-    fn bit(self) -> u8 {
-        1 << (self as u8)
-    }
-}
-
-/// A set of scopes.
-#[derive(Clone, Copy, Default, PartialEq, Eq)]
-pub struct Scopes(u8);
-
-impl Scopes {
-    /// The set holding exactly `scopes`.
-    pub fn of(scopes: &[Scope]) -> Self {
-        Self(scopes.iter().fold(0, |bits, s| bits | s.bit()))
-    }
-
-    /// Whether the set grants `scope`: `admin` grants all, `proxy` grants `proxy:read`.
-    pub fn grants(self, scope: Scope) -> bool {
-        let has = |s: Scope| self.0 & s.bit() != 0;
-        has(scope) || has(Scope::Admin) || (scope == Scope::ProxyRead && has(Scope::Proxy))
-    }
-
-    /// The scopes in the set.
-    pub fn iter(self) -> impl Iterator<Item = Scope> {
-        Scope::ALL.into_iter().filter(move |s| self.0 & s.bit() != 0)
-    }
-
-    /// Whether the set is empty.
-    pub fn is_empty(self) -> bool {
-        self.0 == 0
-    }
-}
-
-impl FromStr for Scopes {
-    type Err = String;
-    fn from_str(text: &str) -> Result<Self, Self::Err> {
-        let mut scopes = Vec::new();
-        for name in text.split(',').map(str::trim).filter(|n| !n.is_empty()) {
-            let scope = Scope::ALL
-                .into_iter()
-                .find(|s| s.name() == name)
-                .ok_or_else(|| format!("unknown scope `{name}` (known: {})", Scopes::of(&Scope::ALL)))?;
-            scopes.push(scope);
-        }
-        Ok(Scopes::of(&scopes))
-    }
-}
-
-impl fmt::Display for Scopes {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let names: Vec<_> = self.iter().map(Scope::name).collect();
-        f.write_str(&names.join(","))
-    }
-}
-
-impl fmt::Debug for Scopes {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "Scopes({self})")
-    }
-}
-
-impl Serialize for Scopes {
-    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        serializer.collect_seq(self.iter().map(Scope::name))
-    }
-}
-
-/// An authenticated internal caller (an API key not bound to a connection).
+/// An authenticated internal caller (an API key not bound to a connection): the key's record,
+/// shared with the cache, so that a request costs a reference count rather than a copy.
 #[derive(Debug, Clone)]
-pub struct Caller {
-    /// The key it used.
-    pub key_id: Uuid,
-    /// That key's name (for the audit trail).
-    pub key_name: String,
-    /// The tenant it acts in.
-    pub tenant: String,
-    /// What it may do.
-    pub scopes: Scopes,
+pub struct Caller(Arc<ApiKey>);
+
+impl std::ops::Deref for Caller {
+    type Target = ApiKey;
+    fn deref(&self) -> &ApiKey {
+        &self.0
+    }
 }
 
 impl Caller {
@@ -151,19 +47,26 @@ impl Caller {
     pub fn require(&self, scope: Scope) -> Result<(), ApiError> {
         require(self.scopes, scope)
     }
+
+    /// The caller as the audit trail names it.
+    pub fn actor(&self) -> Actor {
+        Actor::Key { id: self.id, name: self.name.clone() }
+    }
 }
 
 /// A caller holding a connection key: it reaches one connection, through the drop-in surface.
 #[derive(Debug, Clone)]
 pub struct ConnectionCaller {
-    /// The key it used.
-    pub key_id: Uuid,
-    /// The tenant of the connection.
-    pub tenant: String,
-    /// `proxy` or `proxy:read`.
-    pub scopes: Scopes,
+    key: Arc<ApiKey>,
     /// The one connection the key reaches.
     pub connection_id: Uuid,
+}
+
+impl std::ops::Deref for ConnectionCaller {
+    type Target = ApiKey;
+    fn deref(&self) -> &ApiKey {
+        &self.key
+    }
 }
 
 impl ConnectionCaller {
@@ -181,14 +84,112 @@ fn require(scopes: Scopes, scope: Scope) -> Result<(), ApiError> {
     }
 }
 
+/// The keys callers used lately, by the keyed hash of their secret: a hit costs one hash and one
+/// shard's read lock, and allocates nothing. Revoked and expired keys are kept too (they answer
+/// 401 from memory). A key is dropped by id when it is revoked, and with every key of a
+/// connection when that connection changes (see [`Callers::forget_connection`]), here at once and
+/// on the other replicas by the store's notice.
+#[derive(Debug)]
+pub struct Callers {
+    keys: Cache<[u8; 32], Arc<ApiKey>>,
+    /// Which cached hash each key id has, and which key ids each connection has, so that a
+    /// revocation finds its entry in O(1).
+    index: Mutex<Index>,
+}
+
+#[derive(Debug, Default)]
+struct Index {
+    by_key: HashMap<Uuid, [u8; 32]>,
+    by_connection: HashMap<Uuid, Vec<Uuid>>,
+}
+
+impl Index {
+    fn add(&mut self, hash: [u8; 32], key: &ApiKey) {
+        self.by_key.insert(key.id, hash);
+        if let Some(connection) = key.connection_id {
+            let keys = self.by_connection.entry(connection).or_default();
+            if !keys.contains(&key.id) {
+                keys.push(key.id);
+            }
+        }
+    }
+
+    fn remove(&mut self, key: &ApiKey) -> Option<[u8; 32]> {
+        if let Some(connection) = key.connection_id {
+            if let Some(keys) = self.by_connection.get_mut(&connection) {
+                keys.retain(|id| *id != key.id);
+                if keys.is_empty() {
+                    self.by_connection.remove(&connection);
+                }
+            }
+        }
+        self.by_key.remove(&key.id)
+    }
+}
+
+impl Callers {
+    /// A cache of about `capacity` keys, each kept for at most `ttl`.
+    pub fn new(ttl: Duration, capacity: usize) -> Self {
+        Self { keys: Cache::new(ttl, capacity), index: Mutex::default() }
+    }
+
+    /// The key whose secret hashes to `hash`, from memory or else from the store.
+    async fn find(&self, store: &DynStore, hash: [u8; 32]) -> Result<Option<Arc<ApiKey>>, store::StoreError> {
+        if let Some(key) = self.keys.get(&hash) {
+            return Ok(Some(key));
+        }
+        let fill = self.keys.fill();
+        let Some(key) = store.api_key_by_hash(&hash).await? else { return Ok(None) };
+        let key = Arc::new(key);
+        let mut index = self.index.lock().unwrap_or_else(|e| e.into_inner());
+        if let Ok(evicted) = self.keys.insert(fill, hash, key.clone()) {
+            if let Some((_, evicted)) = evicted {
+                index.remove(&evicted);
+            }
+            index.add(hash, &key);
+        }
+        Ok(Some(key))
+    }
+
+    /// Drops key `id`.
+    pub fn forget_key(&self, id: Uuid) {
+        let mut index = self.index.lock().unwrap_or_else(|e| e.into_inner());
+        self.keys.drop_fills();
+        let hash = index.by_key.get(&id).copied();
+        if let Some(key) = hash.and_then(|hash| self.keys.remove(&hash)) {
+            index.remove(&key);
+        }
+    }
+
+    /// Drops every key of connection `id` (its connection keys).
+    pub fn forget_connection(&self, id: Uuid) {
+        let keys = {
+            let index = self.index.lock().unwrap_or_else(|e| e.into_inner());
+            index.by_connection.get(&id).cloned().unwrap_or_default()
+        };
+        // A connection key being read from the store right now is not kept either.
+        self.keys.drop_fills();
+        for key in keys {
+            self.forget_key(key);
+        }
+    }
+
+    /// Drops everything.
+    pub fn clear(&self) {
+        let mut index = self.index.lock().unwrap_or_else(|e| e.into_inner());
+        self.keys.clear();
+        *index = Index::default();
+    }
+}
+
 /// Finds the usable key behind the request's bearer credential. Missing, unknown, revoked and
 /// expired keys are one and the same 401; the reason goes to the debug log.
-async fn authenticate(parts: &Parts, state: &AppState) -> Result<ApiKey, ApiError> {
+async fn authenticate(parts: &Parts, state: &AppState) -> Result<Arc<ApiKey>, ApiError> {
     let bearer = bearer(parts).ok_or_else(|| {
         tracing::debug!("no bearer credential");
         ApiError::unauthorized()
     })?;
-    match state.store.api_key_by_hash(&state.hasher.secret_hash(bearer)).await? {
+    match state.callers.find(&state.store, state.hasher.secret_hash(bearer)).await? {
         Some(key) if key.is_usable(store::now()) => {
             tracing::Span::current().record("key_id", tracing::field::display(key.id));
             state.edge.check_key_rate(key.id)?;
@@ -217,7 +218,7 @@ impl FromRequestParts<AppState> for Caller {
                 "A connection key works only on the drop-in surface (/api/…); use an API key here.",
             ));
         }
-        Ok(Caller { key_id: key.id, key_name: key.name, tenant: key.tenant, scopes: key.scopes })
+        Ok(Caller(key))
     }
 }
 
@@ -233,7 +234,7 @@ impl FromRequestParts<AppState> for ConnectionCaller {
                 "The drop-in surface (/api/…) takes a connection key; use /v1/proxy with an API key instead.",
             ));
         };
-        Ok(ConnectionCaller { key_id: key.id, tenant: key.tenant, scopes: key.scopes, connection_id })
+        Ok(ConnectionCaller { key, connection_id })
     }
 }
 
@@ -354,7 +355,7 @@ pub async fn create_key(
         tenant: spec.tenant.to_owned(),
         name: spec.name.to_owned(),
         prefix: secret.expose_secret()[..SHOWN_PREFIX_LEN].to_owned(),
-        hash: state.hasher.secret_hash(secret.expose_secret()),
+        hash: state.hasher.secret_hash(secret.expose_secret()).to_vec(),
         scopes: spec.scopes,
         connection_id: spec.connection_id,
         expires_at: spec.expires_at,
@@ -373,28 +374,4 @@ pub async fn create_api_key(
 ) -> Result<CreatedKey, store::StoreError> {
     let spec = KeySpec { name, tenant, scopes, connection_id: None, expires_at: None };
     create_key(state, spec, &AuditContext::system(Action::KeyCreate)).await
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn scopes_parse_and_print_by_name() {
-        let scopes: Scopes = "proxy, connections:read".parse().unwrap();
-        assert_eq!(scopes.to_string(), "connections:read,proxy");
-        assert!("proxy,root".parse::<Scopes>().unwrap_err().contains("`root`"));
-        assert!("".parse::<Scopes>().unwrap().is_empty());
-    }
-
-    #[test]
-    fn admin_grants_everything_and_proxy_grants_proxy_read() {
-        let admin = Scopes::of(&[Scope::Admin]);
-        assert!(Scope::ALL.iter().all(|s| admin.grants(*s)));
-        let proxy = Scopes::of(&[Scope::Proxy]);
-        assert!(proxy.grants(Scope::ProxyRead));
-        assert!(!proxy.grants(Scope::Connect));
-        let read = Scopes::of(&[Scope::ProxyRead]);
-        assert!(!read.grants(Scope::Proxy));
-    }
 }

@@ -218,7 +218,9 @@ pub const HASH_KEY_AAD: &[u8] = b"hexbroker/hash-key/v1";
 /// a token that is already connected without storing anything that opens it.
 #[derive(Clone)]
 pub struct Hasher {
-    key: Zeroizing<[u8; KEY_LEN]>,
+    /// The HMAC with its key already absorbed: each hash starts from a copy of it rather than
+    /// keying anew (two SHA-256 blocks saved per request).
+    keyed: Hmac<Sha256>,
 }
 
 impl fmt::Debug for Hasher {
@@ -230,26 +232,28 @@ impl fmt::Debug for Hasher {
 impl Hasher {
     /// A hasher over the given key bytes.
     pub fn new(key: [u8; KEY_LEN]) -> Self {
-        Self { key: Zeroizing::new(key) }
+        let key = Zeroizing::new(key);
+        Self {
+            keyed: <Hmac<Sha256> as Mac>::new_from_slice(key.as_slice()).expect("HMAC takes any key length"),
+        }
     }
 
     /// The keyed hash of a bearer secret (API key, connection key, session token).
-    pub fn secret_hash(&self, secret: &str) -> Vec<u8> {
+    pub fn secret_hash(&self, secret: &str) -> [u8; 32] {
         self.mac(&[b"secret\0", secret.as_bytes()])
     }
 
     /// The fingerprint of a Hex token in a workspace, for de-duplication.
     pub fn token_fingerprint(&self, subdomain: &str, token: &SecretString) -> Vec<u8> {
-        self.mac(&[b"hex-token\0", subdomain.as_bytes(), b"\0", token.expose_secret().as_bytes()])
+        self.mac(&[b"hex-token\0", subdomain.as_bytes(), b"\0", token.expose_secret().as_bytes()]).to_vec()
     }
 
-    fn mac(&self, parts: &[&[u8]]) -> Vec<u8> {
-        let mut mac =
-            <Hmac<Sha256> as Mac>::new_from_slice(self.key.as_slice()).expect("HMAC takes any key length");
+    fn mac(&self, parts: &[&[u8]]) -> [u8; 32] {
+        let mut mac = self.keyed.clone();
         for part in parts {
             mac.update(part);
         }
-        mac.finalize().into_bytes().to_vec()
+        mac.finalize().into_bytes().into()
     }
 }
 

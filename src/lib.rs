@@ -9,6 +9,7 @@
 pub mod app;
 pub mod audit;
 pub mod auth;
+pub mod cache;
 pub mod cli;
 pub mod clock;
 pub mod config;
@@ -23,6 +24,7 @@ pub mod metrics;
 pub mod proxy;
 pub mod reencrypt;
 pub mod routes;
+pub mod scopes;
 pub mod store;
 pub mod telemetry;
 pub mod watch;

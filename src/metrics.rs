@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use axum::extract::{MatchedPath, Request, State};
 use axum::middleware::Next;
 use axum::response::Response;
-use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::encoding::{EncodeLabelSet, EncodeLabelValue, LabelValueEncoder};
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
@@ -17,22 +17,60 @@ use prometheus_client::registry::Registry;
 
 use crate::lifecycle::Status;
 
+// Every label is a fixed word, a status code, or a route template shared with the router (a
+// reference count, not a copy): recording a request allocates nothing once its label set exists.
+
+/// A route template as a label: the router's own `MatchedPath`, or `unmatched`.
+#[derive(Clone, Debug)]
+pub struct Route(Option<MatchedPath>);
+
+impl Route {
+    /// The route `request` matched.
+    pub fn of<B>(request: &axum::http::Request<B>) -> Self {
+        Self(request.extensions().get::<MatchedPath>().cloned())
+    }
+
+    fn as_str(&self) -> &str {
+        self.0.as_ref().map_or("unmatched", MatchedPath::as_str)
+    }
+}
+
+impl PartialEq for Route {
+    fn eq(&self, other: &Self) -> bool {
+        self.as_str() == other.as_str()
+    }
+}
+
+impl Eq for Route {}
+
+impl std::hash::Hash for Route {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.as_str().hash(state);
+    }
+}
+
+impl EncodeLabelValue for Route {
+    fn encode(&self, encoder: &mut LabelValueEncoder) -> Result<(), std::fmt::Error> {
+        std::fmt::Write::write_str(encoder, self.as_str())
+    }
+}
+
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct RequestLabels {
-    route: String,
-    method: String,
+    route: Route,
+    method: &'static str,
     status: u16,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct RouteLabels {
-    route: String,
-    method: String,
+    route: Route,
+    method: &'static str,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct UpstreamLabels {
-    method: String,
+    method: &'static str,
     status: u16,
 }
 
@@ -161,18 +199,16 @@ impl Metrics {
     }
 
     /// Records one answered request.
-    pub fn observe_request(&self, route: &str, method: &str, status: u16, elapsed: Duration) {
-        let (route, method) = (route.to_owned(), method.to_owned());
-        self.0
-            .latency
-            .get_or_create(&RouteLabels { route: route.clone(), method: method.clone() })
-            .observe(elapsed.as_secs_f64());
-        self.0.requests.get_or_create(&RequestLabels { route, method, status }).inc();
+    pub fn observe_request(&self, route: Route, method: &'static str, status: u16, elapsed: Duration) {
+        let labels = RequestLabels { route, method, status };
+        self.0.requests.get_or_create(&labels).inc();
+        let RequestLabels { route, method, .. } = labels;
+        self.0.latency.get_or_create(&RouteLabels { route, method }).observe(elapsed.as_secs_f64());
     }
 
     /// Records one answer from Hex to a proxied call.
-    pub fn observe_upstream(&self, method: &str, status: u16, elapsed: Duration) {
-        let labels = UpstreamLabels { method: method.to_owned(), status };
+    pub fn observe_upstream(&self, method: &'static str, status: u16, elapsed: Duration) {
+        let labels = UpstreamLabels { method, status };
         self.0.upstream_latency.get_or_create(&labels).observe(elapsed.as_secs_f64());
         self.0.upstream_responses.get_or_create(&labels).inc();
     }
@@ -234,11 +270,11 @@ impl Drop for ClientConnection {
 
 /// Middleware that counts and times every request by its route template.
 pub async fn track(State(metrics): State<Metrics>, request: Request, next: Next) -> Response {
-    let route = request.extensions().get::<MatchedPath>().map_or("unmatched", MatchedPath::as_str).to_owned();
-    let method = method_label(request.method()).to_owned();
+    let route = Route::of(&request);
+    let method = method_label(request.method());
     let started = Instant::now();
     let response = next.run(request).await;
-    metrics.observe_request(&route, &method, response.status().as_u16(), started.elapsed());
+    metrics.observe_request(route, method, response.status().as_u16(), started.elapsed());
     response
 }
 

@@ -5,6 +5,7 @@
 mod limit;
 mod path;
 mod retry;
+mod target;
 
 use std::time::{Duration, Instant, SystemTime};
 
@@ -17,13 +18,13 @@ use hyper_rustls::HttpsConnector;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
-use secrecy::{ExposeSecret, SecretString};
 
 use crate::error::ApiError;
 use crate::metrics::{method_label, Metrics};
 pub use limit::{OutboundLimit, RateLimiter};
 pub use path::{check_path, InvalidPath};
 pub use retry::{retry_after, Attempt, RetryPolicy};
+pub use target::{Target, Targets};
 
 /// Marks a response relayed from Hex, as opposed to one hexbroker made.
 pub const UPSTREAM_HEADER: &str = "hexbroker-upstream";
@@ -178,24 +179,23 @@ impl Upstream {
         Self { client, timeout: timeouts.head, exchange_timeout: timeouts.exchange, retry, metrics }
     }
 
-    /// Sends `request` to `url` with `token` as its bearer and relays Hex's answer, streaming,
-    /// retrying by §7's rules when the body can be sent again. The first attempt's slot under
+    /// Sends `request` to `uri` with `bearer` as its `Authorization`, and relays Hex's answer,
+    /// streaming, retrying by §7's rules when the body can be sent again. The caller's request is
+    /// edited in place: its credentials and the headers that never reach Hex are removed, and
+    /// its head is copied only when another attempt may need it. The first attempt's slot under
     /// the connection's outbound limit is the caller's to take; each retry takes one of its own
     /// from `limit`, within the same wait budget, or is not made.
     pub async fn forward(
         &self,
-        url: &str,
-        token: &SecretString,
+        uri: Uri,
+        bearer: HeaderValue,
         request: Request<Body>,
         limit: Option<OutboundLimit<'_>>,
     ) -> Result<Response<Body>, ProxyError> {
-        let (mut parts, body) = request.into_parts();
-        let uri = url.parse::<Uri>().map_err(|_| ProxyError::BadUrl)?;
-        strip_caller_only(&mut parts.headers);
-        let mut bearer = HeaderValue::try_from(format!("Bearer {}", token.expose_secret()))
-            .map_err(|_| ProxyError::BadToken)?;
-        bearer.set_sensitive(true);
-        parts.headers.insert(header::AUTHORIZATION, bearer);
+        let (parts, body) = request.into_parts();
+        let (method, mut headers) = (parts.method, parts.headers);
+        strip_caller_only(&mut headers);
+        headers.insert(header::AUTHORIZATION, bearer);
 
         // A small body of known length is kept so the request can be sent again.
         let mut streamed = None;
@@ -220,13 +220,14 @@ impl Upstream {
                 (None, None) => unreachable!("a streamed body is never retried"),
             };
             let mut upstream = Request::new(body);
-            *upstream.method_mut() = parts.method.clone();
+            *upstream.method_mut() = method.clone();
             *upstream.uri_mut() = uri.clone();
-            *upstream.headers_mut() = parts.headers.clone();
+            let last = replay.is_none() || retries >= self.retry.max_retries;
+            *upstream.headers_mut() = if last { std::mem::take(&mut headers) } else { headers.clone() };
 
             let started = Instant::now();
             let outcome = tokio::time::timeout(self.timeout, self.client.request(upstream)).await;
-            let method = method_label(&parts.method);
+            let method_name = method_label(&method);
             let (attempt, hint) = match &outcome {
                 Err(_) => {
                     self.metrics.upstream_error("timeout");
@@ -241,13 +242,13 @@ impl Upstream {
                     (Attempt::Lost, None)
                 }
                 Ok(Ok(response)) => {
-                    self.metrics.observe_upstream(method, response.status().as_u16(), started.elapsed());
+                    self.metrics.observe_upstream(method_name, response.status().as_u16(), started.elapsed());
                     (Attempt::Answered(response.status()), retry_after(response.headers(), SystemTime::now()))
                 }
             };
             let wait = replay
                 .as_ref()
-                .and_then(|_| self.retry.next_wait(&parts.method, attempt, hint, retries, waited))
+                .and_then(|_| self.retry.next_wait(&method, attempt, hint, retries, waited))
                 .and_then(|wait| match &limit {
                     Some(limit) => limit.reserve_within(wait, self.retry.budget.saturating_sub(waited)).ok(),
                     None => Some(wait),

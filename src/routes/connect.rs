@@ -139,8 +139,8 @@ async fn with_key(
     end_user_email: Option<String>,
     s: Submission,
 ) -> Result<Answer> {
-    let audit = request.audit(Actor::key(caller), Action::Connect);
-    let who = [Attempter::Key(caller.key_id)];
+    let audit = request.audit(caller.actor(), Action::Connect);
+    let who = [Attempter::Key(caller.id)];
     let identity = state.edge.verify_connect(&state.hex, &who, s.from, &s.subdomain, &s.token).await?;
     let fingerprint = state.hasher.token_fingerprint(s.subdomain.as_str(), &s.token);
     if let Some(existing) = state

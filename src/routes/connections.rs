@@ -8,7 +8,7 @@ use uuid::Uuid;
 
 use super::paging::{self, Page};
 use crate::app::AppState;
-use crate::audit::{Action, Actor, RequestInfo};
+use crate::audit::{Action, RequestInfo};
 use crate::auth::{Caller, Scope};
 use crate::crypto::{CryptoError, Sealed, TokenBinding};
 use crate::error::{ApiError, Json, Path, Result};
@@ -166,7 +166,7 @@ pub async fn update(
         metadata: body.metadata,
         rate_limit_per_minute: body.rate_limit_per_minute,
     };
-    let audit = request.audit(Actor::key(&caller), Action::Update);
+    let audit = request.audit(caller.actor(), Action::Update);
     let connection = state
         .store
         .apply(&caller.tenant, id, &Change::Updated(&change), &audit, &Expect::default())
@@ -185,7 +185,7 @@ pub async fn delete(
 ) -> Result<StatusCode> {
     caller.require(Scope::ConnectionsWrite)?;
     let id = connection_id(&id)?;
-    let audit = request.audit(Actor::key(&caller), Action::Delete);
+    let audit = request.audit(caller.actor(), Action::Delete);
     let applied = state.store.apply(&caller.tenant, id, &Change::Deleted, &audit, &Expect::default()).await?;
     if applied.done().is_some() {
         tracing::info!(connection_id = %id, "connection deleted");
@@ -212,7 +212,7 @@ pub async fn verify(
         .ok_or_else(|| ApiError::not_found("connection"))?;
     let (connection, sealed) = &*row;
     let (subdomain, token) = open_stored(&state, connection, sealed)?;
-    let audit = request.audit(Actor::key(&caller), Action::Verify);
+    let audit = request.audit(caller.actor(), Action::Verify);
     // Only the token that was checked may be judged: a reconnect meanwhile wins.
     let expect = Expect { token_nonce: Some(sealed.nonce.clone()), status: None };
     let applied = match state.hex.verify(&subdomain, &token).await {

@@ -8,7 +8,7 @@ use uuid::Uuid;
 
 use super::paging::{self, Page};
 use crate::app::AppState;
-use crate::audit::{Action, Actor, RequestInfo};
+use crate::audit::{Action, RequestInfo};
 use crate::auth::{Caller, Scope};
 use crate::error::{ApiError, Json, Path, Result};
 use crate::events::{self, EventFilter, EventRecord, EventState};
@@ -64,7 +64,7 @@ pub async fn redeliver(
 ) -> Result<StatusCode> {
     caller.require(Scope::Admin)?;
     let id = Uuid::parse_str(&id).map_err(|_| ApiError::not_found("event"))?;
-    let audit = request.audit(Actor::key(&caller), Action::EventRedeliver);
+    let audit = request.audit(caller.actor(), Action::EventRedeliver);
     if state.store.redeliver_event(&caller.tenant, id, &audit).await? {
         Ok(StatusCode::ACCEPTED)
     } else {

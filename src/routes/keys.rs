@@ -10,7 +10,7 @@ use uuid::Uuid;
 
 use super::connections::connection_id;
 use crate::app::AppState;
-use crate::audit::{Action, Actor, RequestInfo};
+use crate::audit::{Action, RequestInfo};
 use crate::auth::{self, Caller, KeySpec, Scope, Scopes};
 use crate::error::{ApiError, Json, Path, Result};
 use crate::store;
@@ -83,7 +83,7 @@ pub async fn create(
     let created = auth::create_key(
         &state,
         KeySpec { name: &name, tenant: &caller.tenant, scopes, connection_id: Some(id), expires_at },
-        &request.audit(Actor::key(&caller), Action::KeyCreate),
+        &request.audit(caller.actor(), Action::KeyCreate),
     )
     .await?;
     tracing::info!(connection_id = %id, key_id = %created.key.id, "connection key created");
@@ -113,7 +113,7 @@ pub async fn revoke(
     caller.require(Scope::ConnectionsWrite)?;
     let id = connection_id(&id)?;
     let key_id = Uuid::parse_str(&key_id).map_err(|_| ApiError::not_found("connection key"))?;
-    let audit = request.audit(Actor::key(&caller), Action::KeyRevoke);
+    let audit = request.audit(caller.actor(), Action::KeyRevoke);
     if state.store.revoke_connection_key(&caller.tenant, id, key_id, &audit).await? {
         tracing::info!(connection_id = %id, key_id = %key_id, "connection key revoked");
         Ok(StatusCode::NO_CONTENT)

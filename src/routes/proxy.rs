@@ -7,6 +7,7 @@
 use axum::body::Body;
 use axum::extract::{Request, State};
 use axum::http::{Method, Response, StatusCode};
+use std::sync::Arc;
 use std::time::Duration;
 
 use uuid::Uuid;
@@ -16,7 +17,7 @@ use crate::app::AppState;
 use crate::auth::{Caller, ConnectionCaller, Scope};
 use crate::error::{ApiError, Result};
 use crate::lifecycle::Status;
-use crate::proxy::{check_path, OutboundLimit, CONNECTION_ID_HEADER};
+use crate::proxy::{check_path, OutboundLimit, Target, CONNECTION_ID_HEADER};
 use crate::watch;
 
 /// The scope a method needs: GET and HEAD read, everything else may change something.
@@ -74,14 +75,9 @@ async fn forward(
 ) -> Result<Response<Body>> {
     let path = request.uri().path().strip_prefix(prefix).unwrap_or("/");
     check_path(path)?;
-    let row = state
-        .store
-        .connection_with_token(tenant, id)
-        .await?
-        .ok_or_else(|| ApiError::not_found("connection"))?;
-    let (connection, sealed) = &*row;
+    let target = target(state, tenant, id).await?;
     let now = state.clock.now();
-    match connection.current_status(now) {
+    match target.status(now) {
         Status::Active => {}
         Status::Expired => {
             return Err(ApiError::new(
@@ -98,22 +94,14 @@ async fn forward(
             ))
         }
     }
-    let limit = connection
-        .rate_limit_per_minute
-        .and_then(|n| u32::try_from(n).ok())
-        .or(state.config.proxy_rate_limit);
+    let limit = target.rate_limit_per_minute.or(state.config.proxy_rate_limit);
     let limit = limit.map(|per_minute| OutboundLimit { limiter: &state.limiter, connection: id, per_minute });
     if let Some(limit) = limit {
         hold_for_slot(state, limit).await?;
     }
-    let (subdomain, token) = open_stored(state, connection, sealed)?;
-    let origin = state.hex.origin(&subdomain);
-    let url = match request.uri().query() {
-        Some(query) => format!("{origin}/api{path}?{query}"),
-        None => format!("{origin}/api{path}"),
-    };
+    let uri = target.uri(request.uri(), path)?;
     state.usage.touch(id, watch::minute_of(now));
-    let response = state.upstream.forward(&url, &token, request, limit).await?;
+    let response = state.upstream.forward(uri, target.bearer(), request, limit).await?;
     if response.status() == StatusCode::UNAUTHORIZED {
         // One odd path may answer 401 for a good token: ask Hex about the token itself, beside
         // this response, and invalidate only if it refuses this very token. The caller gets
@@ -124,13 +112,32 @@ async fn forward(
             watch::Unauthorized {
                 tenant: tenant.to_owned(),
                 id,
-                subdomain: connection.subdomain.clone(),
-                nonce: sealed.nonce.clone(),
-                token,
+                subdomain: target.subdomain.to_string(),
+                nonce: target.token_nonce.to_vec(),
+                token: target.token(),
             },
         );
     }
     Ok(response)
+}
+
+/// Connection `id`'s prepared target: from the cache, or read from the store, opened and
+/// prepared (then cached, unless the connection changed meanwhile).
+async fn target(state: &AppState, tenant: &str, id: Uuid) -> Result<Arc<Target>> {
+    if let Some(target) = state.targets.get(tenant, id) {
+        return Ok(target);
+    }
+    let fill = state.targets.fill();
+    let row = state
+        .store
+        .connection_with_token(tenant, id)
+        .await?
+        .ok_or_else(|| ApiError::not_found("connection"))?;
+    let (connection, sealed) = &*row;
+    let (subdomain, token) = open_stored(state, connection, sealed)?;
+    let target = Arc::new(Target::new(connection, &token, &state.hex.origin(&subdomain), &sealed.nonce)?);
+    state.targets.insert(fill, target.clone());
+    Ok(target)
 }
 
 /// Takes a slot under the connection's outbound limit, waiting for one within the retry budget;

@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use crate::app::AppState;
-use crate::audit::{Action, Actor, RequestInfo};
+use crate::audit::{Action, RequestInfo};
 use crate::auth::{AnySession, Caller, Scope, SESSION_TOKEN_PREFIX};
 use crate::crypto;
 use crate::error::{ApiError, Json, Result};
@@ -82,14 +82,14 @@ pub async fn create(
             &NewSession {
                 id: Uuid::now_v7(),
                 tenant: caller.tenant.clone(),
-                token_hash: state.hasher.secret_hash(token.expose_secret()),
+                token_hash: state.hasher.secret_hash(token.expose_secret()).to_vec(),
                 end_user_id: end_user_id.to_owned(),
                 end_user_email: body.end_user_email,
                 connection_id: body.connection_id,
-                created_by_key: caller.key_id,
+                created_by_key: caller.id,
                 expires_at: store::now() + chrono::Duration::seconds(expires_in as i64),
             },
-            &request.audit(Actor::key(&caller), Action::SessionCreate),
+            &request.audit(caller.actor(), Action::SessionCreate),
         )
         .await?;
     tracing::info!(session_id = %session.id, reconnect = session.connection_id.is_some(), "connect session created");

@@ -4,7 +4,7 @@
 //! Both backends share one set of SQL statements (see `sql.rs`): sqlx binds `$1`-style parameters
 //! on SQLite too, and the column types map to the same Rust types on both.
 
-mod cached;
+mod announcing;
 mod postgres;
 mod sql;
 mod sqlite;
@@ -17,12 +17,12 @@ use serde::Serialize;
 use uuid::Uuid;
 
 use crate::audit::{AuditContext, AuditEntry, AuditFilter};
-use crate::auth::Scopes;
 use crate::crypto::Sealed;
 use crate::events::{Delivery, EventFilter, EventRecord};
 use crate::lifecycle::{Change, Status};
+use crate::scopes::Scopes;
 
-pub use cached::CachedStore;
+pub use announcing::{Announcing, Forget, Stale};
 pub use postgres::PgStore;
 pub use sqlite::{database_file as sqlite_database_file, SqliteStore};
 pub use watch::{DueCheck, WatchStore, EXPIRED_REASON};

@@ -1,18 +1,14 @@
-//! A read-through cache in front of the store for the proxy's hot path: API keys by hash, and
-//! connections with their sealed tokens. Every write that could make an entry stale goes through
-//! here and drops the entry locally after its commit; the store sent the other replicas a
-//! Postgres `NOTIFY` inside the same transaction (delivered at commit, so never lost to a crash
-//! between the two), so revocation
-//! (key revoked, connection deleted, token replaced, connection invalidated) takes effect
-//! everywhere within a second; the TTL is only the safety net for a lost notification channel
-//! and for writes made by another process on SQLite. Tokens stay sealed in the cache: they are
-//! opened per request (microseconds), so no plaintext token lives longer than its request.
+//! The store as the hot path's caches see it: every write that could make a cached caller or
+//! target stale tells them, after its commit, so that this replica stops using it at once; the
+//! store also sent the other replicas a Postgres `NOTIFY` inside the same transaction (delivered
+//! at commit, so never lost to a crash between the two), and this wrapper passes what they send
+//! on to the same caches. Revocation (key revoked, connection deleted, token replaced, connection
+//! invalidated) so takes effect everywhere within a second; the caches' TTL is only the safety net
+//! for a lost notification channel and for writes made by another process on SQLite. The caches
+//! themselves live with what they hold (`auth::Callers`, `proxy::Targets`): the store only names
+//! what went stale.
 
-use std::collections::HashMap;
-use std::hash::Hash;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, RwLock};
-use std::time::{Duration, Instant};
+use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 use uuid::Uuid;
@@ -27,129 +23,63 @@ use crate::crypto::Sealed;
 use crate::events::{Delivery, EventFilter, EventRecord};
 use crate::lifecycle::{Change, Status};
 
-/// A map whose entries live for a fixed time, bounded in size.
-struct TtlMap<K, V> {
-    entries: RwLock<HashMap<K, (V, Instant)>>,
-    ttl: Duration,
-    capacity: usize,
+/// What a write made stale.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stale {
+    /// API key or connection key `id` (revoked).
+    Key(Uuid),
+    /// Connection `id` (changed, deleted, its token replaced), and with it its connection keys.
+    Connection(Uuid),
+    /// Anything: notices may have been missed.
+    Everything,
 }
 
-impl<K: Hash + Eq, V: Clone> TtlMap<K, V> {
-    fn new(ttl: Duration, capacity: usize) -> Self {
-        Self { entries: RwLock::new(HashMap::new()), ttl, capacity }
-    }
-
-    fn get(&self, key: &K) -> Option<V> {
-        let entries = self.entries.read().unwrap_or_else(|e| e.into_inner());
-        entries.get(key).filter(|(_, at)| at.elapsed() < self.ttl).map(|(v, _)| v.clone())
-    }
-
-    /// Inserts unless `still_fresh` says an invalidation happened since the value was read.
-    fn insert_if(&self, key: K, value: V, still_fresh: impl FnOnce() -> bool) {
-        if self.capacity == 0 {
-            return;
-        }
-        let mut entries = self.entries.write().unwrap_or_else(|e| e.into_inner());
-        if !still_fresh() {
-            return;
-        }
-        if entries.len() >= self.capacity {
-            entries.retain(|_, (_, at)| at.elapsed() < self.ttl);
-            if entries.len() >= self.capacity {
-                entries.clear();
-            }
-        }
-        entries.insert(key, (value, Instant::now()));
-    }
-
-    fn retain(&self, keep: impl Fn(&K, &V) -> bool) {
-        self.entries.write().unwrap_or_else(|e| e.into_inner()).retain(|k, (v, _)| keep(k, v));
-    }
-
-    fn clear(&self) {
-        self.entries.write().unwrap_or_else(|e| e.into_inner()).clear();
-    }
-}
-
-/// The two caches and the generation that orders fills against invalidations.
-struct Caches {
-    keys: TtlMap<Vec<u8>, ApiKey>,
-    connections: TtlMap<(String, Uuid), Arc<(Connection, Sealed)>>,
-    /// Bumped before every invalidation: a fill whose read began before it is not kept, so a
-    /// slow read can never put back what a write just removed.
-    generation: AtomicU64,
-}
-
-impl Caches {
-    fn apply(&self, message: &str) {
-        self.generation.fetch_add(1, Ordering::SeqCst);
+impl Stale {
+    /// A notice as the store sends it to the other replicas (`key:<id>`, `connection:<id>`);
+    /// anything else is read as [`Stale::Everything`], the safe side.
+    pub fn parse(message: &str) -> Self {
         match message.split_once(':').map(|(kind, id)| (kind, Uuid::parse_str(id))) {
-            Some(("key", Ok(id))) => self.keys.retain(|_, key| key.id != id),
-            Some(("connection", Ok(id))) => {
-                self.connections.retain(|(_, cid), _| *cid != id);
-                self.keys.retain(|_, key| key.connection_id != Some(id));
-            }
-            _ => self.clear(),
+            Some(("key", Ok(id))) => Stale::Key(id),
+            Some(("connection", Ok(id))) => Stale::Connection(id),
+            _ => Stale::Everything,
         }
     }
-
-    fn clear(&self) {
-        self.generation.fetch_add(1, Ordering::SeqCst);
-        self.keys.clear();
-        self.connections.clear();
-    }
 }
 
-fn key_message(id: Uuid) -> String {
-    format!("key:{id}")
+/// Whatever holds copies of what the store keeps, and must drop them when told.
+pub trait Forget: Send + Sync + 'static {
+    /// Drops what `stale` names. Called after the commit, before the write returns.
+    fn forget(&self, stale: Stale);
 }
 
-fn connection_message(id: Uuid) -> String {
-    format!("connection:{id}")
-}
-
-/// A [`Store`] that caches the hot path's reads of another.
-pub struct CachedStore {
+/// A [`Store`] that tells `forget` what each of its writes, and each other replica's, made stale.
+pub struct Announcing {
     inner: DynStore,
-    caches: Arc<Caches>,
+    forget: Arc<dyn Forget>,
 }
 
-impl CachedStore {
-    /// Wraps `inner`, and follows the other replicas' invalidations when it can.
-    pub async fn wrap(inner: DynStore, ttl: Duration, capacity: usize) -> StoreResult<Arc<Self>> {
-        let caches = Arc::new(Caches {
-            keys: TtlMap::new(ttl, capacity),
-            connections: TtlMap::new(ttl, capacity),
-            generation: AtomicU64::new(0),
-        });
+impl Announcing {
+    /// Wraps `inner`, and follows the other replicas' notices when it can.
+    pub async fn wrap(inner: DynStore, forget: Arc<dyn Forget>) -> StoreResult<Arc<Self>> {
         if let Some(mut messages) = inner.subscribe_invalidations().await? {
-            let caches = Arc::downgrade(&caches);
+            let forget = Arc::downgrade(&forget);
             tokio::spawn(async move {
                 while let Some(message) = messages.recv().await {
-                    let Some(caches) = caches.upgrade() else { break };
-                    match message {
-                        Some(message) => caches.apply(&message),
-                        None => caches.clear(),
-                    }
+                    let Some(forget) = forget.upgrade() else { break };
+                    forget.forget(message.as_deref().map_or(Stale::Everything, Stale::parse));
                 }
             });
         }
-        Ok(Arc::new(Self { inner, caches }))
+        Ok(Arc::new(Self { inner, forget }))
     }
 
-    /// Drops stale entries here at once, after a commit; the other replicas were told by the
-    /// notice the store sent inside the transaction.
-    fn dropped(&self, message: &str) {
-        self.caches.apply(message);
-    }
-
-    fn generation(&self) -> u64 {
-        self.caches.generation.load(Ordering::SeqCst)
+    fn dropped(&self, stale: Stale) {
+        self.forget.forget(stale);
     }
 }
 
 #[async_trait::async_trait]
-impl Store for CachedStore {
+impl Store for Announcing {
     async fn ping(&self) -> StoreResult<()> {
         self.inner.ping().await
     }
@@ -176,7 +106,7 @@ impl Store for CachedStore {
     /// No notice: a re-sealed token is the same token, and a cached entry sealed by the older
     /// key still opens for as long as this process holds that key (dropping the key from
     /// `HEXBROKER_ENCRYPTION_KEYS` means a restart, with empty caches). One notice per row would
-    /// make every replica sweep both caches under a write lock, 100,000 times for a big table.
+    /// be 100,000 notices for a big table, each emptying a cache entry on every replica.
     async fn reseal_tokens(&self, batch: &[Reseal]) -> StoreResult<u64> {
         self.inner.reseal_tokens(batch).await
     }
@@ -185,15 +115,7 @@ impl Store for CachedStore {
     }
 
     async fn api_key_by_hash(&self, hash: &[u8]) -> StoreResult<Option<ApiKey>> {
-        if let Some(key) = self.caches.keys.get(&hash.to_vec()) {
-            return Ok(Some(key));
-        }
-        let generation = self.generation();
-        let key = self.inner.api_key_by_hash(hash).await?;
-        if let Some(key) = &key {
-            self.caches.keys.insert_if(hash.to_vec(), key.clone(), || self.generation() == generation);
-        }
-        Ok(key)
+        self.inner.api_key_by_hash(hash).await
     }
 
     async fn list_api_keys(&self) -> StoreResult<Vec<ApiKey>> {
@@ -201,7 +123,7 @@ impl Store for CachedStore {
     }
     async fn revoke_api_key(&self, id: Uuid, audit: &AuditContext) -> StoreResult<bool> {
         let done = self.inner.revoke_api_key(id, audit).await?;
-        self.dropped(&key_message(id));
+        self.dropped(Stale::Key(id));
         Ok(done)
     }
     async fn revoke_connection_key(
@@ -212,7 +134,7 @@ impl Store for CachedStore {
         audit: &AuditContext,
     ) -> StoreResult<bool> {
         let done = self.inner.revoke_connection_key(tenant, connection_id, key_id, audit).await?;
-        self.dropped(&key_message(key_id));
+        self.dropped(Stale::Key(key_id));
         Ok(done)
     }
     async fn insert_connection(&self, new: &NewConnection, audit: &AuditContext) -> StoreResult<Inserted> {
@@ -236,16 +158,7 @@ impl Store for CachedStore {
         tenant: &str,
         id: Uuid,
     ) -> StoreResult<Option<Arc<(Connection, Sealed)>>> {
-        let key = (tenant.to_owned(), id);
-        if let Some(found) = self.caches.connections.get(&key) {
-            return Ok(Some(found));
-        }
-        let generation = self.generation();
-        let found = self.inner.connection_with_token(tenant, id).await?;
-        if let Some(found) = &found {
-            self.caches.connections.insert_if(key, found.clone(), || self.generation() == generation);
-        }
-        Ok(found)
+        self.inner.connection_with_token(tenant, id).await
     }
 
     async fn list_connections(
@@ -265,7 +178,7 @@ impl Store for CachedStore {
     ) -> StoreResult<Applied> {
         let applied = self.inner.apply(tenant, id, change, audit, expect).await?;
         if matches!(applied, Applied::Done(_)) {
-            self.dropped(&connection_message(id));
+            self.dropped(Stale::Connection(id));
         }
         Ok(applied)
     }
@@ -296,7 +209,7 @@ impl Store for CachedStore {
     ) -> StoreResult<SessionOutcome> {
         let outcome = self.inner.complete_session(session, write, origin, audit).await?;
         if let (SessionOutcome::Replaced(connection), SessionWrite::Replace(_)) = (&outcome, write) {
-            self.dropped(&connection_message(connection.id));
+            self.dropped(Stale::Connection(connection.id));
         }
         Ok(outcome)
     }
@@ -332,7 +245,7 @@ impl Store for CachedStore {
 /// The watchers' own writes change no status (those go through `apply`), and what they change
 /// (schedules, identity, `last_used_at`) is not what the hot path reads: the cache is left alone.
 #[async_trait::async_trait]
-impl WatchStore for CachedStore {
+impl WatchStore for Announcing {
     async fn unscheduled_checks(&self, limit: u32) -> StoreResult<Vec<(Uuid, DateTime<Utc>)>> {
         self.inner.unscheduled_checks(limit).await
     }
@@ -387,19 +300,11 @@ mod tests {
     use super::*;
 
     #[test]
-    fn entries_expire_and_capacity_is_bounded() {
-        let map = TtlMap::new(Duration::from_millis(50), 2);
-        map.insert_if(1, "a", || true);
-        map.insert_if(2, "b", || true);
-        assert_eq!(map.get(&1), Some("a"));
-        map.insert_if(3, "c", || true);
-        assert!(map.entries.read().unwrap().len() <= 2);
-        std::thread::sleep(Duration::from_millis(60));
-        assert_eq!(map.get(&3), None, "expired");
-        map.insert_if(4, "d", || false);
-        assert_eq!(map.get(&4), None, "a fill older than an invalidation is dropped");
-        let off = TtlMap::new(Duration::from_secs(1), 0);
-        off.insert_if(1, "a", || true);
-        assert_eq!(off.get(&1), None, "capacity 0 turns the cache off");
+    fn notices_name_what_went_stale_and_anything_else_means_everything() {
+        let id = Uuid::now_v7();
+        assert_eq!(Stale::parse(&format!("key:{id}")), Stale::Key(id));
+        assert_eq!(Stale::parse(&format!("connection:{id}")), Stale::Connection(id));
+        assert_eq!(Stale::parse("connection:nope"), Stale::Everything);
+        assert_eq!(Stale::parse(""), Stale::Everything);
     }
 }
