@@ -133,9 +133,18 @@ impl Callers {
         Self { keys: Cache::new(ttl, capacity), index: Mutex::default() }
     }
 
+    /// The key whose secret hashes to `hash`, if it is held.
+    pub fn get(&self, hash: &[u8; 32]) -> Option<Arc<ApiKey>> {
+        self.keys.get(hash)
+    }
+
     /// The key whose secret hashes to `hash`, from memory or else from the store.
-    async fn find(&self, store: &DynStore, hash: [u8; 32]) -> Result<Option<Arc<ApiKey>>, store::StoreError> {
-        if let Some(key) = self.keys.get(&hash) {
+    pub async fn find(
+        &self,
+        store: &DynStore,
+        hash: [u8; 32],
+    ) -> Result<Option<Arc<ApiKey>>, store::StoreError> {
+        if let Some(key) = self.get(&hash) {
             return Ok(Some(key));
         }
         let fill = self.keys.fill();

@@ -128,7 +128,7 @@ impl Target {
                     text.push('?');
                     text.push_str(query);
                 }
-                PathAndQuery::from_maybe_shared(text).map_err(|_| ProxyError::BadUrl)?
+                PathAndQuery::from_maybe_shared(Bytes::from(text)).map_err(|_| ProxyError::BadUrl)?
             }
         };
         let mut parts = axum::http::uri::Parts::default();
