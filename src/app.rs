@@ -91,7 +91,7 @@ impl AppState {
             head: config.proxy_timeout,
             exchange: config.proxy_exchange_timeout,
         };
-        let upstream = Upstream::new(timeouts, retry, metrics.clone());
+        let upstream = Upstream::new(timeouts, retry, metrics.clone(), config.workers);
         let edge = crate::edge::Guards::new(&config);
         let state = Self(Arc::new(Shared {
             edge,
@@ -324,7 +324,13 @@ pub async fn serve_app(
             metrics.clone(),
         ))
     });
-    crate::edge::serve_with(listener, crate::routes::router(state), shutdown, limits, metrics).await?;
+    let workers = state.config.workers;
+    let router = crate::routes::router(state);
+    if workers > 1 {
+        crate::edge::serve_on_workers(listener, router, shutdown, limits, metrics, workers).await?;
+    } else {
+        crate::edge::serve_with(listener, router, shutdown, limits, metrics).await?;
+    }
     if let Some(metrics_server) = metrics_server {
         metrics_server.await.map_err(std::io::Error::other)??;
     }

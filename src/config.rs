@@ -88,6 +88,9 @@ pub struct Config {
     pub server: ServerLimits,
     /// `HEXBROKER_MAX_IN_FLIGHT`: requests served at once; past it, 503 `overloaded` at once.
     pub max_in_flight: usize,
+    /// `HEXBROKER_WORKERS`: serving threads, each with its own accept loop, runtime and
+    /// connections to Hex (`auto`, the default: one per core).
+    pub workers: usize,
     /// `HEXBROKER_KEY_RATE_LIMIT`: requests a minute each API key may make; `None` (the default)
     /// for no limit.
     pub key_rate_limit: Option<u32>,
@@ -330,6 +333,10 @@ impl Config {
             )?,
         };
         let max_in_flight = number(&get, "HEXBROKER_MAX_IN_FLIGHT", 4096)?;
+        let workers = match get("HEXBROKER_WORKERS").as_deref().map(str::trim) {
+            None | Some("auto") => std::thread::available_parallelism().map_or(1, |n| n.get().min(MAX_WORKERS)),
+            Some(_) => number_in(&get, "HEXBROKER_WORKERS", 1, 1..=MAX_WORKERS)?,
+        };
         let key_rate_limit = match get("HEXBROKER_KEY_RATE_LIMIT").as_deref() {
             None | Some("off") => None,
             Some(v) => Some(v.parse().ok().filter(|n| (1..=1_000_000).contains(n)).ok_or_else(|| {
@@ -376,6 +383,7 @@ impl Config {
             audit_retention: duration(&get, "HEXBROKER_AUDIT_RETENTION", Duration::from_secs(90 * 86_400))?,
             server,
             max_in_flight,
+            workers,
             key_rate_limit,
             connect_attempt_limit,
             metrics_listen,
@@ -433,6 +441,9 @@ fn duration(
 }
 
 /// A count from 1 to 1,000,000.
+/// The most serving threads `HEXBROKER_WORKERS` may ask for.
+const MAX_WORKERS: usize = 256;
+
 fn number(
     get: &impl Fn(&str) -> Option<String>,
     var: &'static str,
@@ -639,6 +650,8 @@ mod tests {
             ("HEXBROKER_VERIFY_CONCURRENCY", "257", "`257` is not a number from 1 to 256"),
             ("HEXBROKER_WEBHOOK_CONCURRENCY", "x", "`x` is not a number from 1 to 1000"),
             ("HEXBROKER_MAX_IN_FLIGHT", "0", "`0` is not a number from 1 to 1000000"),
+            ("HEXBROKER_WORKERS", "0", "`0` is not a number from 1 to 256"),
+            ("HEXBROKER_WORKERS", "many", "`many` is not a number from 1 to 256"),
         ];
         for (var, value, problem) in cases {
             assert_eq!(config(&[(var, value)]).expect_err(var).problem, problem);
@@ -646,6 +659,10 @@ mod tests {
         let edges =
             config(&[("HEXBROKER_PROXY_RETRIES", "0"), ("HEXBROKER_CACHE_CAPACITY", "10000000")]).unwrap();
         assert_eq!((edges.proxy_retries, edges.cache_capacity), (0, 10_000_000));
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        assert_eq!(config(&[]).unwrap().workers, cores, "auto: one per core");
+        assert_eq!(config(&[("HEXBROKER_WORKERS", "auto")]).unwrap().workers, cores);
+        assert_eq!(config(&[("HEXBROKER_WORKERS", "3")]).unwrap().workers, 3);
     }
 
     #[test]

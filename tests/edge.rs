@@ -250,10 +250,21 @@ async fn connected_app(extra: &[(&str, &str)]) -> (TestApp, String, String) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn shutdown_finishes_requests_in_progress_and_does_not_wait_on_a_half_open_socket() {
+    shutdown_finishes_requests_in_progress("1").await;
+}
+
+/// The same on serving workers of their own (`HEXBROKER_WORKERS`), each with its accept loop.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_on_several_serving_workers_finishes_requests_in_progress() {
+    shutdown_finishes_requests_in_progress("3").await;
+}
+
+async fn shutdown_finishes_requests_in_progress(workers: &str) {
     let (hex_url, gate, mut arrivals) = gated_hex().await;
     let (app, id, key) = connected_app(&[]).await;
     let state = app
         .state_with(&[
+            ("HEXBROKER_WORKERS", workers),
             ("HEXBROKER_HEX_URL", &hex_url),
             ("HEXBROKER_HEADER_READ_TIMEOUT", "30s"),
             ("HEXBROKER_IDLE_TIMEOUT", "30s"),

@@ -7,6 +7,7 @@ pub mod attempts;
 pub(crate) mod gcra;
 pub mod overload;
 pub mod server;
+pub mod workers;
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -21,6 +22,7 @@ use crate::store::HexIdentity;
 pub use attempts::{Attempter, ConnectAttempts};
 pub use overload::{shed, InFlight, KeyRate};
 pub use server::{serve_with, ClientAddr};
+pub use workers::serve_on_workers;
 
 /// The edge's limits and their state, in `AppState`.
 #[derive(Debug)]

@@ -139,10 +139,13 @@ impl From<ProxyError> for ApiError {
 /// unsized bodies stream through once.
 const MAX_REPLAY_BODY: u64 = 64 * 1024;
 
-/// The pooled client that carries proxied calls to Hex.
+type Pooled = Client<HttpsConnector<HttpConnector>, Body>;
+
+/// The pooled clients that carry proxied calls to Hex: one per serving worker, so that a call's
+/// connection to Hex lives on the thread that serves the call (see `edge::workers`).
 #[derive(Clone, Debug)]
 pub struct Upstream {
-    client: Client<HttpsConnector<HttpConnector>, Body>,
+    clients: std::sync::Arc<[Pooled]>,
     timeout: Duration,
     exchange_timeout: Duration,
     retry: RetryPolicy,
@@ -161,8 +164,8 @@ pub struct Timeouts {
 }
 
 impl Upstream {
-    /// A client with the given time limits and retry policy.
-    pub fn new(timeouts: Timeouts, retry: RetryPolicy, metrics: Metrics) -> Self {
+    /// Clients for `workers` serving threads with the given time limits and retry policy.
+    pub fn new(timeouts: Timeouts, retry: RetryPolicy, metrics: Metrics, workers: usize) -> Self {
         let mut http = HttpConnector::new();
         http.set_connect_timeout(Some(timeouts.connect));
         http.set_nodelay(true);
@@ -172,11 +175,20 @@ impl Upstream {
             .https_or_http()
             .enable_http1()
             .wrap_connector(http);
-        let client = Client::builder(TokioExecutor::new())
-            .pool_idle_timeout(Duration::from_secs(90))
-            .pool_max_idle_per_host(256)
-            .build(https);
-        Self { client, timeout: timeouts.head, exchange_timeout: timeouts.exchange, retry, metrics }
+        let clients = (0..workers.max(1))
+            .map(|_| {
+                Client::builder(TokioExecutor::new())
+                    .pool_idle_timeout(Duration::from_secs(90))
+                    .pool_max_idle_per_host(256)
+                    .build(https.clone())
+            })
+            .collect();
+        Self { clients, timeout: timeouts.head, exchange_timeout: timeouts.exchange, retry, metrics }
+    }
+
+    /// This serving worker's client.
+    fn client(&self) -> &Pooled {
+        &self.clients[crate::edge::workers::current() % self.clients.len()]
     }
 
     /// Sends `request` to `uri` with `bearer` as its `Authorization`, and relays Hex's answer,
@@ -226,7 +238,7 @@ impl Upstream {
             *upstream.headers_mut() = if last { std::mem::take(&mut headers) } else { headers.clone() };
 
             let started = Instant::now();
-            let outcome = tokio::time::timeout(self.timeout, self.client.request(upstream)).await;
+            let outcome = tokio::time::timeout(self.timeout, self.client().request(upstream)).await;
             let method_name = method_label(&method);
             let (attempt, hint) = match &outcome {
                 Err(_) => {
