@@ -48,8 +48,10 @@ stop_pid() { # pid [signal]: the signal (TERM), up to 10 s, then KILL; only pids
 cleanup() {
   local status=$? i
   trap - EXIT INT TERM
-  for ((i = ${#PIDS[@]} - 1; i >= 0; i--)); do
-    stop_pid "${PIDS[i]}"
+  # A copy: stop_pid edits PIDS as it goes (and a script may have blanked an entry it stopped).
+  local all=("${PIDS[@]}")
+  for ((i = ${#all[@]} - 1; i >= 0; i--)); do
+    [[ -z ${all[i]} ]] || stop_pid "${all[i]}"
   done
   if [[ -n ${PROOF_KEEP:-} ]]; then
     [[ -z $PRIVATE_PG ]] || private_postgres stop || true
