@@ -27,6 +27,7 @@ RUN=$(mktemp -d "${TMPDIR:-/tmp}/hexbroker-proof.XXXXXX")
 chmod 711 "$RUN"
 PIDS=()
 DB=
+PRIVATE_PG=
 
 stop_pid() { # pid [signal]: the signal (TERM), up to 10 s, then KILL; only pids this script started
   local pid=$1 i
@@ -47,13 +48,17 @@ stop_pid() { # pid [signal]: the signal (TERM), up to 10 s, then KILL; only pids
 cleanup() {
   local status=$? i
   trap - EXIT INT TERM
-  for ((i = ${#PIDS[@]} - 1; i >= 0; i--)); do
-    stop_pid "${PIDS[i]}"
+  # A copy: stop_pid edits PIDS as it goes (and a script may have blanked an entry it stopped).
+  local all=("${PIDS[@]}")
+  for ((i = ${#all[@]} - 1; i >= 0; i--)); do
+    [[ -z ${all[i]} ]] || stop_pid "${all[i]}"
   done
   if [[ -n ${PROOF_KEEP:-} ]]; then
+    [[ -z $PRIVATE_PG ]] || private_postgres stop || true
     log "kept: run directory $RUN, database ${DB:-none}"
   else
     [[ -z $DB ]] || psql_db -d postgres -c "drop database if exists $DB with (force)" >/dev/null 2>&1 || true
+    [[ -z $PRIVATE_PG ]] || private_postgres stop || true
     rm -rf "$RUN"
   fi
   exit "$status"
@@ -110,6 +115,87 @@ need_tools() { # command:package ...: installs what is missing with apt-get
   apt-get install -y -q "${need[@]}" >"$RUN/apt.log" 2>&1 \
     || { apt-get update -q >>"$RUN/apt.log" 2>&1 && apt-get install -y -q "${need[@]}" >>"$RUN/apt.log" 2>&1; } \
     || { tail -n 20 "$RUN/apt.log" >&2; die "apt-get install ${need[*]} failed"; }
+}
+
+# A private Postgres cluster, for proofs that stop the database: initdb and pg_ctl as user
+# `postgres`, data in $RUN/pg, on a free loopback port, no Unix socket. The shared server is never
+# touched. `private_postgres init` creates and starts it and points PG (and psql_db) at it;
+# `stop` (fast: running sessions are cut, as in a crash of the network or a failover) and `start`
+# take it away and bring it back; cleanup stops it.
+private_postgres() { # init | start | stop
+  local bin
+  bin=$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n 1)
+  [[ -x $bin/pg_ctl ]] || die "no pg_ctl under /usr/lib/postgresql/*/bin"
+  local as=(runuser -u postgres --)
+  [[ $(id -un) == postgres ]] && as=()
+  case $1 in
+    init)
+      free_port PRIVATE_PG_PORT
+      mkdir -p "$RUN/pg"
+      chown postgres "$RUN/pg" 2>/dev/null || true
+      "${as[@]}" "$bin/initdb" -D "$RUN/pg/data" -U postgres -A trust >"$RUN/initdb.log" 2>&1 \
+        || { tail "$RUN/initdb.log" >&2; die "initdb failed"; }
+      PRIVATE_PG=$RUN/pg/data
+      PG=postgres://postgres@127.0.0.1:$PRIVATE_PG_PORT PG_HOST=127.0.0.1 PG_PORT=$PRIVATE_PG_PORT PG_USER=postgres
+      private_postgres start
+      ;;
+    start)
+      "${as[@]}" "$bin/pg_ctl" -D "$PRIVATE_PG" -l "$RUN/pg/server.log" -w -t 30 \
+        -o "-c listen_addresses=127.0.0.1 -p $PRIVATE_PG_PORT -c unix_socket_directories='' -c fsync=off" \
+        start >/dev/null || { tail "$RUN/pg/server.log" >&2; die "the private Postgres did not start"; }
+      ;;
+    stop) "${as[@]}" "$bin/pg_ctl" -D "$PRIVATE_PG" -m fast -w -t 30 stop >/dev/null ;;
+  esac
+}
+
+# A webhook receiver on 127.0.0.1: appends each delivery's body (one line) to $RUN/received.jsonl
+# and answers 200, or 503 while $RUN/receiver.closed exists; RECEIVER_DELAY (seconds) makes it
+# slow. Sets RECEIVER_URL.
+start_receiver() {
+  free_port RECEIVER_PORT
+  start receiver python3 -c '
+import http.server, os, sys, time, threading
+port, out, closed, delay = int(sys.argv[1]), sys.argv[2], sys.argv[3], float(sys.argv[4])
+lock = threading.Lock()
+class H(http.server.BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    def do_POST(self):
+        body = self.rfile.read(int(self.headers.get("content-length") or 0))
+        time.sleep(delay)
+        status = 503 if os.path.exists(closed) else 200
+        if status == 200:
+            with lock, open(out, "ab") as f:
+                f.write(body.replace(b"\n", b" ") + b"\n")
+        self.send_response(status)
+        self.send_header("content-length", "0")
+        self.end_headers()
+    def do_GET(self):
+        self.send_response(200)
+        self.send_header("content-length", "0")
+        self.end_headers()
+    def log_message(self, *a):
+        pass
+http.server.ThreadingHTTPServer(("127.0.0.1", port), H).serve_forever()
+' "$RECEIVER_PORT" "$RUN/received.jsonl" "$RUN/receiver.closed" "${RECEIVER_DELAY:-0}"
+  touch "$RUN/received.jsonl"
+  wait_http "http://127.0.0.1:$RECEIVER_PORT/" "$STARTED" receiver 200
+  RECEIVER_URL=http://127.0.0.1:$RECEIVER_PORT/hook
+}
+
+# Connects each token of FILE ($RUN/tokens.txt) through hexbroker at URL with API_KEY; sets IDS
+# and ID_LIST.
+connect_tokens() { # url [file]
+  local token answer id
+  IDS=()
+  while read -r token; do
+    answer=$(curl -s --max-time 30 "$1/v1/connect" -H "Authorization: Bearer $API_KEY" \
+      -H 'content-type: application/json' \
+      -d "{\"subdomain\":\"demo\",\"token\":\"$token\",\"end_user_id\":\"proof-${#IDS[@]}\"}")
+    id=$(jq -r '.id // empty' <<<"$answer")
+    [[ -n $id ]] || die "connect failed: $answer"
+    IDS+=("$id")
+  done <"${2:-$RUN/tokens.txt}"
+  ID_LIST=$(IFS=,; echo "${IDS[*]}")
 }
 
 fresh_database() { # sets DB and DATABASE_URL

@@ -127,9 +127,29 @@ impl IntoResponse for ApiError {
 
 impl From<crate::store::StoreError> for ApiError {
     fn from(error: crate::store::StoreError) -> Self {
+        if error.is_unavailable() {
+            // Logged (the cause names no value), answered as a 503 the caller may retry.
+            tracing::warn!(error = %error, "database unavailable");
+            return Self::database_unavailable();
+        }
         Self::internal(error)
     }
 }
+
+impl ApiError {
+    /// A 503 for a request that needed the database while it cannot be reached.
+    pub fn database_unavailable() -> Self {
+        Self::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "database_unavailable",
+            "The database is not answering; try again shortly.",
+        )
+        .with_retry_after(Some(DATABASE_RETRY_AFTER_SECS))
+    }
+}
+
+/// The `Retry-After` of a `database_unavailable` answer.
+const DATABASE_RETRY_AFTER_SECS: u64 = 2;
 
 impl From<JsonRejection> for ApiError {
     fn from(rejection: JsonRejection) -> Self {
@@ -287,6 +307,33 @@ mod tests {
     use serde::Deserialize;
 
     use super::*;
+
+    /// A database nothing answers on (a real refused socket, through a real pool) is a 503
+    /// `database_unavailable` with `Retry-After`, quickly; a query the database rejects stays 500.
+    #[tokio::test]
+    async fn an_unreachable_database_is_a_503_and_a_bad_query_a_500() {
+        let pool = sqlx::postgres::PgPoolOptions::new()
+            .acquire_timeout(std::time::Duration::from_millis(300))
+            .connect_lazy("postgres://postgres@127.0.0.1:1/nothing")
+            .expect("a lazy pool");
+        let started = std::time::Instant::now();
+        let failed = sqlx::query("select 1").execute(&pool).await.expect_err("nothing listens on port 1");
+        assert!(started.elapsed() < std::time::Duration::from_secs(3), "the acquire timeout bounds it");
+        let error = crate::store::StoreError::from(failed);
+        assert!(error.is_unavailable(), "{error}");
+        let response = ApiError::from(error).into_response();
+        assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(response.headers()[header::RETRY_AFTER], "2");
+        let body = axum::body::to_bytes(response.into_body(), 4096).await.expect("a body");
+        let body: serde_json::Value = serde_json::from_slice(&body).expect("JSON");
+        assert_eq!(body["error"]["code"], "database_unavailable");
+
+        let sqlite = sqlx::sqlite::SqlitePoolOptions::new().connect("sqlite::memory:").await.expect("sqlite");
+        let failed = sqlx::query("select * from no_such_table").execute(&sqlite).await.expect_err("no table");
+        let error = crate::store::StoreError::from(failed);
+        assert!(!error.is_unavailable(), "{error}");
+        assert_eq!(ApiError::from(error).status_code(), StatusCode::INTERNAL_SERVER_ERROR);
+    }
 
     #[derive(Debug, Deserialize)]
     #[serde(deny_unknown_fields)]

@@ -181,3 +181,62 @@ async fn revocations_reach_a_second_replica_within_a_second() {
     })
     .await;
 }
+
+/// The same after the LISTEN connections were killed (`pg_terminate_backend`, as a failover or a
+/// connection reaper does): each replica listens again within seconds, and a revocation made after
+/// that reaches the other replica within a second.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn revocations_reach_a_second_replica_after_its_listener_was_killed() {
+    let Some(a) = TestApp::start_with(Backend::Postgres, &[("HEXBROKER_CACHE_TTL", "60s")]).await else {
+        return;
+    };
+    let replica = Replica::start(&a.env);
+    let b = replica.base.clone();
+    let (id, _) = a.connected(&a.key("connect").await).await;
+    let proxy_key = a.key("proxy").await;
+    let via_b = || {
+        let (http, url, id, key) =
+            (a.http.clone(), format!("{b}/v1/proxy/v1/projects"), id.clone(), proxy_key.clone());
+        async move {
+            http.get(url).bearer_auth(key).header("connection-id", id).send().await.unwrap().status().as_u16()
+        }
+    };
+    assert_eq!(via_b().await, 200, "B's caches warm");
+
+    let pool = sqlx::PgPool::connect(&a.env["HEXBROKER_DATABASE_URL"]).await.unwrap();
+    let listening = || async {
+        sqlx::query_scalar::<_, i64>(
+            "select count(*) from pg_stat_activity where datname = current_database() and query ilike 'listen %'",
+        )
+        .fetch_one(&pool)
+        .await
+        .unwrap()
+    };
+    let before = listening().await;
+    assert!(before >= 1, "B listens");
+    let killed: Vec<bool> = sqlx::query_scalar(
+        "select pg_terminate_backend(pid) from pg_stat_activity \
+         where datname = current_database() and query ilike 'listen %'",
+    )
+    .fetch_all(&pool)
+    .await
+    .unwrap();
+    assert_eq!(killed.len() as i64, before);
+    let started = Instant::now();
+    // The killed sessions leave pg_stat_activity, and fresh ones take their place.
+    while listening().await < before || started.elapsed() < Duration::from_millis(300) {
+        assert!(started.elapsed() < Duration::from_secs(10), "the listeners did not come back");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    eprintln!("listening again after {:?}", started.elapsed());
+    assert_eq!(via_b().await, 200, "B still serves");
+
+    let key_id =
+        a.state.store.api_key_by_hash(&a.state.hasher.secret_hash(&proxy_key)).await.unwrap().unwrap().id;
+    assert!(a.state.store.revoke_api_key(key_id, &common::system_audit()).await.unwrap());
+    within_a_second("a revoked API key after the listener was killed", || {
+        let f = via_b();
+        async move { f.await == 401 }
+    })
+    .await;
+}

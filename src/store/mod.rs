@@ -32,6 +32,24 @@ pub use watch::{DueCheck, WatchStore, EXPIRED_REASON};
 #[error("database error: {0}")]
 pub struct StoreError(#[from] sqlx::Error);
 
+impl StoreError {
+    /// Whether the database could not be reached or went away mid-query (no connection within
+    /// the pool's acquire timeout, a broken socket, the server shutting down or refusing
+    /// connections): the request may succeed once it is back, so callers answer 503, not 500.
+    pub fn is_unavailable(&self) -> bool {
+        match &self.0 {
+            sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::Io(_) => true,
+            sqlx::Error::Tls(_) | sqlx::Error::Protocol(_) => true,
+            // SQLSTATE class 08 (connection exception), 57P01-57P03 (admin/crash shutdown,
+            // cannot connect now), 53300 (too many connections).
+            sqlx::Error::Database(e) => e.code().is_some_and(|code| {
+                code.starts_with("08") || matches!(code.as_ref(), "57P01" | "57P02" | "57P03" | "53300")
+            }),
+            _ => false,
+        }
+    }
+}
+
 /// `Result` for store operations.
 pub type StoreResult<T> = std::result::Result<T, StoreError>;
 

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use std::str::FromStr as _;
 
-use sqlx::postgres::{PgConnectOptions, PgConnection, PgPool, PgPoolOptions};
+use sqlx::postgres::{PgConnectOptions, PgConnection, PgListener, PgPool, PgPoolOptions};
 use sqlx::Connection as _;
 
 use super::sql::{
@@ -30,12 +30,19 @@ impl PgStore {
         use anyhow::Context as _;
         let options = PgConnectOptions::from_str(url)
             .map_err(|_| anyhow::anyhow!("HEXBROKER_DATABASE_URL is not a Postgres URL"))?;
-        let pool = match PgPoolOptions::new()
-            .max_connections(max_connections)
-            .acquire_timeout(CONNECT_TIMEOUT)
-            .connect_with(options.clone())
-            .await
-        {
+        let started = tokio::time::Instant::now();
+        let pool = loop {
+            let attempt = PgPoolOptions::new()
+                .max_connections(max_connections)
+                .acquire_timeout(ACQUIRE_TIMEOUT)
+                .connect_with(options.clone())
+                .await;
+            match attempt {
+                Err(sqlx::Error::PoolTimedOut) if started.elapsed() + ACQUIRE_TIMEOUT <= CONNECT_TIMEOUT => {}
+                other => break other,
+            }
+        };
+        let pool = match pool {
             Ok(pool) => pool,
             Err(sqlx::Error::PoolTimedOut) => {
                 // The pool hides the last attempt's error: one more attempt finds it.
@@ -60,6 +67,41 @@ impl PgStore {
 
 /// How long start-up waits for Postgres to accept a connection.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// How long a query waits for a pooled connection. Short, so that while Postgres is away the
+/// requests that need it fail fast (503 `database_unavailable`) instead of piling up.
+const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// The listeners' retry delays after losing their connection: doubling from the first to the
+/// last, so a database that is away is not hammered and one that is back is found soon.
+const RELISTEN_FIRST: Duration = Duration::from_millis(100);
+const RELISTEN_MAX: Duration = Duration::from_secs(2);
+
+/// A fresh listening connection on `channel`, retried (with backoff) until Postgres lets it
+/// listen again, or until `gone` says nobody needs it any more.
+async fn relisten(pool: &PgPool, channel: &str, what: &str, gone: impl Fn() -> bool) -> Option<PgListener> {
+    let mut delay = RELISTEN_FIRST;
+    loop {
+        if gone() {
+            return None;
+        }
+        let attempt = async {
+            let mut listener = PgListener::connect_with(pool).await?;
+            listener.listen(channel).await?;
+            Ok::<_, sqlx::Error>(listener)
+        };
+        match tokio::time::timeout(CONNECT_TIMEOUT, attempt).await {
+            Ok(Ok(listener)) => {
+                tracing::info!(listener = what, "listening again");
+                return Some(listener);
+            }
+            Ok(Err(e)) => tracing::debug!(listener = what, error = %e, "cannot listen yet"),
+            Err(_) => tracing::debug!(listener = what, "cannot listen yet: timed out"),
+        }
+        tokio::time::sleep(delay).await;
+        delay = (delay * 2).min(RELISTEN_MAX);
+    }
+}
 
 /// Why Postgres could not be reached, in one sentence that names the server and never the
 /// password.
@@ -93,18 +135,30 @@ impl_watch_store!(PgStore, " for update skip locked");
 
 impl_store!(PgStore, sqlx::Postgres, notify: true, claim: CLAIM_EVENTS_POSTGRES, {
     async fn event_signal(&self) -> crate::store::StoreResult<Arc<tokio::sync::Notify>> {
-        let mut listener = sqlx::postgres::PgListener::connect_with(&self.pool).await?;
+        let mut listener = PgListener::connect_with(&self.pool).await?;
         listener.listen(EVENT_CHANNEL).await?;
         let wake = Arc::downgrade(&self.wake);
+        let pool = self.pool.clone();
         tokio::spawn(async move {
             loop {
                 let received = listener.try_recv().await;
-                let Some(wake) = wake.upgrade() else { break };
-                // A lost connection may have lost a notice too: wake anyway, the claim decides.
-                wake.notify_one();
-                if let Err(e) = received {
-                    tracing::warn!(error = %e, "lost the event listener; retrying");
-                    tokio::time::sleep(Duration::from_millis(500)).await;
+                let Some(strong) = wake.upgrade() else { break };
+                match received {
+                    Ok(Some(_)) => strong.notify_one(),
+                    // The connection is lost (Postgres restarted, or the backend was terminated):
+                    // listen again on a fresh one, then wake the worker, since notices sent
+                    // meanwhile are lost and the claim decides what is due.
+                    Ok(None) | Err(_) => {
+                        drop(strong);
+                        tracing::warn!("lost the event listener; listening again");
+                        let Some(fresh) = relisten(&pool, EVENT_CHANNEL, "events", || wake.strong_count() == 0).await
+                        else {
+                            break;
+                        };
+                        listener = fresh;
+                        let Some(strong) = wake.upgrade() else { break };
+                        strong.notify_one();
+                    }
                 }
             }
         });
@@ -114,18 +168,26 @@ impl_store!(PgStore, sqlx::Postgres, notify: true, claim: CLAIM_EVENTS_POSTGRES,
     async fn subscribe_invalidations(
         &self,
     ) -> crate::store::StoreResult<Option<tokio::sync::mpsc::Receiver<Option<String>>>> {
-        let mut listener = sqlx::postgres::PgListener::connect_with(&self.pool).await?;
+        let mut listener = PgListener::connect_with(&self.pool).await?;
         listener.listen(INVALIDATION_CHANNEL).await?;
         let (tx, rx) = tokio::sync::mpsc::channel(1024);
+        let pool = self.pool.clone();
         tokio::spawn(async move {
             loop {
                 let message = match listener.try_recv().await {
                     Ok(Some(notification)) => Some(notification.payload().to_owned()),
-                    // The connection dropped and sqlx reconnected: notifications may be lost.
-                    Ok(None) => None,
-                    Err(e) => {
-                        tracing::warn!(error = %e, "lost the invalidation listener; retrying");
-                        tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+                    // The connection is lost. What is cached stays served meanwhile (while
+                    // Postgres is away nothing can change, and the hot path needs no database);
+                    // once listening again, `None` says notices may have been missed, so the
+                    // caches are cleared then, after the gap, not before it.
+                    Ok(None) | Err(_) => {
+                        tracing::warn!("lost the invalidation listener; listening again");
+                        let Some(fresh) =
+                            relisten(&pool, INVALIDATION_CHANNEL, "invalidations", || tx.is_closed()).await
+                        else {
+                            break;
+                        };
+                        listener = fresh;
                         None
                     }
                 };
