@@ -82,7 +82,8 @@ impl AppState {
             head: config.proxy_timeout,
             exchange: config.proxy_exchange_timeout,
         };
-        let upstream = Upstream::new(timeouts, retry, metrics.clone());
+        let upstream = Upstream::new(timeouts, retry, metrics.clone())
+            .with_max_per_workspace(config.proxy_max_per_workspace);
         let edge = crate::edge::Guards::new(&config);
         let state = Self(Arc::new(Shared {
             edge,

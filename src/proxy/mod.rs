@@ -3,6 +3,7 @@
 //! connection's Hex token.
 
 mod limit;
+mod origins;
 mod path;
 mod retry;
 
@@ -90,6 +91,9 @@ pub enum ProxyError {
     /// Hex answered 101 (switching protocols), which is never relayed.
     #[error("Hex answered 101 Switching Protocols")]
     Upgrade,
+    /// The workspace already has as many calls in flight as allowed.
+    #[error("too many calls in flight to this workspace")]
+    Busy,
 }
 
 impl From<ProxyError> for ApiError {
@@ -122,6 +126,15 @@ impl From<ProxyError> for ApiError {
                 "connection_token_unusable",
                 "This connection's Hex token cannot be sent in a header; reconnect it with a new token.",
             ),
+            ProxyError::Busy => {
+                tracing::warn!("workspace has as many calls in flight to Hex as allowed");
+                ApiError::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "workspace_busy",
+                    "This Hex workspace has as many calls in flight as hexbroker allows; try again shortly.",
+                )
+                .with_retry_after(Some(1))
+            }
             ProxyError::Upgrade => {
                 tracing::warn!("Hex answered 101 Switching Protocols; not relayed");
                 ApiError::new(
@@ -137,6 +150,8 @@ impl From<ProxyError> for ApiError {
 /// The largest request body kept in memory so that the request can be retried; larger or
 /// unsized bodies stream through once.
 const MAX_REPLAY_BODY: u64 = 64 * 1024;
+/// How long a call past its workspace's in-flight bound waits for a slot before `workspace_busy`.
+const ORIGIN_WAIT: Duration = Duration::from_millis(250);
 
 /// The pooled client that carries proxied calls to Hex.
 #[derive(Clone, Debug)]
@@ -146,6 +161,7 @@ pub struct Upstream {
     exchange_timeout: Duration,
     retry: RetryPolicy,
     metrics: Metrics,
+    origins: std::sync::Arc<origins::Origins>,
 }
 
 /// The proxy's time limits.
@@ -175,7 +191,14 @@ impl Upstream {
             .pool_idle_timeout(Duration::from_secs(90))
             .pool_max_idle_per_host(256)
             .build(https);
-        Self { client, timeout: timeouts.head, exchange_timeout: timeouts.exchange, retry, metrics }
+        let origins = std::sync::Arc::new(origins::Origins::new(64, ORIGIN_WAIT));
+        Self { client, timeout: timeouts.head, exchange_timeout: timeouts.exchange, retry, metrics, origins }
+    }
+
+    /// The same client with at most `max` calls in flight to each workspace's origin.
+    pub fn with_max_per_workspace(mut self, max: u32) -> Self {
+        self.origins = std::sync::Arc::new(origins::Origins::new(max, ORIGIN_WAIT));
+        self
     }
 
     /// Sends `request` to `url` with `token` as its bearer and relays Hex's answer, streaming,
@@ -191,6 +214,7 @@ impl Upstream {
     ) -> Result<Response<Body>, ProxyError> {
         let (mut parts, body) = request.into_parts();
         let uri = url.parse::<Uri>().map_err(|_| ProxyError::BadUrl)?;
+        let slot = self.origins.acquire(&uri).await.map_err(|_| ProxyError::Busy)?;
         strip_caller_only(&mut parts.headers);
         let mut bearer = HeaderValue::try_from(format!("Bearer {}", token.expose_secret()))
             .map_err(|_| ProxyError::BadToken)?;
@@ -269,7 +293,10 @@ impl Upstream {
                     retries += 1;
                     waited = waited.saturating_add(wait);
                 }
-                None => return relay(outcome.map_err(|_| ProxyError::Timeout(self.timeout))?, deadline),
+                None => {
+                    let response = relay(outcome.map_err(|_| ProxyError::Timeout(self.timeout))?, deadline)?;
+                    return Ok(response.map(|body| origins::hold(slot, body)));
+                }
             }
         }
     }
