@@ -91,7 +91,8 @@ impl AppState {
             head: config.proxy_timeout,
             exchange: config.proxy_exchange_timeout,
         };
-        let upstream = Upstream::new(timeouts, retry, metrics.clone(), config.workers);
+        let upstream = Upstream::new(timeouts, retry, metrics.clone(), config.workers)
+            .with_max_per_workspace(config.proxy_max_per_workspace);
         let edge = crate::edge::Guards::new(&config);
         let state = Self(Arc::new(Shared {
             edge,

@@ -36,6 +36,9 @@ pub struct Config {
     pub proxy_exchange_timeout: Duration,
     /// `HEXBROKER_PROXY_RETRIES`: retries of a proxied call after the first attempt (§7's rules).
     pub proxy_retries: u32,
+    /// `HEXBROKER_PROXY_MAX_PER_WORKSPACE`: proxied calls in flight to one Hex workspace at once
+    /// (per replica); past it a call gets 503 `workspace_busy` after a short wait.
+    pub proxy_max_per_workspace: u32,
     /// `HEXBROKER_PROXY_RETRY_BUDGET`: the most time one proxied call waits between attempts.
     pub proxy_retry_budget: Duration,
     /// `HEXBROKER_PROXY_RATE_LIMIT`: calls a minute each connection may send to Hex, unless the
@@ -264,6 +267,7 @@ impl Config {
         let database_max_connections = number_in(&get, "HEXBROKER_DATABASE_MAX_CONNECTIONS", 10, 1..=1000)?;
 
         let proxy_retries = number_in(&get, "HEXBROKER_PROXY_RETRIES", 2, 0..=10)?;
+        let proxy_max_per_workspace = number_in(&get, "HEXBROKER_PROXY_MAX_PER_WORKSPACE", 64, 1..=100_000)?;
 
         let cache_capacity = number_in(&get, "HEXBROKER_CACHE_CAPACITY", 100_000, 0..=10_000_000)?;
         let default_ttl = if database_url.starts_with("sqlite:") {
@@ -334,7 +338,9 @@ impl Config {
         };
         let max_in_flight = number(&get, "HEXBROKER_MAX_IN_FLIGHT", 4096)?;
         let workers = match get("HEXBROKER_WORKERS").as_deref().map(str::trim) {
-            None | Some("auto") => std::thread::available_parallelism().map_or(1, |n| n.get().min(MAX_WORKERS)),
+            None | Some("auto") => {
+                std::thread::available_parallelism().map_or(1, |n| n.get().min(MAX_WORKERS))
+            }
             Some(_) => number_in(&get, "HEXBROKER_WORKERS", 1, 1..=MAX_WORKERS)?,
         };
         let key_rate_limit = match get("HEXBROKER_KEY_RATE_LIMIT").as_deref() {
@@ -393,6 +399,7 @@ impl Config {
             cache_ttl: duration(&get, "HEXBROKER_CACHE_TTL", default_ttl)?,
             cache_capacity,
             proxy_retries,
+            proxy_max_per_workspace,
             proxy_retry_budget: duration(&get, "HEXBROKER_PROXY_RETRY_BUDGET", Duration::from_secs(10))?,
             database_url: DatabaseUrl(database_url),
             encryption_keys,

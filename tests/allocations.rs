@@ -12,7 +12,7 @@ use hexbroker::auth::{Callers, Scope, Scopes};
 use hexbroker::crypto::Hasher;
 use hexbroker::lifecycle::Status;
 use hexbroker::metrics::{Metrics, Route};
-use hexbroker::proxy::{Target, Targets};
+use hexbroker::proxy::{Origins, Target, Targets};
 use hexbroker::store::{self, Connection, NewApiKey};
 use secrecy::SecretString;
 use uuid::Uuid;
@@ -78,6 +78,10 @@ fn connection(tenant: &str) -> Connection {
     }
 }
 
+fn origins() -> Origins {
+    Origins::new(64, Duration::from_millis(10))
+}
+
 #[tokio::test(flavor = "current_thread")]
 async fn a_cached_caller_is_found_without_allocating() {
     let store = store::open("sqlite::memory:", 1).await.unwrap();
@@ -110,7 +114,7 @@ async fn a_cached_caller_is_found_without_allocating() {
 fn a_cached_target_gives_its_bearer_and_uri_without_allocating() {
     let connection = connection("t1");
     let token = SecretString::from("hxtp_secret");
-    let target = Target::new(&connection, &token, "https://acme.hex.tech", &[1; 12]).unwrap();
+    let target = Target::new(&connection, &token, "https://acme.hex.tech", &[1; 12], &origins()).unwrap();
     let targets = Targets::new(Duration::from_secs(60), 1000);
     targets.insert(targets.fill(), std::sync::Arc::new(target));
     let drop_in: Uri = "/api/v1/projects?limit=2".parse().unwrap();
@@ -142,12 +146,18 @@ fn a_cached_target_gives_its_bearer_and_uri_without_allocating() {
 fn a_path_based_origin_keeps_its_base() {
     let connection = connection("t1");
     let token = SecretString::from("hxtp_secret");
-    let target = Target::new(&connection, &token, "http://127.0.0.1:9/acme/", &[1; 12]).unwrap();
+    let target = Target::new(&connection, &token, "http://127.0.0.1:9/acme/", &[1; 12], &origins()).unwrap();
     let drop_in: Uri = "/api/v1/projects".parse().unwrap();
     let uri = target.uri(&drop_in, "/v1/projects").unwrap();
     assert_eq!(uri, "http://127.0.0.1:9/acme/api/v1/projects");
-    assert!(Target::new(&connection, &SecretString::from("bad\ntoken"), "https://acme.hex.tech", &[1; 12])
-        .is_err());
+    assert!(Target::new(
+        &connection,
+        &SecretString::from("bad\ntoken"),
+        "https://acme.hex.tech",
+        &[1; 12],
+        &origins()
+    )
+    .is_err());
 }
 
 #[test]

@@ -3,6 +3,7 @@
 //! connection's Hex token.
 
 mod limit;
+mod origins;
 mod path;
 mod retry;
 mod target;
@@ -22,6 +23,7 @@ use hyper_util::rt::TokioExecutor;
 use crate::error::ApiError;
 use crate::metrics::{method_label, Metrics};
 pub use limit::{OutboundLimit, RateLimiter};
+pub use origins::{OriginSlots, Origins};
 pub use path::{check_path, InvalidPath};
 pub use retry::{retry_after, Attempt, RetryPolicy};
 pub use target::{Target, Targets};
@@ -91,6 +93,9 @@ pub enum ProxyError {
     /// Hex answered 101 (switching protocols), which is never relayed.
     #[error("Hex answered 101 Switching Protocols")]
     Upgrade,
+    /// The workspace already has as many calls in flight as allowed.
+    #[error("too many calls in flight to this workspace")]
+    Busy,
 }
 
 impl From<ProxyError> for ApiError {
@@ -123,6 +128,15 @@ impl From<ProxyError> for ApiError {
                 "connection_token_unusable",
                 "This connection's Hex token cannot be sent in a header; reconnect it with a new token.",
             ),
+            ProxyError::Busy => {
+                tracing::warn!("workspace has as many calls in flight to Hex as allowed");
+                ApiError::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "workspace_busy",
+                    "This Hex workspace has as many calls in flight as hexbroker allows; try again shortly.",
+                )
+                .with_retry_after(Some(1))
+            }
             ProxyError::Upgrade => {
                 tracing::warn!("Hex answered 101 Switching Protocols; not relayed");
                 ApiError::new(
@@ -138,6 +152,8 @@ impl From<ProxyError> for ApiError {
 /// The largest request body kept in memory so that the request can be retried; larger or
 /// unsized bodies stream through once.
 const MAX_REPLAY_BODY: u64 = 64 * 1024;
+/// How long a call past its workspace's in-flight bound waits for a slot before `workspace_busy`.
+const ORIGIN_WAIT: Duration = Duration::from_millis(250);
 
 type Pooled = Client<HttpsConnector<HttpConnector>, Body>;
 
@@ -150,6 +166,7 @@ pub struct Upstream {
     exchange_timeout: Duration,
     retry: RetryPolicy,
     metrics: Metrics,
+    origins: std::sync::Arc<Origins>,
 }
 
 /// The proxy's time limits.
@@ -183,7 +200,19 @@ impl Upstream {
                     .build(https.clone())
             })
             .collect();
-        Self { clients, timeout: timeouts.head, exchange_timeout: timeouts.exchange, retry, metrics }
+        let origins = std::sync::Arc::new(Origins::new(64, ORIGIN_WAIT));
+        Self { clients, timeout: timeouts.head, exchange_timeout: timeouts.exchange, retry, metrics, origins }
+    }
+
+    /// The same client with at most `max` calls in flight to each workspace's origin.
+    pub fn with_max_per_workspace(mut self, max: u32) -> Self {
+        self.origins = std::sync::Arc::new(Origins::new(max, ORIGIN_WAIT));
+        self
+    }
+
+    /// The per-workspace bounds, for a target to take its workspace's share once.
+    pub fn origins(&self) -> &Origins {
+        &self.origins
     }
 
     /// This serving worker's client.
@@ -201,9 +230,11 @@ impl Upstream {
         &self,
         uri: Uri,
         bearer: HeaderValue,
+        slots: &OriginSlots,
         request: Request<Body>,
         limit: Option<OutboundLimit<'_>>,
     ) -> Result<Response<Body>, ProxyError> {
+        let slot = slots.acquire().await.map_err(|_| ProxyError::Busy)?;
         let (parts, body) = request.into_parts();
         let (method, mut headers) = (parts.method, parts.headers);
         strip_caller_only(&mut headers);
@@ -282,7 +313,10 @@ impl Upstream {
                     retries += 1;
                     waited = waited.saturating_add(wait);
                 }
-                None => return relay(outcome.map_err(|_| ProxyError::Timeout(self.timeout))?, deadline),
+                None => {
+                    let response = relay(outcome.map_err(|_| ProxyError::Timeout(self.timeout))?, deadline)?;
+                    return Ok(response.map(|body| origins::hold(slot, body)));
+                }
             }
         }
     }

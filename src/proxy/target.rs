@@ -19,7 +19,7 @@ use secrecy::{ExposeSecret, SecretString};
 use uuid::Uuid;
 use zeroize::Zeroizing;
 
-use super::ProxyError;
+use super::{OriginSlots, Origins, ProxyError};
 use crate::cache::{Cache, Fill};
 use crate::lifecycle::Status;
 use crate::store::Connection;
@@ -46,6 +46,8 @@ pub struct Target {
     /// The origin's path (e.g. `/acme` for a path-based origin), without a trailing slash.
     base: Box<str>,
     bearer: HeaderValue,
+    /// The workspace's bound on calls in flight (shared by every connection to it).
+    slots: OriginSlots,
 }
 
 impl std::fmt::Debug for Target {
@@ -56,13 +58,15 @@ impl std::fmt::Debug for Target {
 
 impl Target {
     /// Prepares `connection`, whose opened token is `token`, for calls to the workspace origin
-    /// `origin` (`scheme://authority[/base]`).
+    /// `origin` (`scheme://authority[/base]`), under that origin's share of `origins`.
     pub fn new(
         connection: &Connection,
         token: &SecretString,
         origin: &str,
         nonce: &[u8],
+        origins: &Origins,
     ) -> Result<Self, ProxyError> {
+        let slots = origins.slots_for(origin);
         let origin: Uri = origin.parse().map_err(|_| ProxyError::BadUrl)?;
         let (scheme, authority) = match (origin.scheme(), origin.authority()) {
             (Some(scheme), Some(authority)) => (scheme.clone(), authority.clone()),
@@ -87,6 +91,7 @@ impl Target {
             authority,
             base: origin.path().trim_end_matches('/').into(),
             bearer,
+            slots,
         })
     }
 
@@ -102,6 +107,11 @@ impl Target {
     /// The `Authorization` value to send (a reference count, not a copy).
     pub fn bearer(&self) -> HeaderValue {
         self.bearer.clone()
+    }
+
+    /// The workspace's bound on calls in flight.
+    pub fn slots(&self) -> &OriginSlots {
+        &self.slots
     }
 
     /// The token itself, for the 401 re-check (which asks Hex about it).

@@ -101,7 +101,7 @@ async fn forward(
     }
     let uri = target.uri(request.uri(), path)?;
     state.usage.touch(id, watch::minute_of(now));
-    let response = state.upstream.forward(uri, target.bearer(), request, limit).await?;
+    let response = state.upstream.forward(uri, target.bearer(), target.slots(), request, limit).await?;
     if response.status() == StatusCode::UNAUTHORIZED {
         // One odd path may answer 401 for a good token: ask Hex about the token itself, beside
         // this response, and invalidate only if it refuses this very token. The caller gets
@@ -135,7 +135,8 @@ async fn target(state: &AppState, tenant: &str, id: Uuid) -> Result<Arc<Target>>
         .ok_or_else(|| ApiError::not_found("connection"))?;
     let (connection, sealed) = &*row;
     let (subdomain, token) = open_stored(state, connection, sealed)?;
-    let target = Arc::new(Target::new(connection, &token, &state.hex.origin(&subdomain), &sealed.nonce)?);
+    let origin = state.hex.origin(&subdomain);
+    let target = Arc::new(Target::new(connection, &token, &origin, &sealed.nonce, state.upstream.origins())?);
     state.targets.insert(fill, target.clone());
     Ok(target)
 }
