@@ -92,7 +92,7 @@ pub struct Config {
     /// `HEXBROKER_MAX_IN_FLIGHT`: requests served at once; past it, 503 `overloaded` at once.
     pub max_in_flight: usize,
     /// `HEXBROKER_WORKERS`: serving threads, each with its own accept loop, runtime and
-    /// connections to Hex (`auto`, the default: one per core).
+    /// connections to Hex (`auto`: one per core); 1, the default, serves on the main runtime.
     pub workers: usize,
     /// `HEXBROKER_KEY_RATE_LIMIT`: requests a minute each API key may make; `None` (the default)
     /// for no limit.
@@ -338,9 +338,8 @@ impl Config {
         };
         let max_in_flight = number(&get, "HEXBROKER_MAX_IN_FLIGHT", 4096)?;
         let workers = match get("HEXBROKER_WORKERS").as_deref().map(str::trim) {
-            None | Some("auto") => {
-                std::thread::available_parallelism().map_or(1, |n| n.get().min(MAX_WORKERS))
-            }
+            None => 1,
+            Some("auto") => std::thread::available_parallelism().map_or(1, |n| n.get().min(MAX_WORKERS)),
             Some(_) => number_in(&get, "HEXBROKER_WORKERS", 1, 1..=MAX_WORKERS)?,
         };
         let key_rate_limit = match get("HEXBROKER_KEY_RATE_LIMIT").as_deref() {
@@ -667,8 +666,8 @@ mod tests {
             config(&[("HEXBROKER_PROXY_RETRIES", "0"), ("HEXBROKER_CACHE_CAPACITY", "10000000")]).unwrap();
         assert_eq!((edges.proxy_retries, edges.cache_capacity), (0, 10_000_000));
         let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-        assert_eq!(config(&[]).unwrap().workers, cores, "auto: one per core");
-        assert_eq!(config(&[("HEXBROKER_WORKERS", "auto")]).unwrap().workers, cores);
+        assert_eq!(config(&[]).unwrap().workers, 1, "the main runtime unless asked");
+        assert_eq!(config(&[("HEXBROKER_WORKERS", "auto")]).unwrap().workers, cores, "auto: one per core");
         assert_eq!(config(&[("HEXBROKER_WORKERS", "3")]).unwrap().workers, 3);
     }
 

@@ -1,4 +1,5 @@
-//! Serving on several threads, each on its own: a current-thread runtime with its own accept loop
+//! Serving on several threads (`HEXBROKER_WORKERS` above 1; 1, the default, serves on the main
+//! runtime), each on its own: a current-thread runtime with its own accept loop
 //! on a clone of the listener, and its own pool of connections to Hex (see `proxy::Upstream`).
 //! A request is read, authenticated, forwarded and answered on one thread, with no hand-off
 //! between threads on the way: the profile of the multi-threaded runtime showed the time going
