@@ -725,8 +725,9 @@ async fn a_frontend_on_another_origin_connects_with_sdk_js() {
     fill(&browser, "token", &app.fake.add_personal_token("acme", "pop@example.com")).await;
     click_and_let_go(&browser, "submit").await;
     browser.switch_to_window(home.clone()).await.unwrap();
-    let stored = connections_of(&app, &read_key, "u-popup").await;
+    // The promise resolves once the connect is stored: wait for it before listing.
     let ended = results(&browser, 1).await;
+    let stored = connections_of(&app, &read_key, "u-popup").await;
     assert_eq!(stored.len(), 1, "{stored:?}");
     assert_eq!(ended, [json!({"connection_id": stored[0]["id"]})]);
     wait_for_popup_gone(&browser, &home).await;
