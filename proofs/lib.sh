@@ -207,7 +207,7 @@ fresh_database() { # sets DB and DATABASE_URL
 build() { # the debug binaries (what `cargo test` builds anyway) and the proof helper
   if [[ -z ${PROOF_SKIP_BUILD:-} ]]; then
     log "cargo build (CARGO_TARGET_DIR=$CARGO_TARGET_DIR)"
-    (cd "$ROOT" && cargo build -q -p hexbroker -p fake-hex --example proof_tokens) >"$RUN/build.log" 2>&1 \
+    (cd "$ROOT" && cargo build -q -p hexbroker -p fake-hex --bins --example proof_tokens) >"$RUN/build.log" 2>&1 \
       || { tail -n 30 "$RUN/build.log" >&2; die "build failed"; }
   fi
   HEXBROKER=$CARGO_TARGET_DIR/debug/hexbroker

@@ -344,6 +344,8 @@ pub struct Background {
     stop: tokio::sync::watch::Sender<()>,
     tasks: Vec<tokio::task::JoinHandle<()>>,
     watchers: crate::watch::Watchers,
+    /// `HEXBROKER_SHUTDOWN_GRACE`: how long [`Background::stop`] waits for the tasks.
+    grace: std::time::Duration,
 }
 
 impl Background {
@@ -360,16 +362,23 @@ impl Background {
             tasks.push(worker);
         }
         tasks.push(tokio::spawn(prune(state.store.clone(), state.config.audit_retention, stopped)));
-        Ok(Self { stop, tasks, watchers: crate::watch::Watchers::spawn(state) })
+        let grace = state.config.server.shutdown_grace;
+        Ok(Self { stop, tasks, watchers: crate::watch::Watchers::spawn(state), grace })
     }
 
-    /// Stops the tasks at their next pause and waits for them (up to 5 s, then they are cut
-    /// off). Deliveries already started finish on their own; an event claimed by a task that
-    /// was cut off waits out its lease and is tried again.
+    /// Stops the tasks at their next pause: webhook delivery starts no new attempt and waits for
+    /// those in flight to be recorded. Waits up to the shutdown grace period in all, then cuts
+    /// off what is left; an event whose attempt was cut off waits out its lease and is tried
+    /// again, so it is delivered at least once, never lost.
     pub async fn stop(self) {
         drop(self.stop);
+        let deadline =
+            tokio::time::Instant::now() + self.grace.min(std::time::Duration::from_secs(24 * 3600));
         for mut task in self.tasks {
-            if tokio::time::timeout(std::time::Duration::from_secs(5), &mut task).await.is_err() {
+            if tokio::time::timeout_at(deadline, &mut task).await.is_err() {
+                tracing::warn!(
+                    "background work still running at the end of the shutdown grace period: cut off"
+                );
                 task.abort();
             }
         }
@@ -397,36 +406,58 @@ async fn prune(store: DynStore, retention: std::time::Duration, mut stop: tokio:
     }
 }
 
-/// Completes on Ctrl-C or SIGTERM. The handlers are installed when this is called, not when the
-/// future is first polled, so a signal sent as soon as the server says it listens is not lost to
-/// the default action (which would kill the process without draining).
+/// Completes on the first Ctrl-C or SIGTERM; a second one exits the process at once, without
+/// waiting for the shutdown grace period (status 130 after SIGINT, 143 after SIGTERM, as if the
+/// signal's default action had run). The handlers are installed when this is called, not when
+/// the future is first polled, so a signal sent as soon as the server says it listens is not lost
+/// to the default action (which would kill the process without draining).
 pub fn shutdown_signal() -> impl Future<Output = ()> + Send + 'static {
     #[cfg(unix)]
-    let (interrupt, terminate) = {
+    let signals = {
         use tokio::signal::unix::{signal, SignalKind};
         (signal(SignalKind::interrupt()).ok(), signal(SignalKind::terminate()).ok())
     };
     async move {
         #[cfg(unix)]
         {
-            let wait = |signal: Option<tokio::signal::unix::Signal>| async move {
-                match signal {
-                    Some(mut signal) => {
-                        signal.recv().await;
-                    }
-                    None => std::future::pending::<()>().await,
-                }
-            };
-            tokio::select! {
-                () = wait(interrupt) => {},
-                () = wait(terminate) => {},
-            }
+            let (mut interrupt, mut terminate) = signals;
+            let name = next_signal(&mut interrupt, &mut terminate).await;
+            tracing::info!(signal = name, "shutting down; a second signal exits at once");
+            tokio::spawn(async move {
+                let name = next_signal(&mut interrupt, &mut terminate).await;
+                tracing::warn!(
+                    signal = name,
+                    "second signal: exiting without waiting for requests in progress"
+                );
+                std::process::exit(if name == "SIGINT" { 130 } else { 143 });
+            });
         }
         #[cfg(not(unix))]
         {
             let _ = tokio::signal::ctrl_c().await;
+            tracing::info!("shutting down");
         }
-        tracing::info!("shutting down");
+    }
+}
+
+/// The name of the next of the two signals to arrive (a handler that could not be installed
+/// never fires).
+#[cfg(unix)]
+async fn next_signal(
+    interrupt: &mut Option<tokio::signal::unix::Signal>,
+    terminate: &mut Option<tokio::signal::unix::Signal>,
+) -> &'static str {
+    async fn recv(signal: &mut Option<tokio::signal::unix::Signal>) {
+        if let Some(signal) = signal {
+            if signal.recv().await.is_some() {
+                return;
+            }
+        }
+        std::future::pending::<()>().await;
+    }
+    tokio::select! {
+        () = recv(interrupt) => "SIGINT",
+        () = recv(terminate) => "SIGTERM",
     }
 }
 

@@ -205,8 +205,19 @@ async fn run(command: Command, config: Config, format: LogFormat) -> anyhow::Res
             if format == LogFormat::Pretty {
                 eprintln!("{}", banner(&state, &url).await);
             }
+            // On the signal, the listener drains and the background work stops, side by side:
+            // each within the shutdown grace period.
+            let shutdown = futures_util::FutureExt::shared(Box::pin(shutdown));
+            let stopping = tokio::spawn({
+                let shutdown = shutdown.clone();
+                async move {
+                    shutdown.await;
+                    background.stop().await;
+                }
+            });
             app::serve_app(state, listener, metrics, shutdown).await?;
-            background.stop().await;
+            stopping.await?;
+            tracing::info!("stopped");
         }
         Command::Migrate => {
             store::open(&config.database_url, 1).await?;

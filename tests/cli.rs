@@ -439,3 +439,91 @@ fn healthcheck_fails_on_a_server_that_is_not_ready_or_never_answers() {
     }
     drop(held);
 }
+
+/// Starts `hexbroker serve` with `grace` and opens a request that stays in progress (a connect
+/// whose body is half sent); returns the child and the socket holding the request.
+fn serving_with_a_request_in_progress(
+    dir: &std::path::Path,
+    grace: &str,
+) -> (std::process::Child, std::net::TcpStream) {
+    use std::io::Write;
+    let out = hexbroker(dir).args(["keys", "create", "--name", "k", "--scopes", "connect"]).output().unwrap();
+    assert!(out.status.success(), "{}", stderr_of(&out));
+    let key = String::from_utf8(out.stdout).unwrap().trim().to_owned();
+    let port = free_port();
+    let extra = [("HEXBROKER_SHUTDOWN_GRACE", grace), ("HEXBROKER_LOG_FORMAT", "json")];
+    let (child, stderr, _) = serve_until(dir, port, &extra, |l| l.contains("hexbroker listening"));
+    std::thread::spawn(move || stderr.lines().for_each(drop));
+    let mut socket = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    let head = format!(
+        "POST /v1/connect HTTP/1.1\r\nhost: x\r\nauthorization: Bearer {key}\r\n\
+         content-type: application/json\r\ncontent-length: 100\r\n\r\n{{\"subdomain\":"
+    );
+    socket.write_all(head.as_bytes()).unwrap();
+    // Time for the server to read the headers: the request is in progress from then on.
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    (child, socket)
+}
+
+fn signal(child: &std::process::Child, name: &str) {
+    assert!(Command::new("kill")
+        .args([&format!("-{name}"), &child.id().to_string()])
+        .status()
+        .unwrap()
+        .success());
+}
+
+/// Waits up to `within` for the child to exit.
+fn exited_within(
+    child: &mut std::process::Child,
+    within: std::time::Duration,
+) -> Option<std::process::ExitStatus> {
+    let started = std::time::Instant::now();
+    while started.elapsed() < within {
+        if let Some(status) = child.try_wait().unwrap() {
+            return Some(status);
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    None
+}
+
+#[test]
+fn the_end_of_the_grace_period_ends_a_shutdown_with_status_0() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut child, _socket) = serving_with_a_request_in_progress(dir.path(), "1s");
+    let signalled = std::time::Instant::now();
+    signal(&child, "TERM");
+    assert!(
+        exited_within(&mut child, std::time::Duration::from_millis(500)).is_none(),
+        "it waits for the request"
+    );
+    let status =
+        exited_within(&mut child, std::time::Duration::from_secs(10)).expect("exits after the grace period");
+    assert!(status.success(), "{status:?}");
+    let took = signalled.elapsed();
+    assert!(
+        took >= std::time::Duration::from_millis(900) && took < std::time::Duration::from_secs(5),
+        "{took:?}"
+    );
+}
+
+#[test]
+fn a_second_signal_ends_a_shutdown_at_once() {
+    use std::os::unix::process::ExitStatusExt as _;
+    for (name, code) in [("TERM", 143), ("INT", 130)] {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut child, _socket) = serving_with_a_request_in_progress(dir.path(), "60s");
+        signal(&child, name);
+        assert!(
+            exited_within(&mut child, std::time::Duration::from_millis(500)).is_none(),
+            "it waits for the request"
+        );
+        let second = std::time::Instant::now();
+        signal(&child, name);
+        let status =
+            exited_within(&mut child, std::time::Duration::from_secs(5)).expect("a second signal ends it");
+        assert_eq!(status.code(), Some(code), "SIG{name}: {status:?} (signal {:?})", status.signal());
+        assert!(second.elapsed() < std::time::Duration::from_secs(2), "{:?}", second.elapsed());
+    }
+}

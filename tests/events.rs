@@ -30,6 +30,8 @@ struct Receiver {
     url: String,
     failures: Arc<AtomicUsize>,
     attempts: Arc<AtomicUsize>,
+    /// How long each answer takes, in milliseconds (0 at first).
+    delay_ms: Arc<AtomicUsize>,
     accepted: mpsc::UnboundedReceiver<Received>,
     bad_signatures: Arc<Mutex<Vec<String>>>,
 }
@@ -38,15 +40,19 @@ impl Receiver {
     async fn start(failures: usize) -> Self {
         let failures = Arc::new(AtomicUsize::new(failures));
         let attempts = Arc::new(AtomicUsize::new(0));
+        let delay_ms = Arc::new(AtomicUsize::new(0));
         let bad_signatures = Arc::new(Mutex::new(Vec::new()));
         let (tx, accepted) = mpsc::unbounded_channel();
         let handler = {
             let (failures, attempts, bad) = (failures.clone(), attempts.clone(), bad_signatures.clone());
+            let delay = delay_ms.clone();
             move |headers: HeaderMap, body: axum::body::Bytes| {
                 let (failures, attempts, bad, tx) =
                     (failures.clone(), attempts.clone(), bad.clone(), tx.clone());
+                let delay = Duration::from_millis(delay.load(Ordering::SeqCst) as u64);
                 async move {
                     attempts.fetch_add(1, Ordering::SeqCst);
+                    tokio::time::sleep(delay).await;
                     if let Err(problem) = check_signature(&headers, &body) {
                         bad.lock().unwrap().push(problem);
                         return StatusCode::BAD_REQUEST;
@@ -66,7 +72,7 @@ impl Receiver {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let url = format!("http://{}/hook", listener.local_addr().unwrap());
         tokio::spawn(async move { axum::serve(listener, router).await });
-        Self { url, failures, attempts, accepted, bad_signatures }
+        Self { url, failures, attempts, delay_ms, accepted, bad_signatures }
     }
 
     /// The settings that point a broker here, with short retries.
@@ -218,6 +224,23 @@ async fn a_broker_restarted_between_attempts_loses_nothing(backend: Backend) {
     let _second = app.second_broker(&[]).await;
     let received = receiver.next().await;
     assert_eq!(received.body["type"], "connection.created");
+    assert_eq!(received.body["data"]["connection"]["id"], id.as_str());
+}
+
+async fn a_stop_waits_for_the_delivery_in_flight_and_records_it(backend: Backend) {
+    let mut receiver = Receiver::start(0).await;
+    receiver.delay_ms.store(800, Ordering::SeqCst);
+    let Some(mut app) = start(backend, &receiver, &[]).await else { return };
+    let key = app.key("connect,admin").await;
+    let (id, _) = app.connected(&key).await;
+    eventually("the delivery is in flight", || async { receiver.attempts.load(Ordering::SeqCst) >= 1 }).await;
+    app.background.take().unwrap().stop().await;
+    // Recorded before the stop returned: no waiting here.
+    let events = get(&app, &key, "/v1/events").await;
+    let event = &events["data"][0];
+    assert_eq!(event["state"], "delivered", "{event}");
+    assert_eq!(event["attempts"], 1, "{event}");
+    let received = receiver.accepted.try_recv().expect("the receiver got it");
     assert_eq!(received.body["data"]["connection"]["id"], id.as_str());
 }
 
@@ -503,6 +526,7 @@ on_both_backends!(
     every_delivery_is_signed_with_each_secret,
     a_receiver_that_fails_several_times_then_succeeds_gets_the_event,
     a_broker_restarted_between_attempts_loses_nothing,
+    a_stop_waits_for_the_delivery_in_flight_and_records_it,
     an_event_past_its_last_attempt_is_dead_and_can_be_redelivered,
     a_receiver_that_hangs_never_holds_up_the_api,
     reconnect_to_another_workspace_is_refused_and_nothing_changes,

@@ -11,6 +11,9 @@
 //! For benchmarks (`bench/run`), `--tokens N --tokens-file PATH` also mints N more personal tokens
 //! in `demo`, all acting as one user (`bench@example.com`), and writes them to PATH one per line
 //! before serving.
+//!
+//! For proofs that need more than one workspace (`proofs/hex-misbehaves`), `--workspace
+//! NAME:PATH` (repeatable) also serves workspace NAME and writes one personal token of it to PATH.
 
 #![forbid(unsafe_code)]
 
@@ -28,7 +31,9 @@ const USAGE: &str =
   --print-env          print only NAME='value' lines (HEXBROKER_HEX_URL, HEX_TOKEN, ...) to stdout
                        for a shell to source; the description goes to stderr
   --tokens N           also mint N personal tokens in `demo` (all as bench@example.com) ...
-  --tokens-file PATH   ... and write them to PATH, one per line, before serving";
+  --tokens-file PATH   ... and write them to PATH, one per line, before serving
+  --workspace NAME:PATH  also serve workspace NAME, and write one personal token of it to PATH
+                       (repeatable)";
 
 /// What the command line asks for.
 #[derive(Debug, PartialEq, Eq)]
@@ -39,6 +44,8 @@ struct Options {
     print_env: bool,
     /// How many extra personal tokens to mint, and where to write them.
     tokens: Option<(usize, PathBuf)>,
+    /// More workspaces, each with the file its personal token is written to.
+    workspaces: Vec<(String, PathBuf)>,
 }
 
 #[tokio::main]
@@ -78,6 +85,14 @@ async fn main() -> ExitCode {
     if options.unlimited {
         hex.set_rate_limits(RateLimits::unlimited());
     }
+    for (name, path) in &options.workspaces {
+        hex.add_workspace(name);
+        let token = hex.add_personal_token(name, &format!("proof@{name}.example.com"));
+        if let Err(e) = std::fs::write(path, format!("{token}\n")) {
+            eprintln!("fake-hex: cannot write the token of {name} to {}: {e}", path.display());
+            return ExitCode::FAILURE;
+        }
+    }
     if let Some((n, path)) = &options.tokens {
         if let Err(e) = write_tokens(&hex, *n, path) {
             eprintln!("fake-hex: cannot write tokens to {}: {e}", path.display());
@@ -104,6 +119,9 @@ async fn main() -> ExitCode {
     }
     if let Some((n, path)) = &options.tokens {
         about.push(format!("{n} more personal tokens (bench@example.com) in {}", path.display()));
+    }
+    for (name, path) in &options.workspaces {
+        about.push(format!("workspace: {name}, a personal token in {}", path.display()));
     }
     let about = about.join("\n") + "\n";
     let printed = if options.print_env {
@@ -178,6 +196,15 @@ fn write_tokens(hex: &FakeHex, n: usize, path: &Path) -> std::io::Result<()> {
     out.into_inner().map_err(|e| e.into_error())?.sync_all()
 }
 
+/// A workspace subdomain as Hex has them: lowercase letters, digits and inner hyphens.
+fn is_label(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 63
+        && name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        && !name.starts_with('-')
+        && !name.ends_with('-')
+}
+
 /// The options from the arguments; `Ok(None)` when help was asked for.
 fn parse_args(mut args: impl Iterator<Item = String>) -> Result<Option<Options>, String> {
     let mut options = Options {
@@ -185,6 +212,7 @@ fn parse_args(mut args: impl Iterator<Item = String>) -> Result<Option<Options>,
         unlimited: false,
         print_env: false,
         tokens: None,
+        workspaces: Vec::new(),
     };
     let mut tokens: Option<usize> = None;
     let mut tokens_file: Option<PathBuf> = None;
@@ -209,6 +237,14 @@ fn parse_args(mut args: impl Iterator<Item = String>) -> Result<Option<Options>,
                 tokens = Some(v.parse().map_err(|_| format!("{v:?} is not a number of tokens"))?);
             }
             "--tokens-file" => tokens_file = Some(PathBuf::from(value("a path")?)),
+            "--workspace" => {
+                let v = value("NAME:PATH")?;
+                let (name, path) = v
+                    .split_once(':')
+                    .filter(|(name, path)| is_label(name) && !path.is_empty())
+                    .ok_or(format!("{v:?} is not NAME:PATH with NAME a workspace subdomain"))?;
+                options.workspaces.push((name.to_owned(), PathBuf::from(path)));
+            }
             _ => return Err(format!("unexpected argument {arg:?}")),
         }
     }
@@ -256,6 +292,16 @@ mod tests {
         assert!(!plain.print_env);
         assert!(parse_args(["--print-env".to_owned()].into_iter()).unwrap().unwrap().print_env);
         assert!(parse(&["--print-env=1"]).is_err());
+        assert!(plain.workspaces.is_empty());
+        let args = ["--workspace", "bad:/tmp/bad.txt", "--workspace=other:t"].map(String::from);
+        let more = parse_args(args.into_iter()).unwrap().unwrap();
+        assert_eq!(
+            more.workspaces,
+            [("bad".to_owned(), PathBuf::from("/tmp/bad.txt")), ("other".to_owned(), PathBuf::from("t"))]
+        );
+        assert!(parse(&["--workspace", "bad"]).is_err());
+        assert!(parse(&["--workspace", "Bad Name:/tmp/x"]).is_err());
+        assert!(parse(&["--workspace", "bad:"]).is_err());
     }
 
     #[test]

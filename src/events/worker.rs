@@ -67,12 +67,31 @@ pub fn spawn(
     Ok(Some(tokio::spawn(run(deliverer, lease, concurrency, poll, stop))))
 }
 
+/// Claims and delivers until `stop`, then waits for the deliveries in flight to be recorded: a
+/// shutdown stops between attempts, never in the middle of one (each is bounded by the webhook
+/// timeout, and [`crate::app::Background::stop`] bounds the wait as a whole).
 async fn run(
     deliverer: Arc<Deliverer>,
     lease: Duration,
     concurrency: usize,
     poll: Duration,
     mut stop: watch::Receiver<()>,
+) {
+    let slots = Arc::new(Semaphore::new(concurrency));
+    deliver_until_stopped(&deliverer, lease, &slots, poll, &mut stop).await;
+    let in_flight = concurrency - slots.available_permits();
+    if in_flight > 0 {
+        tracing::info!(in_flight, "stopping webhook delivery once the attempts in flight end");
+    }
+    let _ = slots.acquire_many(u32::try_from(concurrency).unwrap_or(u32::MAX)).await;
+}
+
+async fn deliver_until_stopped(
+    deliverer: &Arc<Deliverer>,
+    lease: Duration,
+    slots: &Arc<Semaphore>,
+    poll: Duration,
+    stop: &mut watch::Receiver<()>,
 ) {
     let signal = loop {
         match deliverer.store.event_signal().await {
@@ -86,7 +105,7 @@ async fn run(
             }
         }
     };
-    let slots = Arc::new(Semaphore::new(concurrency));
+    let concurrency = slots.available_permits();
     let refill = concurrency.div_ceil(2);
     let finished = Arc::new(Notify::new());
     loop {

@@ -1,4 +1,4 @@
-//! The test instruments (not part of Hex): echo and bytes.
+//! The test instruments (not part of Hex): echo, bytes and misbehave.
 
 use fake_hex::Scope;
 
@@ -92,4 +92,55 @@ async fn echo_answers_each_chunk_before_the_request_body_ends() {
     wait.await.expect("the echo ends when the body ends");
     assert!(String::from_utf8_lossy(&received).contains("second-chunk"));
     assert_eq!(h.hex.requests()[0].body_len, 23);
+}
+
+#[tokio::test]
+async fn paced_bytes_keep_their_pattern_and_take_their_time() {
+    let h = Harness::start().await;
+    let token = h.hex.add_personal_token("acme", "ada@example.com");
+    let started = std::time::Instant::now();
+    // 3,000 bytes at 10,000 a second: 1,000-byte chunks every 100 ms.
+    let response = h.get("acme", "/__fake/bytes?n=3000&per_second=10000", &token).await;
+    assert_eq!(response.status(), 200);
+    let bytes = response.bytes().await.unwrap();
+    assert_eq!(bytes.len(), 3000);
+    assert!(bytes.iter().enumerate().all(|(i, b)| *b == (i % 256) as u8));
+    assert!(started.elapsed() >= std::time::Duration::from_millis(190), "{:?}", started.elapsed());
+    // Odd chunk sizes too (700 bytes every 100 ms).
+    let odd = h.get("acme", "/__fake/bytes?n=1500&per_second=7000", &token).await.bytes().await.unwrap();
+    assert!(odd.len() == 1500 && odd.iter().enumerate().all(|(i, b)| *b == (i % 256) as u8));
+    for bad in ["0", "-1", "fast"] {
+        let response = h.get("acme", &format!("/__fake/bytes?n=10&per_second={bad}"), &token).await;
+        assert_eq!(response.status(), 400, "{bad}");
+    }
+}
+
+#[tokio::test]
+async fn misbehave_goes_wrong_in_the_way_asked() {
+    use std::time::{Duration, Instant};
+    let h = Harness::start().await;
+    let token = h.hex.add_personal_token("acme", "ada@example.com");
+
+    let hang =
+        tokio::time::timeout(Duration::from_millis(500), h.get("acme", "/__fake/misbehave?how=hang", &token));
+    assert!(hang.await.is_err(), "a hang never answers");
+
+    let started = Instant::now();
+    let slow = h.get("acme", "/__fake/misbehave?how=slow&ms=300", &token).await;
+    assert_eq!(slow.status(), 200);
+    assert!(started.elapsed() >= Duration::from_millis(300));
+    assert_eq!(slow.text().await.unwrap(), r#"{"ok":true}"#);
+
+    let reset = h.get("acme", "/__fake/misbehave?how=reset", &token).await;
+    assert_eq!(reset.status(), 200, "the head comes whole");
+    assert!(reset.bytes().await.is_err(), "the body is cut off");
+
+    let mut trickle = h.get("acme", "/__fake/misbehave?how=trickle&ms=50", &token).await;
+    assert_eq!(trickle.headers()["content-length"], "1000");
+    let first = tokio::time::timeout(Duration::from_millis(500), trickle.chunk());
+    assert_eq!(first.await.unwrap().unwrap().unwrap().len(), 1, "one byte at a time");
+
+    assert_eq!(h.get("acme", "/__fake/misbehave?how=nicely", &token).await.status(), 400);
+    let other = h.hex.add_personal_token("globex", "ada@example.com");
+    assert_plain_401(h.get("acme", "/__fake/misbehave?how=hang", &other).await).await;
 }
