@@ -2,7 +2,8 @@
 # are recorded and stopped on exit; the database it makes is dropped on exit; every listener is on
 # 127.0.0.1. Settings (environment): PROOF_PG (default postgres://postgres@127.0.0.1:5432),
 # PROOF_SKIP_BUILD=1 (use the binaries already in CARGO_TARGET_DIR/debug), PROOF_KEEP=1 (keep
-# the run directory and the database, for a look afterwards).
+# the run directory and the database, for a look afterwards), PROOF_LONG=1 (each proof's long
+# run, the one the README's figures come from, unless its own settings say otherwise).
 
 set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -16,6 +17,10 @@ PG_PORT=5432
 [[ $PG_HOSTPORT == *:* ]] && PG_PORT=${PG_HOSTPORT##*:}
 PG_USER=${PG#*://}
 PG_USER=${PG_USER%%@*}
+
+short_or_long() { # short long: the first, or the second under PROOF_LONG
+  if [[ -n ${PROOF_LONG:-} ]]; then echo "$2"; else echo "$1"; fi
+}
 
 log() { printf '[proof %s %s] %s\n' "$PROOF" "$(date +%H:%M:%S)" "$*" >&2; }
 die() {
