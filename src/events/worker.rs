@@ -78,7 +78,7 @@ async fn run(
     mut stop: watch::Receiver<()>,
 ) {
     let slots = Arc::new(Semaphore::new(concurrency));
-    deliver_until_stopped(&deliverer, lease, &slots, poll, &mut stop).await;
+    deliver_until_stopped(&deliverer, lease, concurrency, &slots, poll, &mut stop).await;
     let in_flight = concurrency - slots.available_permits();
     if in_flight > 0 {
         tracing::info!(in_flight, "stopping webhook delivery once the attempts in flight end");
@@ -89,6 +89,7 @@ async fn run(
 async fn deliver_until_stopped(
     deliverer: &Arc<Deliverer>,
     lease: Duration,
+    concurrency: usize,
     slots: &Arc<Semaphore>,
     poll: Duration,
     stop: &mut watch::Receiver<()>,
@@ -105,7 +106,6 @@ async fn deliver_until_stopped(
             }
         }
     };
-    let concurrency = slots.available_permits();
     let refill = concurrency.div_ceil(2);
     let finished = Arc::new(Notify::new());
     loop {
