@@ -43,9 +43,13 @@ stop_pid() { # pid [signal]: the signal (TERM), up to 10 s, then KILL; only pids
   done
   kill -KILL "$pid" 2>/dev/null || true
   wait "$pid" 2>/dev/null || true
+  forget_pid "$pid"
+}
+
+forget_pid() { # pid: no longer stopped on exit (it ended, and was waited for)
   local kept=() p
   for p in "${PIDS[@]}"; do
-    [[ $p == "$pid" ]] || kept+=("$p")
+    [[ $p == "$1" ]] || kept+=("$p")
   done
   PIDS=("${kept[@]}")
 }
@@ -53,7 +57,7 @@ stop_pid() { # pid [signal]: the signal (TERM), up to 10 s, then KILL; only pids
 cleanup() {
   local status=$? i
   trap - EXIT INT TERM
-  # A copy: stop_pid edits PIDS as it goes (and a script may have blanked an entry it stopped).
+  # A copy: stop_pid edits PIDS as it goes.
   local all=("${PIDS[@]}")
   for ((i = ${#all[@]} - 1; i >= 0; i--)); do
     [[ -z ${all[i]} ]] || stop_pid "${all[i]}"
