@@ -707,14 +707,29 @@ async fn memory_per_half_open_socket_stays_bounded() {
 }
 
 /// Out of file descriptors, the listener backs off and logs, keeps serving the connections it
-/// has, and accepts again once descriptors free up.
+/// has, and accepts again once descriptors free up: on the main runtime, and on two workers.
 #[cfg(target_os = "linux")]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn running_out_of_descriptors_backs_off_instead_of_crashing() {
+    out_of_descriptors("1").await;
+}
+
+/// Two workers: serving starts only once both have their runtime and listener, so a flood that
+/// follows the first answer cannot stop the second from starting (it once did, and the failed
+/// worker took the shared listener down with it).
+#[cfg(target_os = "linux")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn running_out_of_descriptors_on_two_workers_backs_off_too() {
+    out_of_descriptors("2").await;
+}
+
+#[cfg(target_os = "linux")]
+async fn out_of_descriptors(workers: &str) {
     let dir = tempfile::tempdir().unwrap();
     let mut command = std::process::Command::new("sh");
     command.args(["-c", "ulimit -n 64 && exec \"$0\"", env!("CARGO_BIN_EXE_hexbroker")]);
-    let configured = broker_command(dir.path(), &[("HEXBROKER_MAX_CONNECTIONS", "1000")]);
+    let configured =
+        broker_command(dir.path(), &[("HEXBROKER_MAX_CONNECTIONS", "1000"), ("HEXBROKER_WORKERS", workers)]);
     command.env_clear();
     for (k, v) in configured.get_envs() {
         if let Some(v) = v {
@@ -728,8 +743,11 @@ async fn running_out_of_descriptors_backs_off_instead_of_crashing() {
 
     // More clients than the process has descriptors for.
     let mut flood = Vec::new();
-    for _ in 0..100 {
-        flood.push(TcpStream::connect(addr).await.unwrap());
+    for i in 0..100 {
+        match TcpStream::connect(addr).await {
+            Ok(socket) => flood.push(socket),
+            Err(e) => panic!("connection {i} of the flood: {e}; logs: {}", broker.logs.lock().unwrap()),
+        }
     }
     // The kept connection is still served while accepting fails.
     for _ in 0..5 {

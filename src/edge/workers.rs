@@ -51,6 +51,8 @@ where
     let listener = listener.into_std()?;
     let limits = ServerLimits { max_connections: limits.max_connections.div_ceil(workers.max(1)), ..limits };
     let (stop, stopping) = tokio::sync::watch::channel(false);
+    let (go, going) = tokio::sync::watch::channel(false);
+    let mut started = Vec::with_capacity(workers);
     let mut served = Vec::with_capacity(workers);
     for index in 0..workers {
         let listener = listener.try_clone()?;
@@ -59,27 +61,49 @@ where
         let stopped = async move {
             let _ = stopping.wait_for(|stop| *stop).await;
         };
+        let mut going = going.clone();
+        let (ready, is_ready) = tokio::sync::oneshot::channel();
         let (done, finished) = tokio::sync::oneshot::channel();
         std::thread::Builder::new().name(format!("hexbroker-worker-{index}")).spawn(move || {
             INDEX.with(|i| i.set(index));
             let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
                 Ok(runtime) => runtime,
                 Err(e) => {
-                    let _ = done.send(Err(e));
+                    let _ = ready.send(Err(e));
                     return;
                 }
             };
             let outcome = runtime.block_on(async move {
-                let listener = TcpListener::from_std(listener)?;
+                let listener = match TcpListener::from_std(listener) {
+                    Ok(listener) => listener,
+                    Err(e) => {
+                        let _ = ready.send(Err(e));
+                        return Ok(());
+                    }
+                };
+                let _ = ready.send(Ok(()));
+                // Every worker serves, or none does (the sender is dropped).
+                if going.wait_for(|go| *go).await.is_err() {
+                    return Ok(());
+                }
                 super::serve_with(listener, router, stopped, limits, metrics).await
             });
             let _ = done.send(outcome);
             runtime.block_on(std::future::pending::<()>());
         })?;
+        started.push(is_ready);
         served.push(finished);
     }
-    // A worker that cannot start (or stops) before the shutdown ends the serving, as a listener
-    // error would.
+    // Serving starts once every worker has its runtime and its listener: a worker that could not
+    // (out of descriptors, say) fails the start instead of stopping the others' listener later.
+    for is_ready in started {
+        let ready = is_ready.await.unwrap_or_else(|_| Err(std::io::Error::other("ended without a word")));
+        if let Err(e) = ready {
+            return Err(std::io::Error::new(e.kind(), format!("a serving worker could not start: {e}")));
+        }
+    }
+    let _ = go.send(true);
+    // A worker that stops before the shutdown ends the serving, as a listener error would.
     tokio::pin!(shutdown);
     let early = tokio::select! {
         () = &mut shutdown => None,
