@@ -88,7 +88,9 @@ PICKED=" "
 free_port() { # VAR: a loopback port nothing answers on, not picked before
   local port i
   for ((i = 0; i < 200; i++)); do
-    port=$((20000 + RANDOM % 40000))
+    # Below Linux's ephemeral range (32768 and up), where a client socket's local port could
+    # take it between this check and the bind.
+    port=$((20000 + RANDOM % 12000))
     [[ $PICKED == *" $port "* ]] && continue
     if ! (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
       PICKED+="$port "
