@@ -9,7 +9,7 @@ mod common;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::{error_code, Backend, TestApp};
+use common::{error_code, gated_hex, Backend, TestApp};
 use serde_json::{json, Value};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -220,27 +220,6 @@ async fn past_the_connection_cap_new_clients_get_503_and_open_ones_keep_working(
     assert!(fresh);
 }
 
-/// A Hex that answers each request only when the test lets one through, reporting arrivals.
-async fn gated_hex() -> (String, Arc<tokio::sync::Semaphore>, tokio::sync::mpsc::UnboundedReceiver<()>) {
-    let gate = Arc::new(tokio::sync::Semaphore::new(0));
-    let (arrived, arrivals) = tokio::sync::mpsc::unbounded_channel();
-    let router = {
-        let gate = gate.clone();
-        axum::Router::new().fallback(move || {
-            let (gate, arrived) = (gate.clone(), arrived.clone());
-            async move {
-                let _ = arrived.send(());
-                gate.acquire().await.unwrap().forget();
-                axum::Json(json!({ "values": [] }))
-            }
-        })
-    };
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move { axum::serve(listener, router).await });
-    (format!("http://{addr}/{{subdomain}}"), gate, arrivals)
-}
-
 async fn connected_app(extra: &[(&str, &str)]) -> (TestApp, String, String) {
     let app = TestApp::start_with(Backend::Sqlite, extra).await.unwrap();
     let (id, _) = app.connected(&app.key("connect").await).await;
@@ -260,7 +239,7 @@ async fn shutdown_on_several_serving_workers_finishes_requests_in_progress() {
 }
 
 async fn shutdown_finishes_requests_in_progress(workers: &str) {
-    let (hex_url, gate, mut arrivals) = gated_hex().await;
+    let (hex_url, gate, mut arrivals) = gated_hex("/").await;
     let (app, id, key) = connected_app(&[]).await;
     let state = app
         .state_with(&[
@@ -311,7 +290,7 @@ async fn shutdown_finishes_requests_in_progress(workers: &str) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn shutdown_gives_up_on_a_request_at_the_end_of_the_grace_period() {
-    let (hex_url, _gate, mut arrivals) = gated_hex().await;
+    let (hex_url, _gate, mut arrivals) = gated_hex("/").await;
     let (app, id, key) = connected_app(&[]).await;
     let state = app
         .state_with(&[("HEXBROKER_HEX_URL", &hex_url), ("HEXBROKER_SHUTDOWN_GRACE", "500ms")])
@@ -345,7 +324,7 @@ async fn shutdown_gives_up_on_a_request_at_the_end_of_the_grace_period() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn past_max_in_flight_requests_get_503_overloaded_at_once_and_health_still_answers() {
-    let (hex_url, gate, mut arrivals) = gated_hex().await;
+    let (hex_url, gate, mut arrivals) = gated_hex("/").await;
     let (app, id, key) = connected_app(&[]).await;
     let base = app.second_broker(&[("HEXBROKER_HEX_URL", &hex_url), ("HEXBROKER_MAX_IN_FLIGHT", "2")]).await;
     let call = || {

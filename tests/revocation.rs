@@ -62,13 +62,18 @@ where
     panic!("{what}: the second replica still honoured it after one second");
 }
 
+/// Replica A in the test (Postgres, entries cached for 60 s, so only a notice can end them) and
+/// replica B, a hexbroker process of its own on the same database and keys; `None` without
+/// Postgres.
+async fn two_replicas() -> Option<(TestApp, Replica)> {
+    let a = TestApp::start_with(Backend::Postgres, &[("HEXBROKER_CACHE_TTL", "60s")]).await?;
+    let replica = Replica::start(&a.env);
+    Some((a, replica))
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn revocations_reach_a_second_replica_within_a_second() {
-    let Some(a) = TestApp::start_with(Backend::Postgres, &[("HEXBROKER_CACHE_TTL", "60s")]).await else {
-        return;
-    };
-    // Replica B: a hexbroker process of its own on the same database and keys.
-    let replica = Replica::start(&a.env);
+    let Some((a, replica)) = two_replicas().await else { return };
     let b = replica.base.clone();
 
     let (id, _) = a.connected(&a.key("connect").await).await;
@@ -187,10 +192,7 @@ async fn revocations_reach_a_second_replica_within_a_second() {
 /// that reaches the other replica within a second.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn revocations_reach_a_second_replica_after_its_listener_was_killed() {
-    let Some(a) = TestApp::start_with(Backend::Postgres, &[("HEXBROKER_CACHE_TTL", "60s")]).await else {
-        return;
-    };
-    let replica = Replica::start(&a.env);
+    let Some((a, replica)) = two_replicas().await else { return };
     let b = replica.base.clone();
     let (id, _) = a.connected(&a.key("connect").await).await;
     let proxy_key = a.key("proxy").await;

@@ -4,37 +4,10 @@
 
 mod common;
 
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::{error_code, Backend, TestApp};
+use common::{error_code, gated_hex, Backend, TestApp};
 use serde_json::json;
-
-/// A Hex on a real socket whose workspace `stuck` (path-based: `/stuck/...`) hangs until the gate
-/// opens; every other workspace answers at once. Returns the URL template, the gate, and a channel
-/// with one message per call that reached the stuck workspace.
-async fn hex_with_a_stuck_workspace(
-) -> (String, Arc<tokio::sync::Semaphore>, tokio::sync::mpsc::UnboundedReceiver<()>) {
-    let gate = Arc::new(tokio::sync::Semaphore::new(0));
-    let (arrived, arrivals) = tokio::sync::mpsc::unbounded_channel();
-    let router = {
-        let gate = gate.clone();
-        axum::Router::new().fallback(move |uri: axum::http::Uri| {
-            let (gate, arrived) = (gate.clone(), arrived.clone());
-            async move {
-                if uri.path().starts_with("/stuck/") {
-                    let _ = arrived.send(());
-                    gate.acquire().await.unwrap().forget();
-                }
-                axum::Json(json!({ "values": [] }))
-            }
-        })
-    };
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move { axum::serve(listener, router).await });
-    (format!("http://{addr}/{{subdomain}}"), gate, arrivals)
-}
 
 /// Connects a personal token of workspace `subdomain` for `end_user`; returns the connection id.
 async fn connect(app: &TestApp, key: &str, subdomain: &str, end_user: &str) -> String {
@@ -49,7 +22,7 @@ async fn connect(app: &TestApp, key: &str, subdomain: &str, end_user: &str) -> S
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_hung_workspace_holds_only_its_own_slots_and_others_answer_meanwhile() {
-    let (hex_url, gate, mut arrivals) = hex_with_a_stuck_workspace().await;
+    let (hex_url, gate, mut arrivals) = gated_hex("/stuck/").await;
     let app = TestApp::start_with(Backend::Sqlite, &[]).await.unwrap();
     let connect_key = app.key("connect").await;
     let stuck = connect(&app, &connect_key, "stuck", "u1").await;

@@ -302,3 +302,34 @@ pub async fn error_code(response: reqwest::Response) -> (u16, String) {
     assert!(body["error"]["message"].as_str().is_some_and(|m| !m.is_empty()), "error.message");
     (status, code)
 }
+
+/// What [`gated_hex`] hands back: the URL template, the gate (add permits to let calls through),
+/// and one message per call that reached a gated path.
+pub type GatedHex =
+    (String, std::sync::Arc<tokio::sync::Semaphore>, tokio::sync::mpsc::UnboundedReceiver<()>);
+
+/// A Hex on a real socket that holds every request whose path starts with `gated` (`"/"`: all of
+/// them) until the test adds a permit to the gate, reporting each arrival; other paths answer at
+/// once. Either way the answer is `{"values": []}`.
+#[allow(dead_code)] // not every test binary holds calls
+pub async fn gated_hex(gated: &'static str) -> GatedHex {
+    let gate = std::sync::Arc::new(tokio::sync::Semaphore::new(0));
+    let (arrived, arrivals) = tokio::sync::mpsc::unbounded_channel();
+    let router = {
+        let gate = gate.clone();
+        axum::Router::new().fallback(move |uri: axum::http::Uri| {
+            let (gate, arrived) = (gate.clone(), arrived.clone());
+            async move {
+                if uri.path().starts_with(gated) {
+                    let _ = arrived.send(());
+                    gate.acquire().await.unwrap().forget();
+                }
+                axum::Json(json!({ "values": [] }))
+            }
+        })
+    };
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, router).await });
+    (format!("http://{addr}/{{subdomain}}"), gate, arrivals)
+}
