@@ -62,6 +62,7 @@ fn connection(tenant: &str) -> Connection {
         label: None,
         metadata: serde_json::json!({}),
         subdomain: "acme".into(),
+        hex_url: None,
         token_type: "personal".into(),
         token_hint: "hxtp_…abcd".into(),
         hex_org_id: None,

@@ -15,7 +15,7 @@ use crate::auth::{session_used, Caller, ConnectCaller, Scope};
 use crate::crypto::TokenBinding;
 use crate::edge::{Attempter, ClientAddr};
 use crate::error::{ApiError, Json, Result};
-use crate::hex::{self, Subdomain};
+use crate::hex::{self, Workspace};
 use crate::lifecycle::Change;
 use crate::store::{
     Expect, HexIdentity, Inserted, NewConnection, Session, SessionOutcome, SessionWrite, TokenReplacement,
@@ -37,7 +37,7 @@ pub struct ConnectBody {
 struct Submission {
     /// The client's address, for the allowance of refused attempts.
     from: Option<std::net::SocketAddr>,
-    subdomain: Subdomain,
+    workspace: Workspace,
     token: SecretString,
     label: Option<String>,
     metadata: serde_json::Value,
@@ -55,7 +55,12 @@ impl Submission {
         token_fingerprint: Vec<u8>,
     ) -> NewConnection {
         let id = Uuid::now_v7();
-        let binding = TokenBinding { connection_id: id, tenant: &tenant, subdomain: self.subdomain.as_str() };
+        let binding = TokenBinding {
+            connection_id: id,
+            tenant: &tenant,
+            subdomain: self.workspace.subdomain(),
+            hex_url: self.workspace.hex_url(),
+        };
         let sealed = state.keyring.seal_token(binding, &self.token);
         NewConnection {
             id,
@@ -64,7 +69,8 @@ impl Submission {
             end_user_email,
             label: self.label,
             metadata: self.metadata,
-            subdomain: self.subdomain.as_str().to_owned(),
+            subdomain: self.workspace.subdomain().to_owned(),
+            hex_url: self.workspace.hex_url().map(str::to_owned),
             token_type: hex::token_type(&self.token),
             token_hint: hex::token_hint(&self.token),
             token_fingerprint,
@@ -89,14 +95,14 @@ pub async fn connect(
     if let ConnectCaller::Key(key) = &caller {
         key.require(Scope::Connect)?;
     }
-    let subdomain = Subdomain::parse(&body.subdomain)?;
+    let workspace = state.hex.workspace(&body.subdomain)?;
     let token = hex::parse_token(body.token.expose_secret())?;
     if let Some(label) = &body.label {
         check_label(label)?;
     }
     let metadata = body.metadata.unwrap_or_else(|| serde_json::json!({}));
     check_metadata(&metadata)?;
-    let submission = Submission { from, subdomain, token, label: body.label, metadata };
+    let submission = Submission { from, workspace, token, label: body.label, metadata };
     match caller {
         ConnectCaller::Key(key) => {
             // At most 256 characters as sent (as the spec's maxLength says), and not blank.
@@ -141,11 +147,11 @@ async fn with_key(
 ) -> Result<Answer> {
     let audit = request.audit(caller.actor(), Action::Connect);
     let who = [Attempter::Key(caller.id)];
-    let identity = state.edge.verify_connect(&state.hex, &who, s.from, &s.subdomain, &s.token).await?;
-    let fingerprint = state.hasher.token_fingerprint(s.subdomain.as_str(), &s.token);
+    let identity = state.edge.verify_connect(&state.hex, &who, s.from, &s.workspace, &s.token).await?;
+    let fingerprint = state.hasher.token_fingerprint(s.workspace.fingerprint_key(), &s.token);
     if let Some(existing) = state
         .store
-        .connection_by_fingerprint(&caller.tenant, &end_user_id, s.subdomain.as_str(), &fingerprint)
+        .connection_by_fingerprint(&caller.tenant, &end_user_id, s.workspace.subdomain(), &fingerprint)
         .await?
     {
         // The same token again: Hex has just vouched for it, so record that instead of a duplicate.
@@ -187,17 +193,33 @@ async fn with_session(
         Attempter::Session(session.id),
         Attempter::EndUser { tenant: session.tenant.clone(), end_user_id: session.end_user_id.clone() },
     ];
-    let identity = state.edge.verify_connect(&state.hex, &who, s.from, &s.subdomain, &s.token).await?;
-    let fingerprint = state.hasher.token_fingerprint(s.subdomain.as_str(), &s.token);
+    if let Some(id) = session.connection_id {
+        // A reconnect never moves a connection to another Hex origin: refused before the token
+        // is sent anywhere (the transaction checks again, with the rest of §6 step 5).
+        let current = state.store.connection(&session.tenant, id).await?;
+        if current.is_some_and(|c| c.hex_url.as_deref() != s.workspace.hex_url()) {
+            let error = workspace_mismatch();
+            state.store.record_audit(&session.tenant, Some(id), &audit, error.code()).await?;
+            return Err(error);
+        }
+    }
+    let identity = state.edge.verify_connect(&state.hex, &who, s.from, &s.workspace, &s.token).await?;
+    let fingerprint = state.hasher.token_fingerprint(s.workspace.fingerprint_key(), &s.token);
     let write = match session.connection_id {
         Some(id) => SessionWrite::Replace(TokenReplacement {
             id,
-            subdomain: s.subdomain.as_str().to_owned(),
+            subdomain: s.workspace.subdomain().to_owned(),
+            hex_url: s.workspace.hex_url().map(str::to_owned),
             token_type: hex::token_type(&s.token),
             token_hint: hex::token_hint(&s.token),
             token_fingerprint: fingerprint,
             sealed: state.keyring.seal_token(
-                TokenBinding { connection_id: id, tenant: &session.tenant, subdomain: s.subdomain.as_str() },
+                TokenBinding {
+                    connection_id: id,
+                    tenant: &session.tenant,
+                    subdomain: s.workspace.subdomain(),
+                    hex_url: s.workspace.hex_url(),
+                },
                 &s.token,
             ),
             identity,
@@ -218,11 +240,7 @@ async fn with_session(
         SessionOutcome::Unavailable => return Err(session_used()),
         SessionOutcome::ConnectionGone => return Err(ApiError::not_found("connection")),
         SessionOutcome::WorkspaceMismatch => {
-            let error = ApiError::unprocessable(
-                "hex_workspace_mismatch",
-                "This token is for another Hex workspace than the connection's; reconnect with a token \
-                 of the same workspace, or connect the other workspace as a new connection.",
-            );
+            let error = workspace_mismatch();
             state.store.record_audit(&session.tenant, session.connection_id, &audit, error.code()).await?;
             return Err(error);
         }
@@ -242,4 +260,13 @@ async fn with_session(
         "browser connect completed"
     );
     Ok((status, Json(ConnectionView::new(state, connection))))
+}
+
+/// A reconnect to another Hex workspace or origin (§6 step 5).
+fn workspace_mismatch() -> ApiError {
+    ApiError::unprocessable(
+        "hex_workspace_mismatch",
+        "This token is for another Hex workspace than the connection's; reconnect with a token \
+         of the same workspace, or connect the other workspace as a new connection.",
+    )
 }

@@ -113,6 +113,7 @@ async fn forward(
                 tenant: tenant.to_owned(),
                 id,
                 subdomain: target.subdomain.to_string(),
+                hex_url: target.hex_url.as_deref().map(str::to_owned),
                 nonce: target.token_nonce.to_vec(),
                 token: target.token(),
             },
@@ -134,8 +135,8 @@ async fn target(state: &AppState, tenant: &str, id: Uuid) -> Result<Arc<Target>>
         .await?
         .ok_or_else(|| ApiError::not_found("connection"))?;
     let (connection, sealed) = &*row;
-    let (subdomain, token) = open_stored(state, connection, sealed)?;
-    let origin = state.hex.origin(&subdomain);
+    let (workspace, token) = open_stored(state, connection, sealed)?;
+    let origin = state.hex.origin(&workspace);
     let target = Arc::new(Target::new(connection, &token, &origin, &sealed.nonce, state.upstream.origins())?);
     state.targets.insert(fill, target.clone());
     Ok(target)

@@ -5,7 +5,7 @@
 /// The columns of a [`Connection`](super::Connection), in its field order.
 macro_rules! connection_columns {
     () => {
-        "id, tenant, end_user_id, end_user_email, label, metadata, subdomain, token_type, token_hint, \
+        "id, tenant, end_user_id, end_user_email, label, metadata, subdomain, hex_url, token_type, token_hint, \
          hex_org_id, hex_user_email, token_expires_at, status, status_reason, last_verified_at, \
          created_at, updated_at, rate_limit_per_minute, next_verify_at, last_used_at"
     };
@@ -31,8 +31,10 @@ macro_rules! insert_connection_sql {
         concat!(
             "insert into connection (id, tenant, end_user_id, end_user_email, label, metadata, subdomain, \
              token_type, token_hint, token_fingerprint, key_id, nonce, ciphertext, hex_org_id, \
-             hex_user_email, token_expires_at, status, last_verified_at, created_at, updated_at, seal_version) \
-             values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, 'active', $17, $17, $17, $18) \
+             hex_user_email, token_expires_at, status, last_verified_at, created_at, updated_at, seal_version, \
+             hex_url) \
+             values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, 'active', $17, $17, $17, $18, \
+             $19) \
              on conflict (tenant, end_user_id, subdomain, token_fingerprint) do nothing returning ",
             connection_columns!()
         )
@@ -61,6 +63,7 @@ macro_rules! bind_new_connection {
             .bind($new.identity.token_expires_at)
             .bind($now)
             .bind($new.sealed.version)
+            .bind(&$new.hex_url)
     };
 }
 
@@ -417,31 +420,39 @@ macro_rules! impl_store {
                 after: Option<uuid::Uuid>,
                 limit: u32,
             ) -> $crate::store::StoreResult<Vec<$crate::store::SealedToken>> {
-                let rows: Vec<(uuid::Uuid, String, String, String, Vec<u8>, Vec<u8>, i16)> = sqlx::query_as(
-                    "select id, tenant, subdomain, key_id, nonce, ciphertext, seal_version from connection \
-                     where (key_id <> $1 or seal_version <> $4) and ($2 is null or id > $2) order by id limit $3",
+                // The current seal version: 3 for a row with its own Hex origin, else 2.
+                let rows: Vec<(uuid::Uuid, String, String, Option<String>, String, Vec<u8>, Vec<u8>, i16)> = sqlx::query_as(
+                    "select id, tenant, subdomain, hex_url, key_id, nonce, ciphertext, seal_version from connection \
+                     where (key_id <> $1 or seal_version <> case when hex_url is null then $4 else $5 end) \
+                     and ($2 is null or id > $2) order by id limit $3",
                 )
                 .bind(key_id)
                 .bind(after)
                 .bind(i64::from(limit))
                 .bind($crate::crypto::SEAL_V2)
+                .bind($crate::crypto::SEAL_V3)
                 .fetch_all(&self.pool)
                 .await?;
                 Ok(rows
                     .into_iter()
-                    .map(|(id, tenant, subdomain, key_id, nonce, ciphertext, version)| $crate::store::SealedToken {
+                    .map(|(id, tenant, subdomain, hex_url, key_id, nonce, ciphertext, version)| $crate::store::SealedToken {
                         id,
                         tenant,
                         subdomain,
+                        hex_url,
                         sealed: $crate::crypto::Sealed { key_id, nonce, ciphertext, version },
                     })
                     .collect())
             }
 
             async fn count_tokens_not_sealed_by(&self, key_id: &str) -> $crate::store::StoreResult<i64> {
-                Ok(sqlx::query_scalar("select count(*) from connection where key_id <> $1 or seal_version <> $2")
+                Ok(sqlx::query_scalar(
+                    "select count(*) from connection where key_id <> $1 \
+                     or seal_version <> case when hex_url is null then $2 else $3 end",
+                )
                     .bind(key_id)
                     .bind($crate::crypto::SEAL_V2)
+                    .bind($crate::crypto::SEAL_V3)
                     .fetch_one(&self.pool)
                     .await?)
             }
