@@ -303,7 +303,8 @@ impl HexClient {
 
     /// The listed origin `url` is on, if it is exactly on one.
     fn listed(&self, url: &str) -> Option<HexHost> {
-        if self.hosts.is_empty() || url.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        // A backslash reads as a slash to URL parsers but not to people: refused, as is space.
+        if self.hosts.is_empty() || url.chars().any(|c| c.is_whitespace() || c.is_control() || c == '\\') {
             return None;
         }
         let url = url::Url::parse(url).ok()?;
@@ -690,6 +691,7 @@ mod tests {
             "http://localhost:9090",
             "https://hex.my\ncorp.com",
             "https://hex.mycorp.com/\tx",
+            "https://hex.mycorp.com\\@evil.com",
             "https://hex.my corp.com",
             "https://hex.mycorp.com/\u{0}",
             "ftp://hex.mycorp.com",
