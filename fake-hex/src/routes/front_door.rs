@@ -83,7 +83,7 @@ async fn admit(hex: &FakeHex, request: Request, next: Next, trace: &TraceId) -> 
     // Served at the root (Hex on its own domain), the workspace is the whole origin.
     let base_url = if at_root.is_some() { origin.clone() } else { format!("{origin}/{subdomain}") };
     parts.extensions.insert(trace.clone());
-    parts.extensions.insert(WorkspaceCtx { subdomain, origin, base_url });
+    parts.extensions.insert(WorkspaceCtx { subdomain, base_url });
     next.run(Request::from_parts(parts, body)).await
 }
 
