@@ -524,7 +524,7 @@ async fn one_canonical_connection_id_names_a_connection(backend: Backend) {
     let two = with(&[id.clone(), other]).await.unwrap();
     assert_eq!(error_code(two).await, (400, "invalid_connection_id".into()));
     for spelling in [uuid.urn().to_string(), uuid.braced().to_string(), uuid.simple().to_string()] {
-        let response = with(&[spelling.clone()]).await.unwrap();
+        let response = with(std::slice::from_ref(&spelling)).await.unwrap();
         assert_eq!(error_code(response).await, (404, "not_found".into()), "{spelling}");
         let path = app.url(&format!("/v1/connections/{spelling}"));
         let response =
@@ -532,7 +532,7 @@ async fn one_canonical_connection_id_names_a_connection(backend: Backend) {
         assert_eq!(error_code(response).await, (404, "not_found".into()), "{spelling}");
     }
     assert!(app.fake.requests().is_empty(), "nothing reached Hex");
-    assert_eq!(with(&[id.clone()]).await.unwrap().status(), 200);
+    assert_eq!(with(std::slice::from_ref(&id)).await.unwrap().status(), 200);
 }
 
 /// Follows `nextPage` from `first` through hexbroker until the last page, with `auth` added to

@@ -183,7 +183,7 @@ impl Relink<'_> {
             };
         }
         if has_scheme(text) {
-            if let Some(url) = self.to_broker(text) {
+            if let Some(url) = self.on_broker(text) {
                 return Relocated::To(url);
             }
             return if origin.on_origin(text) { Relocated::Keep } else { Relocated::Drop };
@@ -200,7 +200,7 @@ impl Relink<'_> {
     }
 
     /// `url` on hexbroker's surface, when it is a URL of the workspace's Hex API.
-    fn to_broker(&self, url: &str) -> Option<String> {
+    fn on_broker(&self, url: &str) -> Option<String> {
         let rest = self.origin.api_path(url)?;
         Some(format!("{}{}{rest}", self.public, self.surface))
     }
@@ -215,7 +215,7 @@ impl Relink<'_> {
             if !fields.contains(&key) {
                 return None;
             }
-            self.to_broker(&serde_json::from_str::<String>(value.get()).ok()?)
+            self.on_broker(&serde_json::from_str::<String>(value.get()).ok()?)
         };
         if !entries.iter().any(|(key, value)| rewritten(key, value).is_some()) {
             return None;
