@@ -470,6 +470,23 @@ async fn misbehaving_hex() -> String {
                     }
                 }
                 let line = String::from_utf8_lossy(&head).lines().next().unwrap_or_default().to_owned();
+                if line.contains("/runs ") {
+                    // A RunProject answer of unknown length, past the size links are read at.
+                    let body = format!(
+                        "{{\"runStatusUrl\":\"http://{addr}/acme/api/v1/x\",\"pad\":\"{}\"}}",
+                        "p".repeat(1_200_000)
+                    );
+                    let head = "HTTP/1.1 201 Created\r\ncontent-type: application/json\r\ntransfer-encoding: chunked\r\n\r\n";
+                    let _ = socket.write_all(head.as_bytes()).await;
+                    for chunk in body.as_bytes().chunks(100_000) {
+                        let _ = socket.write_all(format!("{:x}\r\n", chunk.len()).as_bytes()).await;
+                        let _ = socket.write_all(chunk).await;
+                        let _ = socket.write_all(b"\r\n").await;
+                    }
+                    let _ = socket.write_all(b"0\r\n\r\n").await;
+                    let _ = socket.shutdown().await;
+                    return;
+                }
                 let answer: &[u8] = if line.contains("/http10 ") {
                     b"HTTP/1.0 200 OK\r\ncontent-type: application/json\r\n\r\n{\"old\":true}"
                 } else if line.contains("/overflow ") {
@@ -506,6 +523,46 @@ async fn answers_are_http_1_1_and_a_hex_body_broken_before_its_first_byte_is_a_5
         assert!(answer.contains("\"hex_unavailable\""), "{path}: {answer}");
         assert!(!answer.contains("hexbroker-upstream"), "{path}: {answer}");
     }
+}
+
+async fn only_linked_answers_that_fit_are_read_and_others_pass_as_they_came(backend: Backend) {
+    let Some((app, id, key)) = proxy_app(backend).await else { return };
+    let hex = format!("http://{}/acme", app.fake_addr);
+    let public = app.state.config.public_url.as_str().trim_end_matches('/').to_owned();
+    let post = |path: &'static str| {
+        app.http.post(app.url(path)).bearer_auth(&key).header("connection-id", &id).json(&json!({})).send()
+    };
+    let json = [("content-type", "application/json")];
+    // Small: the link is rewritten, the rest kept as it came.
+    let small = format!("{{\"runStatusUrl\": \"{hex}/api/v1/projects/p/runs/r\", \"n\": 1.50}}");
+    app.fake.answer_next(1, 201, &json, &small);
+    let answer = post("/v1/proxy/v1/projects/p/runs").await.unwrap().text().await.unwrap();
+    assert_eq!(answer, format!("{{\"runStatusUrl\":\"{public}/v1/proxy/v1/projects/p/runs/r\",\"n\":1.50}}"));
+    // Past the bound (declared length), coded, or an error: untouched.
+    let big = format!("{{\"runStatusUrl\":\"{hex}/api/v1/x\",\"pad\":\"{}\"}}", "p".repeat(1_100_000));
+    let coded = [("content-type", "application/json"), ("content-encoding", "br")];
+    type Headers<'a> = &'a [(&'a str, &'a str)];
+    let cases: [(u16, Headers, &str); 3] = [(201, &json, &big), (201, &coded, &small), (409, &json, &small)];
+    for (status, headers, body) in cases {
+        app.fake.answer_next(1, status, headers, body);
+        let response = post("/v1/proxy/v1/projects/p/runs").await.unwrap();
+        assert_eq!(response.status().as_u16(), status);
+        assert!(response.bytes().await.unwrap() == body.as_bytes(), "{status} {headers:?} changed");
+    }
+    // Of unknown length and past the bound: what was read, then the rest, untouched.
+    let base = app.second_broker(&[("HEXBROKER_HEX_URL", &misbehaving_hex().await)]).await;
+    let response = app
+        .http
+        .post(format!("{base}/v1/proxy/v1/projects/p/runs"))
+        .bearer_auth(&key)
+        .header("connection-id", &id)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 201);
+    let body: Value = response.json().await.unwrap();
+    assert!(body["runStatusUrl"].as_str().unwrap().ends_with("/acme/api/v1/x"));
+    assert_eq!(body["pad"].as_str().unwrap().len(), 1_200_000);
 }
 
 async fn one_canonical_connection_id_names_a_connection(backend: Backend) {
@@ -650,5 +707,6 @@ on_both_backends!(
     hexs_headers_that_act_on_the_brokers_origin_are_not_relayed,
     answers_are_http_1_1_and_a_hex_body_broken_before_its_first_byte_is_a_502,
     one_canonical_connection_id_names_a_connection,
+    only_linked_answers_that_fit_are_read_and_others_pass_as_they_came,
     a_client_that_follows_next_page_stays_on_hexbroker,
 );
