@@ -75,8 +75,8 @@ pub(super) const EVENT_CHANNEL: &str = "hexbroker_events";
 /// One audit entry.
 pub(super) const INSERT_AUDIT: &str =
     "insert into audit_event (id, tenant, created_at, actor_type, actor_id, \
-     actor_name, action, connection_id, outcome, detail, request_id, client_addr) \
-     values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)";
+     actor_name, action, connection_id, outcome, detail, request_id, client_addr, caller_request_id) \
+     values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)";
 
 /// One outbox row, due at once.
 pub(super) const INSERT_EVENT: &str =
@@ -155,6 +155,7 @@ macro_rules! impl_store {
                     .bind(detail)
                     .bind(&audit.request_id)
                     .bind(&audit.client_addr)
+                    .bind(&audit.caller_request_id)
                     .execute(&mut **tx)
                     .await?;
                 Ok(())
@@ -944,7 +945,7 @@ macro_rules! impl_store {
             ) -> $crate::store::StoreResult<Vec<$crate::audit::AuditEntry>> {
                 Ok(sqlx::query_as(
                     "select id, created_at, actor_type, actor_id, actor_name, action, connection_id, outcome, \
-                     detail, request_id, client_addr, tenant from audit_event where tenant = $1 \
+                     detail, request_id, caller_request_id, client_addr, tenant from audit_event where tenant = $1 \
                      and ($2 is null or connection_id = $2) and ($3 is null or action = $3) \
                      and ($4 is null or actor_id = $4) and ($5 is null or id < $5) order by id desc limit $6",
                 )
