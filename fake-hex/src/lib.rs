@@ -28,7 +28,7 @@
 //! | `semantic-ingest` | 3/min | IngestSemanticProject |
 //!
 //! Beside Hex's API the fake serves the pages presigned embedding URLs open
-//! (`/{subdomain}/embedded/{token}`) and three test instruments under `/{subdomain}/api/__fake/`.
+//! (`/{subdomain}/embedded/{token}`) and four test instruments under `/{subdomain}/api/__fake/`.
 //!
 //! ```no_run
 //! # async fn demo() -> std::io::Result<()> {
