@@ -81,8 +81,15 @@ fn skip_summary() -> Option<String> {
         .unwrap_or_default();
     let binary = binary.split('-').next().unwrap_or("?");
     let parts: Vec<String> =
-        skipped.iter().map(|(what, (n, how))| format!("{n} need {what} ({how})")).collect();
+        skipped.iter().map(|(what, (n, how))| format!("{n} {} {what} ({how})", verb(*n))).collect();
     let tests = if total == 1 { "test" } else { "tests" };
+    fn verb(n: usize) -> &'static str {
+        if n == 1 {
+            "needs"
+        } else {
+            "need"
+        }
+    }
     Some(format!(
         "SKIPPED in tests/{binary}.rs: {total} {tests} passed without running: {}",
         parts.join("; ")
