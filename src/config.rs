@@ -235,6 +235,22 @@ impl Config {
             .transpose()
             .map_err(|e| ConfigError::new("HEXBROKER_ENCRYPTION_KEYS", e.to_string()))?;
 
+        // Set but empty is a mistake for these two (a compose file passing `${VAR:-}`, a line
+        // `VAR=` left in an env file), not a request for the default: the default of the one is
+        // the real Hex, of the other no browser origin at all, and neither should come silently.
+        for (var, unset) in [
+            ("HEXBROKER_HEX_URL", "for the default, https://{subdomain}.hex.tech"),
+            ("HEXBROKER_ALLOWED_ORIGINS", "to allow no browser origin"),
+        ] {
+            let blank = |v: String| v.split(',').all(|part| part.trim().is_empty());
+            if lookup(var).is_some_and(blank) {
+                return Err(ConfigError::new(
+                    var,
+                    format!("is set but empty; unset it {unset}, or give a value"),
+                ));
+            }
+        }
+
         let allow_insecure = parse_bool(&get, "HEXBROKER_HEX_ALLOW_INSECURE")?;
         let hex_url = get("HEXBROKER_HEX_URL").unwrap_or_else(|| "https://{subdomain}.hex.tech".into());
         check_hex_url(&hex_url, allow_insecure).map_err(|p| ConfigError::new("HEXBROKER_HEX_URL", p))?;
@@ -700,6 +716,27 @@ mod tests {
             assert_eq!(err.var, var, "{value}");
             assert!(err.to_string().starts_with(var));
         }
+    }
+
+    #[test]
+    fn a_setting_that_is_set_but_empty_is_refused_where_empty_would_be_a_surprise() {
+        let cases = [
+            ("HEXBROKER_HEX_URL", ""),
+            ("HEXBROKER_HEX_URL", "   "),
+            ("HEXBROKER_ALLOWED_ORIGINS", ""),
+            ("HEXBROKER_ALLOWED_ORIGINS", " "),
+            ("HEXBROKER_ALLOWED_ORIGINS", ", ,"),
+        ];
+        for (var, value) in cases {
+            let err = config(&[(var, value)]).expect_err(var);
+            assert_eq!(err.var, var, "{value:?}");
+            assert!(err.to_string().starts_with(&format!("{var}: is set but empty; unset it")), "{err}");
+        }
+        let unset = config(&[]).unwrap();
+        assert_eq!(unset.hex_url, "https://{subdomain}.hex.tech");
+        assert!(unset.allowed_origins.is_empty());
+        let one = config(&[("HEXBROKER_ALLOWED_ORIGINS", "https://app.example.com,")]).unwrap();
+        assert_eq!(one.allowed_origins.len(), 1, "a trailing comma is forgiven");
     }
 
     #[test]

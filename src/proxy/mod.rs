@@ -232,6 +232,10 @@ impl Upstream {
                 Client::builder(TokioExecutor::new())
                     .pool_idle_timeout(Duration::from_secs(90))
                     .pool_max_idle_per_host(256)
+                    // Each connection's read buffer grows up to this (hyper's default is about
+                    // 400 KiB) while a long body streams, and a pooled idle connection keeps
+                    // it: the same cap as the client side's (Hex's headers fit many times over).
+                    .http1_max_buf_size(crate::edge::server::MAX_BUF)
                     .build(https.clone())
             })
             .collect();
