@@ -429,6 +429,7 @@ pub fn shutdown_signal() -> impl Future<Output = ()> + Send + 'static {
                     signal = name,
                     "second signal: exiting without waiting for requests in progress"
                 );
+                crate::telemetry::flush();
                 std::process::exit(if name == "SIGINT" { 130 } else { 143 });
             });
         }

@@ -148,7 +148,8 @@ pub fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(run(command, config, format)) {
+    let outcome = runtime.block_on(run(command, config, format));
+    let code = match outcome {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             // Once: as a log line where logs are JSON (a collector reads them), else as text.
@@ -159,7 +160,9 @@ pub fn main() -> ExitCode {
             }
             ExitCode::FAILURE
         }
-    }
+    };
+    telemetry::flush();
+    code
 }
 
 /// The error and its causes on one line, each cause once: many errors repeat their source's

@@ -362,8 +362,9 @@ impl Config {
         };
         let max_in_flight = number(&get, "HEXBROKER_MAX_IN_FLIGHT", 4096)?;
         let workers = match get("HEXBROKER_WORKERS").as_deref().map(str::trim) {
-            None => 1,
-            Some("auto") => std::thread::available_parallelism().map_or(1, |n| n.get().min(MAX_WORKERS)),
+            None | Some("auto") => {
+                std::thread::available_parallelism().map_or(1, |n| n.get().min(MAX_WORKERS))
+            }
             Some(_) => number_in(&get, "HEXBROKER_WORKERS", 1, 1..=MAX_WORKERS)?,
         };
         let key_rate_limit = match get("HEXBROKER_KEY_RATE_LIMIT").as_deref() {
@@ -758,7 +759,8 @@ mod tests {
             config(&[("HEXBROKER_PROXY_RETRIES", "0"), ("HEXBROKER_CACHE_CAPACITY", "10000000")]).unwrap();
         assert_eq!((edges.proxy_retries, edges.cache_capacity), (0, 10_000_000));
         let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-        assert_eq!(config(&[]).unwrap().workers, 1, "the main runtime unless asked");
+        assert_eq!(config(&[]).unwrap().workers, cores, "one per core unless asked");
+        assert_eq!(config(&[("HEXBROKER_WORKERS", "1")]).unwrap().workers, 1, "the main runtime when asked");
         assert_eq!(config(&[("HEXBROKER_WORKERS", "auto")]).unwrap().workers, cores, "auto: one per core");
         assert_eq!(config(&[("HEXBROKER_WORKERS", "3")]).unwrap().workers, 3);
     }
