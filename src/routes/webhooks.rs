@@ -25,7 +25,7 @@ const MAX_TYPES: usize = 32;
 /// The body of `POST /v1/webhook-endpoints`.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct CreateBody {
+pub struct CreateEndpointBody {
     url: String,
     description: Option<String>,
     event_types: Option<Vec<String>>,
@@ -34,7 +34,7 @@ pub struct CreateBody {
 /// The body of `PATCH /v1/webhook-endpoints/{id}`.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct UpdateBody {
+pub struct UpdateEndpointBody {
     url: Option<String>,
     #[serde(default, deserialize_with = "present")]
     description: Option<Option<String>>,
@@ -83,7 +83,7 @@ pub async fn create(
     State(state): State<AppState>,
     caller: Caller,
     request: RequestInfo,
-    Json(body): Json<CreateBody>,
+    Json(body): Json<CreateEndpointBody>,
 ) -> Result<(StatusCode, Json<WithSecret>)> {
     caller.require(Scope::Admin)?;
     check_description(body.description.as_deref())?;
@@ -133,7 +133,7 @@ pub async fn update(
     caller: Caller,
     request: RequestInfo,
     Path(id): Path<String>,
-    Json(body): Json<UpdateBody>,
+    Json(body): Json<UpdateEndpointBody>,
 ) -> Result<Json<Endpoint>> {
     caller.require(Scope::Admin)?;
     let id = endpoint_id(&id)?;
