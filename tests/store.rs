@@ -302,6 +302,7 @@ async fn pruning_drops_old_audit_entries_and_delivered_events_only(backend: Back
     assert_eq!(claimed.len(), 2);
     assert!(store.claim_events(lease, 10).await.unwrap().is_empty(), "a claimed event is not claimed twice");
     let outcome = |error: Option<&str>| hexbroker::events::endpoints::AttemptOutcome {
+        id: Uuid::now_v7(),
         at: store::now(),
         status_code: Some(if error.is_some() { 500 } else { 200 }),
         duration_ms: 1,

@@ -184,6 +184,8 @@ pub struct Attempt {
 /// What an attempt came to, for the store to record.
 #[derive(Debug, Clone)]
 pub struct AttemptOutcome {
+    /// The history row's id (time-ordered from `at`, so the history pages in start order).
+    pub id: Uuid,
     /// When it started.
     pub at: DateTime<Utc>,
     /// The receiver's status code, when it answered.

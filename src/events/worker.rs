@@ -361,7 +361,12 @@ impl Deliverer {
             Some((error, detail)) => (Some(error), Some(detail)),
             None => (None, None),
         };
-        let outcome = AttemptOutcome { at, status_code, duration_ms, error, detail, retry_at };
+        let id = Uuid::new_v7(uuid::Timestamp::from_unix(
+            uuid::NoContext,
+            u64::try_from(at.timestamp()).unwrap_or(0),
+            at.timestamp_subsec_nanos(),
+        ));
+        let outcome = AttemptOutcome { id, at, status_code, duration_ms, error, detail, retry_at };
         if let Err(e) = self.store.record_attempt(&delivery, &outcome).await {
             // The lease lapses and the delivery is tried again: at least once, never lost.
             tracing::warn!(event_id = %delivery.event_id, error = %e, "could not record a delivery's outcome");

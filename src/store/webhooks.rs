@@ -331,6 +331,15 @@ macro_rules! impl_webhook_store {
                 audit: &$crate::audit::AuditContext,
             ) -> $crate::store::StoreResult<bool> {
                 let mut tx = self.pool.begin().await?;
+                let found = sqlx::query("update webhook_endpoint set updated_at = updated_at where tenant = $1 and id = $2")
+                    .bind(tenant)
+                    .bind(id)
+                    .execute(&mut *tx)
+                    .await?
+                    .rows_affected();
+                if found == 0 {
+                    return Ok(false);
+                }
                 // The deliveries go with it (and their history); their events' summaries follow.
                 let events: Vec<(uuid::Uuid,)> =
                     sqlx::query_as("select distinct event_id from webhook_delivery where endpoint_id = $1")
@@ -412,13 +421,15 @@ macro_rules! impl_webhook_store {
             ) -> $crate::store::StoreResult<bool> {
                 let now = $crate::store::now();
                 let mut tx = self.pool.begin().await?;
-                let found: Option<(uuid::Uuid,)> =
-                    sqlx::query_as("select id from webhook_endpoint where tenant = $1 and id = $2")
-                        .bind(tenant)
-                        .bind(endpoint_id)
-                        .fetch_optional(&mut *tx)
-                        .await?;
-                if found.is_none() {
+                // A no-op write first: it takes the write lock (SQLite) before anything is read,
+                // so the transaction never has to upgrade a read lock under a concurrent writer.
+                let found = sqlx::query("update webhook_endpoint set updated_at = updated_at where tenant = $1 and id = $2")
+                    .bind(tenant)
+                    .bind(endpoint_id)
+                    .execute(&mut *tx)
+                    .await?
+                    .rows_affected();
+                if found == 0 {
                     return Ok(false);
                 }
                 let payload = serde_json::json!({ "endpoint_id": endpoint_id });
@@ -528,7 +539,7 @@ macro_rules! impl_webhook_store {
                     "insert into webhook_attempt (id, delivery_id, endpoint_id, event_id, event_type, attempt, at, \
                      status_code, duration_ms, error) values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
                 )
-                .bind(uuid::Uuid::now_v7())
+                .bind(outcome.id)
                 .bind(delivery.id)
                 .bind(delivery.endpoint_id)
                 .bind(delivery.event_id)
