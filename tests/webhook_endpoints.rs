@@ -638,6 +638,87 @@ async fn refused_urls_at_registration_and_at_send_time(backend: Backend) {
     assert_eq!(receiver.requests.load(Ordering::SeqCst), 0, "nothing reached the loopback receiver");
 }
 
+async fn the_deployment_url_gets_both_signatures_and_the_same_webhook_id(backend: Backend) {
+    use base64::Engine as _;
+    let deployment = Receiver::start().await;
+    let endpoint = Receiver::start().await;
+    let standard = format!("whsec_{}", base64::engine::general_purpose::STANDARD.encode([7u8; 32]));
+    let secrets = format!("plain-deployment-secret,{standard}");
+    let mut settings = SETTINGS.to_vec();
+    settings.push(("HEXBROKER_WEBHOOK_URL", &deployment.url));
+    settings.push(("HEXBROKER_WEBHOOK_SECRET", &secrets));
+    let Some(app) = TestApp::start_with(backend, &settings).await else { return };
+    let key = app.key_in("tenant-a", "connect,admin").await;
+    let (_, secret) = register(&app, &key, &endpoint.url, json!([])).await;
+    connect(&app, &key, "u1").await;
+    eventually("both destinations get the event", || async {
+        !deployment.received().is_empty() && !endpoint.received().is_empty()
+    })
+    .await;
+    let (to_deployment, to_endpoint) = (deployment.received()[0].clone(), endpoint.received()[0].clone());
+    assert_eq!(to_deployment.webhook_id(), to_endpoint.webhook_id(), "one webhook-id across destinations");
+    assert_eq!(to_deployment.header("hexbroker-event-id"), to_deployment.webhook_id());
+    assert!(to_deployment.header("hexbroker-signature").starts_with("t="), "the earlier header stays");
+    assert_eq!(to_deployment.header("webhook-signature").split(' ').count(), 2);
+    assert!(signed_with(&standard, &to_deployment), "a whsec_ entry signs with its decoded bytes");
+    // A plain entry signs with its own bytes.
+    let plain =
+        format!("whsec_{}", base64::engine::general_purpose::STANDARD.encode("plain-deployment-secret"));
+    assert!(signed_with(&plain, &to_deployment));
+    verified_by_reference_library(&[
+        (&standard, &to_deployment),
+        (&plain, &to_deployment),
+        (&secret, &to_endpoint),
+    ]);
+    eventually("the event is delivered everywhere", || async {
+        let events = ok_json(call(&app, &key, "GET", "/v1/events", None).await, 200).await;
+        events["data"][0]["state"] == "delivered"
+    })
+    .await;
+}
+
+async fn reencrypt_reseals_endpoint_secrets_and_they_still_sign(backend: Backend) {
+    let entry = |id: &str| {
+        let generated = hexbroker::crypto::Keyring::generate_entry();
+        format!("{id}:{}", generated.split_once(':').unwrap().1)
+    };
+    let (old, new) = (entry("old"), entry("new"));
+    let mut settings = SETTINGS.to_vec();
+    settings.push(("HEXBROKER_ENCRYPTION_KEYS", &old));
+    let Some(mut app) = TestApp::start_with(backend, &settings).await else { return };
+    let key = app.key("admin").await;
+    let receiver = Receiver::start().await;
+    let (id, first) = register(&app, &key, &receiver.url, json!([])).await;
+    let rotated = ok_json(
+        call(&app, &key, "POST", &format!("/v1/webhook-endpoints/{id}/rotate-secret"), None).await,
+        200,
+    )
+    .await;
+    let second = rotated["secret"].as_str().unwrap().to_owned();
+    app.background.take().unwrap().stop().await;
+
+    let both = format!("{new},{old}");
+    let rotating = app.state_with(&[("HEXBROKER_ENCRYPTION_KEYS", &both)]).await.unwrap();
+    let report = hexbroker::reencrypt::run(&rotating).await.unwrap();
+    assert_eq!(report.webhook_secrets, 1);
+    assert_eq!(hexbroker::reencrypt::run(&rotating).await.unwrap().webhook_secrets, 0, "nothing left");
+
+    // Only the new key now: both secrets still open and sign.
+    let only_new = app.state_with(&[("HEXBROKER_ENCRYPTION_KEYS", &new)]).await.unwrap();
+    let base = common::serve_state(only_new).await;
+    let queued = app
+        .http
+        .post(format!("{base}/v1/webhook-endpoints/{id}/test"))
+        .bearer_auth(&key)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(queued.status(), 202);
+    eventually("the test event arrives", || async { !receiver.received().is_empty() }).await;
+    let got = receiver.received()[0].clone();
+    assert!(signed_with(&first, &got) && signed_with(&second, &got));
+}
+
 on_both_backends!(
     events_reach_their_tenants_endpoints_only_signed_the_standard_way,
     type_filters_and_disabled_endpoints_choose_what_is_sent,
@@ -647,4 +728,6 @@ on_both_backends!(
     deliveries_pending_at_a_restart_are_delivered_after_it,
     two_replicas_make_each_attempt_once,
     refused_urls_at_registration_and_at_send_time,
+    the_deployment_url_gets_both_signatures_and_the_same_webhook_id,
+    reencrypt_reseals_endpoint_secrets_and_they_still_sign,
 );

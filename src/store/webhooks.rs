@@ -340,7 +340,14 @@ macro_rules! impl_webhook_store {
                 if found == 0 {
                     return Ok(false);
                 }
-                // The deliveries go with it (and their history); their events' summaries follow.
+                // Its events' rows are locked before its deliveries (the order `record_attempt`
+                // takes them in); the deliveries go with it, and the events' summaries follow.
+                sqlx::query(
+                    "update event set id = id where id in (select event_id from webhook_delivery where endpoint_id = $1)",
+                )
+                .bind(id)
+                .execute(&mut *tx)
+                .await?;
                 let events: Vec<(uuid::Uuid,)> =
                     sqlx::query_as("select distinct event_id from webhook_delivery where endpoint_id = $1")
                         .bind(id)
@@ -510,6 +517,14 @@ macro_rules! impl_webhook_store {
             ) -> $crate::store::StoreResult<()> {
                 let now = $crate::store::now();
                 let mut tx = self.pool.begin().await?;
+                // The event's row lock first: two deliveries of one event finishing at once then
+                // summarise one after the other, the second seeing the first's commit (on
+                // Postgres each statement reads as of its start, so without the lock both could
+                // see the other still pending and leave the event `pending` for good).
+                sqlx::query("update event set id = id where id = $1")
+                    .bind(delivery.event_id)
+                    .execute(&mut *tx)
+                    .await?;
                 let updated = match &outcome.error {
                     None => sqlx::query(
                         "update webhook_delivery set state = 'delivered', delivered_at = $2, locked_until = null, \
