@@ -360,7 +360,10 @@ async fn a_failing_endpoint_retries_with_the_same_webhook_id_and_delays_no_other
     )
     .await;
     let rows = history["data"].as_array().unwrap();
-    let ats: Vec<&str> = rows.iter().map(|r| r["at"].as_str().unwrap()).collect();
+    let ats: Vec<chrono::DateTime<chrono::FixedOffset>> = rows
+        .iter()
+        .map(|r| chrono::DateTime::parse_from_rfc3339(r["at"].as_str().unwrap()).unwrap())
+        .collect();
     let mut sorted = ats.clone();
     sorted.sort_by(|a, b| b.cmp(a));
     assert_eq!(ats, sorted, "newest first");
@@ -474,16 +477,24 @@ async fn test_events_are_sent_to_one_endpoint_and_its_history_pages(backend: Bac
         for row in page["data"].as_array().unwrap() {
             assert_eq!((row["status_code"].clone(), row["error"].clone()), (json!(200), Value::Null));
             assert_eq!(row["event_type"], "webhook.test");
-            seen.push(row["event_id"].as_str().unwrap().to_owned());
+            seen.push((row["event_id"].as_str().unwrap().to_owned(), row["at"].as_str().unwrap().to_owned()));
         }
         match page["next_cursor"].as_str() {
             Some(c) => cursor = Some(c.to_owned()),
             None => break,
         }
     }
+    // Every attempt once across the pages (attempts in flight together may start in any order).
     let mut received: Vec<String> = one.received().iter().map(Got::webhook_id).collect();
-    received.reverse();
-    assert_eq!(seen, received, "every attempt, newest first, across pages");
+    received.sort();
+    let mut listed: Vec<String> = seen.iter().map(|(id, _)| id.clone()).collect();
+    listed.sort();
+    assert_eq!(listed, received, "every attempt, across pages");
+    let starts: Vec<chrono::DateTime<chrono::FixedOffset>> =
+        seen.iter().map(|(_, at)| chrono::DateTime::parse_from_rfc3339(at).unwrap()).collect();
+    let mut newest_first = starts.clone();
+    newest_first.sort_by(|a, b| b.cmp(a));
+    assert_eq!(starts, newest_first, "newest first");
     let (status, code) = error_code(
         call(&app, &key, "GET", &format!("/v1/webhook-endpoints/{id}/deliveries?limit=0"), None).await,
     )
