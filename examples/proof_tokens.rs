@@ -31,7 +31,7 @@ async fn seed(state: &AppState, n: u64) -> anyhow::Result<()> {
     let inserts = stream::iter(0..n).map(|i| async move {
         let id = Uuid::new_v4();
         let token = SecretString::from(seeded_token(id));
-        let binding = TokenBinding { connection_id: id, tenant: TENANT, subdomain: SUBDOMAIN };
+        let binding = TokenBinding { connection_id: id, tenant: TENANT, subdomain: SUBDOMAIN, hex_url: None };
         let new = NewConnection {
             id,
             tenant: TENANT.to_owned(),
@@ -40,6 +40,7 @@ async fn seed(state: &AppState, n: u64) -> anyhow::Result<()> {
             label: None,
             metadata: serde_json::json!({}),
             subdomain: SUBDOMAIN.to_owned(),
+            hex_url: None,
             token_type: "personal",
             token_hint: "hxtp_…seed".to_owned(),
             token_fingerprint: state.hasher.token_fingerprint(SUBDOMAIN, &token),
@@ -75,8 +76,12 @@ async fn check(state: &AppState) -> anyhow::Result<bool> {
             if row.sealed.key_id == active && row.sealed.version == SEAL_V2 {
                 on_active += 1;
             }
-            let binding =
-                TokenBinding { connection_id: row.id, tenant: &row.tenant, subdomain: &row.subdomain };
+            let binding = TokenBinding {
+                connection_id: row.id,
+                tenant: &row.tenant,
+                subdomain: &row.subdomain,
+                hex_url: row.hex_url.as_deref(),
+            };
             match state.keyring.open_token(binding, &row.sealed) {
                 Ok(token) => {
                     opened += 1;

@@ -83,7 +83,7 @@ impl AppState {
         let holds_sealed = store.sealed_secret(HASH_KEY_NAME).await?.is_some();
         let keyring = resolve_keyring(&config, holds_sealed)?;
         let hasher = load_hash_key(&store, &keyring).await?;
-        let hex = HexClient::new(&config.hex_url, config.hex_timeout)?;
+        let hex = HexClient::with_hosts(&config.hex_url, &config.hex_hosts, config.hex_timeout)?;
         let retry = RetryPolicy { max_retries: config.proxy_retries, budget: config.proxy_retry_budget };
         let metrics = Metrics::new();
         let timeouts = Timeouts {

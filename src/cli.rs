@@ -306,11 +306,10 @@ async fn keys(command: KeysCommand, state: AppState) -> anyhow::Result<()> {
             if scopes.is_empty() {
                 anyhow::bail!("--scopes: name at least one scope");
             }
-            let tenant = tenant.trim();
-            if tenant.is_empty() || tenant.len() > 128 {
-                anyhow::bail!("--tenant: 1 to 128 characters");
-            }
-            let created = auth::create_api_key(&state, &name, tenant, scopes).await?;
+            let tenant =
+                crate::input::Tenant::parse(&tenant).map_err(|e| anyhow::anyhow!("--tenant: {e}"))?;
+            let name = crate::input::KeyName::parse(name).map_err(|e| anyhow::anyhow!("--name: {e}"))?;
+            let created = auth::create_api_key(&state, name.as_str(), tenant.as_str(), scopes).await?;
             eprintln!(
                 "created key {} ({}) for tenant {} with scopes {}; the secret is shown once:",
                 created.key.id, created.key.name, created.key.tenant, created.key.scopes

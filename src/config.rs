@@ -22,6 +22,9 @@ pub struct Config {
     pub encryption_keys: Option<Keyring>,
     /// `HEXBROKER_HEX_URL`: the template of a workspace's Hex origin.
     pub hex_url: String,
+    /// `HEXBROKER_HEX_HOSTS`: extra Hex origins people may connect to by URL (Hex on its own
+    /// domain, §6 step 1b), each canonical (`scheme://host[:port]`, lowercase, no default port).
+    pub hex_hosts: Vec<String>,
     /// `HEXBROKER_PUBLIC_URL`: the origin browsers use.
     pub public_url: Url,
     /// `HEXBROKER_ALLOWED_ORIGINS`: browser origins allowed to call the connect endpoints.
@@ -239,6 +242,11 @@ impl Config {
         let allow_insecure = parse_bool(&get, "HEXBROKER_HEX_ALLOW_INSECURE")?;
         let hex_url = get("HEXBROKER_HEX_URL").unwrap_or_else(|| "https://{subdomain}.hex.tech".into());
         check_hex_url(&hex_url, allow_insecure).map_err(|p| ConfigError::new("HEXBROKER_HEX_URL", p))?;
+        let hex_hosts = get("HEXBROKER_HEX_HOSTS")
+            .map(|v| parse_hex_hosts(&v, allow_insecure))
+            .transpose()
+            .map_err(|p| ConfigError::new("HEXBROKER_HEX_HOSTS", p))?
+            .unwrap_or_default();
 
         let public_url = match get("HEXBROKER_PUBLIC_URL") {
             None => Url::parse(&format!("http://{listen}")).expect("a socket address makes a URL"),
@@ -425,6 +433,7 @@ impl Config {
             database_url: DatabaseUrl(database_url),
             encryption_keys,
             hex_url,
+            hex_hosts,
             public_url,
             allowed_origins,
             hex_timeout: duration(&get, "HEXBROKER_HEX_TIMEOUT", Duration::from_secs(10))?,
@@ -538,6 +547,51 @@ fn check_hex_url(template: &str, allow_insecure: bool) -> Result<(), String> {
         }
         other => Err(format!("has scheme `{other}`; only https (or http to loopback) is allowed")),
     }
+}
+
+/// Parses `HEXBROKER_HEX_HOSTS`: comma-separated origins, each `https://host[:port]` (plain
+/// http only to a loopback host, or when insecure use is allowed, as for the template), with no
+/// user name, path, query or fragment. Returns them canonical and without repeats.
+fn parse_hex_hosts(value: &str, allow_insecure: bool) -> Result<Vec<String>, String> {
+    let mut hosts: Vec<String> = Vec::new();
+    for entry in value.split(',').map(str::trim).filter(|e| !e.is_empty()) {
+        let shape = || {
+            format!("`{entry}` is not an origin like https://hex.example.com (scheme://host[:port], nothing after)")
+        };
+        let lower = entry.to_ascii_lowercase();
+        if !(lower.starts_with("https://") || lower.starts_with("http://"))
+            || entry.chars().any(|c| c.is_whitespace() || c.is_control())
+        {
+            return Err(shape());
+        }
+        let url = Url::parse(entry).map_err(|_| shape())?;
+        let bare = url.username().is_empty()
+            && url.password().is_none()
+            && url.path() == "/"
+            && !entry.trim_end_matches('/').ends_with('?')
+            && url.query().is_none()
+            && url.fragment().is_none()
+            && match url.host() {
+                Some(url::Host::Domain(d)) => {
+                    d.bytes().all(|b| b.is_ascii_alphanumeric() || b"-.".contains(&b))
+                }
+                Some(_) => true,
+                None => false,
+            };
+        if !bare {
+            return Err(shape());
+        }
+        if url.scheme() == "http" && !(allow_insecure || is_loopback_host(&url)) {
+            return Err(format!(
+                "`{entry}` is not https; use https, a loopback host, or set HEXBROKER_HEX_ALLOW_INSECURE=true"
+            ));
+        }
+        let origin = url.origin().ascii_serialization();
+        if !hosts.contains(&origin) {
+            hosts.push(origin);
+        }
+    }
+    Ok(hosts)
 }
 
 fn is_loopback_host(url: &Url) -> bool {
@@ -661,6 +715,7 @@ mod tests {
             ("HEXBROKER_CONNECT_ATTEMPT_LIMIT", "10/never"),
             ("HEXBROKER_METRICS_LISTEN", "metrics.local"),
             ("HEXBROKER_METRICS_REFRESH", "often"),
+            ("HEXBROKER_HEX_HOSTS", "hex.mycorp.com"),
         ];
         for (var, value) in cases {
             let err = config(&[(var, value)]).expect_err(var);
@@ -743,6 +798,57 @@ mod tests {
             ("HEXBROKER_HEX_ALLOW_INSECURE", "true"),
         ])
         .is_ok());
+    }
+
+    #[test]
+    fn hex_hosts_are_exact_origins_checked_at_start_up() {
+        let parse = |value: &str, insecure: bool| {
+            let insecure = if insecure { "true" } else { "false" };
+            config(&[("HEXBROKER_HEX_HOSTS", value), ("HEXBROKER_HEX_ALLOW_INSECURE", insecure)])
+                .map(|c| c.hex_hosts)
+                .map_err(|e| (e.var, e.problem))
+        };
+        assert!(config(&[]).unwrap().hex_hosts.is_empty(), "none unless named");
+        let good = [
+            ("https://hex.mycorp.com", vec!["https://hex.mycorp.com"]),
+            ("https://hex.mycorp.com/", vec!["https://hex.mycorp.com"]),
+            ("HTTPS://Hex.MyCorp.com:443", vec!["https://hex.mycorp.com"]),
+            ("https://hex.mycorp.com:8443", vec!["https://hex.mycorp.com:8443"]),
+            (
+                " https://a.example.com , https://b.example.com,,",
+                vec!["https://a.example.com", "https://b.example.com"],
+            ),
+            ("https://a.example.com,https://a.example.com/", vec!["https://a.example.com"]),
+            ("http://127.0.0.2:9090", vec!["http://127.0.0.2:9090"]),
+            ("http://[::1]:9090", vec!["http://[::1]:9090"]),
+            ("http://hex.localhost", vec!["http://hex.localhost"]),
+            ("https://10.0.0.5", vec!["https://10.0.0.5"]),
+        ];
+        for (value, hosts) in good {
+            assert_eq!(parse(value, false), Ok(hosts.iter().map(|h| h.to_string()).collect()), "{value}");
+        }
+        let bad = [
+            "hex.mycorp.com",
+            "ftp://hex.mycorp.com",
+            "https://",
+            "https://hex.mycorp.com/hex",
+            "https://hex.mycorp.com/?x=1",
+            "https://hex.mycorp.com?",
+            "https://hex.mycorp.com#top",
+            "https://user@hex.mycorp.com",
+            "https://user:pw@hex.mycorp.com",
+            "https://hex.mycorp.com:99999",
+            "https://hex mycorp.com",
+            "http://hex.mycorp.com",
+            "https://ok.example.com,http://hex.internal",
+            "https://{subdomain}.hex.tech",
+        ];
+        for value in bad {
+            let (var, problem) = parse(value, false).expect_err(value);
+            assert_eq!(var, "HEXBROKER_HEX_HOSTS", "{value}");
+            assert!(problem.contains('`'), "the problem names the entry: {problem}");
+        }
+        assert_eq!(parse("http://hex.internal:8080", true), Ok(vec!["http://hex.internal:8080".into()]));
     }
 
     #[test]

@@ -2,10 +2,11 @@
 //! hash for API keys, session tokens and token fingerprints, and random secrets.
 //!
 //! A sealed token carries the id of the key that sealed it and binds its row in as associated
-//! data: the connection id, its tenant and its subdomain (seal version 2), so a ciphertext copied
-//! onto another row, or a row edited to another tenant or workspace, does not open. Rows sealed
+//! data: the connection id, its tenant and its subdomain (seal version 2), and for a connection on
+//! one of the operator's own Hex origins that origin too (version 3), so a ciphertext copied onto
+//! another row, or a row edited to another tenant, workspace or origin, does not open. Rows sealed
 //! the earlier way (version 1: the connection id alone) still open until `hexbroker reencrypt`
-//! re-seals them.
+//! re-seals them. Versions 1 and 2 bind no origin, so they open only on a row that names none.
 
 use std::collections::HashMap;
 use std::fmt;
@@ -34,7 +35,7 @@ pub struct Sealed {
     pub nonce: Vec<u8>,
     /// Ciphertext followed by the 128-bit tag.
     pub ciphertext: Vec<u8>,
-    /// What the associated data binds: [`SEAL_V1`] or [`SEAL_V2`] for tokens; always
+    /// What the associated data binds: [`SEAL_V1`], [`SEAL_V2`] or [`SEAL_V3`] for tokens; always
     /// [`SEAL_V1`] for other sealed values, whose associated data the caller names.
     pub version: i16,
 }
@@ -43,6 +44,18 @@ pub struct Sealed {
 pub const SEAL_V1: i16 = 1;
 /// A token sealed with its connection id, tenant and subdomain bound in.
 pub const SEAL_V2: i16 = 2;
+/// A token sealed with its connection id, tenant, subdomain and Hex origin bound in: how the
+/// token of a connection on one of `HEXBROKER_HEX_HOSTS` is sealed.
+pub const SEAL_V3: i16 = 3;
+
+/// The seal version a row is sealed with today: 3 when it names its own Hex origin, else 2.
+pub fn current_seal_version(hex_url: Option<&str>) -> i16 {
+    if hex_url.is_some() {
+        SEAL_V3
+    } else {
+        SEAL_V2
+    }
+}
 
 /// The row a Hex token is sealed for: every field is bound into the associated data.
 #[derive(Debug, Clone, Copy)]
@@ -53,6 +66,9 @@ pub struct TokenBinding<'a> {
     pub tenant: &'a str,
     /// Its workspace subdomain, as stored.
     pub subdomain: &'a str,
+    /// Its own Hex origin, as stored, for a connection on one of `HEXBROKER_HEX_HOSTS`; `None`
+    /// for one whose origin comes from the template.
+    pub hex_url: Option<&'a str>,
 }
 
 impl fmt::Debug for Sealed {
@@ -144,20 +160,30 @@ impl Keyring {
         &self.active
     }
 
-    /// Seals a connection's Hex token under the active key, binding its row (seal version 2).
+    /// Seals a connection's Hex token under the active key, binding its row (seal version 2, or
+    /// 3 for a row with its own Hex origin).
     pub fn seal_token(&self, binding: TokenBinding<'_>, token: &SecretString) -> Sealed {
-        let sealed = self.seal(&token_aad(SEAL_V2, binding), token.expose_secret().as_bytes());
-        Sealed { version: SEAL_V2, ..sealed }
+        let version = current_seal_version(binding.hex_url);
+        let sealed = self.seal(&token_aad(version, binding), token.expose_secret().as_bytes());
+        Sealed { version, ..sealed }
     }
 
-    /// Opens a connection's Hex token, checking that it was sealed for this row: a version 2
-    /// seal checks id, tenant and subdomain; a version 1 seal (the earlier way) the id alone.
+    /// Opens a connection's Hex token, checking that it was sealed for this row: a version 3
+    /// seal checks id, tenant, subdomain and origin; a version 2 seal id, tenant and subdomain;
+    /// a version 1 seal (the earlier way) the id alone. A row that names its own origin opens
+    /// only under version 3, and one that names none never does: an origin written into an
+    /// older row, or dropped from a newer one, fails as an edit.
     pub fn open_token(
         &self,
         binding: TokenBinding<'_>,
         sealed: &Sealed,
     ) -> Result<SecretString, CryptoError> {
-        if !matches!(sealed.version, SEAL_V1 | SEAL_V2) {
+        let fits = match sealed.version {
+            SEAL_V1 | SEAL_V2 => binding.hex_url.is_none(),
+            SEAL_V3 => binding.hex_url.is_some(),
+            _ => false,
+        };
+        if !fits {
             return Err(CryptoError::Tampered);
         }
         let bytes = self.open(&token_aad(sealed.version, binding), sealed)?;
@@ -193,17 +219,22 @@ fn valid_key_id(id: &str) -> bool {
     (1..=64).contains(&id.len()) && id.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b))
 }
 
-/// The associated data of a token sealed as `version`. Version 2 length-prefixes tenant and
-/// subdomain, so no two different rows share associated data.
+/// The associated data of a token sealed as `version`. Versions 2 and 3 length-prefix tenant,
+/// subdomain (and origin), so no two different rows share associated data.
 fn token_aad(version: i16, binding: TokenBinding<'_>) -> Vec<u8> {
     if version == SEAL_V1 {
         let mut aad = b"hexbroker/connection-token/v1/".to_vec();
         aad.extend_from_slice(binding.connection_id.as_bytes());
         return aad;
     }
-    let mut aad = b"hexbroker/connection-token/v2/".to_vec();
+    let mut aad = if version == SEAL_V3 {
+        b"hexbroker/connection-token/v3/".to_vec()
+    } else {
+        b"hexbroker/connection-token/v2/".to_vec()
+    };
     aad.extend_from_slice(binding.connection_id.as_bytes());
-    for field in [binding.tenant, binding.subdomain] {
+    let origin = if version == SEAL_V3 { binding.hex_url } else { None };
+    for field in [Some(binding.tenant), Some(binding.subdomain), origin].into_iter().flatten() {
         aad.extend_from_slice(&(field.len() as u64).to_be_bytes());
         aad.extend_from_slice(field.as_bytes());
     }
@@ -279,7 +310,16 @@ mod tests {
     }
 
     fn row(connection_id: Uuid) -> TokenBinding<'static> {
-        TokenBinding { connection_id, tenant: "default", subdomain: "acme" }
+        TokenBinding { connection_id, tenant: "default", subdomain: "acme", hex_url: None }
+    }
+
+    fn hosted(connection_id: Uuid) -> TokenBinding<'static> {
+        TokenBinding {
+            connection_id,
+            tenant: "default",
+            subdomain: "hex.mycorp.com",
+            hex_url: Some("https://hex.mycorp.com"),
+        }
     }
 
     fn entry(id: &str) -> String {
@@ -346,8 +386,47 @@ mod tests {
         }
         let downgraded = Sealed { version: SEAL_V1, ..sealed.clone() };
         assert_eq!(ring.open_token(row(id), &downgraded).unwrap_err(), CryptoError::Tampered);
-        let unknown = Sealed { version: 3, ..sealed };
+        let unknown = Sealed { version: 4, ..sealed };
         assert_eq!(ring.open_token(row(id), &unknown).unwrap_err(), CryptoError::Tampered);
+    }
+
+    #[test]
+    fn a_row_on_its_own_origin_binds_the_origin() {
+        let ring = keyring(&entry("k1"));
+        let id = Uuid::now_v7();
+        let sealed = ring.seal_token(hosted(id), &SecretString::from("hxtp_secret"));
+        assert_eq!(sealed.version, SEAL_V3);
+        assert_eq!(ring.open_token(hosted(id), &sealed).unwrap().expose_secret(), "hxtp_secret");
+        let edits = [
+            TokenBinding { hex_url: Some("https://hex.other.com"), ..hosted(id) },
+            TokenBinding { hex_url: Some("https://hex.mycorp.com:8443"), ..hosted(id) },
+            TokenBinding { hex_url: None, ..hosted(id) },
+            TokenBinding { subdomain: "acme", ..hosted(id) },
+            TokenBinding { tenant: "other", ..hosted(id) },
+            // Moving bytes between subdomain and origin does not make the same associated data.
+            TokenBinding {
+                subdomain: "hex.mycorp.comhttps://hex.mycorp.co",
+                hex_url: Some("m"),
+                ..hosted(id)
+            },
+        ];
+        for edited in edits {
+            assert_eq!(ring.open_token(edited, &sealed).unwrap_err(), CryptoError::Tampered, "{edited:?}");
+        }
+        // Relabelled as an older seal, which binds no origin: it does not open either way.
+        for version in [SEAL_V1, SEAL_V2] {
+            let relabelled = Sealed { version, ..sealed.clone() };
+            assert_eq!(ring.open_token(hosted(id), &relabelled).unwrap_err(), CryptoError::Tampered);
+            let dropped = TokenBinding { hex_url: None, ..hosted(id) };
+            assert_eq!(ring.open_token(dropped, &relabelled).unwrap_err(), CryptoError::Tampered);
+        }
+        // An origin written into a row sealed without one does not open.
+        let plain = ring.seal_token(row(id), &SecretString::from("hxtp_secret"));
+        assert_eq!(plain.version, SEAL_V2);
+        let moved = TokenBinding { hex_url: Some("https://hex.mycorp.com"), ..row(id) };
+        assert_eq!(ring.open_token(moved, &plain).unwrap_err(), CryptoError::Tampered);
+        let v1 = ring.seal(&token_aad(SEAL_V1, row(id)), b"hxtp_old");
+        assert_eq!(ring.open_token(moved, &v1).unwrap_err(), CryptoError::Tampered);
     }
 
     #[test]

@@ -1,6 +1,7 @@
-//! Everything that knows Hex: the origin template, the subdomain and token rules, and `verify`
-//! (§6 step 1–3 of the contract), with the mapping of Hex's answers to hexbroker's error codes.
-//! Nothing else builds Hex URLs.
+//! Everything that knows Hex: the origin template and the operator's own Hex origins
+//! (`HEXBROKER_HEX_HOSTS`), the subdomain and token rules, and `verify` (§6 steps 1–3 and 1b of
+//! the contract), with the mapping of Hex's answers to hexbroker's error codes. Nothing else
+//! builds Hex URLs.
 
 use std::error::Error as StdError;
 use std::net::SocketAddr;
@@ -64,6 +65,74 @@ impl Subdomain {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 #[error("the stored subdomain is not a DNS label; the row was edited outside hexbroker")]
 pub struct BadStoredSubdomain;
+
+/// The Hex workspace a connection talks to: a subdomain substituted into the template, or one of
+/// the operator's own Hex origins (`HEXBROKER_HEX_HOSTS`, §6 step 1b). Made only by
+/// [`HexClient::workspace`] from a submission and [`HexClient::stored_workspace`] from a row,
+/// both of which hold the wall: no other host is ever named.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Workspace {
+    /// `{subdomain}` in the template.
+    Template(Subdomain),
+    /// One origin of the operator's list, exactly as listed (canonical).
+    Host(HexHost),
+}
+
+/// One of the operator's own Hex origins, exactly as `HEXBROKER_HEX_HOSTS` lists it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HexHost {
+    origin: String,
+    host: String,
+}
+
+impl Workspace {
+    /// What is stored (and shown) as the connection's `subdomain`: the label, or for an origin
+    /// of its own the origin's host name (e.g. `hex.mycorp.com`).
+    pub fn subdomain(&self) -> &str {
+        match self {
+            Workspace::Template(subdomain) => subdomain.as_str(),
+            Workspace::Host(host) => &host.host,
+        }
+    }
+
+    /// What is stored as the connection's `hex_url`: its own origin, or `None` for the template.
+    pub fn hex_url(&self) -> Option<&str> {
+        match self {
+            Workspace::Template(_) => None,
+            Workspace::Host(host) => Some(&host.origin),
+        }
+    }
+
+    /// What a token's fingerprint is taken over: the label, or the whole origin (which, holding
+    /// `:`, is never a label), so one token connected to two workspaces makes two fingerprints.
+    pub fn fingerprint_key(&self) -> &str {
+        self.hex_url().unwrap_or_else(|| self.subdomain())
+    }
+}
+
+/// Why a stored workspace cannot be used.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum BadStoredWorkspace {
+    /// The subdomain fails §6's rule, or does not match the stored origin: the row was edited
+    /// outside hexbroker.
+    #[error("the stored workspace fails its check; the row was edited outside hexbroker")]
+    Tampered,
+    /// The stored origin is not (or no longer) in `HEXBROKER_HEX_HOSTS`.
+    #[error("the stored Hex origin is not in HEXBROKER_HEX_HOSTS")]
+    HostNotListed,
+}
+
+impl From<BadStoredSubdomain> for BadStoredWorkspace {
+    fn from(_: BadStoredSubdomain) -> Self {
+        BadStoredWorkspace::Tampered
+    }
+}
+
+/// The host name of a canonical origin (`[::1]` for an IPv6 one), or `None` if it is not one.
+fn host_of(origin: &str) -> Option<String> {
+    let url = url::Url::parse(origin).ok()?;
+    (url.origin().ascii_serialization() == origin).then(|| url.host_str().map(str::to_owned)).flatten()
+}
 
 fn is_dns_label(label: &str) -> bool {
     let bytes = label.as_bytes();
@@ -177,12 +246,20 @@ impl From<Rejection> for ApiError {
 #[derive(Debug, Clone)]
 pub struct HexClient {
     template: Arc<str>,
+    /// The operator's own Hex origins, canonical (as `Config::hex_hosts` holds them).
+    hosts: Arc<[String]>,
     http: reqwest::Client,
 }
 
 impl HexClient {
     /// A client for the origin `template` (`{subdomain}` is substituted).
     pub fn new(template: &str, timeout: Duration) -> anyhow::Result<Self> {
+        Self::with_hosts(template, &[], timeout)
+    }
+
+    /// A client for the origin `template` and the operator's own Hex origins `hosts` (canonical,
+    /// as [`crate::Config`] checked them).
+    pub fn with_hosts(template: &str, hosts: &[String], timeout: Duration) -> anyhow::Result<Self> {
         let http = reqwest::Client::builder()
             .timeout(timeout)
             .connect_timeout(timeout.min(Duration::from_secs(5)))
@@ -192,24 +269,94 @@ impl HexClient {
             .dns_resolver(Arc::new(SystemResolver))
             .user_agent(concat!("hexbroker/", env!("CARGO_PKG_VERSION")))
             .build()?;
-        Ok(Self { template: template.into(), http })
+        Ok(Self { template: template.into(), hosts: hosts.into(), http })
+    }
+
+    /// Whether the operator named any Hex origins of their own.
+    pub fn has_hosts(&self) -> bool {
+        !self.hosts.is_empty()
+    }
+
+    /// The workspace a submitted subdomain field names (§6 steps 1 and 1b): a URL on one of the
+    /// operator's own origins (exactly: scheme, host and port; no user name; any path after it
+    /// ignored), or the host name alone of an https one; otherwise the subdomain rule, which
+    /// refuses every other host as `invalid_subdomain`.
+    pub fn workspace(&self, input: &str) -> Result<Workspace, ApiError> {
+        let text = input.trim();
+        let has_scheme = {
+            let lower = text.get(..8).unwrap_or(text).to_ascii_lowercase();
+            lower.starts_with("https://") || lower.starts_with("http://")
+        };
+        if has_scheme {
+            if let Some(host) = self.listed(text) {
+                return Ok(Workspace::Host(host));
+            }
+        }
+        match Subdomain::parse(text) {
+            Ok(subdomain) => Ok(Workspace::Template(subdomain)),
+            Err(refused) if has_scheme || !text.starts_with(|c: char| c.is_ascii_alphanumeric()) => {
+                Err(refused)
+            }
+            Err(refused) => self.listed(&format!("https://{text}")).map(Workspace::Host).ok_or(refused),
+        }
+    }
+
+    /// The listed origin `url` is on, if it is exactly on one.
+    fn listed(&self, url: &str) -> Option<HexHost> {
+        // A backslash reads as a slash to URL parsers but not to people: refused, as is space.
+        if self.hosts.is_empty() || url.chars().any(|c| c.is_whitespace() || c.is_control() || c == '\\') {
+            return None;
+        }
+        let url = url::Url::parse(url).ok()?;
+        if !url.username().is_empty() || url.password().is_some() {
+            return None;
+        }
+        let origin = url.origin().ascii_serialization();
+        let listed = self.hosts.iter().find(|h| **h == origin)?;
+        Some(HexHost { origin: listed.clone(), host: url.host_str()?.to_owned() })
+    }
+
+    /// The workspace of a stored row, checked again (§9): a template row's subdomain by §6's
+    /// rule; a row with its own origin only while that origin is still listed, and only with the
+    /// subdomain that origin gives.
+    pub fn stored_workspace(
+        &self,
+        subdomain: &str,
+        hex_url: Option<&str>,
+    ) -> Result<Workspace, BadStoredWorkspace> {
+        let Some(origin) = hex_url else {
+            return Ok(Workspace::Template(Subdomain::from_stored(subdomain)?));
+        };
+        let host = host_of(origin).ok_or(BadStoredWorkspace::Tampered)?;
+        if host != subdomain {
+            return Err(BadStoredWorkspace::Tampered);
+        }
+        match self.hosts.iter().find(|h| *h == origin) {
+            Some(listed) => Ok(Workspace::Host(HexHost { origin: listed.clone(), host })),
+            None => Err(BadStoredWorkspace::HostNotListed),
+        }
     }
 
     /// The workspace's origin, e.g. `https://acme.hex.tech`, with no trailing slash.
-    pub fn origin(&self, subdomain: &Subdomain) -> String {
-        self.template.replace("{subdomain}", subdomain.as_str()).trim_end_matches('/').to_owned()
+    pub fn origin(&self, workspace: &Workspace) -> String {
+        match workspace {
+            Workspace::Template(subdomain) => {
+                self.template.replace("{subdomain}", subdomain.as_str()).trim_end_matches('/').to_owned()
+            }
+            Workspace::Host(host) => host.origin.clone(),
+        }
     }
 
-    /// Asks Hex whether `token` works in `subdomain`'s workspace: `users/me`, falling back to
-    /// listing one project when Hex forbids or does not know `users/me` for this token, answers
-    /// it with a 5xx, or answers 200 with a body that does not read as the spec's (§6 step 3).
-    #[tracing::instrument(skip_all, fields(subdomain = subdomain.as_str()))]
+    /// Asks Hex whether `token` works in `workspace`: `users/me`, falling back to listing one
+    /// project when Hex forbids or does not know `users/me` for this token, answers it with a
+    /// 5xx, or answers 200 with a body that does not read as the spec's (§6 step 3).
+    #[tracing::instrument(skip_all, fields(subdomain = workspace.subdomain()))]
     pub async fn verify(
         &self,
-        subdomain: &Subdomain,
+        workspace: &Workspace,
         token: &SecretString,
     ) -> Result<HexIdentity, Rejection> {
-        let origin = self.origin(subdomain);
+        let origin = self.origin(workspace);
         let me = self.get(&format!("{origin}/api/v1/users/me"), token).await?;
         match me.status() {
             StatusCode::OK => {
@@ -486,8 +633,106 @@ mod tests {
     #[test]
     fn the_origin_substitutes_the_subdomain() {
         let client = HexClient::new("https://{subdomain}.hex.tech", Duration::from_secs(1)).unwrap();
-        assert_eq!(client.origin(&Subdomain::parse("acme").unwrap()), "https://acme.hex.tech");
+        let acme = Workspace::Template(Subdomain::parse("acme").unwrap());
+        assert_eq!(client.origin(&acme), "https://acme.hex.tech");
         let local = HexClient::new("http://127.0.0.1:9/{subdomain}/", Duration::from_secs(1)).unwrap();
-        assert_eq!(local.origin(&Subdomain::parse("acme").unwrap()), "http://127.0.0.1:9/acme");
+        assert_eq!(local.origin(&acme), "http://127.0.0.1:9/acme");
+    }
+
+    fn with_hosts() -> HexClient {
+        let hosts = ["https://hex.mycorp.com".to_owned(), "http://127.0.0.2:9090".to_owned()];
+        HexClient::with_hosts("https://{subdomain}.hex.tech", &hosts, Duration::from_secs(1)).unwrap()
+    }
+
+    #[test]
+    fn a_url_on_a_listed_origin_names_that_origin_and_nothing_else_does() {
+        let client = with_hosts();
+        let hosted = [
+            ("https://hex.mycorp.com", "https://hex.mycorp.com", "hex.mycorp.com"),
+            ("  https://hex.mycorp.com/ ", "https://hex.mycorp.com", "hex.mycorp.com"),
+            ("https://hex.mycorp.com/hex/projects/1?x=y#z", "https://hex.mycorp.com", "hex.mycorp.com"),
+            ("HTTPS://HEX.MyCorp.COM:443/home", "https://hex.mycorp.com", "hex.mycorp.com"),
+            ("hex.mycorp.com", "https://hex.mycorp.com", "hex.mycorp.com"),
+            ("hex.mycorp.com/home", "https://hex.mycorp.com", "hex.mycorp.com"),
+            ("http://127.0.0.2:9090/api/v1", "http://127.0.0.2:9090", "127.0.0.2"),
+        ];
+        for (input, origin, subdomain) in hosted {
+            let workspace = client.workspace(input).unwrap_or_else(|e| panic!("{input:?}: {e}"));
+            assert_eq!(workspace.hex_url(), Some(origin), "{input:?}");
+            assert_eq!(workspace.subdomain(), subdomain, "{input:?}");
+            assert_eq!(client.origin(&workspace), origin, "{input:?}");
+            assert_eq!(workspace.fingerprint_key(), origin);
+        }
+        let template = [("acme", "acme"), ("https://acme.hex.tech/x", "acme"), ("eu.hex.tech", "eu")];
+        for (input, label) in template {
+            let workspace = client.workspace(input).unwrap();
+            assert_eq!((workspace.subdomain(), workspace.hex_url()), (label, None), "{input:?}");
+        }
+        let refused = [
+            "https://hex.mycorp.com.evil.com",
+            "https://hex.mycorp.com@evil.com",
+            "https://user@hex.mycorp.com",
+            "https://user:pw@hex.mycorp.com/",
+            "https://evil.com/https://hex.mycorp.com",
+            "https://evil.com?https://hex.mycorp.com",
+            "https://evil.com#@hex.mycorp.com",
+            "http://hex.mycorp.com",
+            "https://hex.mycorp.com:8443",
+            "https://hex.mycorp.com.",
+            "https://xhex.mycorp.com",
+            "https://mycorp.com",
+            "hex.mycorp.com.evil.com",
+            "evil.com",
+            "https://127.0.0.2:9090",
+            "http://127.0.0.2:9091",
+            "http://127.0.0.2",
+            "127.0.0.2:9090",
+            "http://127.1:9090",
+            "http://localhost:9090",
+            "https://hex.my\ncorp.com",
+            "https://hex.mycorp.com/\tx",
+            "https://hex.mycorp.com\\@evil.com",
+            "https://hex.my corp.com",
+            "https://hex.mycorp.com/\u{0}",
+            "ftp://hex.mycorp.com",
+            "//hex.mycorp.com",
+            "https://hеx.mycorp.com",
+        ];
+        for input in refused {
+            let err = client.workspace(input).expect_err(input);
+            assert_eq!(err.code(), "invalid_subdomain", "{input:?}");
+        }
+        // With no hosts named, a URL is read by the subdomain rule alone, as before.
+        let plain = HexClient::new("https://{subdomain}.hex.tech", Duration::from_secs(1)).unwrap();
+        assert_eq!(plain.workspace("https://hex.mycorp.com").unwrap_err().code(), "invalid_subdomain");
+    }
+
+    #[test]
+    fn a_stored_origin_is_used_only_while_listed_and_with_its_own_subdomain() {
+        let client = with_hosts();
+        let stored = client.stored_workspace("hex.mycorp.com", Some("https://hex.mycorp.com")).unwrap();
+        assert_eq!(client.origin(&stored), "https://hex.mycorp.com");
+        assert_eq!(client.stored_workspace("acme", None).unwrap().subdomain(), "acme");
+        let cases = [
+            ("hex.other.com", Some("https://hex.other.com"), BadStoredWorkspace::HostNotListed),
+            ("hex.mycorp.com", Some("https://hex.other.com"), BadStoredWorkspace::Tampered),
+            ("hex.mycorp.com", Some("https://hex.mycorp.com:8443"), BadStoredWorkspace::HostNotListed),
+            ("evil.com", Some("https://evil.com"), BadStoredWorkspace::HostNotListed),
+            ("acme", Some("https://hex.mycorp.com"), BadStoredWorkspace::Tampered),
+            ("hex.mycorp.com", Some("https://hex.mycorp.com/"), BadStoredWorkspace::Tampered),
+            ("hex.mycorp.com", Some("https://HEX.mycorp.com"), BadStoredWorkspace::Tampered),
+            ("hex.mycorp.com", Some("https://u@hex.mycorp.com"), BadStoredWorkspace::Tampered),
+            ("hex.mycorp.com", Some("not a url"), BadStoredWorkspace::Tampered),
+            ("hex.mycorp.com", None, BadStoredWorkspace::Tampered),
+        ];
+        for (subdomain, hex_url, expected) in cases {
+            assert_eq!(client.stored_workspace(subdomain, hex_url), Err(expected), "{subdomain} {hex_url:?}");
+        }
+        let unlisted = HexClient::new("https://{subdomain}.hex.tech", Duration::from_secs(1)).unwrap();
+        assert_eq!(
+            unlisted.stored_workspace("hex.mycorp.com", Some("https://hex.mycorp.com")),
+            Err(BadStoredWorkspace::HostNotListed),
+            "an origin taken off the list is not used"
+        );
     }
 }

@@ -1,5 +1,6 @@
 //! `hexbroker reencrypt`: re-seals every stored token (and the keyed-hash key, and the webhook
-//! endpoints' signing secrets) under the active encryption key and the current seal version (which binds tenant and subdomain, §9), so that
+//! endpoints' signing secrets) under the active encryption key and the current seal version (which
+//! binds tenant, subdomain and any own Hex origin, §9), so that
 //! older keys can then be dropped from `HEXBROKER_ENCRYPTION_KEYS`.
 //! Tokens are re-sealed in short batches, one transaction each, every row by a conditional update,
 //! so the command can be killed at any point and run again, and replicas may keep serving (and
@@ -74,8 +75,12 @@ pub async fn run_with(state: &AppState, options: Options) -> anyhow::Result<Repo
         after = Some(last.id);
         let mut reseals = Vec::with_capacity(batch.len());
         for row in batch {
-            let binding =
-                TokenBinding { connection_id: row.id, tenant: &row.tenant, subdomain: &row.subdomain };
+            let binding = TokenBinding {
+                connection_id: row.id,
+                tenant: &row.tenant,
+                subdomain: &row.subdomain,
+                hex_url: row.hex_url.as_deref(),
+            };
             let token = match keyring.open_token(binding, &row.sealed) {
                 Ok(token) => token,
                 Err(CryptoError::Tampered) => {

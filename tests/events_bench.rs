@@ -57,11 +57,17 @@ fn new_connection(keyring: &Keyring, n: u64) -> NewConnection {
         label: None,
         metadata: json!({}),
         subdomain: "acme".into(),
+        hex_url: None,
         token_type: "personal",
         token_hint: "hxtp_…abcd".into(),
         token_fingerprint: n.to_le_bytes().repeat(4),
         sealed: keyring.seal_token(
-            hexbroker::crypto::TokenBinding { connection_id: id, tenant: "default", subdomain: "acme" },
+            hexbroker::crypto::TokenBinding {
+                connection_id: id,
+                tenant: "default",
+                subdomain: "acme",
+                hex_url: None,
+            },
             &SecretString::from(format!("hxtp_bench_{n}")),
         ),
         identity: HexIdentity::default(),

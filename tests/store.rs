@@ -45,11 +45,12 @@ fn new_connection(tenant: &str, user: &str, fingerprint: u8) -> NewConnection {
         label: Some("label".into()),
         metadata: json!({"k": "v"}),
         subdomain: "acme".into(),
+        hex_url: None,
         token_type: "personal",
         token_hint: "hxtp_…abcd".into(),
         token_fingerprint: vec![fingerprint; 32],
         sealed: keyring.seal_token(
-            TokenBinding { connection_id: id, tenant, subdomain: "acme" },
+            TokenBinding { connection_id: id, tenant, subdomain: "acme", hex_url: None },
             &SecretString::from("hxtp_secret"),
         ),
         identity: HexIdentity {

@@ -251,6 +251,7 @@ async fn a_stored_token_that_cannot_be_a_header_has_its_own_error(backend: Backe
         connection_id: uuid::Uuid::parse_str(&id).unwrap(),
         tenant: "default",
         subdomain: "acme",
+        hex_url: None,
     };
     let sealed = app.state.keyring.seal_token(binding, &secrecy::SecretString::from("hxtp_bad\nvalue"));
     let bytes = |b: &[u8]| match &app.db.sqlite_file {

@@ -343,6 +343,7 @@ async fn a_token_replaced_while_a_call_with_the_old_one_was_in_flight_stays_acti
         tenant: "default".into(),
         id: uuid,
         subdomain: "acme".into(),
+        hex_url: None,
         nonce,
         token: token.to_owned().into(),
     };

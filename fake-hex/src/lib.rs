@@ -27,6 +27,11 @@
 //! | `hex-chart-image` | 20/min | GetChartImageFromLogic, GetChartImageFromRun |
 //! | `semantic-ingest` | 3/min | IngestSemanticProject |
 //!
+//! Hex on its own domain (a self-hosted or single-tenant Hex at `https://hex.mycorp.com`) answers
+//! at the root of its origin. [`FakeHex::root_router`] and [`FakeHex::spawn_at_root`] serve one
+//! workspace that way (`http://127.0.0.2:PORT/api/v1/projects`), sharing the model of every
+//! other clone; a second `FakeHex` spawned at the root stands for a second Hex deployment.
+//!
 //! Beside Hex's API the fake serves the pages presigned embedding URLs open
 //! (`/{subdomain}/embedded/{token}`) and three test instruments under `/{subdomain}/api/__fake/`.
 //!
@@ -93,6 +98,26 @@ impl FakeHex {
         let listener = TcpListener::bind(("127.0.0.1", 0)).await?;
         let addr = listener.local_addr()?;
         let router = self.router();
+        tokio::spawn(async move { axum::serve(listener, router).await });
+        Ok(addr)
+    }
+
+    /// The whole service with workspace `subdomain` at the root of the origin, as Hex on its
+    /// own domain answers: `/api/v1/projects` here is what `/{subdomain}/api/v1/projects` is on
+    /// [`FakeHex::router`], and URLs the fake hands out start at the bare origin. Requests are
+    /// recorded with the path as received.
+    pub fn root_router(&self, subdomain: &str) -> axum::Router {
+        routes::at_root(self.router(), subdomain)
+    }
+
+    /// Binds `ip` on a free port, serves [`FakeHex::root_router`] for `subdomain` (the workspace
+    /// is added if new) in a background task, and returns the bound address: the origin
+    /// `http://ADDR` stands for a Hex on its own domain.
+    pub async fn spawn_at_root(&self, subdomain: &str, ip: std::net::IpAddr) -> std::io::Result<SocketAddr> {
+        self.add_workspace(subdomain);
+        let listener = TcpListener::bind((ip, 0)).await?;
+        let addr = listener.local_addr()?;
+        let router = self.root_router(subdomain);
         tokio::spawn(async move { axum::serve(listener, router).await });
         Ok(addr)
     }

@@ -14,6 +14,9 @@
 //!
 //! For proofs that need more than one workspace (`proofs/hex-misbehaves`), `--workspace
 //! NAME:PATH` (repeatable) also serves workspace NAME and writes one personal token of it to PATH.
+//!
+//! To stand in for Hex on its own domain (`HEXBROKER_HEX_HOSTS`), `--at-root ADDR` also serves the
+//! `demo` workspace at the root of `http://ADDR` (`http://ADDR/api/v1/…`).
 
 #![forbid(unsafe_code)]
 
@@ -33,7 +36,9 @@ const USAGE: &str =
   --tokens N           also mint N personal tokens in `demo` (all as bench@example.com) ...
   --tokens-file PATH   ... and write them to PATH, one per line, before serving
   --workspace NAME:PATH  also serve workspace NAME, and write one personal token of it to PATH
-                       (repeatable)";
+                       (repeatable)
+  --at-root ADDR       also serve workspace `demo` at the root of http://ADDR, as Hex on its own
+                       domain answers (for HEXBROKER_HEX_HOSTS)";
 
 /// What the command line asks for.
 #[derive(Debug, PartialEq, Eq)]
@@ -46,6 +51,8 @@ struct Options {
     tokens: Option<(usize, PathBuf)>,
     /// More workspaces, each with the file its personal token is written to.
     workspaces: Vec<(String, PathBuf)>,
+    /// Where to serve `demo` at the root of an origin as well.
+    at_root: Option<SocketAddr>,
 }
 
 #[tokio::main]
@@ -70,6 +77,17 @@ async fn main() -> ExitCode {
         }
     };
     let addr = listener.local_addr().unwrap_or(listen);
+    let root = match options.at_root {
+        None => None,
+        Some(at) => match tokio::net::TcpListener::bind(at).await {
+            Ok(root) => Some(root),
+            Err(e) => {
+                eprintln!("fake-hex: cannot listen on {at}: {e}");
+                return ExitCode::FAILURE;
+            }
+        },
+    };
+    let root_addr = root.as_ref().map(|r| r.local_addr().unwrap_or(listen));
 
     let hex = FakeHex::new();
     let org_id = hex.add_workspace("demo");
@@ -123,6 +141,9 @@ async fn main() -> ExitCode {
     for (name, path) in &options.workspaces {
         about.push(format!("workspace: {name}, a personal token in {}", path.display()));
     }
+    if let Some(root_addr) = root_addr {
+        about.push(format!("workspace: demo also at the root of http://{root_addr} (HEXBROKER_HEX_HOSTS)"));
+    }
     let about = about.join("\n") + "\n";
     let printed = if options.print_env {
         let vars = [
@@ -165,6 +186,11 @@ async fn main() -> ExitCode {
             () = term => {},
         }
     };
+    if let Some(root) = root {
+        // Ends with the process, when the main listener's graceful shutdown is done.
+        let router = hex.root_router("demo");
+        tokio::spawn(async move { axum::serve(root, router).await });
+    }
     match hex.serve(listener, shutdown).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
@@ -213,6 +239,7 @@ fn parse_args(mut args: impl Iterator<Item = String>) -> Result<Option<Options>,
         print_env: false,
         tokens: None,
         workspaces: Vec::new(),
+        at_root: None,
     };
     let mut tokens: Option<usize> = None;
     let mut tokens_file: Option<PathBuf> = None;
@@ -237,6 +264,11 @@ fn parse_args(mut args: impl Iterator<Item = String>) -> Result<Option<Options>,
                 tokens = Some(v.parse().map_err(|_| format!("{v:?} is not a number of tokens"))?);
             }
             "--tokens-file" => tokens_file = Some(PathBuf::from(value("a path")?)),
+            "--at-root" => {
+                let v = value("an address")?;
+                options.at_root =
+                    Some(v.parse().map_err(|_| format!("{v:?} is not an address like 127.0.0.2:9090"))?);
+            }
             "--workspace" => {
                 let v = value("NAME:PATH")?;
                 let (name, path) = v
@@ -302,6 +334,12 @@ mod tests {
         assert!(parse(&["--workspace", "bad"]).is_err());
         assert!(parse(&["--workspace", "Bad Name:/tmp/x"]).is_err());
         assert!(parse(&["--workspace", "bad:"]).is_err());
+        assert_eq!(plain.at_root, None);
+        let root =
+            parse_args(["--at-root", "127.0.0.2:9091"].map(String::from).into_iter()).unwrap().unwrap();
+        assert_eq!(root.at_root, Some("127.0.0.2:9091".parse().unwrap()));
+        assert!(parse(&["--at-root", "hex.mycorp.com"]).is_err());
+        assert!(parse(&["--at-root"]).is_err());
     }
 
     #[test]

@@ -23,7 +23,7 @@ use uuid::Uuid;
 use super::gcra::KeyedGcra;
 use crate::config::AttemptLimit;
 use crate::error::ApiError;
-use crate::hex::{HexClient, Rejection, Subdomain};
+use crate::hex::{HexClient, Rejection, Workspace};
 use crate::store::HexIdentity;
 
 /// Who is making a connect attempt; each has an allowance of its own.
@@ -103,14 +103,14 @@ impl ConnectAttempts {
         }
     }
 
-    /// Asks Hex about `token` in `subdomain` for `who` (each of them) connecting from `from`,
+    /// Asks Hex about `token` in `workspace` for `who` (each of them) connecting from `from`,
     /// unless one of them is past its allowance of refusals.
     pub async fn verify(
         &self,
         hex: &HexClient,
         who: &[Attempter],
         from: Option<SocketAddr>,
-        subdomain: &Subdomain,
+        workspace: &Workspace,
         token: &SecretString,
     ) -> Result<HexIdentity, ApiError> {
         let address = from.map(|a| address_key(a.ip()));
@@ -127,7 +127,7 @@ impl ConnectAttempts {
         }
         self.pending.fetch_add(1, Ordering::SeqCst);
         let judging = Judging(self);
-        let outcome = hex.verify(subdomain, token).await;
+        let outcome = hex.verify(workspace, token).await;
         let refused = matches!(
             outcome,
             Err(Rejection::TokenRejected | Rejection::InsufficientScope | Rejection::WorkspaceNotFound)

@@ -17,7 +17,7 @@ use uuid::Uuid;
 
 use crate::config::Config;
 use crate::error::ApiError;
-use crate::hex::{HexClient, Subdomain};
+use crate::hex::{HexClient, Workspace};
 use crate::store::HexIdentity;
 pub use attempts::{Attempter, ConnectAttempts};
 pub use overload::{shed, InFlight, KeyRate};
@@ -53,12 +53,12 @@ impl Guards {
         hex: &HexClient,
         who: &[Attempter],
         from: Option<SocketAddr>,
-        subdomain: &Subdomain,
+        workspace: &Workspace,
         token: &SecretString,
     ) -> Result<HexIdentity, ApiError> {
         match &self.attempts {
-            Some(attempts) => attempts.verify(hex, who, from, subdomain, token).await,
-            None => Ok(hex.verify(subdomain, token).await?),
+            Some(attempts) => attempts.verify(hex, who, from, workspace, token).await,
+            None => Ok(hex.verify(workspace, token).await?),
         }
     }
 

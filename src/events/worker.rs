@@ -29,7 +29,7 @@ use super::guard::{self, AllowHosts};
 use super::{body, signature, standard_signature, Delivery};
 use crate::config::Config;
 use crate::crypto::Keyring;
-use crate::hex::{HexClient, Subdomain};
+use crate::hex::{HexClient, Subdomain, Workspace};
 use crate::store::{self, DynStore};
 
 /// How long a claim holds beyond the delivery timeout before another replica may retry it.
@@ -308,12 +308,15 @@ impl Deliverer {
 
     /// One attempt, and its outcome recorded.
     async fn deliver(&self, delivery: Delivery) {
+        // A connection on its own Hex origin carries it in the payload; otherwise the template's.
+        let own_origin = delivery.payload.get("hex_url").is_some_and(serde_json::Value::is_string);
         let hex_url = delivery
             .payload
             .get("subdomain")
             .and_then(|s| s.as_str())
+            .filter(|_| !own_origin)
             .and_then(|s| Subdomain::from_stored(s).ok())
-            .map(|s| self.hex.origin(&s));
+            .map(|s| self.hex.origin(&Workspace::Template(s)));
         let body = body(&delivery, hex_url);
         let at = store::now();
         let started = Instant::now();

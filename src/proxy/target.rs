@@ -38,6 +38,8 @@ pub struct Target {
     pub rate_limit_per_minute: Option<u32>,
     /// Its workspace subdomain, as stored (for the 401 re-check).
     pub subdomain: Box<str>,
+    /// Its own Hex origin, as stored, if it has one (for the 401 re-check).
+    pub hex_url: Option<Box<str>>,
     /// The nonce of the sealed token this was opened from: the 401 rule invalidates the
     /// connection only if the row still holds this very token.
     pub token_nonce: Box<[u8]>,
@@ -86,6 +88,7 @@ impl Target {
             token_expires_at: connection.token_expires_at,
             rate_limit_per_minute: connection.rate_limit_per_minute.and_then(|n| u32::try_from(n).ok()),
             subdomain: connection.subdomain.as_str().into(),
+            hex_url: connection.hex_url.as_deref().map(Into::into),
             token_nonce: nonce.into(),
             scheme,
             authority,
@@ -118,6 +121,15 @@ impl Target {
     pub fn token(&self) -> SecretString {
         let value = self.bearer.as_bytes().get(BEARER.len()..).unwrap_or_default();
         SecretString::from(String::from_utf8_lossy(value).into_owned())
+    }
+
+    /// The workspace's Hex origin in parts, for pointing Hex's links at hexbroker.
+    pub fn hex_origin(&self) -> super::links::HexOrigin<'_> {
+        super::links::HexOrigin {
+            scheme: self.scheme.as_str(),
+            authority: self.authority.as_str(),
+            base: &self.base,
+        }
     }
 
     /// The upstream URI for `{base}/api{path}?{query}`. When the caller's own path and query

@@ -8,14 +8,15 @@ use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
 use uuid::Uuid;
 
-use super::connections::{check_label, check_metadata, ConnectionView};
+use super::connections::ConnectionView;
 use crate::app::AppState;
 use crate::audit::{Action, Actor, RequestInfo};
 use crate::auth::{session_used, Caller, ConnectCaller, Scope};
 use crate::crypto::TokenBinding;
 use crate::edge::{Attempter, ClientAddr};
 use crate::error::{ApiError, Json, Result};
-use crate::hex::{self, Subdomain};
+use crate::hex::{self, Workspace};
+use crate::input::{self, EndUserEmail, EndUserId, Label, Metadata};
 use crate::lifecycle::Change;
 use crate::store::{
     Expect, HexIdentity, Inserted, NewConnection, Session, SessionOutcome, SessionWrite, TokenReplacement,
@@ -37,7 +38,7 @@ pub struct ConnectBody {
 struct Submission {
     /// The client's address, for the allowance of refused attempts.
     from: Option<std::net::SocketAddr>,
-    subdomain: Subdomain,
+    workspace: Workspace,
     token: SecretString,
     label: Option<String>,
     metadata: serde_json::Value,
@@ -55,7 +56,12 @@ impl Submission {
         token_fingerprint: Vec<u8>,
     ) -> NewConnection {
         let id = Uuid::now_v7();
-        let binding = TokenBinding { connection_id: id, tenant: &tenant, subdomain: self.subdomain.as_str() };
+        let binding = TokenBinding {
+            connection_id: id,
+            tenant: &tenant,
+            subdomain: self.workspace.subdomain(),
+            hex_url: self.workspace.hex_url(),
+        };
         let sealed = state.keyring.seal_token(binding, &self.token);
         NewConnection {
             id,
@@ -64,7 +70,8 @@ impl Submission {
             end_user_email,
             label: self.label,
             metadata: self.metadata,
-            subdomain: self.subdomain.as_str().to_owned(),
+            subdomain: self.workspace.subdomain().to_owned(),
+            hex_url: self.workspace.hex_url().map(str::to_owned),
             token_type: hex::token_type(&self.token),
             token_hint: hex::token_hint(&self.token),
             token_fingerprint,
@@ -89,43 +96,38 @@ pub async fn connect(
     if let ConnectCaller::Key(key) = &caller {
         key.require(Scope::Connect)?;
     }
-    let subdomain = Subdomain::parse(&body.subdomain)?;
+    // Every caller string first (§5): a refused one changes nothing, reaches no Hex and uses up
+    // no session.
+    let workspace = state.hex.workspace(&body.subdomain)?;
     let token = hex::parse_token(body.token.expose_secret())?;
-    if let Some(label) = &body.label {
-        check_label(label)?;
-    }
-    let metadata = body.metadata.unwrap_or_else(|| serde_json::json!({}));
-    check_metadata(&metadata)?;
-    let submission = Submission { from, subdomain, token, label: body.label, metadata };
+    let label = Label::parse_optional(body.label)?;
+    let metadata = Metadata::parse(body.metadata.unwrap_or_else(|| serde_json::json!({})))?;
+    let end_user_id = body.end_user_id.as_deref().map(EndUserId::parse).transpose()?;
+    let end_user_email = EndUserEmail::parse_optional(body.end_user_email)?;
+    let submission = Submission { from, workspace, token, label, metadata };
     match caller {
         ConnectCaller::Key(key) => {
-            // At most 256 characters as sent (as the spec's maxLength says), and not blank.
-            let end_user_id = match body.end_user_id.as_deref() {
-                Some(id) if !id.trim().is_empty() && id.chars().count() <= 256 => id.trim().to_owned(),
-                _ => {
-                    return Err(ApiError::unprocessable(
-                        "invalid_request",
-                        "end_user_id (1-256 characters) is required when connecting with an API key.",
-                    ))
-                }
-            };
-            if body.end_user_email.as_ref().is_some_and(|e| e.chars().count() > 320) {
+            let Some(end_user_id) = end_user_id else {
                 return Err(ApiError::unprocessable(
                     "invalid_request",
-                    "end_user_email is at most 320 characters.",
+                    "end_user_id (1-256 characters) is required when connecting with an API key.",
                 ));
-            }
-            with_key(&state, &key, &request, end_user_id, body.end_user_email, submission).await
+            };
+            with_key(&state, &key, &request, end_user_id.into_inner(), end_user_email, submission).await
         }
         ConnectCaller::Session(session) => {
-            if body.end_user_id.is_some() || body.end_user_email.is_some() {
+            if end_user_id.is_some() || end_user_email.is_some() {
                 return Err(ApiError::unprocessable(
                     "invalid_request",
                     "With a connect session the end user comes from the session; leave end_user_id out.",
                 ));
             }
-            let origin =
-                headers.get(ORIGIN).and_then(|v| v.to_str().ok()).map(|o| o.chars().take(200).collect());
+            // A header value may hold a tab, the one control character HTTP allows in it.
+            let origin = headers
+                .get(ORIGIN)
+                .and_then(|v| v.to_str().ok())
+                .filter(|o| !input::has_control(o))
+                .map(|o| o.chars().take(200).collect());
             with_session(&state, session, &request, submission, origin).await
         }
     }
@@ -141,11 +143,11 @@ async fn with_key(
 ) -> Result<Answer> {
     let audit = request.audit(caller.actor(), Action::Connect);
     let who = [Attempter::Key(caller.id)];
-    let identity = state.edge.verify_connect(&state.hex, &who, s.from, &s.subdomain, &s.token).await?;
-    let fingerprint = state.hasher.token_fingerprint(s.subdomain.as_str(), &s.token);
+    let identity = state.edge.verify_connect(&state.hex, &who, s.from, &s.workspace, &s.token).await?;
+    let fingerprint = state.hasher.token_fingerprint(s.workspace.fingerprint_key(), &s.token);
     if let Some(existing) = state
         .store
-        .connection_by_fingerprint(&caller.tenant, &end_user_id, s.subdomain.as_str(), &fingerprint)
+        .connection_by_fingerprint(&caller.tenant, &end_user_id, s.workspace.subdomain(), &fingerprint)
         .await?
     {
         // The same token again: Hex has just vouched for it, so record that instead of a duplicate.
@@ -187,17 +189,33 @@ async fn with_session(
         Attempter::Session(session.id),
         Attempter::EndUser { tenant: session.tenant.clone(), end_user_id: session.end_user_id.clone() },
     ];
-    let identity = state.edge.verify_connect(&state.hex, &who, s.from, &s.subdomain, &s.token).await?;
-    let fingerprint = state.hasher.token_fingerprint(s.subdomain.as_str(), &s.token);
+    if let Some(id) = session.connection_id {
+        // A reconnect never moves a connection to another Hex origin: refused before the token
+        // is sent anywhere (the transaction checks again, with the rest of §6 step 5).
+        let current = state.store.connection(&session.tenant, id).await?;
+        if current.is_some_and(|c| c.hex_url.as_deref() != s.workspace.hex_url()) {
+            let error = workspace_mismatch();
+            state.store.record_audit(&session.tenant, Some(id), &audit, error.code()).await?;
+            return Err(error);
+        }
+    }
+    let identity = state.edge.verify_connect(&state.hex, &who, s.from, &s.workspace, &s.token).await?;
+    let fingerprint = state.hasher.token_fingerprint(s.workspace.fingerprint_key(), &s.token);
     let write = match session.connection_id {
         Some(id) => SessionWrite::Replace(TokenReplacement {
             id,
-            subdomain: s.subdomain.as_str().to_owned(),
+            subdomain: s.workspace.subdomain().to_owned(),
+            hex_url: s.workspace.hex_url().map(str::to_owned),
             token_type: hex::token_type(&s.token),
             token_hint: hex::token_hint(&s.token),
             token_fingerprint: fingerprint,
             sealed: state.keyring.seal_token(
-                TokenBinding { connection_id: id, tenant: &session.tenant, subdomain: s.subdomain.as_str() },
+                TokenBinding {
+                    connection_id: id,
+                    tenant: &session.tenant,
+                    subdomain: s.workspace.subdomain(),
+                    hex_url: s.workspace.hex_url(),
+                },
                 &s.token,
             ),
             identity,
@@ -218,11 +236,7 @@ async fn with_session(
         SessionOutcome::Unavailable => return Err(session_used()),
         SessionOutcome::ConnectionGone => return Err(ApiError::not_found("connection")),
         SessionOutcome::WorkspaceMismatch => {
-            let error = ApiError::unprocessable(
-                "hex_workspace_mismatch",
-                "This token is for another Hex workspace than the connection's; reconnect with a token \
-                 of the same workspace, or connect the other workspace as a new connection.",
-            );
+            let error = workspace_mismatch();
             state.store.record_audit(&session.tenant, session.connection_id, &audit, error.code()).await?;
             return Err(error);
         }
@@ -242,4 +256,13 @@ async fn with_session(
         "browser connect completed"
     );
     Ok((status, Json(ConnectionView::new(state, connection))))
+}
+
+/// A reconnect to another Hex workspace or origin (§6 step 5).
+fn workspace_mismatch() -> ApiError {
+    ApiError::unprocessable(
+        "hex_workspace_mismatch",
+        "This token is for another Hex workspace than the connection's; reconnect with a token \
+         of the same workspace, or connect the other workspace as a new connection.",
+    )
 }

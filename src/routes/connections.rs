@@ -12,7 +12,8 @@ use crate::audit::{Action, RequestInfo};
 use crate::auth::{Caller, Scope};
 use crate::crypto::{CryptoError, Sealed, TokenBinding};
 use crate::error::{ApiError, Json, Path, Result};
-use crate::hex::Subdomain;
+use crate::hex::{BadStoredWorkspace, Subdomain, Workspace};
+use crate::input::{self, Label, Metadata};
 use crate::lifecycle::{Change, Status};
 use crate::store::{self, Connection, ConnectionChange, ConnectionFilter, Expect};
 
@@ -21,50 +22,77 @@ use crate::store::{self, Connection, ConnectionChange, ConnectionFilter, Expect}
 pub struct ConnectionView {
     #[serde(flatten)]
     connection: Connection,
-    /// `None` (null) when the stored subdomain fails §6's rule: no URL is built from it.
+    /// The connection's own origin when it has one (as stored, if it reads as an origin), else
+    /// the template's; `None` (null) when the stored subdomain fails §6's rule: no URL is built
+    /// from it.
     hex_url: Option<String>,
 }
 
 impl ConnectionView {
     /// The view of `connection`, with `expired` derived from its token's expiry.
-    pub fn new(state: &AppState, connection: Connection) -> Self {
-        let hex_url = Subdomain::from_stored(&connection.subdomain).ok().map(|s| state.hex.origin(&s));
+    pub fn new(state: &AppState, mut connection: Connection) -> Self {
+        // Taken out of the connection, which would otherwise name `hex_url` a second time.
+        let hex_url = match connection.hex_url.take() {
+            Some(own) => {
+                url::Url::parse(&own).ok().filter(|u| u.origin().ascii_serialization() == own).map(|_| own)
+            }
+            None => Subdomain::from_stored(&connection.subdomain)
+                .ok()
+                .map(|s| state.hex.origin(&Workspace::Template(s))),
+        };
         Self { connection: connection.with_current_status(state.clock.now()), hex_url }
     }
 }
 
-/// Opens a stored connection for a call to Hex: its subdomain checked by §6's rule again, and its
-/// token opened under the seal that binds its row (§9). A row edited outside hexbroker (another
-/// tenant, another workspace, a subdomain that is not a label, a swapped ciphertext) answers 424
-/// `connection_tampered`, and nothing is sent anywhere.
+/// Opens a stored connection for a call to Hex: its token opened under the seal that binds its
+/// row (§9), and its workspace checked again: a subdomain by §6's rule, an origin of its own
+/// against `HEXBROKER_HEX_HOSTS`. A row edited outside hexbroker (another tenant, workspace or
+/// origin, a subdomain that is not a label, a swapped ciphertext) answers 424
+/// `connection_tampered`; a genuine row whose origin is no longer listed answers 424
+/// `hex_host_not_allowed`. Either way nothing is sent anywhere.
 pub fn open_stored(
     state: &AppState,
     connection: &Connection,
     sealed: &Sealed,
-) -> Result<(Subdomain, SecretString)> {
+) -> Result<(Workspace, SecretString)> {
     let binding = TokenBinding {
         connection_id: connection.id,
         tenant: &connection.tenant,
         subdomain: &connection.subdomain,
+        hex_url: connection.hex_url.as_deref(),
     };
-    let opened = Subdomain::from_stored(&connection.subdomain)
-        .map_err(|_| CryptoError::Tampered)
-        .and_then(|subdomain| Ok((subdomain, state.keyring.open_token(binding, sealed)?)));
-    match opened {
-        Ok(opened) => Ok(opened),
-        Err(CryptoError::Tampered) => {
+    let token = match state.keyring.open_token(binding, sealed) {
+        Ok(token) => token,
+        Err(CryptoError::Tampered) => return Err(tampered(connection)),
+        Err(other) => return Err(ApiError::internal(other)),
+    };
+    match state.hex.stored_workspace(&connection.subdomain, connection.hex_url.as_deref()) {
+        Ok(workspace) => Ok((workspace, token)),
+        Err(BadStoredWorkspace::Tampered) => Err(tampered(connection)),
+        Err(BadStoredWorkspace::HostNotListed) => {
             tracing::error!(
                 connection_id = %connection.id,
-                "a stored connection failed its integrity check (its row was edited outside hexbroker); not used"
+                "a stored connection's Hex origin is not in HEXBROKER_HEX_HOSTS; not used"
             );
             Err(ApiError::new(
                 StatusCode::FAILED_DEPENDENCY,
-                "connection_tampered",
-                "This connection's stored record failed its integrity check, so hexbroker will not use it; reconnect it, and tell the operator (quote the x-request-id).",
+                "hex_host_not_allowed",
+                "This connection's Hex address is not one this deployment may call (HEXBROKER_HEX_HOSTS no longer lists it), so hexbroker will not use it; tell the operator (quote the x-request-id).",
             ))
         }
-        Err(other) => Err(ApiError::internal(other)),
     }
+}
+
+fn tampered(connection: &Connection) -> ApiError {
+    tracing::error!(
+        connection_id = %connection.id,
+        "a stored connection failed its integrity check (its row was edited outside hexbroker); not used"
+    );
+    ApiError::new(
+        StatusCode::FAILED_DEPENDENCY,
+        "connection_tampered",
+        "This connection's stored record failed its integrity check, so hexbroker will not use it; reconnect it, and tell the operator (quote the x-request-id).",
+    )
 }
 
 /// The query of `GET /v1/connections`.
@@ -90,9 +118,10 @@ pub async fn list(
             "The query accepts end_user_id, status (active, invalid or expired), limit (1-200) and cursor.",
         )
     })?;
+    let end_user_id = input::filter("end_user_id", params.end_user_id).map_err(ApiError::invalid_query)?;
     let limit = paging::limit(params.limit)?;
     let filter = ConnectionFilter {
-        end_user_id: params.end_user_id,
+        end_user_id,
         status: params.status,
         before_id: paging::cursor(params.cursor.as_deref())?,
         limit: paging::fetch(limit),
@@ -101,9 +130,10 @@ pub async fn list(
     Ok(Json(Page::cut(rows, limit, |c| c.id).map(|c| ConnectionView::new(&state, c))))
 }
 
-/// Reads a connection id from the path; anything that is not one names no connection.
+/// Reads a connection id (from the path or `Connection-Id`); anything that is not one in its
+/// canonical spelling names no connection.
 pub fn connection_id(raw: &str) -> Result<Uuid> {
-    Uuid::parse_str(raw).map_err(|_| ApiError::not_found("connection"))
+    input::canonical_uuid(raw).ok_or_else(|| ApiError::not_found("connection"))
 }
 
 /// `GET /v1/connections/{id}`
@@ -147,12 +177,11 @@ pub async fn update(
 ) -> Result<Json<ConnectionView>> {
     caller.require(Scope::ConnectionsWrite)?;
     let id = connection_id(&id)?;
-    if let Some(Some(label)) = &body.label {
-        check_label(label)?;
-    }
-    if let Some(metadata) = &body.metadata {
-        check_metadata(metadata)?;
-    }
+    let label = match body.label {
+        Some(label) => Some(Label::parse_optional(label)?),
+        None => None,
+    };
+    let metadata = body.metadata.map(Metadata::parse).transpose()?;
     if let Some(Some(n)) = body.rate_limit_per_minute {
         if !(1..=100_000).contains(&n) {
             return Err(ApiError::unprocessable(
@@ -161,11 +190,7 @@ pub async fn update(
             ));
         }
     }
-    let change = ConnectionChange {
-        label: body.label,
-        metadata: body.metadata,
-        rate_limit_per_minute: body.rate_limit_per_minute,
-    };
+    let change = ConnectionChange { label, metadata, rate_limit_per_minute: body.rate_limit_per_minute };
     let audit = request.audit(caller.actor(), Action::Update);
     let connection = state
         .store
@@ -211,11 +236,11 @@ pub async fn verify(
         .await?
         .ok_or_else(|| ApiError::not_found("connection"))?;
     let (connection, sealed) = &*row;
-    let (subdomain, token) = open_stored(&state, connection, sealed)?;
+    let (workspace, token) = open_stored(&state, connection, sealed)?;
     let audit = request.audit(caller.actor(), Action::Verify);
     // Only the token that was checked may be judged: a reconnect meanwhile wins.
     let expect = Expect { token_nonce: Some(sealed.nonce.clone()), status: None };
-    let applied = match state.hex.verify(&subdomain, &token).await {
+    let applied = match state.hex.verify(&workspace, &token).await {
         Ok(identity) => {
             state.store.apply(&caller.tenant, id, &Change::Verified(&identity), &audit, &expect).await?
         }
@@ -236,23 +261,4 @@ pub async fn verify(
         _ => return Err(ApiError::not_found("connection")),
     };
     Ok(Json(ConnectionView::new(&state, updated)))
-}
-
-/// A label is at most 200 characters.
-pub fn check_label(label: &str) -> Result<()> {
-    if label.chars().count() > 200 {
-        return Err(ApiError::unprocessable("invalid_request", "label is at most 200 characters."));
-    }
-    Ok(())
-}
-
-/// Metadata is a JSON object of at most 16 KiB.
-pub fn check_metadata(metadata: &serde_json::Value) -> Result<()> {
-    if !metadata.is_object() || metadata.to_string().len() > 16 * 1024 {
-        return Err(ApiError::unprocessable(
-            "invalid_request",
-            "metadata is a JSON object of at most 16 KiB.",
-        ));
-    }
-    Ok(())
 }

@@ -140,11 +140,14 @@ fn with_middleware(routes: Router, state: AppState) -> Router {
             let route = request.extensions().get::<MatchedPath>().map_or("unmatched", MatchedPath::as_str);
             let request_id =
                 request.extensions().get::<RequestId>().and_then(|id| id.header_value().to_str().ok());
+            let caller_request_id =
+                request.extensions().get::<CallerRequestId>().and_then(|id| id.0.to_str().ok());
             tracing::info_span!(
                 "request",
                 method = %request.method(),
                 route,
                 request_id,
+                caller_request_id,
                 key_id = tracing::field::Empty,
                 status = tracing::field::Empty,
             )
@@ -158,6 +161,7 @@ fn with_middleware(routes: Router, state: AppState) -> Router {
 
     routes.layer(
         ServiceBuilder::new()
+            .layer(tower::util::MapRequestLayer::new(take_caller_request_id))
             .layer(SetRequestIdLayer::new(REQUEST_ID, RequestIds::new()))
             .layer(SetSensitiveRequestHeadersLayer::new([
                 header::AUTHORIZATION,
@@ -169,6 +173,24 @@ fn with_middleware(routes: Router, state: AppState) -> Router {
             .layer(axum::middleware::from_fn_with_state(state.metrics.clone(), crate::metrics::track))
             .layer(axum::middleware::from_fn_with_state(state, crate::edge::shed)),
     )
+}
+
+/// The caller's own `X-Request-Id`, when it has §5's shape: kept beside hexbroker's id (in the
+/// request's span and the audit trail), never in its place.
+#[derive(Clone, Debug)]
+pub struct CallerRequestId(pub HeaderValue);
+
+/// Takes the caller's `X-Request-Id` off the request, so that the id layer always sets
+/// hexbroker's own: a caller cannot make two requests share an id, nor have a 60 KB id echoed
+/// and stored. One that fits §5's shape is kept as [`CallerRequestId`]; any other is dropped.
+/// Without the header this is one lookup, and nothing is allocated.
+fn take_caller_request_id(mut request: Request) -> Request {
+    if let Some(value) = request.headers_mut().remove(&REQUEST_ID) {
+        if crate::input::caller_request_id(value.as_bytes()).is_some() {
+            request.extensions_mut().insert(CallerRequestId(value));
+        }
+    }
+    request
 }
 
 /// Request ids: 64 random bits per process, then a counter, so a fresh id costs no system call
@@ -209,9 +231,11 @@ impl<S: Send + Sync> FromRequestParts<S> for RequestInfo {
             .get::<RequestId>()
             .and_then(|id| id.header_value().to_str().ok())
             .map(str::to_owned);
+        let caller_request_id =
+            parts.extensions.get::<CallerRequestId>().and_then(|id| id.0.to_str().ok()).map(str::to_owned);
         let client_addr =
             parts.extensions.get::<ConnectInfo<SocketAddr>>().map(|ConnectInfo(addr)| addr.ip().to_string());
-        Ok(Self { request_id, client_addr })
+        Ok(Self { request_id, caller_request_id, client_addr })
     }
 }
 

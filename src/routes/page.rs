@@ -26,11 +26,21 @@ const SDK_CACHE_CONTROL: &str = "public, max-age=86400, stale-while-revalidate=6
 /// Where `index.html` expects the HTML-escaped JSON array of allowed origins.
 const ORIGINS_PLACEHOLDER: &str = "{{allowed_origins}}";
 
+/// Where `index.html` says more about the workspace field when the operator named Hex origins of
+/// their own (`HEXBROKER_HEX_HOSTS`, §6 step 1b).
+const HOSTS_PLACEHOLDER: &str = "{{hex_hosts_hint}}";
+
+/// What the page says then. The hosts themselves are not shown: the page is public, and a person
+/// pastes the address they already use.
+const HOSTS_HINT: &str = " If your company runs Hex on its own domain, paste the address you open \
+     Hex at instead, starting with <code>https://</code>.";
+
 /// `GET /connect`: the connect form, with the allowed origins written in.
 pub async fn index(State(state): State<AppState>) -> impl IntoResponse {
     let origins = origins(&state);
     let json = serde_json::to_string(&origins).unwrap_or_else(|_| "[]".to_owned());
-    let html = INDEX_HTML.replace(ORIGINS_PLACEHOLDER, &escape_html(&json));
+    let hint = if state.hex.has_hosts() { HOSTS_HINT } else { "" };
+    let html = INDEX_HTML.replace(ORIGINS_PLACEHOLDER, &escape_html(&json)).replace(HOSTS_PLACEHOLDER, hint);
     (page_headers(&state, "text/html; charset=utf-8"), html)
 }
 
@@ -142,7 +152,7 @@ fn escape_html(text: &str) -> String {
 
 #[cfg(test)]
 mod tests {
-    use super::{content_security_policy, escape_html, INDEX_HTML, ORIGINS_PLACEHOLDER};
+    use super::{content_security_policy, escape_html, HOSTS_PLACEHOLDER, INDEX_HTML, ORIGINS_PLACEHOLDER};
 
     #[test]
     fn the_origins_are_escaped_for_an_attribute() {
@@ -151,6 +161,7 @@ mod tests {
             "[&quot;https://a.example.com&quot;,&quot;&lt;x&gt;&#39;&amp;&quot;]"
         );
         assert_eq!(INDEX_HTML.matches(ORIGINS_PLACEHOLDER).count(), 1);
+        assert_eq!(INDEX_HTML.matches(HOSTS_PLACEHOLDER).count(), 1);
     }
 
     #[test]

@@ -258,6 +258,8 @@ pub struct SealedToken {
     pub tenant: String,
     /// Its subdomain.
     pub subdomain: String,
+    /// Its own Hex origin, if it has one.
+    pub hex_url: Option<String>,
     /// Its sealed token.
     pub sealed: Sealed,
 }
@@ -361,8 +363,14 @@ pub struct Connection {
     /// The calling app's own data.
     #[sqlx(json)]
     pub metadata: serde_json::Value,
-    /// The Hex workspace subdomain.
+    /// The Hex workspace subdomain (for a connection on one of the operator's own Hex origins,
+    /// that origin's host name).
     pub subdomain: String,
+    /// The connection's own Hex origin (one of `HEXBROKER_HEX_HOSTS`); `None` when its origin
+    /// comes from the template. Serialised (into event payloads) only when set; the route's
+    /// view shows every connection's `hex_url`, filling in the template's origin.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub hex_url: Option<String>,
     /// `personal`, `workspace` or `unknown`, from the token's prefix.
     pub token_type: String,
     /// The token's prefix and last four characters.
@@ -439,11 +447,13 @@ pub struct NewConnection {
     pub metadata: serde_json::Value,
     /// Its workspace.
     pub subdomain: String,
+    /// Its own Hex origin, if it is on one of `HEXBROKER_HEX_HOSTS`.
+    pub hex_url: Option<String>,
     /// `personal`, `workspace` or `unknown`.
     pub token_type: &'static str,
     /// Prefix and last four characters.
     pub token_hint: String,
-    /// Keyed hash of subdomain and token.
+    /// Keyed hash of subdomain (or origin) and token.
     pub token_fingerprint: Vec<u8>,
     /// The sealed token.
     pub sealed: Sealed,
@@ -531,6 +541,8 @@ pub struct TokenReplacement {
     pub id: Uuid,
     /// The workspace (a person may reconnect to a renamed one).
     pub subdomain: String,
+    /// Its own Hex origin, if any: a reconnect never moves a connection to another origin.
+    pub hex_url: Option<String>,
     /// `personal`, `workspace` or `unknown`.
     pub token_type: &'static str,
     /// Prefix and last four characters.
@@ -564,9 +576,13 @@ pub enum SessionOutcome {
 }
 
 impl TokenReplacement {
-    /// Whether these credentials are for the same Hex workspace as `current`: the same org id
-    /// where both are known, else the same subdomain (§6 step 5).
+    /// Whether these credentials are for the same Hex workspace as `current`: on the same Hex
+    /// origin (its own, or the template's), and then the same org id where both are known, else
+    /// the same subdomain (§6 step 5).
     pub fn same_workspace(&self, current: &Connection) -> bool {
+        if current.hex_url != self.hex_url {
+            return false;
+        }
         match (&current.hex_org_id, &self.identity.org_id) {
             (Some(old), Some(new)) => old == new,
             _ => current.subdomain == self.subdomain,
@@ -579,6 +595,7 @@ impl TokenReplacement {
         Self {
             id: Uuid::nil(),
             subdomain: "acme".into(),
+            hex_url: None,
             token_type: "personal",
             token_hint: "hxtp_…abcd".into(),
             token_fingerprint: vec![0; 32],

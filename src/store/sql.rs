@@ -5,7 +5,7 @@
 /// The columns of a [`Connection`](super::Connection), in its field order.
 macro_rules! connection_columns {
     () => {
-        "id, tenant, end_user_id, end_user_email, label, metadata, subdomain, token_type, token_hint, \
+        "id, tenant, end_user_id, end_user_email, label, metadata, subdomain, hex_url, token_type, token_hint, \
          hex_org_id, hex_user_email, token_expires_at, status, status_reason, last_verified_at, \
          created_at, updated_at, rate_limit_per_minute, next_verify_at, last_used_at"
     };
@@ -31,8 +31,10 @@ macro_rules! insert_connection_sql {
         concat!(
             "insert into connection (id, tenant, end_user_id, end_user_email, label, metadata, subdomain, \
              token_type, token_hint, token_fingerprint, key_id, nonce, ciphertext, hex_org_id, \
-             hex_user_email, token_expires_at, status, last_verified_at, created_at, updated_at, seal_version) \
-             values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, 'active', $17, $17, $17, $18) \
+             hex_user_email, token_expires_at, status, last_verified_at, created_at, updated_at, seal_version, \
+             hex_url) \
+             values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, 'active', $17, $17, $17, $18, \
+             $19) \
              on conflict (tenant, end_user_id, subdomain, token_fingerprint) do nothing returning ",
             connection_columns!()
         )
@@ -61,6 +63,7 @@ macro_rules! bind_new_connection {
             .bind($new.identity.token_expires_at)
             .bind($now)
             .bind($new.sealed.version)
+            .bind(&$new.hex_url)
     };
 }
 
@@ -72,8 +75,8 @@ pub(super) const EVENT_CHANNEL: &str = "hexbroker_events";
 /// One audit entry.
 pub(super) const INSERT_AUDIT: &str =
     "insert into audit_event (id, tenant, created_at, actor_type, actor_id, \
-     actor_name, action, connection_id, outcome, detail, request_id, client_addr) \
-     values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)";
+     actor_name, action, connection_id, outcome, detail, request_id, client_addr, caller_request_id) \
+     values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)";
 
 /// One outbox row, due at once.
 pub(super) const INSERT_EVENT: &str =
@@ -128,6 +131,7 @@ macro_rules! impl_store {
                     .bind(detail)
                     .bind(&audit.request_id)
                     .bind(&audit.client_addr)
+                    .bind(&audit.caller_request_id)
                     .execute(&mut **tx)
                     .await?;
                 Ok(())
@@ -395,31 +399,39 @@ macro_rules! impl_store {
                 after: Option<uuid::Uuid>,
                 limit: u32,
             ) -> $crate::store::StoreResult<Vec<$crate::store::SealedToken>> {
-                let rows: Vec<(uuid::Uuid, String, String, String, Vec<u8>, Vec<u8>, i16)> = sqlx::query_as(
-                    "select id, tenant, subdomain, key_id, nonce, ciphertext, seal_version from connection \
-                     where (key_id <> $1 or seal_version <> $4) and ($2 is null or id > $2) order by id limit $3",
+                // The current seal version: 3 for a row with its own Hex origin, else 2.
+                let rows: Vec<(uuid::Uuid, String, String, Option<String>, String, Vec<u8>, Vec<u8>, i16)> = sqlx::query_as(
+                    "select id, tenant, subdomain, hex_url, key_id, nonce, ciphertext, seal_version from connection \
+                     where (key_id <> $1 or seal_version <> case when hex_url is null then $4 else $5 end) \
+                     and ($2 is null or id > $2) order by id limit $3",
                 )
                 .bind(key_id)
                 .bind(after)
                 .bind(i64::from(limit))
                 .bind($crate::crypto::SEAL_V2)
+                .bind($crate::crypto::SEAL_V3)
                 .fetch_all(&self.pool)
                 .await?;
                 Ok(rows
                     .into_iter()
-                    .map(|(id, tenant, subdomain, key_id, nonce, ciphertext, version)| $crate::store::SealedToken {
+                    .map(|(id, tenant, subdomain, hex_url, key_id, nonce, ciphertext, version)| $crate::store::SealedToken {
                         id,
                         tenant,
                         subdomain,
+                        hex_url,
                         sealed: $crate::crypto::Sealed { key_id, nonce, ciphertext, version },
                     })
                     .collect())
             }
 
             async fn count_tokens_not_sealed_by(&self, key_id: &str) -> $crate::store::StoreResult<i64> {
-                Ok(sqlx::query_scalar("select count(*) from connection where key_id <> $1 or seal_version <> $2")
+                Ok(sqlx::query_scalar(
+                    "select count(*) from connection where key_id <> $1 \
+                     or seal_version <> case when hex_url is null then $2 else $3 end",
+                )
                     .bind(key_id)
                     .bind($crate::crypto::SEAL_V2)
+                    .bind($crate::crypto::SEAL_V3)
                     .fetch_one(&self.pool)
                     .await?)
             }
@@ -866,7 +878,7 @@ macro_rules! impl_store {
             ) -> $crate::store::StoreResult<Vec<$crate::audit::AuditEntry>> {
                 Ok(sqlx::query_as(
                     "select id, created_at, actor_type, actor_id, actor_name, action, connection_id, outcome, \
-                     detail, request_id, client_addr, tenant from audit_event where tenant = $1 \
+                     detail, request_id, caller_request_id, client_addr, tenant from audit_event where tenant = $1 \
                      and ($2 is null or connection_id = $2) and ($3 is null or action = $3) \
                      and ($4 is null or actor_id = $4) and ($5 is null or id < $5) order by id desc limit $6",
                 )

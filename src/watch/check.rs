@@ -19,8 +19,8 @@ use uuid::Uuid;
 use super::{after, jitter, minute_of, BATCH};
 use crate::app::AppState;
 use crate::audit::{Action, AuditContext};
-use crate::crypto::{CryptoError, TokenBinding};
-use crate::hex::{Rejection, Subdomain};
+use crate::crypto::TokenBinding;
+use crate::hex::Rejection;
 use crate::lifecycle::{Change, Status};
 use crate::store::{Applied, DueCheck, Expect, StoreResult};
 
@@ -145,22 +145,28 @@ async fn check_one(state: &AppState, interval: Duration, due: DueCheck) -> Store
         report.deferred = 1;
         return Ok(report);
     }
-    let binding =
-        TokenBinding { connection_id: id, tenant: &connection.tenant, subdomain: &connection.subdomain };
-    let opened = Subdomain::from_stored(&connection.subdomain)
-        .map_err(|_| CryptoError::Tampered)
-        .and_then(|subdomain| Ok((subdomain, state.keyring.open_token(binding, &sealed)?)));
-    let (subdomain, token) = match opened {
+    let binding = TokenBinding {
+        connection_id: id,
+        tenant: &connection.tenant,
+        subdomain: &connection.subdomain,
+        hex_url: connection.hex_url.as_deref(),
+    };
+    let opened = state.keyring.open_token(binding, &sealed).map_err(|e| e.to_string()).and_then(|token| {
+        let workspace = state.hex.stored_workspace(&connection.subdomain, connection.hex_url.as_deref());
+        workspace.map(|workspace| (workspace, token)).map_err(|e| e.to_string())
+    });
+    let (workspace, token) = match opened {
         Ok(opened) => opened,
         Err(e) => {
-            // A row edited outside hexbroker (or a missing key) is never sent to Hex.
+            // A row edited outside hexbroker, an origin no longer listed (or a missing key) is
+            // never sent to Hex.
             tracing::error!(connection_id = %id, error = %e, "cannot open a stored token for its background check");
             state.store.schedule_check(id, after(now, interval, jitter(0.9, 1.1)), false).await?;
             return Ok(report);
         }
     };
     report.checked = 1;
-    let outcome = state.hex.verify(&subdomain, &token).await;
+    let outcome = state.hex.verify(&workspace, &token).await;
     let now = state.clock.now();
     let next = after(now, interval, jitter(0.9, 1.1));
     // Status changes go through the one write path (event, audit, cache notice), and only for
@@ -219,6 +225,8 @@ pub struct Unauthorized {
     pub id: Uuid,
     /// Its workspace.
     pub subdomain: String,
+    /// Its own Hex origin, if it has one.
+    pub hex_url: Option<String>,
     /// The nonce of the sealed token the call used (names that token).
     pub nonce: Vec<u8>,
     /// The token the call used.
@@ -244,8 +252,11 @@ pub fn after_unauthorized(state: &AppState, call: Unauthorized) {
 /// it did.
 pub async fn recheck_after_unauthorized(state: &AppState, call: Unauthorized) -> StoreResult<bool> {
     state.metrics.watched("recheck", 1);
-    let Ok(subdomain) = Subdomain::from_stored(&call.subdomain) else { return Ok(false) };
-    let rejection = match state.hex.verify(&subdomain, &call.token).await {
+    // Checked again as the proxy did: an origin taken off the list meanwhile is not called.
+    let Ok(workspace) = state.hex.stored_workspace(&call.subdomain, call.hex_url.as_deref()) else {
+        return Ok(false);
+    };
+    let rejection = match state.hex.verify(&workspace, &call.token).await {
         Ok(_) => {
             tracing::info!(connection_id = %call.id, "Hex answered 401 on one path but still accepts the token");
             return Ok(false);

@@ -48,7 +48,8 @@ pub(crate) use workspace::Workspace;
 pub struct RecordedRequest {
     /// `GET`, `POST`, …
     pub method: String,
-    /// The full path, including the workspace prefix (`/acme/api/v1/projects`).
+    /// The full path as received: with the workspace prefix (`/acme/api/v1/projects`), or from
+    /// the root for a workspace served there (`/api/v1/projects`).
     pub path: String,
     /// The raw query string, without `?`.
     pub query: Option<String>,

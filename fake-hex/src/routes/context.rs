@@ -36,11 +36,21 @@ impl<S: Send + Sync> FromRequestParts<S> for TraceId {
 #[derive(Clone, Debug)]
 pub(crate) struct WorkspaceCtx {
     pub(crate) subdomain: String,
-    /// How callers reach the fake: `http://HOST`.
-    pub(crate) origin: String,
-    /// The origin the fake stands in for, as callers reach it: `http://HOST/SUBDOMAIN`. URLs the
-    /// fake hands out (run status, next page) start with this.
+    /// The origin the fake stands in for, as callers reach it: `http://HOST/SUBDOMAIN`, or
+    /// `http://HOST` for a workspace served at the root. URLs the fake hands out (run status,
+    /// next page) start with this.
     pub(crate) base_url: String,
+}
+
+impl WorkspaceCtx {
+    /// The URL callers use for the routed path `path` (`/{subdomain}/api/…`): the workspace's
+    /// base URL and the rest of the path, so that a workspace served at the root of its origin
+    /// hands out URLs without the prefix it is routed under.
+    pub(crate) fn url_of(&self, path: &str) -> String {
+        let rest =
+            path.strip_prefix('/').and_then(|p| p.strip_prefix(self.subdomain.as_str())).unwrap_or(path);
+        format!("{}{rest}", self.base_url)
+    }
 }
 
 impl<S: Send + Sync> FromRequestParts<S> for WorkspaceCtx {

@@ -11,6 +11,7 @@ use futures_util::StreamExt;
 
 use super::context::{TraceId, WorkspaceCtx};
 use super::instruments::ECHO_SUFFIX;
+use super::AtRoot;
 use crate::errors;
 use crate::model::RecordedRequest;
 use crate::FakeHex;
@@ -30,9 +31,10 @@ pub(crate) async fn front_door(State(hex): State<FakeHex>, request: Request, nex
 async fn admit(hex: &FakeHex, request: Request, next: Next, trace: &TraceId) -> Response {
     let (mut parts, body) = request.into_parts();
     let path = parts.uri.path().to_owned();
+    let at_root = parts.extensions.get::<AtRoot>().cloned();
     let index = hex.record(RecordedRequest {
         method: parts.method.to_string(),
-        path: path.clone(),
+        path: at_root.as_ref().map_or_else(|| path.clone(), |r| r.path.clone()),
         query: parts.uri.query().map(str::to_owned),
         headers: parts
             .headers
@@ -78,9 +80,10 @@ async fn admit(hex: &FakeHex, request: Request, next: Next, trace: &TraceId) -> 
     }
     let host = parts.headers.get(header::HOST).and_then(|h| h.to_str().ok()).unwrap_or("127.0.0.1");
     let origin = format!("http://{host}");
-    let base_url = format!("{origin}/{subdomain}");
+    // Served at the root (Hex on its own domain), the workspace is the whole origin.
+    let base_url = if at_root.is_some() { origin.clone() } else { format!("{origin}/{subdomain}") };
     parts.extensions.insert(trace.clone());
-    parts.extensions.insert(WorkspaceCtx { subdomain, origin, base_url });
+    parts.extensions.insert(WorkspaceCtx { subdomain, base_url });
     next.run(Request::from_parts(parts, body)).await
 }
 

@@ -114,6 +114,34 @@ pub(crate) fn router(hex: FakeHex) -> Router {
         .with_state(hex)
 }
 
+/// Where a request served at the root of an origin ([`at_root`]) was addressed, before its
+/// workspace's prefix was put in front for routing.
+#[derive(Clone, Debug)]
+pub(crate) struct AtRoot {
+    /// The path as received (`/api/v1/projects`), for the record.
+    pub(crate) path: String,
+}
+
+/// `router` with workspace `subdomain` served at the root: every request's path gets the
+/// workspace's prefix before `router` routes it, and carries [`AtRoot`] so the front door
+/// records the path as received and hands out URLs without the prefix.
+pub(crate) fn at_root(router: Router, subdomain: &str) -> Router {
+    let prefix = format!("/{subdomain}");
+    let rewrite = move |mut request: axum::extract::Request| {
+        let prefix = prefix.clone();
+        async move {
+            let path = request.uri().path().to_owned();
+            let query = request.uri().query().map(|q| format!("?{q}")).unwrap_or_default();
+            if let Ok(uri) = format!("{prefix}{path}{query}").parse() {
+                *request.uri_mut() = uri;
+                request.extensions_mut().insert(AtRoot { path });
+            }
+            request
+        }
+    };
+    Router::new().fallback_service(router).layer(middleware::map_request(rewrite))
+}
+
 /// An unknown path under a known workspace.
 async fn not_found(trace: TraceId) -> HexError {
     HexError::new(Style::Coded, StatusCode::NOT_FOUND, "Not found", trace.as_str())

@@ -74,7 +74,7 @@ pub(crate) async fn create(
         "runId": run.id.to_string(),
         "runUrl": run_url(workspace, &run),
         // The status URL follows the path form the caller used (plural or legacy singular).
-        "runStatusUrl": format!("{}{}/{}", workspace.origin, uri.path(), run.id),
+        "runStatusUrl": format!("{}/{}", workspace.url_of(uri.path()), run.id),
         "traceId": caller.trace.as_str(),
         "projectVersion": run.project_version,
     });
@@ -266,7 +266,7 @@ pub(crate) async fn list(
         .map(|r| run_json(&caller.workspace, r, now, trace))
         .collect();
     let page_url = |offset: usize| {
-        let mut url = format!("{}{}?limit={limit}&offset={offset}", caller.workspace.origin, uri.path());
+        let mut url = format!("{}?limit={limit}&offset={offset}", caller.workspace.url_of(uri.path()));
         if let Some(status) = status_filter {
             url.push_str(&format!("&statusFilter={}", status.as_str()));
         }

@@ -1,6 +1,7 @@
 //! fake-hex over real HTTP on real sockets: each test spawns its own fake on port 0 and talks to
 //! it with reqwest.
 
+mod at_root;
 mod auth;
 mod collaboration;
 mod content;
