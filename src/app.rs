@@ -356,6 +356,7 @@ impl Background {
         if let Some(worker) = crate::events::worker::spawn(
             state.store.clone(),
             state.hex.clone(),
+            state.keyring.clone(),
             &state.config,
             stopped.clone(),
         )? {

@@ -76,11 +76,19 @@ pub enum Action {
     SessionCreate,
     /// An event was queued again.
     EventRedeliver,
+    /// A webhook endpoint was registered (§13).
+    WebhookEndpointCreate,
+    /// A webhook endpoint was changed.
+    WebhookEndpointUpdate,
+    /// A webhook endpoint was deleted.
+    WebhookEndpointDelete,
+    /// A webhook endpoint's secret was rotated.
+    WebhookEndpointRotateSecret,
 }
 
 impl Action {
     /// Every action.
-    pub const ALL: [Action; 10] = [
+    pub const ALL: [Action; 14] = [
         Action::Connect,
         Action::Reconnect,
         Action::Verify,
@@ -91,6 +99,10 @@ impl Action {
         Action::StatusChange,
         Action::SessionCreate,
         Action::EventRedeliver,
+        Action::WebhookEndpointCreate,
+        Action::WebhookEndpointUpdate,
+        Action::WebhookEndpointDelete,
+        Action::WebhookEndpointRotateSecret,
     ];
 
     /// Its name in the trail.
@@ -106,6 +118,10 @@ impl Action {
             Action::StatusChange => "status.change",
             Action::SessionCreate => "session.create",
             Action::EventRedeliver => "event.redeliver",
+            Action::WebhookEndpointCreate => "webhook_endpoint.create",
+            Action::WebhookEndpointUpdate => "webhook_endpoint.update",
+            Action::WebhookEndpointDelete => "webhook_endpoint.delete",
+            Action::WebhookEndpointRotateSecret => "webhook_endpoint.rotate_secret",
         }
     }
 }

@@ -84,6 +84,10 @@ pub struct Config {
     /// `HEXBROKER_WEBHOOK_POLL`: how often the delivery worker looks for due events when nothing
     /// woke it (the safety net behind the commit-time wake-up).
     pub webhook_poll: Duration,
+    /// `HEXBROKER_WEBHOOK_ALLOW_HOSTS`: hosts (names or addresses, lower-cased) that tenants'
+    /// webhook endpoints may use although they are, or resolve to, non-public addresses, and over
+    /// plain `http` (§13).
+    pub webhook_allow_hosts: Vec<String>,
     /// `HEXBROKER_AUDIT_RETENTION`: how long audit entries (and delivered events) are kept.
     pub audit_retention: Duration,
     /// `HEXBROKER_LOG`: the log filter, checked (tracing's env-filter syntax).
@@ -341,6 +345,23 @@ impl Config {
             ));
         }
         let webhook_concurrency = number_in(&get, "HEXBROKER_WEBHOOK_CONCURRENCY", 16, 1..=1000)?;
+        let webhook_allow_hosts: Vec<String> = get("HEXBROKER_WEBHOOK_ALLOW_HOSTS")
+            .map(|v| {
+                v.split(',')
+                    .map(|h| h.trim().trim_start_matches('[').trim_end_matches(']').to_ascii_lowercase())
+                    .filter(|h| !h.is_empty())
+                    .collect()
+            })
+            .unwrap_or_default();
+        if webhook_allow_hosts
+            .iter()
+            .any(|h| url::Host::parse(h).is_err() && h.parse::<std::net::Ipv6Addr>().is_err())
+        {
+            return Err(ConfigError::new(
+                "HEXBROKER_WEBHOOK_ALLOW_HOSTS",
+                "is a comma-separated list of host names or addresses (no scheme, port or path)",
+            ));
+        }
 
         let log_filter = get("HEXBROKER_LOG").unwrap_or_else(|| crate::telemetry::DEFAULT_FILTER.into());
         crate::telemetry::check_filter(&log_filter).map_err(|p| ConfigError::new("HEXBROKER_LOG", p))?;
@@ -410,6 +431,7 @@ impl Config {
             webhook_backoff_max: duration(&get, "HEXBROKER_WEBHOOK_BACKOFF_MAX", Duration::from_secs(3600))?,
             webhook_retry_for: duration(&get, "HEXBROKER_WEBHOOK_RETRY_FOR", Duration::from_secs(86_400))?,
             webhook_poll: duration(&get, "HEXBROKER_WEBHOOK_POLL", Duration::from_secs(5))?,
+            webhook_allow_hosts,
             audit_retention: duration(&get, "HEXBROKER_AUDIT_RETENTION", Duration::from_secs(90 * 86_400))?,
             server,
             max_in_flight,

@@ -484,11 +484,13 @@ fn every_path_parameter_is_declared() {
 }
 
 /// The JSON request bodies: the operation, and the struct in `src/routes` that reads its body.
-const REQUEST_BODIES: [(&str, &str, &str, &str); 4] = [
+const REQUEST_BODIES: [(&str, &str, &str, &str); 6] = [
     ("POST", "/v1/connect", "src/routes/connect.rs", "ConnectBody"),
     ("POST", "/v1/connect/sessions", "src/routes/sessions.rs", "CreateSessionBody"),
     ("PATCH", "/v1/connections/{id}", "src/routes/connections.rs", "UpdateBody"),
     ("POST", "/v1/connections/{id}/keys", "src/routes/keys.rs", "CreateKeyBody"),
+    ("POST", "/v1/webhook-endpoints", "src/routes/webhooks.rs", "CreateEndpointBody"),
+    ("PATCH", "/v1/webhook-endpoints/{id}", "src/routes/webhooks.rs", "UpdateEndpointBody"),
 ];
 
 #[test]

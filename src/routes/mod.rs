@@ -10,6 +10,7 @@ mod page;
 mod paging;
 mod proxy;
 mod sessions;
+mod webhooks;
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -96,6 +97,14 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/events", get(events::list))
         .route("/v1/events/{id}/redeliver", post(events::redeliver))
         .route("/v1/audit-events", get(audit::list))
+        .route("/v1/webhook-endpoints", get(webhooks::list).post(webhooks::create))
+        .route(
+            "/v1/webhook-endpoints/{id}",
+            get(webhooks::get_one).patch(webhooks::update).delete(webhooks::delete),
+        )
+        .route("/v1/webhook-endpoints/{id}/rotate-secret", post(webhooks::rotate_secret))
+        .route("/v1/webhook-endpoints/{id}/test", post(webhooks::test))
+        .route("/v1/webhook-endpoints/{id}/deliveries", get(webhooks::deliveries))
         // The methods Hex's API uses, each named, so that any other (TRACE, CONNECT) answers 405
         // with `Allow` as every route does: `any` would take them all and leave `Allow` out.
         .route(
