@@ -14,22 +14,51 @@ use crate::crypto::{CryptoError, Sealed, TokenBinding};
 use crate::error::{ApiError, Json, Path, Result};
 use crate::hex::Subdomain;
 use crate::lifecycle::{Change, Status};
-use crate::store::{self, Connection, ConnectionChange, ConnectionFilter, Expect};
+use crate::store::{self, Connection, ConnectionChange, ConnectionFilter, Expect, RequestCounts};
 
-/// A connection as callers see it: the stored fields, its current status, and its Hex origin.
+/// A connection as callers see it: the stored fields, its current status, its Hex origin, and
+/// its recent calls (from the request log's hourly counts).
 #[derive(Debug, Serialize)]
 pub struct ConnectionView {
     #[serde(flatten)]
     connection: Connection,
     /// `None` (null) when the stored subdomain fails §6's rule: no URL is built from it.
     hex_url: Option<String>,
+    #[serde(flatten)]
+    counts: RequestCounts,
 }
 
 impl ConnectionView {
-    /// The view of `connection`, with `expired` derived from its token's expiry.
+    /// The view of `connection`, with `expired` derived from its token's expiry, and no calls
+    /// counted (see [`ConnectionView::load`]).
     pub fn new(state: &AppState, connection: Connection) -> Self {
         let hex_url = Subdomain::from_stored(&connection.subdomain).ok().map(|s| state.hex.origin(&s));
-        Self { connection: connection.with_current_status(state.clock.now()), hex_url }
+        Self {
+            connection: connection.with_current_status(state.clock.now()),
+            hex_url,
+            counts: RequestCounts::default(),
+        }
+    }
+
+    /// The view of `connection` with its counts of recent calls.
+    pub async fn load(state: &AppState, connection: Connection) -> Result<Self> {
+        let counts = Self::counts(state, std::slice::from_ref(&connection)).await?;
+        Ok(Self::counted(state, connection, &counts))
+    }
+
+    /// The counts of recent calls of `connections`, read in one query.
+    pub async fn counts(state: &AppState, connections: &[Connection]) -> Result<Vec<(Uuid, RequestCounts)>> {
+        let ids: Vec<Uuid> = connections.iter().map(|c| c.id).collect();
+        let since = crate::requestlog::counts_since(state.clock.now());
+        Ok(state.store.request_counts(&ids, since).await?)
+    }
+
+    /// The view of `connection` with its counts from `counts` (none there: no calls).
+    pub fn counted(state: &AppState, connection: Connection, counts: &[(Uuid, RequestCounts)]) -> Self {
+        let found = counts.iter().find(|(id, _)| *id == connection.id).map(|(_, c)| *c);
+        let mut view = Self::new(state, connection);
+        view.counts = found.unwrap_or_default();
+        view
     }
 }
 
@@ -73,6 +102,7 @@ pub fn open_stored(
 pub struct ListParams {
     end_user_id: Option<String>,
     status: Option<Status>,
+    subdomain: Option<String>,
     limit: Option<u32>,
     cursor: Option<String>,
 }
@@ -87,18 +117,31 @@ pub async fn list(
     let Query(params) = query.map_err(|_| {
         ApiError::unprocessable(
             "invalid_query",
-            "The query accepts end_user_id, status (active, invalid or expired), limit (1-200) and cursor.",
+            "The query accepts end_user_id, status (active, invalid or expired), subdomain, limit (1-200) and cursor.",
         )
     })?;
     let limit = paging::limit(params.limit)?;
+    let subdomain = params
+        .subdomain
+        .map(|s| {
+            Subdomain::parse(&s).map(|s| s.as_str().to_owned()).map_err(|_| {
+                ApiError::unprocessable(
+                    "invalid_query",
+                    "subdomain is not a Hex workspace subdomain like acme.",
+                )
+            })
+        })
+        .transpose()?;
     let filter = ConnectionFilter {
         end_user_id: params.end_user_id,
         status: params.status,
+        subdomain,
         before_id: paging::cursor(params.cursor.as_deref())?,
         limit: paging::fetch(limit),
     };
     let rows = state.store.list_connections(&caller.tenant, &filter).await?;
-    Ok(Json(Page::cut(rows, limit, |c| c.id).map(|c| ConnectionView::new(&state, c))))
+    let counts = ConnectionView::counts(&state, &rows).await?;
+    Ok(Json(Page::cut(rows, limit, |c| c.id).map(|c| ConnectionView::counted(&state, c, &counts))))
 }
 
 /// Reads a connection id from the path; anything that is not one names no connection.
@@ -116,7 +159,7 @@ pub async fn get_one(
     let id = connection_id(&id)?;
     let connection =
         state.store.connection(&caller.tenant, id).await?.ok_or_else(|| ApiError::not_found("connection"))?;
-    Ok(Json(ConnectionView::new(&state, connection)))
+    Ok(Json(ConnectionView::load(&state, connection).await?))
 }
 
 /// The body of `PATCH /v1/connections/{id}`.
@@ -173,7 +216,7 @@ pub async fn update(
         .await?
         .done()
         .ok_or_else(|| ApiError::not_found("connection"))?;
-    Ok(Json(ConnectionView::new(&state, connection)))
+    Ok(Json(ConnectionView::load(&state, connection).await?))
 }
 
 /// `DELETE /v1/connections/{id}`: the row and its sealed token are gone for good.
@@ -235,7 +278,7 @@ pub async fn verify(
         store::Applied::Done(c) | store::Applied::Unmet(c) => c,
         _ => return Err(ApiError::not_found("connection")),
     };
-    Ok(Json(ConnectionView::new(&state, updated)))
+    Ok(Json(ConnectionView::load(&state, updated).await?))
 }
 
 /// A label is at most 200 characters.

@@ -9,6 +9,7 @@ mod keys;
 mod page;
 mod paging;
 mod proxy;
+mod requests;
 mod sessions;
 
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -96,6 +97,8 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/events", get(events::list))
         .route("/v1/events/{id}/redeliver", post(events::redeliver))
         .route("/v1/audit-events", get(audit::list))
+        .route("/v1/connections/{id}/requests", get(requests::for_connection))
+        .route("/v1/requests", get(requests::list))
         // The methods Hex's API uses, each named, so that any other (TRACE, CONNECT) answers 405
         // with `Allow` as every route does: `any` would take them all and leave `Allow` out.
         .route(

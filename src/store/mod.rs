@@ -6,6 +6,7 @@
 
 mod announcing;
 mod postgres;
+mod requestlog;
 mod sql;
 mod sqlite;
 mod watch;
@@ -24,6 +25,9 @@ use crate::scopes::Scopes;
 
 pub use announcing::{Announcing, Forget, Stale};
 pub use postgres::PgStore;
+pub use requestlog::{
+    id_at, id_bound, HourCount, RequestCounts, RequestFilter, RequestLogStore, RequestRecord, StatusFilter,
+};
 pub use sqlite::{database_file as sqlite_database_file, SqliteStore};
 pub use watch::{DueCheck, WatchStore, EXPIRED_REASON};
 
@@ -84,7 +88,7 @@ pub fn now() -> DateTime<Utc> {
 /// change (the proxy's 401 rule, a background check) passes `Expect { token_nonce, status }` and
 /// gets [`Applied::Unmet`] when the row moved on meanwhile, with nothing written.
 #[async_trait::async_trait]
-pub trait Store: WatchStore + Send + Sync + 'static {
+pub trait Store: WatchStore + RequestLogStore + Send + Sync + 'static {
     /// Answers when the database does.
     async fn ping(&self) -> StoreResult<()>;
 
@@ -474,6 +478,8 @@ pub struct ConnectionFilter {
     pub end_user_id: Option<String>,
     /// Only those with this status (`expired` is derived from the expiry).
     pub status: Option<Status>,
+    /// Only those of this Hex workspace (subdomain).
+    pub subdomain: Option<String>,
     /// Only those older than this id (the page cursor).
     pub before_id: Option<Uuid>,
     /// At most this many.
