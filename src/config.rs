@@ -120,7 +120,7 @@ pub struct RequestLogConfig {
     /// `HEXBROKER_REQUEST_LOG_QUEUE`: entries waiting to be written, per replica; past it, entries
     /// are dropped and counted (default 10,000).
     pub queue: usize,
-    /// `HEXBROKER_REQUEST_LOG_PRUNE_INTERVAL`: how often old entries are pruned (default 1m).
+    /// `HEXBROKER_REQUEST_LOG_PRUNE_INTERVAL`: how often old entries are pruned (default 5m).
     pub prune_interval: Duration,
 }
 
@@ -404,7 +404,7 @@ impl Config {
             retention: duration(&get, "HEXBROKER_REQUEST_LOG_RETENTION", Duration::from_secs(7 * 86_400))?,
             max_rows: number_in(&get, "HEXBROKER_REQUEST_LOG_MAX_ROWS", 1_000_000, 1..=1_000_000_000)?,
             queue: number_in(&get, "HEXBROKER_REQUEST_LOG_QUEUE", 10_000, 1..=1_000_000)?,
-            prune_interval: duration(&get, "HEXBROKER_REQUEST_LOG_PRUNE_INTERVAL", Duration::from_secs(60))?,
+            prune_interval: duration(&get, "HEXBROKER_REQUEST_LOG_PRUNE_INTERVAL", Duration::from_secs(300))?,
         };
 
         Ok(Self {
@@ -613,7 +613,7 @@ mod tests {
                 retention: Duration::from_secs(7 * 86_400),
                 max_rows: 1_000_000,
                 queue: 10_000,
-                prune_interval: Duration::from_secs(60),
+                prune_interval: Duration::from_secs(300),
             }
         );
         assert!(!config(&[("HEXBROKER_REQUEST_LOG", "off")]).unwrap().request_log.enabled);

@@ -296,20 +296,6 @@ impl WatchStore for Announcing {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn notices_name_what_went_stale_and_anything_else_means_everything() {
-        let id = Uuid::now_v7();
-        assert_eq!(Stale::parse(&format!("key:{id}")), Stale::Key(id));
-        assert_eq!(Stale::parse(&format!("connection:{id}")), Stale::Connection(id));
-        assert_eq!(Stale::parse("connection:nope"), Stale::Everything);
-        assert_eq!(Stale::parse(""), Stale::Everything);
-    }
-}
-
 /// The request log touches nothing the hot path caches: passed through.
 #[async_trait::async_trait]
 impl RequestLogStore for Announcing {
@@ -334,5 +320,19 @@ impl RequestLogStore for Announcing {
     }
     async fn prune_request_counts(&self, before: DateTime<Utc>) -> StoreResult<u64> {
         self.inner.prune_request_counts(before).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn notices_name_what_went_stale_and_anything_else_means_everything() {
+        let id = Uuid::now_v7();
+        assert_eq!(Stale::parse(&format!("key:{id}")), Stale::Key(id));
+        assert_eq!(Stale::parse(&format!("connection:{id}")), Stale::Connection(id));
+        assert_eq!(Stale::parse("connection:nope"), Stale::Everything);
+        assert_eq!(Stale::parse(""), Stale::Everything);
     }
 }

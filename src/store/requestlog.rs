@@ -301,17 +301,40 @@ macro_rules! impl_request_log_store {
                 Ok(done.rows_affected())
             }
 
-            async fn requests_kept_from(
-                &self,
-                max_rows: u64,
-            ) -> $crate::store::StoreResult<Option<uuid::Uuid>> {
-                let offset = i64::try_from(max_rows.saturating_sub(1)).unwrap_or(i64::MAX);
-                let newest_kept: Option<uuid::Uuid> =
-                    sqlx::query_scalar("select id from request_log order by id desc limit 1 offset $1")
-                        .bind(offset)
-                        .fetch_optional(&self.pool)
-                        .await?;
-                Ok(newest_kept)
+            async fn requests_kept_from(&self, max_rows: u64) -> $crate::store::StoreResult<Option<uuid::Uuid>> {
+                // The hourly counts say how many entries each hour holds (they are written in the
+                // same transaction as the entries), so the hour where the cap falls is found
+                // without reading the log; then only that hour's entries are read.
+                let hours: Vec<(chrono::DateTime<chrono::Utc>, i64)> = sqlx::query_as(
+                    "select hour, cast(sum(calls) as bigint) from request_count group by hour order by hour desc",
+                )
+                .fetch_all(&self.pool)
+                .await?;
+                let mut newer: u64 = 0;
+                for (hour, calls) in hours {
+                    let calls = u64::try_from(calls).unwrap_or(0);
+                    if newer.saturating_add(calls) <= max_rows {
+                        newer = newer.saturating_add(calls);
+                        continue;
+                    }
+                    let next_hour = hour + chrono::TimeDelta::hours(1);
+                    let keep = max_rows.saturating_sub(newer);
+                    if keep == 0 {
+                        return Ok(Some($crate::store::id_bound(next_hour)));
+                    }
+                    let offset = i64::try_from(keep - 1).unwrap_or(i64::MAX);
+                    let newest_kept: Option<uuid::Uuid> = sqlx::query_scalar(
+                        "select id from request_log where id >= $1 and id < $2 order by id desc limit 1 offset $3",
+                    )
+                    .bind($crate::store::id_bound(hour))
+                    .bind($crate::store::id_bound(next_hour))
+                    .bind(offset)
+                    .fetch_optional(&self.pool)
+                    .await?;
+                    // Fewer entries than counted (some were pruned by age): the hour fits whole.
+                    return Ok(Some(newest_kept.unwrap_or_else(|| $crate::store::id_bound(hour))));
+                }
+                Ok(None)
             }
 
             async fn prune_request_counts(
