@@ -121,17 +121,10 @@ pub async fn list(
         )
     })?;
     let limit = paging::limit(params.limit)?;
-    let subdomain = params
-        .subdomain
-        .map(|s| {
-            Subdomain::parse(&s).map(|s| s.as_str().to_owned()).map_err(|_| {
-                ApiError::unprocessable(
-                    "invalid_query",
-                    "subdomain is not a Hex workspace subdomain like acme.",
-                )
-            })
-        })
-        .transpose()?;
+    // Written as a person may paste it (`acme.hex.tech`); a value that is no subdomain at all
+    // matches no connection (every stored one is a label), as any other unmatched filter does.
+    let subdomain =
+        params.subdomain.map(|s| Subdomain::parse(&s).map(|s| s.as_str().to_owned()).unwrap_or(s));
     let filter = ConnectionFilter {
         end_user_id: params.end_user_id,
         status: params.status,
