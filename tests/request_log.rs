@@ -645,6 +645,84 @@ async fn with_the_log_off_nothing_is_recorded(backend: Backend) {
     assert_eq!(shown["calls_24h"], 0);
 }
 
+/// A Hex that answers `/slow` with its head and a first chunk at once, and the rest of the body
+/// only when the test adds a permit to the gate; any other path answers `{"values": []}`.
+async fn slow_body_hex() -> (String, std::sync::Arc<tokio::sync::Semaphore>) {
+    let gate = std::sync::Arc::new(tokio::sync::Semaphore::new(0));
+    let router = {
+        let gate = gate.clone();
+        axum::Router::new().fallback(move |uri: axum::http::Uri| {
+            let gate = gate.clone();
+            async move {
+                if !uri.path().ends_with("/slow") {
+                    return axum::response::IntoResponse::into_response(axum::Json(json!({ "values": [] })));
+                }
+                let chunks = futures_util::stream::unfold(0, move |n| {
+                    let gate = gate.clone();
+                    async move {
+                        match n {
+                            0 => Some((
+                                Ok::<_, std::io::Error>(bytes::Bytes::from_static(b"{\"values\": [")),
+                                1,
+                            )),
+                            1 => {
+                                gate.acquire().await.unwrap().forget();
+                                Some((Ok(bytes::Bytes::from_static(b"]}")), 2))
+                            }
+                            _ => None,
+                        }
+                    }
+                });
+                axum::response::IntoResponse::into_response(axum::body::Body::from_stream(chunks))
+            }
+        })
+    };
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, router).await });
+    (format!("http://{addr}/{{subdomain}}"), gate)
+}
+
+async fn a_streamed_answer_is_recorded_when_its_body_ends(backend: Backend) {
+    let (template, gate) = slow_body_hex().await;
+    let Some(app) = TestApp::start_with(backend, &[("HEXBROKER_HEX_URL", &template)]).await else { return };
+    let connect = app.key("connect").await;
+    let response = app
+        .connect(&connect, json!({"subdomain": "acme", "token": "hxtp_streaming", "end_user_id": "u1"}))
+        .await;
+    assert_eq!(response.status(), 201);
+    let id = response.json::<Value>().await.unwrap()["id"].as_str().unwrap().to_owned();
+    let key = app.key("proxy,connections:read").await;
+    let mut response = app
+        .http
+        .get(app.url("/v1/proxy/v1/slow"))
+        .bearer_auth(&key)
+        .header("connection-id", &id)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    let first = response.chunk().await.unwrap().unwrap();
+    assert!(first.starts_with(b"{"));
+    // The body is held for a measured while after the head; the entry is written only once it
+    // ends, and its duration covers the wait, while Hex's time to its head does not.
+    let held = Duration::from_millis(600);
+    tokio::time::sleep(held).await;
+    assert_eq!(stored_entries(&app).await, 0, "not recorded before the body ends");
+    gate.add_permits(1);
+    while response.chunk().await.unwrap().is_some() {}
+    let entries = wait_for_entries(&app, &key, &format!("/v1/connections/{id}/requests"), 1).await;
+    let e = &entries[0];
+    assert_eq!(
+        (&e["status"], &e["answered_by"], &e["path"]),
+        (&json!(200), &json!("hex"), &json!("/v1/slow"))
+    );
+    let duration = e["duration_ms"].as_i64().unwrap();
+    let hex = e["hex_duration_ms"].as_i64().unwrap();
+    assert!(duration >= held.as_millis() as i64, "{duration} ms");
+    assert!(hex < held.as_millis() as i64, "{hex} ms to the head");
+}
+
 on_both_backends!(
     each_surface_and_answer_kind_is_recorded_with_its_fields,
     hexbroker_refusals_are_recorded_with_their_codes,
@@ -655,4 +733,5 @@ on_both_backends!(
     a_full_queue_drops_and_counts_without_slowing_calls,
     shutdown_writes_what_is_queued,
     with_the_log_off_nothing_is_recorded,
+    a_streamed_answer_is_recorded_when_its_body_ends,
 );
