@@ -109,9 +109,14 @@ async fn write_batch(store: &DynStore, metrics: &Metrics, batch: &mut Vec<Entry>
 /// that two replicas' batches lock count rows in the same order).
 fn rows_of(entries: &[Entry]) -> (Vec<RequestRecord>, Vec<HourCount>) {
     let mut counts: BTreeMap<(Uuid, DateTime<Utc>), HourCount> = BTreeMap::new();
+    // The random part of each id: one system call per batch, then splitmix64 (ids need to be
+    // unique, not secret).
+    let mut seed = u64::from_le_bytes(crate::crypto::random_bytes::<8>());
     let rows = entries
         .iter()
         .map(|entry| {
+            seed = seed.wrapping_add(0x9e37_79b9_7f4a_7c15);
+            let random = splitmix(seed);
             let hour = hour_of(entry.at);
             let count = counts.entry((entry.connection_id, hour)).or_insert(HourCount {
                 connection_id: entry.connection_id,
@@ -125,21 +130,27 @@ fn rows_of(entries: &[Entry]) -> (Vec<RequestRecord>, Vec<HourCount>) {
                 count.errors = count.errors.saturating_add(1);
                 count.last_error_at = count.last_error_at.max(Some(entry.at));
             }
-            row_of(entry)
+            row_of(entry, random)
         })
         .collect();
     (rows, counts.into_values().collect())
 }
 
-fn row_of(entry: &Entry) -> RequestRecord {
-    let path = entry.uri.path();
-    let path = path.strip_prefix(entry.via.prefix()).unwrap_or(path);
+/// splitmix64's output function: 64 well-mixed bits from a counter.
+fn splitmix(mut z: u64) -> u64 {
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    z ^ (z >> 31)
+}
+
+fn row_of(entry: &Entry, random: u64) -> RequestRecord {
+    let path = entry.path.as_str();
     let mut end = path.len().min(MAX_PATH);
     while !path.is_char_boundary(end) {
         end -= 1;
     }
     RequestRecord {
-        id: store::id_at(entry.at),
+        id: store::id_with(entry.at, random),
         tenant: entry.key.tenant.clone(),
         connection_id: entry.connection_id,
         at: entry.at,

@@ -26,7 +26,8 @@ use crate::scopes::Scopes;
 pub use announcing::{Announcing, Forget, Stale};
 pub use postgres::PgStore;
 pub use requestlog::{
-    id_at, id_bound, HourCount, RequestCounts, RequestFilter, RequestLogStore, RequestRecord, StatusFilter,
+    id_at, id_bound, id_with, HourCount, RequestCounts, RequestFilter, RequestLogStore, RequestRecord,
+    StatusFilter,
 };
 pub use sqlite::{database_file as sqlite_database_file, SqliteStore};
 pub use watch::{DueCheck, WatchStore, EXPIRED_REASON};

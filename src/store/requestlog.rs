@@ -111,8 +111,16 @@ pub fn id_bound(at: DateTime<Utc>) -> Uuid {
 
 /// A fresh id for an entry that started at `at` (UUID v7, random below the milliseconds).
 pub fn id_at(at: DateTime<Utc>) -> Uuid {
+    id_with(at, u64::from_le_bytes(crate::crypto::random_bytes::<8>()))
+}
+
+/// The UUID v7 of `at` with `random` below the milliseconds.
+pub fn id_with(at: DateTime<Utc>, random: u64) -> Uuid {
     let millis = u64::try_from(at.timestamp_millis()).unwrap_or(0);
-    uuid::Builder::from_unix_timestamp_millis(millis, &crate::crypto::random_bytes::<10>()).into_uuid()
+    let mut bytes = [0; 10];
+    bytes[2..].copy_from_slice(&random.to_le_bytes());
+    bytes[..2].copy_from_slice(&random.rotate_left(17).to_le_bytes()[..2]);
+    uuid::Builder::from_unix_timestamp_millis(millis, &bytes).into_uuid()
 }
 
 /// The request log's operations, on either backend (a supertrait of [`super::Store`]).
