@@ -164,7 +164,9 @@ macro_rules! impl_request_log_store {
                 entries: &[$crate::store::RequestRecord],
                 counts: &[$crate::store::HourCount],
             ) -> $crate::store::StoreResult<()> {
-                // Both backends take well over 500 rows of 15 parameters in one statement.
+                // Both backends take well over 500 rows of 15 parameters in one statement. Not
+                // prepared for reuse: each batch size is another statement, and a cache of them
+                // would hold up to 100 large statements per pooled connection.
                 const ROWS: usize = 500;
                 let mut tx = self.pool.begin().await?;
                 for chunk in entries.chunks(ROWS) {
@@ -190,7 +192,7 @@ macro_rules! impl_request_log_store {
                             .push_bind(e.key_id)
                             .push_bind(&e.request_id);
                     });
-                    q.build().execute(&mut *tx).await?;
+                    q.build().persistent(false).execute(&mut *tx).await?;
                 }
                 for chunk in counts.chunks(ROWS) {
                     let mut q = sqlx::QueryBuilder::<$db>::new(
@@ -211,7 +213,7 @@ macro_rules! impl_request_log_store {
                          or request_count.last_error_at < excluded.last_error_at \
                          then excluded.last_error_at else request_count.last_error_at end",
                     );
-                    q.build().execute(&mut *tx).await?;
+                    q.build().persistent(false).execute(&mut *tx).await?;
                 }
                 tx.commit().await?;
                 Ok(())
