@@ -60,6 +60,8 @@ pub struct Shared {
     pub usage: Arc<Usage>,
     /// The network edge's limits: requests in flight, the rate per key, connect attempts.
     pub edge: crate::edge::Guards,
+    /// The request log's queue (§11).
+    pub request_log: crate::requestlog::RequestLog,
 }
 
 impl std::fmt::Debug for dyn store::Store {
@@ -94,8 +96,10 @@ impl AppState {
         let upstream = Upstream::new(timeouts, retry, metrics.clone(), config.workers)
             .with_max_per_workspace(config.proxy_max_per_workspace);
         let edge = crate::edge::Guards::new(&config);
+        let request_log = crate::requestlog::RequestLog::new(&config.request_log, metrics.clone());
         let state = Self(Arc::new(Shared {
             edge,
+            request_log,
             store,
             callers: caches.callers.clone(),
             targets: caches.targets.clone(),
@@ -338,7 +342,8 @@ pub async fn serve_app(
     Ok(())
 }
 
-/// A replica's background work: webhook delivery, audit pruning and the watchers. It stops when this is
+/// A replica's background work: webhook delivery, audit pruning, the request log's writer and
+/// pruner, and the watchers. It stops when this is
 /// dropped or [`Background::stop`]ped; its work is in the database, so nothing is lost.
 pub struct Background {
     stop: tokio::sync::watch::Sender<()>,
@@ -362,6 +367,7 @@ impl Background {
         )? {
             tasks.push(worker);
         }
+        tasks.extend(crate::requestlog::spawn(state, &stopped));
         tasks.push(tokio::spawn(prune(state.store.clone(), state.config.audit_retention, stopped)));
         let grace = state.config.server.shutdown_grace;
         Ok(Self { stop, tasks, watchers: crate::watch::Watchers::spawn(state), grace })

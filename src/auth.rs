@@ -48,6 +48,11 @@ impl Caller {
         require(self.scopes, scope)
     }
 
+    /// The key's record, shared (for the request log).
+    pub fn key(&self) -> &Arc<ApiKey> {
+        &self.0
+    }
+
     /// The caller as the audit trail names it.
     pub fn actor(&self) -> Actor {
         Actor::Key { id: self.id, name: self.name.clone() }
@@ -70,6 +75,11 @@ impl std::ops::Deref for ConnectionCaller {
 }
 
 impl ConnectionCaller {
+    /// The key's record, shared (for the request log).
+    pub fn key(&self) -> &Arc<ApiKey> {
+        &self.key
+    }
+
     /// Refuses with 403 unless the key holds `scope`.
     pub fn require(&self, scope: Scope) -> Result<(), ApiError> {
         require(self.scopes, scope)

@@ -111,6 +111,24 @@ pub struct Config {
     pub metrics_listen: Option<SocketAddr>,
     /// `HEXBROKER_METRICS_REFRESH`: how often the connection gauges are counted in the database.
     pub metrics_refresh: Duration,
+    /// The request log's settings (`HEXBROKER_REQUEST_LOG*`, §11).
+    pub request_log: RequestLogConfig,
+}
+
+/// The request log's settings (§11).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RequestLogConfig {
+    /// `HEXBROKER_REQUEST_LOG`: `on` (the default) or `off` (nothing is recorded).
+    pub enabled: bool,
+    /// `HEXBROKER_REQUEST_LOG_RETENTION`: how long entries are kept (default 7d).
+    pub retention: Duration,
+    /// `HEXBROKER_REQUEST_LOG_MAX_ROWS`: the most entries kept (default 1,000,000).
+    pub max_rows: u64,
+    /// `HEXBROKER_REQUEST_LOG_QUEUE`: entries waiting to be written, per replica; past it, entries
+    /// are dropped and counted (default 10,000).
+    pub queue: usize,
+    /// `HEXBROKER_REQUEST_LOG_PRUNE_INTERVAL`: how often old entries are pruned (default 5m).
+    pub prune_interval: Duration,
 }
 
 /// The listener's limits (§2): how long a client may take, and how many may be connected.
@@ -418,7 +436,25 @@ impl Config {
             })
             .transpose()?;
 
+        let request_log = RequestLogConfig {
+            enabled: match get("HEXBROKER_REQUEST_LOG").as_deref() {
+                None | Some("on") => true,
+                Some("off") => false,
+                Some(other) => {
+                    return Err(ConfigError::new(
+                        "HEXBROKER_REQUEST_LOG",
+                        format!("`{other}` is neither on nor off"),
+                    ))
+                }
+            },
+            retention: duration(&get, "HEXBROKER_REQUEST_LOG_RETENTION", Duration::from_secs(7 * 86_400))?,
+            max_rows: number_in(&get, "HEXBROKER_REQUEST_LOG_MAX_ROWS", 1_000_000, 1..=1_000_000_000)?,
+            queue: number_in(&get, "HEXBROKER_REQUEST_LOG_QUEUE", 10_000, 1..=1_000_000)?,
+            prune_interval: duration(&get, "HEXBROKER_REQUEST_LOG_PRUNE_INTERVAL", Duration::from_secs(300))?,
+        };
+
         Ok(Self {
+            request_log,
             verify_interval,
             verify_concurrency,
             expiry_warning: duration(&get, "HEXBROKER_EXPIRY_WARNING", Duration::from_secs(3 * 24 * 3600))?,
@@ -664,6 +700,17 @@ mod tests {
         assert_eq!(c.key_rate_limit, None);
         assert_eq!(c.metrics_listen, None);
         assert_eq!(
+            c.request_log,
+            RequestLogConfig {
+                enabled: true,
+                retention: Duration::from_secs(7 * 86_400),
+                max_rows: 1_000_000,
+                queue: 10_000,
+                prune_interval: Duration::from_secs(300),
+            }
+        );
+        assert!(!config(&[("HEXBROKER_REQUEST_LOG", "off")]).unwrap().request_log.enabled);
+        assert_eq!(
             c.connect_attempt_limit,
             Some(AttemptLimit { attempts: 10, window: Duration::from_secs(600) })
         );
@@ -733,6 +780,11 @@ mod tests {
             ("HEXBROKER_METRICS_LISTEN", "metrics.local"),
             ("HEXBROKER_METRICS_REFRESH", "often"),
             ("HEXBROKER_HEX_HOSTS", "hex.mycorp.com"),
+            ("HEXBROKER_REQUEST_LOG", "maybe"),
+            ("HEXBROKER_REQUEST_LOG_RETENTION", "a week"),
+            ("HEXBROKER_REQUEST_LOG_MAX_ROWS", "0"),
+            ("HEXBROKER_REQUEST_LOG_QUEUE", "0"),
+            ("HEXBROKER_REQUEST_LOG_PRUNE_INTERVAL", "0s"),
         ];
         for (var, value) in cases {
             let err = config(&[(var, value)]).expect_err(var);

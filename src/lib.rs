@@ -24,6 +24,7 @@ pub mod lifecycle;
 pub mod metrics;
 pub mod proxy;
 pub mod reencrypt;
+pub mod requestlog;
 pub mod routes;
 pub mod scopes;
 pub mod store;

@@ -96,6 +96,9 @@ struct Inner {
     watch: Family<KindLabels, Counter>,
     client_connections: Gauge,
     client_refusals: Family<KindLabels, Counter>,
+    request_log_dropped: Counter,
+    request_log_written: Counter,
+    request_log_queued: Gauge,
 }
 
 /// The process's metrics; cheap to clone.
@@ -188,7 +191,24 @@ impl Metrics {
              expiring, expired, recheck)",
             watch.clone(),
         );
+        let request_log_dropped = Counter::default();
+        registry.register(
+            "request_log_dropped",
+            "Request log entries not recorded: the queue was full, or the database refused a batch",
+            request_log_dropped.clone(),
+        );
+        let request_log_written = Counter::default();
+        registry.register("request_log_written", "Request log entries written", request_log_written.clone());
+        let request_log_queued = Gauge::default();
+        registry.register(
+            "request_log_queued",
+            "Request log entries waiting to be written, as the writer last saw them",
+            request_log_queued.clone(),
+        );
         Self(Arc::new(Inner {
+            request_log_dropped,
+            request_log_written,
+            request_log_queued,
             client_connections,
             client_refusals,
             registry,
@@ -244,6 +264,21 @@ impl Metrics {
         if n > 0 {
             self.0.watch.get_or_create(&KindLabels { kind }).inc_by(n as u64);
         }
+    }
+
+    /// Counts `n` request log entries dropped (a full queue, or a batch the database refused).
+    pub fn request_log_dropped(&self, n: u64) {
+        self.0.request_log_dropped.inc_by(n);
+    }
+
+    /// Counts `n` request log entries written.
+    pub fn request_log_written(&self, n: u64) {
+        self.0.request_log_written.inc_by(n);
+    }
+
+    /// Sets how many request log entries wait to be written.
+    pub fn request_log_queued(&self, n: usize) {
+        self.0.request_log_queued.set(i64::try_from(n).unwrap_or(i64::MAX));
     }
 
     /// Sets the connection gauges to these counts by status.

@@ -184,6 +184,15 @@ impl From<ProxyError> for ApiError {
     }
 }
 
+/// What a proxied exchange with Hex came to, for the request log.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Exchange {
+    /// Retries made after the first attempt.
+    pub retries: u32,
+    /// The time the last attempt took to get Hex's response head; `None` when it got none.
+    pub hex_time: Option<Duration>,
+}
+
 /// The largest request body kept in memory so that the request can be retried; larger or
 /// unsized bodies stream through once.
 const MAX_REPLAY_BODY: u64 = 64 * 1024;
@@ -273,6 +282,20 @@ impl Upstream {
         request: Request<Body>,
         limit: Option<OutboundLimit<'_>>,
     ) -> Result<Response<Body>, ProxyError> {
+        self.forward_measured(uri, bearer, slots, request, limit, &mut Exchange::default()).await
+    }
+
+    /// [`Upstream::forward`], telling `exchange` how many retries the call made and how long Hex
+    /// took to answer (for the request log), whether or not Hex answered.
+    pub async fn forward_measured(
+        &self,
+        uri: Uri,
+        bearer: HeaderValue,
+        slots: &OriginSlots,
+        request: Request<Body>,
+        limit: Option<OutboundLimit<'_>>,
+        exchange: &mut Exchange,
+    ) -> Result<Response<Body>, ProxyError> {
         let slot = slots.acquire().await.map_err(|_| ProxyError::Busy)?;
         let (parts, body) = request.into_parts();
         let (method, mut headers) = (parts.method, parts.headers);
@@ -319,6 +342,8 @@ impl Upstream {
 
             let started = Instant::now();
             let outcome = tokio::time::timeout(self.timeout, self.client().request(upstream)).await;
+            exchange.retries = retries;
+            exchange.hex_time = matches!(outcome, Ok(Ok(_))).then(|| started.elapsed());
             if let Ok(Err(e)) = &outcome {
                 if caller_body_failed(e) {
                     // The caller's body broke (a malformed chunk, a body that stopped coming):

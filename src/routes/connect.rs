@@ -157,7 +157,7 @@ async fn with_key(
             .await?
             .done()
             .unwrap_or(existing);
-        return Ok((StatusCode::OK, Json(ConnectionView::new(state, refreshed))));
+        return Ok((StatusCode::OK, Json(ConnectionView::load(state, refreshed).await?)));
     }
     let new =
         s.into_connection(state, caller.tenant.clone(), end_user_id, end_user_email, identity, fingerprint);
@@ -166,7 +166,9 @@ async fn with_key(
             tracing::info!(connection_id = %connection.id, "connection created");
             Ok((StatusCode::CREATED, Json(ConnectionView::new(state, connection))))
         }
-        Inserted::Existing(connection) => Ok((StatusCode::OK, Json(ConnectionView::new(state, connection)))),
+        Inserted::Existing(connection) => {
+            Ok((StatusCode::OK, Json(ConnectionView::load(state, connection).await?)))
+        }
     }
 }
 
@@ -255,7 +257,7 @@ async fn with_session(
         replaced = matches!(write, SessionWrite::Replace(_)),
         "browser connect completed"
     );
-    Ok((status, Json(ConnectionView::new(state, connection))))
+    Ok((status, Json(ConnectionView::load(state, connection).await?)))
 }
 
 /// A reconnect to another Hex workspace or origin (§6 step 5).

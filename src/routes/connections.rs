@@ -15,9 +15,10 @@ use crate::error::{ApiError, Json, Path, Result};
 use crate::hex::{BadStoredWorkspace, Subdomain, Workspace};
 use crate::input::{self, Label, Metadata};
 use crate::lifecycle::{Change, Status};
-use crate::store::{self, Connection, ConnectionChange, ConnectionFilter, Expect};
+use crate::store::{self, Connection, ConnectionChange, ConnectionFilter, Expect, RequestCounts};
 
-/// A connection as callers see it: the stored fields, its current status, and its Hex origin.
+/// A connection as callers see it: the stored fields, its current status, its Hex origin, and
+/// its recent calls (from the request log's hourly counts).
 #[derive(Debug, Serialize)]
 pub struct ConnectionView {
     #[serde(flatten)]
@@ -26,10 +27,13 @@ pub struct ConnectionView {
     /// the template's; `None` (null) when the stored subdomain fails §6's rule: no URL is built
     /// from it.
     hex_url: Option<String>,
+    #[serde(flatten)]
+    counts: RequestCounts,
 }
 
 impl ConnectionView {
-    /// The view of `connection`, with `expired` derived from its token's expiry.
+    /// The view of `connection`, with `expired` derived from its token's expiry, and no calls
+    /// counted (see [`ConnectionView::load`]).
     pub fn new(state: &AppState, mut connection: Connection) -> Self {
         // Taken out of the connection, which would otherwise name `hex_url` a second time.
         let hex_url = match connection.hex_url.take() {
@@ -40,7 +44,32 @@ impl ConnectionView {
                 .ok()
                 .map(|s| state.hex.origin(&Workspace::Template(s))),
         };
-        Self { connection: connection.with_current_status(state.clock.now()), hex_url }
+        Self {
+            connection: connection.with_current_status(state.clock.now()),
+            hex_url,
+            counts: RequestCounts::default(),
+        }
+    }
+
+    /// The view of `connection` with its counts of recent calls.
+    pub async fn load(state: &AppState, connection: Connection) -> Result<Self> {
+        let counts = Self::counts(state, std::slice::from_ref(&connection)).await?;
+        Ok(Self::counted(state, connection, &counts))
+    }
+
+    /// The counts of recent calls of `connections`, read in one query.
+    pub async fn counts(state: &AppState, connections: &[Connection]) -> Result<Vec<(Uuid, RequestCounts)>> {
+        let ids: Vec<Uuid> = connections.iter().map(|c| c.id).collect();
+        let since = crate::requestlog::counts_since(state.clock.now());
+        Ok(state.store.request_counts(&ids, since).await?)
+    }
+
+    /// The view of `connection` with its counts from `counts` (none there: no calls).
+    pub fn counted(state: &AppState, connection: Connection, counts: &[(Uuid, RequestCounts)]) -> Self {
+        let found = counts.iter().find(|(id, _)| *id == connection.id).map(|(_, c)| *c);
+        let mut view = Self::new(state, connection);
+        view.counts = found.unwrap_or_default();
+        view
     }
 }
 
@@ -101,6 +130,7 @@ fn tampered(connection: &Connection) -> ApiError {
 pub struct ListParams {
     end_user_id: Option<String>,
     status: Option<Status>,
+    subdomain: Option<String>,
     limit: Option<u32>,
     cursor: Option<String>,
 }
@@ -115,19 +145,25 @@ pub async fn list(
     let Query(params) = query.map_err(|_| {
         ApiError::unprocessable(
             "invalid_query",
-            "The query accepts end_user_id, status (active, invalid or expired), limit (1-200) and cursor.",
+            "The query accepts end_user_id, status (active, invalid or expired), subdomain, limit (1-200) and cursor.",
         )
     })?;
     let end_user_id = input::filter("end_user_id", params.end_user_id).map_err(ApiError::invalid_query)?;
     let limit = paging::limit(params.limit)?;
+    // Written as a person may paste it (`acme.hex.tech`); a value that is no subdomain at all
+    // matches no connection (every stored one is a label), as any other unmatched filter does.
+    let subdomain =
+        params.subdomain.map(|s| Subdomain::parse(&s).map(|s| s.as_str().to_owned()).unwrap_or(s));
     let filter = ConnectionFilter {
         end_user_id,
         status: params.status,
+        subdomain,
         before_id: paging::cursor(params.cursor.as_deref())?,
         limit: paging::fetch(limit),
     };
     let rows = state.store.list_connections(&caller.tenant, &filter).await?;
-    Ok(Json(Page::cut(rows, limit, |c| c.id).map(|c| ConnectionView::new(&state, c))))
+    let counts = ConnectionView::counts(&state, &rows).await?;
+    Ok(Json(Page::cut(rows, limit, |c| c.id).map(|c| ConnectionView::counted(&state, c, &counts))))
 }
 
 /// Reads a connection id (from the path or `Connection-Id`); anything that is not one in its
@@ -146,7 +182,7 @@ pub async fn get_one(
     let id = connection_id(&id)?;
     let connection =
         state.store.connection(&caller.tenant, id).await?.ok_or_else(|| ApiError::not_found("connection"))?;
-    Ok(Json(ConnectionView::new(&state, connection)))
+    Ok(Json(ConnectionView::load(&state, connection).await?))
 }
 
 /// The body of `PATCH /v1/connections/{id}`.
@@ -198,7 +234,7 @@ pub async fn update(
         .await?
         .done()
         .ok_or_else(|| ApiError::not_found("connection"))?;
-    Ok(Json(ConnectionView::new(&state, connection)))
+    Ok(Json(ConnectionView::load(&state, connection).await?))
 }
 
 /// `DELETE /v1/connections/{id}`: the row and its sealed token are gone for good.
@@ -260,5 +296,5 @@ pub async fn verify(
         store::Applied::Done(c) | store::Applied::Unmet(c) => c,
         _ => return Err(ApiError::not_found("connection")),
     };
-    Ok(Json(ConnectionView::new(&state, updated)))
+    Ok(Json(ConnectionView::load(&state, updated).await?))
 }

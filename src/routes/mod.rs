@@ -9,6 +9,7 @@ mod keys;
 mod page;
 mod paging;
 mod proxy;
+mod requests;
 mod sessions;
 mod webhooks;
 
@@ -105,6 +106,8 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/webhook-endpoints/{id}/rotate-secret", post(webhooks::rotate_secret))
         .route("/v1/webhook-endpoints/{id}/test", post(webhooks::test))
         .route("/v1/webhook-endpoints/{id}/deliveries", get(webhooks::deliveries))
+        .route("/v1/connections/{id}/requests", get(requests::for_connection))
+        .route("/v1/requests", get(requests::list))
         // The methods Hex's API uses, each named, so that any other (TRACE, CONNECT) answers 405
         // with `Allow` as every route does: `any` would take them all and leave `Allow` out.
         .route(

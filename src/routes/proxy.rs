@@ -17,7 +17,8 @@ use crate::app::AppState;
 use crate::auth::{Caller, ConnectionCaller, Scope};
 use crate::error::{ApiError, Result};
 use crate::lifecycle::Status;
-use crate::proxy::{check_path, Linked, OutboundLimit, Relink, Target, CONNECTION_ID_HEADER};
+use crate::proxy::{check_path, Exchange, Linked, OutboundLimit, Relink, Target, CONNECTION_ID_HEADER};
+use crate::requestlog::{self, Via};
 use crate::watch;
 
 /// The scope a method needs: GET and HEAD read, everything else may change something.
@@ -35,7 +36,24 @@ pub async fn proxy(
     caller: Caller,
     request: Request,
 ) -> Result<Response<Body>> {
-    caller.require(scope_for(request.method()))?;
+    let scope = caller.require(scope_for(request.method()));
+    let id = match (scope, named_connection(&request)) {
+        (Ok(()), Ok(id)) => id,
+        // A caller without the scope is refused first, and recorded when it named a connection
+        // of its tenant.
+        (Err(refusal), Ok(id)) => {
+            let call = state.request_log.begin(caller.key(), id, Via::Proxy, &request, state.clock.now());
+            return finish(&state, &caller.tenant, id, call, Outcome::refused(refusal)).await;
+        }
+        (Err(refusal), Err(_)) | (Ok(()), Err(refusal)) => return Err(refusal),
+    };
+    let call = state.request_log.begin(caller.key(), id, Via::Proxy, &request, state.clock.now());
+    let outcome = forward(&state, &caller.tenant, id, "/v1/proxy", request).await;
+    finish(&state, &caller.tenant, id, call, outcome).await
+}
+
+/// The connection that `Connection-Id` names.
+fn named_connection(request: &Request) -> Result<Uuid> {
     let mut ids = request.headers().get_all(CONNECTION_ID_HEADER).iter();
     let id = ids.next().ok_or_else(|| {
         ApiError::bad_request("missing_connection_id", "Name the connection in the Connection-Id header.")
@@ -53,8 +71,7 @@ pub async fn proxy(
             "The Connection-Id header is not ASCII; send the connection's id as it was given.",
         )
     })?;
-    let id = connection_id(id.trim())?;
-    forward(&state, &caller.tenant, id, "/v1/proxy", request).await
+    connection_id(id.trim())
 }
 
 /// `ANY /api/{path}` with a connection key: a Hex client pointed at hexbroker works unchanged.
@@ -63,27 +80,79 @@ pub async fn drop_in(
     caller: ConnectionCaller,
     request: Request,
 ) -> Result<Response<Body>> {
-    if caller.require(scope_for(request.method())).is_err() {
-        return Err(ApiError::new(
+    let id = caller.connection_id;
+    let call = state.request_log.begin(caller.key(), id, Via::Api, &request, state.clock.now());
+    let outcome = if caller.require(scope_for(request.method())).is_err() {
+        Outcome::refused(ApiError::new(
             StatusCode::FORBIDDEN,
             "read_only_key",
             "This connection key is read-only (proxy:read): it may send only GET and HEAD requests.",
-        ));
+        ))
+    } else {
+        forward(&state, &caller.tenant, id, "/api", request).await
+    };
+    finish(&state, &caller.tenant, id, call, outcome).await
+}
+
+/// How a forwarded call ended, with what the request log wants to know of it.
+struct Outcome {
+    result: Result<Response<Body>>,
+    exchange: Exchange,
+    /// Whether the connection was found in the caller's tenant.
+    known: bool,
+}
+
+impl Outcome {
+    fn refused(error: ApiError) -> Self {
+        Self { result: Err(error), exchange: Exchange::default(), known: false }
     }
-    forward(&state, &caller.tenant, caller.connection_id, "/api", request).await
+}
+
+/// Records the call (when the log is on) and returns its answer. A refusal is recorded only when
+/// the call named a connection of the caller's tenant: one that names none is nobody's call.
+async fn finish(
+    state: &AppState,
+    tenant: &str,
+    id: Uuid,
+    call: Option<requestlog::Call>,
+    outcome: Outcome,
+) -> Result<Response<Body>> {
+    let Some(call) = call else { return outcome.result };
+    match outcome.result {
+        Ok(response) => Ok(call.answered(response, outcome.exchange)),
+        Err(error) => {
+            let known = outcome.known
+                || (error.code() != "not_found"
+                    && (state.targets.get(tenant, id).is_some()
+                        || matches!(state.store.connection(tenant, id).await, Ok(Some(_)))));
+            if known {
+                call.refused(&error, outcome.exchange);
+            }
+            Err(error)
+        }
+    }
 }
 
 /// Forwards `request` (whose path starts with `prefix`) to the Hex workspace of connection `id`.
-async fn forward(
+async fn forward(state: &AppState, tenant: &str, id: Uuid, prefix: &str, request: Request) -> Outcome {
+    let (mut exchange, mut known) = (Exchange::default(), false);
+    let result = forward_to(state, tenant, id, prefix, request, &mut exchange, &mut known).await;
+    Outcome { result, exchange, known }
+}
+
+async fn forward_to(
     state: &AppState,
     tenant: &str,
     id: Uuid,
     prefix: &str,
     request: Request,
+    exchange: &mut Exchange,
+    known: &mut bool,
 ) -> Result<Response<Body>> {
     let path = request.uri().path().strip_prefix(prefix).unwrap_or("/");
     check_path(path)?;
     let target = target(state, tenant, id).await?;
+    *known = true;
     let now = state.clock.now();
     match target.status(now) {
         Status::Active => {}
@@ -115,7 +184,10 @@ async fn forward(
         request.headers_mut().remove(header::ACCEPT_ENCODING);
     }
     state.usage.touch(id, watch::minute_of(now));
-    let response = state.upstream.forward(uri, target.bearer(), target.slots(), request, limit).await?;
+    let response = state
+        .upstream
+        .forward_measured(uri, target.bearer(), target.slots(), request, limit, exchange)
+        .await?;
     let public = state.config.public_url.as_str().trim_end_matches('/');
     let relink = Relink { origin: target.hex_origin(), public, surface: prefix };
     let response = relink.apply(response, linked).await?;

@@ -18,6 +18,7 @@ use super::{
     NewApiKey, NewConnection, NewSession, Reseal, SealedToken, Session, SessionOutcome, SessionWrite, Store,
     StoreResult, WatchStore, WebhookStore,
 };
+use super::{HourCount, RequestCounts, RequestFilter, RequestLogStore, RequestRecord};
 use crate::audit::{AuditContext, AuditEntry, AuditFilter};
 use crate::crypto::Sealed;
 use crate::events::endpoints::{
@@ -366,6 +367,33 @@ impl WebhookStore for Announcing {
         previous: Option<&Sealed>,
     ) -> StoreResult<bool> {
         self.inner.reseal_endpoint_secrets(old, current, previous).await
+    }
+}
+
+/// The request log touches nothing the hot path caches: passed through.
+#[async_trait::async_trait]
+impl RequestLogStore for Announcing {
+    async fn insert_requests(&self, entries: &[RequestRecord], counts: &[HourCount]) -> StoreResult<()> {
+        self.inner.insert_requests(entries, counts).await
+    }
+    async fn list_requests(&self, tenant: &str, filter: &RequestFilter) -> StoreResult<Vec<RequestRecord>> {
+        self.inner.list_requests(tenant, filter).await
+    }
+    async fn request_counts(
+        &self,
+        ids: &[Uuid],
+        since: DateTime<Utc>,
+    ) -> StoreResult<Vec<(Uuid, RequestCounts)>> {
+        self.inner.request_counts(ids, since).await
+    }
+    async fn prune_requests(&self, before: Uuid, limit: u32) -> StoreResult<u64> {
+        self.inner.prune_requests(before, limit).await
+    }
+    async fn requests_kept_from(&self, max_rows: u64) -> StoreResult<Option<Uuid>> {
+        self.inner.requests_kept_from(max_rows).await
+    }
+    async fn prune_request_counts(&self, before: DateTime<Utc>) -> StoreResult<u64> {
+        self.inner.prune_request_counts(before).await
     }
 }
 

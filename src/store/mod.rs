@@ -6,6 +6,7 @@
 
 mod announcing;
 mod postgres;
+mod requestlog;
 mod sql;
 mod sqlite;
 mod watch;
@@ -25,6 +26,10 @@ use crate::scopes::Scopes;
 
 pub use announcing::{Announcing, Forget, Stale};
 pub use postgres::PgStore;
+pub use requestlog::{
+    id_at, id_bound, id_with, HourCount, RequestCounts, RequestFilter, RequestLogStore, RequestRecord,
+    StatusFilter,
+};
 pub use sqlite::{database_file as sqlite_database_file, SqliteStore};
 pub use watch::{DueCheck, WatchStore, EXPIRED_REASON};
 pub use webhooks::WebhookStore;
@@ -86,7 +91,7 @@ pub fn now() -> DateTime<Utc> {
 /// change (the proxy's 401 rule, a background check) passes `Expect { token_nonce, status }` and
 /// gets [`Applied::Unmet`] when the row moved on meanwhile, with nothing written.
 #[async_trait::async_trait]
-pub trait Store: WatchStore + WebhookStore + Send + Sync + 'static {
+pub trait Store: WatchStore + WebhookStore + RequestLogStore + Send + Sync + 'static {
     /// Answers when the database does.
     async fn ping(&self) -> StoreResult<()>;
 
@@ -477,6 +482,8 @@ pub struct ConnectionFilter {
     pub end_user_id: Option<String>,
     /// Only those with this status (`expired` is derived from the expiry).
     pub status: Option<Status>,
+    /// Only those of this Hex workspace (subdomain).
+    pub subdomain: Option<String>,
     /// Only those older than this id (the page cursor).
     pub before_id: Option<Uuid>,
     /// At most this many.

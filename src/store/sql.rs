@@ -643,6 +643,7 @@ macro_rules! impl_store {
                           or ($4 = 'active' and status = 'active' and (token_expires_at is null or token_expires_at > $5)) \
                           or ($4 = 'expired' and (status = 'expired' or (status = 'active' and token_expires_at <= $5))) \
                           or ($4 = 'invalid' and status = 'invalid')) \
+                     and ($7 is null or subdomain = $7) \
                      order by id desc limit $6"
                 ))
                 .bind(tenant)
@@ -651,6 +652,7 @@ macro_rules! impl_store {
                 .bind(&filter.status)
                 .bind($crate::store::now())
                 .bind(i64::from(filter.limit))
+                .bind(&filter.subdomain)
                 .fetch_all(&self.pool)
                 .await?)
             }

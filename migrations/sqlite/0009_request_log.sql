@@ -1,0 +1,47 @@
+-- The request log (§11): one row per proxied call, written in batches beside the hot path, and
+-- hourly counts per connection (calls, errors, last error) kept by the same writer in the same
+-- transaction, so that a connection's `calls_24h` is a sum of at most 25 rows, never a scan.
+-- Neither references `connection`: the log outlives a deleted connection until it is pruned.
+--
+-- The id is a UUID v7 made from `at` (milliseconds), so that id order is time order: lists page
+-- by id, `since`/`until` become id bounds, and pruning deletes by id range on the primary key.
+-- SQLite: both tables are clustered on their key (`without rowid`), so a range of ids is one
+-- contiguous read or delete.
+
+create table request_log (
+    id               blob primary key,
+    tenant           text not null,
+    connection_id    blob not null,
+    at               text not null,
+    method           text not null,
+    path             text not null,
+    status           integer not null,
+    answered_by      text not null check (answered_by in ('hex', 'hexbroker')),
+    code             text,
+    duration_ms      bigint not null,
+    hex_duration_ms  bigint,
+    retries          integer not null,
+    via              text not null,
+    key_id           blob,
+    request_id       text
+) without rowid;
+
+-- A connection's log, newest first (GET /v1/connections/{id}/requests), and the tenant's
+-- (GET /v1/requests); a status filter on a connection (`429`, `5xx`) finds its rows directly.
+create index request_log_by_connection on request_log (connection_id, id);
+create index request_log_by_tenant on request_log (tenant, id);
+create index request_log_by_status on request_log (connection_id, status, id);
+
+create table request_count (
+    connection_id  blob not null,
+    hour           text not null,
+    calls          bigint not null,
+    errors         bigint not null,
+    last_error_at  text,
+    primary key (connection_id, hour)
+) without rowid;
+
+create index request_count_by_hour on request_count (hour);
+
+-- GET /v1/connections?subdomain= (the console's workspace filter), newest first.
+create index connection_by_subdomain on connection (tenant, subdomain, id);
