@@ -60,6 +60,8 @@ pub struct Shared {
     pub usage: Arc<Usage>,
     /// The network edge's limits: requests in flight, the rate per key, connect attempts.
     pub edge: crate::edge::Guards,
+    /// The MCP tools made from Hex's spec (§14), narrowed by `HEXBROKER_MCP_TOOLS`.
+    pub mcp_tools: Arc<crate::mcp::Tools>,
 }
 
 impl std::fmt::Debug for dyn store::Store {
@@ -94,8 +96,11 @@ impl AppState {
         let upstream = Upstream::new(timeouts, retry, metrics.clone(), config.workers)
             .with_max_per_workspace(config.proxy_max_per_workspace);
         let edge = crate::edge::Guards::new(&config);
+        let mcp_tools =
+            crate::mcp::Tools::from_hex_spec(config.mcp_tools.as_deref()).context("HEXBROKER_MCP_TOOLS")?;
         let state = Self(Arc::new(Shared {
             edge,
+            mcp_tools: Arc::new(mcp_tools),
             store,
             callers: caches.callers.clone(),
             targets: caches.targets.clone(),

@@ -20,6 +20,7 @@ pub mod events;
 pub mod healthcheck;
 pub mod hex;
 pub mod lifecycle;
+pub mod mcp;
 pub mod metrics;
 pub mod proxy;
 pub mod reencrypt;

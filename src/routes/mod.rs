@@ -33,6 +33,8 @@ use tracing::Span;
 use crate::app::AppState;
 use crate::audit::RequestInfo;
 use crate::error::ApiError;
+pub(crate) use connections::connection_id;
+pub(crate) use proxy::forward;
 
 const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
@@ -118,6 +120,7 @@ pub fn router(state: AppState) -> Router {
                 .delete(proxy::drop_in)
                 .options(proxy::drop_in),
         )
+        .route("/mcp", post(crate::mcp::post).get(crate::mcp::get).delete(crate::mcp::delete))
         .fallback(route_not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .with_state(state.clone());

@@ -66,7 +66,9 @@ pub async fn drop_in(
 }
 
 /// Forwards `request` (whose path starts with `prefix`) to the Hex workspace of connection `id`.
-async fn forward(
+/// `/v1/proxy` and `/api` come from their routes; `/mcp` marks an MCP tool call (§14), whose
+/// request the MCP layer builds (`/mcp/v1/...?query`) and sends through here like any other.
+pub(crate) async fn forward(
     state: &AppState,
     tenant: &str,
     id: Uuid,
