@@ -28,28 +28,28 @@ pub(super) fn issue(state: &AppState, caller: &McpCaller) -> String {
     format!("{nonce}.{mac}")
 }
 
-/// The nonce of the request's session id; `Err` holds the answer when there is none to use:
-/// 400 when the header is missing, 404 when it is not a session of this caller's.
-fn nonce<'a>(state: &AppState, caller: &McpCaller, headers: &'a HeaderMap) -> Result<&'a str, Response> {
+/// The nonce of the request's session id; `Err` says why there is none to use: 400 when the
+/// header is missing, 404 when it is not a session of this caller's.
+fn nonce<'a>(
+    state: &AppState,
+    caller: &McpCaller,
+    headers: &'a HeaderMap,
+) -> Result<&'a str, (StatusCode, &'static str)> {
     let Some(value) = headers.get(SESSION_HEADER) else {
-        return Err(rpc_error_response(
+        return Err((
             StatusCode::BAD_REQUEST,
-            Value::Null,
-            -32600,
             "Bad request: send the Mcp-Session-Id that initialize returned.",
         ));
     };
-    let unknown = || {
-        rpc_error_response(StatusCode::NOT_FOUND, Value::Null, -32001, "Session not found; initialize again.")
-    };
-    let text = value.to_str().map_err(|_| unknown())?;
-    let (nonce, given) = text.split_once('.').ok_or_else(unknown)?;
+    let unknown = (StatusCode::NOT_FOUND, "Session not found; initialize again.");
+    let text = value.to_str().map_err(|_| unknown)?;
+    let (nonce, given) = text.split_once('.').ok_or(unknown)?;
     if nonce.len() != 32 || !nonce.bytes().all(|b| b.is_ascii_hexdigit()) {
-        return Err(unknown());
+        return Err(unknown);
     }
     let expected = mac(state, caller, nonce);
     if !bool::from(expected.as_bytes().ct_eq(given.as_bytes())) {
-        return Err(unknown());
+        return Err(unknown);
     }
     Ok(nonce)
 }
@@ -62,7 +62,10 @@ pub(super) async fn check(
 ) -> Result<Option<Response>, ApiError> {
     let nonce = match nonce(state, caller, headers) {
         Ok(nonce) => nonce,
-        Err(response) => return Ok(Some(response)),
+        Err((status, message)) => {
+            let code = if status == StatusCode::NOT_FOUND { -32001 } else { -32600 };
+            return Ok(Some(rpc_error_response(status, Value::Null, code, message)));
+        }
     };
     if state.store.sealed_secret(&format!("{ENDED_PREFIX}{nonce}")).await?.is_some() {
         return Ok(Some(

@@ -22,8 +22,8 @@ pub struct Tool {
     pub method: Method,
     /// Hex's path below `/api`, with `{name}` placeholders (`/v1/projects/{projectId}`).
     pub path: String,
-    /// The placeholders of `path`.
-    pub path_params: Vec<String>,
+    /// The placeholders of `path`, with their schemas.
+    pub path_params: Vec<(String, Value)>,
     /// Query parameters and their schemas.
     pub query_params: Vec<(String, Value)>,
     /// Whether the operation takes a JSON body, and whether it must.
@@ -225,7 +225,8 @@ fn tool(
         }
         match parameter["in"].as_str() {
             Some("path") => {
-                path_params.push(pname.to_owned());
+                let raw = parameter.get("schema").unwrap_or(&Value::Null);
+                path_params.push((pname.to_owned(), resolve(spec, raw).clone()));
                 required.push(Value::String(pname.to_owned()));
             }
             Some("query") => {
@@ -329,7 +330,7 @@ impl Tool {
             Some(_) => return Err(BadArguments("arguments must be an object".into())),
         };
         let known = |k: &str| {
-            self.path_params.iter().any(|p| p == k)
+            self.path_params.iter().any(|(p, _)| p == k)
                 || self.query_params.iter().any(|(q, _)| q == k)
                 || (k == "body" && self.body.is_some())
         };
@@ -337,10 +338,11 @@ impl Tool {
             return Err(BadArguments(format!("unknown argument `{unknown}` for {}", self.name)));
         }
         let mut path = self.path.clone();
-        for name in &self.path_params {
+        for (name, schema) in &self.path_params {
             let value = arguments
                 .get(name)
                 .ok_or_else(|| BadArguments(format!("missing required argument `{name}`")))?;
+            check_type(name, value, schema)?;
             let text = scalar(value).ok_or_else(|| BadArguments(format!("`{name}` must be a string")))?;
             if text.is_empty() || text == "." || text == ".." {
                 return Err(BadArguments(format!("`{name}` must be a non-empty id")));
