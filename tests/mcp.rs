@@ -306,8 +306,17 @@ async fn refusals_send_nothing_to_hex(backend: Backend) {
     let response = full.request(reqwest::Method::POST).body("{not json").send().await.unwrap();
     assert_eq!(response.status(), 400);
     assert_eq!(response.json::<Value>().await.unwrap()["error"]["code"], -32700);
-    let (status, body) = full.post(json!({"jsonrpc": "1.0", "id": 1, "method": "ping"})).await;
-    assert_eq!((status, body["error"]["code"].as_i64()), (400, Some(-32600)));
+    for bad in [
+        json!({"jsonrpc": "1.0", "id": 1, "method": "ping"}),
+        json!({"jsonrpc": "2.0", "id": null, "method": "ping"}),
+        json!({"jsonrpc": "2.0", "id": 1.5, "method": "ping"}),
+        json!({"jsonrpc": "2.0", "id": 1, "method": "ping", "params": "x"}),
+        json!({"jsonrpc": "2.0", "id": 1}),
+        json!([{"jsonrpc": "2.0", "id": 1, "method": "ping"}]),
+    ] {
+        let (status, body) = full.post(bad.clone()).await;
+        assert_eq!((status, body["error"]["code"].as_i64()), (400, Some(-32600)), "{bad}");
+    }
     assert!(app.fake.requests().is_empty(), "nothing reached Hex");
 
     // An invalid connection: 424 connection_invalid from hexbroker, Hex not called.
@@ -392,9 +401,10 @@ async fn origin_credentials_and_sessions_are_checked(backend: Backend) {
     other.session = session.clone();
     assert_eq!(other.rpc("tools/list", json!({})).await.0, 404);
 
-    // GET offers no stream: 405.
+    // GET offers no stream: 405, naming what is allowed.
     let get = mcp.request(reqwest::Method::GET).send().await.unwrap();
     assert_eq!(get.status(), 405);
+    assert!(get.headers()["allow"].to_str().unwrap().contains("POST"));
 
     // A session works on another replica (nothing is kept in memory) ...
     let second = app.second_broker(&[]).await;

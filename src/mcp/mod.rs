@@ -135,8 +135,14 @@ async fn post_inner(state: &AppState, request: Request) -> Result<Response, ApiE
         ));
     };
     let id = object.get("id").cloned();
-    let valid_id = matches!(id, None | Some(Value::String(_)) | Some(Value::Number(_)));
-    if object.get("jsonrpc").and_then(Value::as_str) != Some("2.0") || !valid_id {
+    // MCP: an id is a string or an integer, never null; params, when present, an object.
+    let valid_id = match &id {
+        None | Some(Value::String(_)) => true,
+        Some(Value::Number(n)) => n.is_i64() || n.is_u64(),
+        Some(_) => false,
+    };
+    let valid_params = object.get("params").is_none_or(Value::is_object);
+    if object.get("jsonrpc").and_then(Value::as_str) != Some("2.0") || !valid_id || !valid_params {
         return Ok(rpc_error_response(
             StatusCode::BAD_REQUEST,
             id.filter(|_| valid_id).unwrap_or(Value::Null),
@@ -145,13 +151,19 @@ async fn post_inner(state: &AppState, request: Request) -> Result<Response, ApiE
         ));
     }
     let method = object.get("method").and_then(Value::as_str);
+    let is_response = id.is_some() && (object.contains_key("result") || object.contains_key("error"));
     let (Some(method), Some(id)) = (method, id) else {
-        if object.contains_key("method") && object.get("method").and_then(Value::as_str).is_none() {
-            return Ok(rpc_error_response(StatusCode::BAD_REQUEST, Value::Null, -32600, "Invalid request."));
-        }
         // A notification (`notifications/initialized`, `notifications/cancelled`, …) or a
-        // response to a request of ours: accepted, nothing to say.
-        return Ok(StatusCode::ACCEPTED.into_response());
+        // response to a request of ours: accepted, nothing to say. Anything else is not a message.
+        if method.is_some() || (is_response && !object.contains_key("method")) {
+            return Ok(StatusCode::ACCEPTED.into_response());
+        }
+        return Ok(rpc_error_response(
+            StatusCode::BAD_REQUEST,
+            Value::Null,
+            -32600,
+            "Invalid request: no method.",
+        ));
     };
     let params = object.get("params").cloned().unwrap_or(Value::Null);
 
@@ -320,26 +332,6 @@ async fn from_hex(response: axum::http::Response<Body>) -> Value {
         }
         None => json!({"content": [{"type": "text", "text": String::from_utf8_lossy(&bytes).into_owned()}]}),
     }
-}
-
-/// `GET /mcp`: this server offers no server-to-client stream (the transport allows that), so
-/// 405 after the same checks as a POST.
-pub async fn get(State(state): State<AppState>, request: Request) -> Response {
-    let (parts, _) = request.into_parts();
-    if let Err(error) = check_origin(&state, &parts.headers) {
-        return error.into_response();
-    }
-    if let Err(error) = caller(&state, &parts).await {
-        return error.into_response();
-    }
-    let mut response = ApiError::new(
-        StatusCode::METHOD_NOT_ALLOWED,
-        "method_not_allowed",
-        "This server offers no SSE stream on GET /mcp; POST JSON-RPC messages instead.",
-    )
-    .into_response();
-    response.headers_mut().insert(header::ALLOW, HeaderValue::from_static("POST, DELETE"));
-    response
 }
 
 /// `DELETE /mcp`: ends the session named in `Mcp-Session-Id`; later use of it answers 404.

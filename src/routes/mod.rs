@@ -120,7 +120,9 @@ pub fn router(state: AppState) -> Router {
                 .delete(proxy::drop_in)
                 .options(proxy::drop_in),
         )
-        .route("/mcp", post(crate::mcp::post).get(crate::mcp::get).delete(crate::mcp::delete))
+        // GET /mcp answers 405 (with `Allow`): hexbroker offers no server-to-client SSE stream, as
+        // the Streamable HTTP transport allows.
+        .route("/mcp", post(crate::mcp::post).delete(crate::mcp::delete))
         .fallback(route_not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .with_state(state.clone());
