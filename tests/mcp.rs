@@ -263,6 +263,14 @@ async fn tool_calls_reach_hex_through_the_proxy(backend: Backend) {
     for request in &requests {
         assert_eq!(request.header("authorization"), Some(format!("Bearer {token}").as_str()));
     }
+    // An answer over 1 MiB is not cut: the result says it is too large.
+    let big = format!("{{\"values\": [\"{}\"]}}", "x".repeat(1024 * 1024));
+    app.fake.answer_next(1, 200, &[("content-type", "application/json")], &big);
+    let large = mcp.call("list_projects", json!({})).await;
+    assert_eq!(large["isError"], true);
+    assert!(large["content"][0]["text"].as_str().unwrap().contains("more than 1048576 bytes"), "{large}");
+    assert!(large.get("structuredContent").is_none());
+
     // The proxy's metrics count the calls.
     let metrics = app.http.get(app.url("/metrics")).send().await.unwrap().text().await.unwrap();
     assert!(
@@ -312,6 +320,7 @@ async fn refusals_send_nothing_to_hex(backend: Backend) {
         json!({"jsonrpc": "2.0", "id": 1.5, "method": "ping"}),
         json!({"jsonrpc": "2.0", "id": 1, "method": "ping", "params": "x"}),
         json!({"jsonrpc": "2.0", "id": 1}),
+        json!({"jsonrpc": "2.0", "id": 1, "result": "not an object"}),
         json!([{"jsonrpc": "2.0", "id": 1, "method": "ping"}]),
     ] {
         let (status, body) = full.post(bad.clone()).await;
@@ -390,9 +399,10 @@ async fn origin_credentials_and_sessions_are_checked(backend: Backend) {
     let response = unscoped.request(reqwest::Method::POST).json(&json!({})).send().await.unwrap();
     assert_eq!(error_code(response).await.0, 403);
 
-    // Sessions: missing → 400, forged → 404, another key's → 404.
+    // Sessions: optional (the credential is on every request), but one that is sent must be
+    // live and the caller's: forged → 404, another key's → 404.
     let (status, _) = mcp.rpc("tools/list", json!({})).await;
-    assert_eq!(status, 400);
+    assert_eq!(status, 200);
     mcp.session = Some(format!("{}.{}", "a".repeat(32), "b".repeat(32)));
     assert_eq!(mcp.rpc("tools/list", json!({})).await.0, 404);
     mcp.initialize().await;
@@ -418,6 +428,10 @@ async fn origin_credentials_and_sessions_are_checked(backend: Backend) {
     assert_eq!(mcp.rpc("ping", json!({})).await.0, 404);
     assert_eq!(elsewhere.rpc("ping", json!({})).await.0, 404);
     assert_eq!(mcp.request(reqwest::Method::DELETE).send().await.unwrap().status(), 404);
+    mcp.session = None;
+    assert_eq!(mcp.request(reqwest::Method::DELETE).send().await.unwrap().status(), 400);
+    // A response of the client's (to a request hexbroker never makes) is accepted and ignored.
+    assert_eq!(mcp.post(json!({"jsonrpc": "2.0", "id": 3, "result": {}})).await.0, 202);
 }
 
 on_both_backends!(
@@ -484,4 +498,18 @@ async fn the_official_mcp_python_sdk_works_against_hexbroker() {
         "only the full key's run reached Hex"
     );
     assert!(requests.iter().all(|r| r.header("authorization") == Some(format!("Bearer {token}").as_str())));
+}
+
+#[test]
+fn the_readme_lists_every_tool_and_who_sees_it() {
+    let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
+    let tools = Tools::from_hex_spec(None).unwrap();
+    for tool in tools.all() {
+        let read = if tool.read_only { "yes" } else { "no" };
+        let row = format!("| `{}` | `{} {}` | {read} |", tool.name, tool.method, tool.path);
+        assert!(readme.contains(&row), "README.md's MCP table lacks: {row}");
+    }
+    let gets = tools.all().iter().filter(|t| t.read_only).count();
+    let counts = format!("({} for a `proxy` key, {gets} for a `proxy:read` key;", tools.all().len());
+    assert!(readme.contains(&counts), "README.md's MCP counts are stale: {counts}");
 }

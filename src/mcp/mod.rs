@@ -134,44 +134,47 @@ async fn post_inner(state: &AppState, request: Request) -> Result<Response, ApiE
             "Invalid request: send one JSON-RPC message (batches are not supported).",
         ));
     };
+    // MCP: an id is a string or an integer, never null. A request or notification has a string
+    // `method` and, when present, object `params`; a response of the client's has an id and an
+    // object `result` or `error`. Anything else is not a message (openapi.yaml says the same).
     let id = object.get("id").cloned();
-    // MCP: an id is a string or an integer, never null; params, when present, an object.
-    let valid_id = match &id {
+    let id_ok = match &id {
         None | Some(Value::String(_)) => true,
-        Some(Value::Number(n)) => n.is_i64() || n.is_u64(),
+        Some(Value::Number(n)) => n.is_i64() || n.is_u64() || n.as_f64().is_some_and(|f| f.fract() == 0.0),
         Some(_) => false,
     };
-    let valid_params = object.get("params").is_none_or(Value::is_object);
-    if object.get("jsonrpc").and_then(Value::as_str) != Some("2.0") || !valid_id || !valid_params {
-        return Ok(rpc_error_response(
-            StatusCode::BAD_REQUEST,
-            id.filter(|_| valid_id).unwrap_or(Value::Null),
-            -32600,
-            "Invalid request: not a JSON-RPC 2.0 message.",
-        ));
-    }
+    let is_2_0 = object.get("jsonrpc").and_then(Value::as_str) == Some("2.0");
     let method = object.get("method").and_then(Value::as_str);
-    let is_response = id.is_some() && (object.contains_key("result") || object.contains_key("error"));
-    let (Some(method), Some(id)) = (method, id) else {
-        // A notification (`notifications/initialized`, `notifications/cancelled`, …) or a
-        // response to a request of ours: accepted, nothing to say. Anything else is not a message.
-        if method.is_some() || (is_response && !object.contains_key("method")) {
-            return Ok(StatusCode::ACCEPTED.into_response());
+    let params_ok = object.get("params").is_none_or(Value::is_object);
+    let is_response = id.is_some()
+        && (object.get("result").is_some_and(Value::is_object)
+            || object.get("error").is_some_and(Value::is_object));
+    let (method, id) = match (method, id) {
+        (Some(method), id) if is_2_0 && id_ok && params_ok => (method, id),
+        (_, Some(_)) if is_2_0 && id_ok && is_response => return Ok(StatusCode::ACCEPTED.into_response()),
+        (_, id) => {
+            return Ok(rpc_error_response(
+                StatusCode::BAD_REQUEST,
+                id.filter(|_| id_ok).unwrap_or(Value::Null),
+                -32600,
+                "Invalid request: not a JSON-RPC 2.0 request, notification or response.",
+            ))
         }
-        return Ok(rpc_error_response(
-            StatusCode::BAD_REQUEST,
-            Value::Null,
-            -32600,
-            "Invalid request: no method.",
-        ));
     };
+    // A notification (`notifications/initialized`, `notifications/cancelled`, …): accepted,
+    // nothing to say.
+    let Some(id) = id else { return Ok(StatusCode::ACCEPTED.into_response()) };
     let params = object.get("params").cloned().unwrap_or(Value::Null);
 
     if method == "initialize" {
         return Ok(initialize(state, &caller, id, &params));
     }
-    if let Some(response) = session::check(state, &caller, &parts.headers).await? {
-        return Ok(response);
+    // A session is optional (every request carries its credential anyway), but one that is sent
+    // must be live and the caller's.
+    if parts.headers.contains_key(SESSION_HEADER) {
+        if let Some(response) = session::check(state, &caller, &parts.headers).await? {
+            return Ok(response);
+        }
     }
     if let Some(version) = parts.headers.get(VERSION_HEADER) {
         if !PROTOCOL_VERSIONS.iter().any(|v| version.as_bytes() == v.as_bytes()) {
