@@ -263,6 +263,12 @@ async fn tool_calls_reach_hex_through_the_proxy(backend: Backend) {
     for request in &requests {
         assert_eq!(request.header("authorization"), Some(format!("Bearer {token}").as_str()));
     }
+    // No result carries the Hex token or the key.
+    for result in [&listed, &run, &status, &cancelled, &missing] {
+        let text = result.to_string();
+        assert!(!text.contains(&token) && !text.contains(&mcp.token), "a secret in {text}");
+    }
+
     // An answer over 1 MiB is not cut: the result says it is too large.
     let big = format!("{{\"values\": [\"{}\"]}}", "x".repeat(1024 * 1024));
     app.fake.answer_next(1, 200, &[("content-type", "application/json")], &big);
