@@ -43,3 +43,8 @@ function request()
   i = i % #requests + 1
   return requests[i]
 end
+
+-- Once, at the end: the tail wrk's --latency table leaves out (microseconds).
+function done(summary, latency, requests)
+  io.write(string.format("tail-latency-us p99.9 %d max %d\n", latency:percentile(99.9), latency.max))
+end

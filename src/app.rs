@@ -361,6 +361,7 @@ impl Background {
         if let Some(worker) = crate::events::worker::spawn(
             state.store.clone(),
             state.hex.clone(),
+            state.keyring.clone(),
             &state.config,
             stopped.clone(),
         )? {
@@ -434,6 +435,7 @@ pub fn shutdown_signal() -> impl Future<Output = ()> + Send + 'static {
                     signal = name,
                     "second signal: exiting without waiting for requests in progress"
                 );
+                crate::telemetry::flush();
                 std::process::exit(if name == "SIGINT" { 130 } else { 143 });
             });
         }

@@ -76,11 +76,19 @@ pub enum Action {
     SessionCreate,
     /// An event was queued again.
     EventRedeliver,
+    /// A webhook endpoint was registered (§13).
+    WebhookEndpointCreate,
+    /// A webhook endpoint was changed.
+    WebhookEndpointUpdate,
+    /// A webhook endpoint was deleted.
+    WebhookEndpointDelete,
+    /// A webhook endpoint's secret was rotated.
+    WebhookEndpointRotateSecret,
 }
 
 impl Action {
     /// Every action.
-    pub const ALL: [Action; 10] = [
+    pub const ALL: [Action; 14] = [
         Action::Connect,
         Action::Reconnect,
         Action::Verify,
@@ -91,6 +99,10 @@ impl Action {
         Action::StatusChange,
         Action::SessionCreate,
         Action::EventRedeliver,
+        Action::WebhookEndpointCreate,
+        Action::WebhookEndpointUpdate,
+        Action::WebhookEndpointDelete,
+        Action::WebhookEndpointRotateSecret,
     ];
 
     /// Its name in the trail.
@@ -106,6 +118,10 @@ impl Action {
             Action::StatusChange => "status.change",
             Action::SessionCreate => "session.create",
             Action::EventRedeliver => "event.redeliver",
+            Action::WebhookEndpointCreate => "webhook_endpoint.create",
+            Action::WebhookEndpointUpdate => "webhook_endpoint.update",
+            Action::WebhookEndpointDelete => "webhook_endpoint.delete",
+            Action::WebhookEndpointRotateSecret => "webhook_endpoint.rotate_secret",
         }
     }
 }
@@ -115,6 +131,8 @@ impl Action {
 pub struct RequestInfo {
     /// The `x-request-id` hexbroker gave it.
     pub request_id: Option<String>,
+    /// The caller's own `X-Request-Id`, when it had the contract's shape (§5).
+    pub caller_request_id: Option<String>,
     /// The peer's address.
     pub client_addr: Option<String>,
 }
@@ -126,6 +144,7 @@ impl RequestInfo {
             actor,
             action,
             request_id: self.request_id.clone(),
+            caller_request_id: self.caller_request_id.clone(),
             client_addr: self.client_addr.clone(),
         }
     }
@@ -140,6 +159,8 @@ pub struct AuditContext {
     pub action: Action,
     /// The request, if there was one.
     pub request_id: Option<String>,
+    /// The caller's own id for the request, if it sent one of the contract's shape.
+    pub caller_request_id: Option<String>,
     /// The client's address, if there was one.
     pub client_addr: Option<String>,
 }
@@ -147,7 +168,7 @@ pub struct AuditContext {
 impl AuditContext {
     /// hexbroker's own `action`, outside any request.
     pub fn system(action: Action) -> Self {
-        Self { actor: Actor::System, action, request_id: None, client_addr: None }
+        Self { actor: Actor::System, action, request_id: None, caller_request_id: None, client_addr: None }
     }
 }
 
@@ -172,8 +193,10 @@ pub struct AuditEntry {
     pub outcome: String,
     /// The status before and after, for a change of status (e.g. `active -> invalid`).
     pub detail: Option<String>,
-    /// The request's id.
+    /// The request's id (hexbroker's own).
     pub request_id: Option<String>,
+    /// The caller's own `X-Request-Id`, when it had the contract's shape.
+    pub caller_request_id: Option<String>,
     /// The client's address.
     pub client_addr: Option<String>,
     /// The tenant (callers only see their own).

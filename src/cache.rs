@@ -7,20 +7,32 @@
 //! - Removal is by key, in O(1); nothing ever sweeps the whole map.
 //! - The size bound is kept per shard: a full shard evicts one entry (whichever its table yields
 //!   first) to make room, so a burst of new keys never empties the cache.
+//! - An entry is refreshed before it expires, by one caller: the first read in the last quarter
+//!   of its life reads as absent (so that caller reads the database and inserts anew) while every
+//!   other read still gets the entry. Without this, every call in flight on a busy key or
+//!   connection missed at the same instant and queued on the database pool together (a stall of
+//!   a few hundred milliseconds every TTL under load).
 //! - A fill that began before a removal is not kept: [`Cache::fill`] takes the generation before
 //!   the database read and [`Cache::insert`] drops the value if anything was removed since, so a
 //!   slow read can never put back what a write just removed.
 
 use std::collections::HashMap;
 use std::hash::{BuildHasher, Hash, RandomState};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::RwLock;
 use std::time::{Duration, Instant};
 
 /// Shards, so that the two cores rarely meet on one lock.
 const SHARDS: usize = 16;
 
-type Shard<K, V> = RwLock<HashMap<K, (V, Instant)>>;
+type Shard<K, V> = RwLock<HashMap<K, Entry<V>>>;
+
+/// A value, when it was stored, and whether a caller has been sent to refresh it.
+struct Entry<V> {
+    value: V,
+    at: Instant,
+    refreshing: AtomicBool,
+}
 
 /// A sharded, size-bounded map whose entries live for a fixed time.
 pub struct Cache<K, V> {
@@ -64,10 +76,20 @@ impl<K: Hash + Eq + Clone, V: Clone> Cache<K, V> {
         &self.shards[(self.pick.hash_one(key) % SHARDS as u64) as usize]
     }
 
-    /// The live entry for `key`.
+    /// The live entry for `key`; absent once expired, and absent for the one caller chosen to
+    /// refresh it in the last quarter of its life.
     pub fn get(&self, key: &K) -> Option<V> {
         let shard = self.shard(key).read().unwrap_or_else(|e| e.into_inner());
-        shard.get(key).filter(|(_, at)| at.elapsed() < self.ttl).map(|(value, _)| value.clone())
+        let entry = shard.get(key)?;
+        let age = entry.at.elapsed();
+        if age >= self.ttl {
+            return None;
+        }
+        let late = age >= self.ttl - self.ttl / 4;
+        if late && !entry.refreshing.swap(true, Ordering::Relaxed) {
+            return None;
+        }
+        Some(entry.value.clone())
     }
 
     /// Marks the start of a read whose result may be inserted.
@@ -88,10 +110,10 @@ impl<K: Hash + Eq + Clone, V: Clone> Cache<K, V> {
         let mut evicted = None;
         if shard.len() >= self.per_shard && !shard.contains_key(&key) {
             if let Some(victim) = shard.keys().next().cloned() {
-                evicted = shard.remove_entry(&victim).map(|(k, (v, _))| (k, v));
+                evicted = shard.remove_entry(&victim).map(|(k, entry)| (k, entry.value));
             }
         }
-        shard.insert(key, (value, Instant::now()));
+        shard.insert(key, Entry { value, at: Instant::now(), refreshing: AtomicBool::new(false) });
         Ok(evicted)
     }
 
@@ -104,7 +126,7 @@ impl<K: Hash + Eq + Clone, V: Clone> Cache<K, V> {
     /// Removes `key`'s entry, and makes every fill that began before this call a no-op.
     pub fn remove(&self, key: &K) -> Option<V> {
         self.drop_fills();
-        self.shard(key).write().unwrap_or_else(|e| e.into_inner()).remove(key).map(|(value, _)| value)
+        self.shard(key).write().unwrap_or_else(|e| e.into_inner()).remove(key).map(|entry| entry.value)
     }
 
     /// Removes everything (a lost notification channel: any entry may be stale).
@@ -132,11 +154,26 @@ mod tests {
 
     #[test]
     fn entries_expire() {
-        let cache = Cache::new(Duration::from_millis(50), 10);
+        let cache = Cache::new(Duration::from_millis(400), 10);
         cache.insert(cache.fill(), 1, "a").unwrap();
         assert_eq!(cache.get(&1), Some("a"));
-        std::thread::sleep(Duration::from_millis(60));
+        std::thread::sleep(Duration::from_millis(450));
         assert_eq!(cache.get(&1), None, "expired");
+    }
+
+    #[test]
+    fn one_caller_refreshes_an_entry_near_its_end_while_the_others_still_hit() {
+        // Wide margins: the reads below must land between 3 s and 4 s of the entry's life.
+        let ttl = Duration::from_secs(4);
+        let cache = Cache::new(ttl, 10);
+        cache.insert(cache.fill(), 1, "old").unwrap();
+        assert_eq!(cache.get(&1), Some("old"), "young: every caller hits");
+        std::thread::sleep(ttl * 3 / 4 + Duration::from_millis(50));
+        let reads: Vec<_> = (0..50).map(|_| cache.get(&1)).collect();
+        assert_eq!(reads.iter().filter(|read| read.is_none()).count(), 1, "one caller is sent to refresh");
+        assert_eq!(reads[0], None, "the first one");
+        cache.insert(cache.fill(), 1, "new").unwrap();
+        assert_eq!(cache.get(&1), Some("new"), "the refreshed entry starts a new life");
     }
 
     #[test]

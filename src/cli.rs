@@ -148,7 +148,8 @@ pub fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(run(command, config, format)) {
+    let outcome = runtime.block_on(run(command, config, format));
+    let code = match outcome {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             // Once: as a log line where logs are JSON (a collector reads them), else as text.
@@ -159,7 +160,9 @@ pub fn main() -> ExitCode {
             }
             ExitCode::FAILURE
         }
-    }
+    };
+    telemetry::flush();
+    code
 }
 
 /// The error and its causes on one line, each cause once: many errors repeat their source's
@@ -244,12 +247,16 @@ fn browsable_url(address: SocketAddr) -> String {
 /// and what to run next.
 async fn banner(state: &AppState, url: &str) -> String {
     let config = &state.config;
-    let database = match store::sqlite_database_file(&config.database_url) {
-        Some(file) => {
-            let full = std::path::absolute(&file).unwrap_or(file);
-            format!("SQLite, {}", full.display())
+    let database = if config.is_sqlite() {
+        match store::sqlite_database_file(&config.database_url) {
+            Some(file) => {
+                let full = std::path::absolute(&file).unwrap_or(file);
+                format!("SQLite, {}", full.display())
+            }
+            None => "SQLite, in memory (gone when the process stops)".to_owned(),
         }
-        None => redacted(&config.database_url),
+    } else {
+        format!("Postgres, {}", postgres_location(&config.database_url))
     };
     let keys = match app::key_file_path(config) {
         Some(file) => {
@@ -262,10 +269,11 @@ async fn banner(state: &AppState, url: &str) -> String {
         Ok(keys) => keys.iter().filter(|k| k.connection_id.is_none() && k.is_usable(store::now())).count(),
         Err(_) => 0,
     };
+    let command = own_command();
     let next = if usable == 0 {
-        "hexbroker keys create --name my-app --scopes connect,connections:read,proxy".to_owned()
+        format!("{command} keys create --name my-app --scopes connect,connections:read,proxy")
     } else {
-        format!("{usable} API key(s) exist: hexbroker keys list")
+        format!("{usable} API key(s) exist: {command} keys list")
     };
     format!(
         "\nhexbroker is ready at {url}\n  database:    {database}\n  encryption:  {keys}\n  \
@@ -275,16 +283,35 @@ async fn banner(state: &AppState, url: &str) -> String {
     )
 }
 
-/// A database URL fit to print: no password.
-fn redacted(url: &str) -> String {
+/// Where a Postgres URL points, fit to print: user, host, port and database, never the password
+/// (wherever the URL carries it: userinfo or a `password=` parameter) nor any other parameter.
+fn postgres_location(url: &str) -> String {
     match url::Url::parse(url) {
-        Ok(mut parsed) => {
-            if parsed.password().is_some() {
-                let _ = parsed.set_password(Some("****"));
-            }
-            parsed.to_string()
+        Ok(parsed) if !parsed.cannot_be_a_base() => {
+            let user = match parsed.username() {
+                "" => String::new(),
+                user => format!("{user}@"),
+            };
+            let host = parsed.host_str().unwrap_or("localhost");
+            let port = parsed.port().unwrap_or(5432);
+            format!("{user}{host}:{port}{}", parsed.path())
         }
-        Err(_) => "(unreadable URL)".to_owned(),
+        _ => "(a URL that cannot be shown)".to_owned(),
+    }
+}
+
+/// How the person at this terminal runs hexbroker again: `cargo run --` when `cargo run` started
+/// this process (cargo sets `CARGO` and `CARGO_PKG_NAME` for the program it runs, and the binary
+/// is then not on `PATH`), else `hexbroker`.
+fn own_command() -> &'static str {
+    own_command_from(|name| std::env::var(name).ok())
+}
+
+fn own_command_from(var: impl Fn(&str) -> Option<String>) -> &'static str {
+    if var("CARGO").is_some() && var("CARGO_PKG_NAME").as_deref() == Some(env!("CARGO_PKG_NAME")) {
+        "cargo run --"
+    } else {
+        "hexbroker"
     }
 }
 
@@ -306,11 +333,10 @@ async fn keys(command: KeysCommand, state: AppState) -> anyhow::Result<()> {
             if scopes.is_empty() {
                 anyhow::bail!("--scopes: name at least one scope");
             }
-            let tenant = tenant.trim();
-            if tenant.is_empty() || tenant.len() > 128 {
-                anyhow::bail!("--tenant: 1 to 128 characters");
-            }
-            let created = auth::create_api_key(&state, &name, tenant, scopes).await?;
+            let tenant =
+                crate::input::Tenant::parse(&tenant).map_err(|e| anyhow::anyhow!("--tenant: {e}"))?;
+            let name = crate::input::KeyName::parse(name).map_err(|e| anyhow::anyhow!("--name: {e}"))?;
+            let created = auth::create_api_key(&state, name.as_str(), tenant.as_str(), scopes).await?;
             eprintln!(
                 "created key {} ({}) for tenant {} with scopes {}; the secret is shown once:",
                 created.key.id, created.key.name, created.key.tenant, created.key.scopes
@@ -358,4 +384,37 @@ async fn keys(command: KeysCommand, state: AppState) -> anyhow::Result<()> {
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{own_command_from, postgres_location};
+
+    #[test]
+    fn a_postgres_location_never_shows_a_password() {
+        let cases = [
+            ("postgres://postgres:s3cretpw@127.0.0.1:5432/hexbroker", "postgres@127.0.0.1:5432/hexbroker"),
+            ("postgresql://ada:s3cretpw@db/app?sslmode=require", "ada@db:5432/app"),
+            ("postgres://db.internal:6543/app?password=s3cretpw", "db.internal:6543/app"),
+            ("postgres://:s3cretpw@db/app", "db:5432/app"),
+            ("postgres://%73ecret:s3cretpw@db/app", "%73ecret@db:5432/app"),
+            ("postgres:s3cretpw", "(a URL that cannot be shown)"),
+        ];
+        for (url, shown) in cases {
+            assert_eq!(postgres_location(url), shown, "{url}");
+        }
+    }
+
+    #[test]
+    fn the_next_command_is_one_that_works_where_the_user_is() {
+        let run = |vars: &[(&str, &str)]| {
+            let vars: Vec<(String, String)> =
+                vars.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+            own_command_from(move |name| vars.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone()))
+        };
+        assert_eq!(run(&[]), "hexbroker");
+        assert_eq!(run(&[("CARGO", "/usr/bin/cargo")]), "hexbroker");
+        assert_eq!(run(&[("CARGO", "/usr/bin/cargo"), ("CARGO_PKG_NAME", "other")]), "hexbroker");
+        assert_eq!(run(&[("CARGO", "/usr/bin/cargo"), ("CARGO_PKG_NAME", "hexbroker")]), "cargo run --");
+    }
 }

@@ -86,6 +86,10 @@ pub struct Config {
     /// `HEXBROKER_WEBHOOK_POLL`: how often the delivery worker looks for due events when nothing
     /// woke it (the safety net behind the commit-time wake-up).
     pub webhook_poll: Duration,
+    /// `HEXBROKER_WEBHOOK_ALLOW_HOSTS`: hosts (names or addresses, lower-cased) that tenants'
+    /// webhook endpoints may use although they are, or resolve to, non-public addresses, and over
+    /// plain `http` (§13).
+    pub webhook_allow_hosts: Vec<String>,
     /// `HEXBROKER_AUDIT_RETENTION`: how long audit entries (and delivered events) are kept.
     pub audit_retention: Duration,
     /// `HEXBROKER_LOG`: the log filter, checked (tracing's env-filter syntax).
@@ -237,6 +241,22 @@ impl Config {
             .transpose()
             .map_err(|e| ConfigError::new("HEXBROKER_ENCRYPTION_KEYS", e.to_string()))?;
 
+        // Set but empty is a mistake for these two (a compose file passing `${VAR:-}`, a line
+        // `VAR=` left in an env file), not a request for the default: the default of the one is
+        // the real Hex, of the other no browser origin at all, and neither should come silently.
+        for (var, unset) in [
+            ("HEXBROKER_HEX_URL", "for the default, https://{subdomain}.hex.tech"),
+            ("HEXBROKER_ALLOWED_ORIGINS", "to allow no browser origin"),
+        ] {
+            let blank = |v: String| v.split(',').all(|part| part.trim().is_empty());
+            if lookup(var).is_some_and(blank) {
+                return Err(ConfigError::new(
+                    var,
+                    format!("is set but empty; unset it {unset}, or give a value"),
+                ));
+            }
+        }
+
         let allow_insecure = parse_bool(&get, "HEXBROKER_HEX_ALLOW_INSECURE")?;
         let hex_url = get("HEXBROKER_HEX_URL").unwrap_or_else(|| "https://{subdomain}.hex.tech".into());
         check_hex_url(&hex_url, allow_insecure).map_err(|p| ConfigError::new("HEXBROKER_HEX_URL", p))?;
@@ -335,6 +355,23 @@ impl Config {
             ));
         }
         let webhook_concurrency = number_in(&get, "HEXBROKER_WEBHOOK_CONCURRENCY", 16, 1..=1000)?;
+        let webhook_allow_hosts: Vec<String> = get("HEXBROKER_WEBHOOK_ALLOW_HOSTS")
+            .map(|v| {
+                v.split(',')
+                    .map(|h| h.trim().trim_start_matches('[').trim_end_matches(']').to_ascii_lowercase())
+                    .filter(|h| !h.is_empty())
+                    .collect()
+            })
+            .unwrap_or_default();
+        if webhook_allow_hosts
+            .iter()
+            .any(|h| url::Host::parse(h).is_err() && h.parse::<std::net::Ipv6Addr>().is_err())
+        {
+            return Err(ConfigError::new(
+                "HEXBROKER_WEBHOOK_ALLOW_HOSTS",
+                "is a comma-separated list of host names or addresses (no scheme, port or path)",
+            ));
+        }
 
         let log_filter = get("HEXBROKER_LOG").unwrap_or_else(|| crate::telemetry::DEFAULT_FILTER.into());
         crate::telemetry::check_filter(&log_filter).map_err(|p| ConfigError::new("HEXBROKER_LOG", p))?;
@@ -356,8 +393,9 @@ impl Config {
         };
         let max_in_flight = number(&get, "HEXBROKER_MAX_IN_FLIGHT", 4096)?;
         let workers = match get("HEXBROKER_WORKERS").as_deref().map(str::trim) {
-            None => 1,
-            Some("auto") => std::thread::available_parallelism().map_or(1, |n| n.get().min(MAX_WORKERS)),
+            None | Some("auto") => {
+                std::thread::available_parallelism().map_or(1, |n| n.get().min(MAX_WORKERS))
+            }
             Some(_) => number_in(&get, "HEXBROKER_WORKERS", 1, 1..=MAX_WORKERS)?,
         };
         let key_rate_limit = match get("HEXBROKER_KEY_RATE_LIMIT").as_deref() {
@@ -403,6 +441,7 @@ impl Config {
             webhook_backoff_max: duration(&get, "HEXBROKER_WEBHOOK_BACKOFF_MAX", Duration::from_secs(3600))?,
             webhook_retry_for: duration(&get, "HEXBROKER_WEBHOOK_RETRY_FOR", Duration::from_secs(86_400))?,
             webhook_poll: duration(&get, "HEXBROKER_WEBHOOK_POLL", Duration::from_secs(5))?,
+            webhook_allow_hosts,
             audit_retention: duration(&get, "HEXBROKER_AUDIT_RETENTION", Duration::from_secs(90 * 86_400))?,
             server,
             max_in_flight,
@@ -714,6 +753,27 @@ mod tests {
     }
 
     #[test]
+    fn a_setting_that_is_set_but_empty_is_refused_where_empty_would_be_a_surprise() {
+        let cases = [
+            ("HEXBROKER_HEX_URL", ""),
+            ("HEXBROKER_HEX_URL", "   "),
+            ("HEXBROKER_ALLOWED_ORIGINS", ""),
+            ("HEXBROKER_ALLOWED_ORIGINS", " "),
+            ("HEXBROKER_ALLOWED_ORIGINS", ", ,"),
+        ];
+        for (var, value) in cases {
+            let err = config(&[(var, value)]).expect_err(var);
+            assert_eq!(err.var, var, "{value:?}");
+            assert!(err.to_string().starts_with(&format!("{var}: is set but empty; unset it")), "{err}");
+        }
+        let unset = config(&[]).unwrap();
+        assert_eq!(unset.hex_url, "https://{subdomain}.hex.tech");
+        assert!(unset.allowed_origins.is_empty());
+        let one = config(&[("HEXBROKER_ALLOWED_ORIGINS", "https://app.example.com,")]).unwrap();
+        assert_eq!(one.allowed_origins.len(), 1, "a trailing comma is forgiven");
+    }
+
+    #[test]
     fn a_number_out_of_range_names_the_range() {
         let cases = [
             ("HEXBROKER_DATABASE_MAX_CONNECTIONS", "1001", "`1001` is not a number from 1 to 1000"),
@@ -732,7 +792,8 @@ mod tests {
             config(&[("HEXBROKER_PROXY_RETRIES", "0"), ("HEXBROKER_CACHE_CAPACITY", "10000000")]).unwrap();
         assert_eq!((edges.proxy_retries, edges.cache_capacity), (0, 10_000_000));
         let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-        assert_eq!(config(&[]).unwrap().workers, 1, "the main runtime unless asked");
+        assert_eq!(config(&[]).unwrap().workers, cores, "one per core unless asked");
+        assert_eq!(config(&[("HEXBROKER_WORKERS", "1")]).unwrap().workers, 1, "the main runtime when asked");
         assert_eq!(config(&[("HEXBROKER_WORKERS", "auto")]).unwrap().workers, cores, "auto: one per core");
         assert_eq!(config(&[("HEXBROKER_WORKERS", "3")]).unwrap().workers, 3);
     }

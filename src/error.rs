@@ -135,6 +135,20 @@ impl IntoResponse for ApiError {
     }
 }
 
+/// A caller's string that broke its kind's rule (§5): 422 `invalid_request`, naming the field.
+impl From<crate::input::Refused> for ApiError {
+    fn from(refused: crate::input::Refused) -> Self {
+        Self::unprocessable("invalid_request", refused.into_message())
+    }
+}
+
+impl ApiError {
+    /// A 422 `invalid_query` for a query filter that broke its rule.
+    pub fn invalid_query(refused: crate::input::Refused) -> Self {
+        Self::unprocessable("invalid_query", refused.into_message())
+    }
+}
+
 impl From<crate::store::StoreError> for ApiError {
     fn from(error: crate::store::StoreError) -> Self {
         if error.is_unavailable() {

@@ -19,6 +19,7 @@ pub mod error;
 pub mod events;
 pub mod healthcheck;
 pub mod hex;
+pub mod input;
 pub mod lifecycle;
 pub mod mcp;
 pub mod metrics;

@@ -169,6 +169,11 @@ impl Metrics {
         );
         let client_connections = Gauge::default();
         registry.register("client_connections", "Client connections open now", client_connections.clone());
+        registry.register(
+            "log_dropped",
+            "Log lines dropped because the log writer fell behind (requests never wait for the log)",
+            crate::telemetry::DROPPED.clone(),
+        );
         let client_refusals = Family::<KindLabels, Counter>::default();
         registry.register(
             "client_connections_refused",

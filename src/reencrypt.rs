@@ -1,5 +1,6 @@
-//! `hexbroker reencrypt`: re-seals every stored token (and the keyed-hash key) under the active
-//! encryption key and the current seal version (which binds tenant, subdomain and any own Hex origin, §9), so that
+//! `hexbroker reencrypt`: re-seals every stored token (and the keyed-hash key, and the webhook
+//! endpoints' signing secrets) under the active encryption key and the current seal version (which
+//! binds tenant, subdomain and any own Hex origin, §9), so that
 //! older keys can then be dropped from `HEXBROKER_ENCRYPTION_KEYS`.
 //! Tokens are re-sealed in short batches, one transaction each, every row by a conditional update,
 //! so the command can be killed at any point and run again, and replicas may keep serving (and
@@ -40,6 +41,8 @@ pub struct Report {
     pub skipped: u64,
     /// Tokens whose row fails its seal (edited outside hexbroker), left alone and unusable.
     pub tampered: u64,
+    /// Webhook endpoints whose signing secrets are now sealed by the active key.
+    pub webhook_secrets: u64,
 }
 
 /// Re-seals everything not sealed by the active key, with the default [`Options`].
@@ -59,9 +62,11 @@ pub async fn run_with(state: &AppState, options: Options) -> anyhow::Result<Repo
         }
     }
 
+    let webhook_secrets = reseal_webhook_secrets(state, &active).await?;
+
     let total = u64::try_from(state.store.count_tokens_not_sealed_by(&active).await?).unwrap_or(0);
     let mut progress = Progress::new(std::io::stderr().is_terminal(), total);
-    let mut report = Report::default();
+    let mut report = Report { webhook_secrets, ..Report::default() };
     let mut after: Option<Uuid> = None;
     let started = Instant::now();
     loop {
@@ -118,6 +123,30 @@ pub async fn run_with(state: &AppState, options: Options) -> anyhow::Result<Repo
         report.tampered
     );
     Ok(report)
+}
+
+/// Re-seals the webhook endpoints' secrets (current and previous) not sealed by `active`; an
+/// endpoint rotated meanwhile is left alone (its new secret is under the active key already).
+async fn reseal_webhook_secrets(state: &AppState, active: &str) -> anyhow::Result<u64> {
+    use crate::events::endpoints::{open_secret, seal_secret};
+    let mut done = 0;
+    for endpoint in state.store.endpoint_secrets_not_sealed_by(active).await? {
+        let reseal = |sealed: &crate::crypto::Sealed| -> anyhow::Result<crate::crypto::Sealed> {
+            let secret = open_secret(&state.keyring, endpoint.id, &endpoint.tenant, sealed)
+                .with_context(|| format!("opening the secret of webhook endpoint {}", endpoint.id))?;
+            let text = String::from_utf8(secret.to_vec()).unwrap_or_default();
+            Ok(seal_secret(&state.keyring, endpoint.id, &endpoint.tenant, &secrecy::SecretString::from(text)))
+        };
+        let current = reseal(&endpoint.current())?;
+        let previous = endpoint.previous().map(|p| reseal(&p)).transpose()?;
+        if state.store.reseal_endpoint_secrets(&endpoint, &current, previous.as_ref()).await? {
+            done += 1;
+        }
+    }
+    if done > 0 {
+        eprintln!("re-sealed the signing secrets of {done} webhook endpoint(s) under key `{active}`");
+    }
+    Ok(done)
 }
 
 /// Progress on stderr: a bar with rate and estimate redrawn in place on a terminal, otherwise a

@@ -175,3 +175,26 @@ fn recording_a_request_allocates_nothing_once_its_labels_exist() {
     assert_eq!(n, 0);
     assert!(metrics.render().contains("route=\"unmatched\""));
 }
+
+#[test]
+fn the_checks_issue_18_added_to_a_proxied_call_allocate_nothing() {
+    use futures_util::FutureExt as _;
+    use hexbroker::proxy::{Linked, Relink};
+    let connection = connection("t1");
+    let token = SecretString::from("hxtp_secret");
+    let target = Target::new(&connection, &token, "https://acme.hex.tech", &[1; 12], &origins()).unwrap();
+    let id = Uuid::now_v7().to_string();
+    let get = axum::http::Method::GET;
+
+    let (n, (linked, parsed)) =
+        allocations_in(|| (Linked::of(&get, "/v1/projects/p1"), hexbroker::input::canonical_uuid(&id)));
+    assert_eq!((linked, parsed.map(|u| u.to_string())), (None, Some(id.clone())));
+    assert_eq!(n, 0, "telling a linked answer apart and reading Connection-Id allocate nothing");
+
+    // An answer that carries no link and no Location passes through as it came.
+    let response = axum::http::Response::new(axum::body::Body::from("{}"));
+    let relink = Relink { origin: target.hex_origin(), public: "https://broker.example", surface: "/api" };
+    let (n, relayed) = allocations_in(|| relink.apply(response, None).now_or_never());
+    assert!(relayed.expect("ready at once").is_ok());
+    assert_eq!(n, 0, "no allocation for an answer without links");
+}

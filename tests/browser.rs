@@ -694,7 +694,7 @@ async fn frames_in_slot(browser: &Client) -> usize {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_frontend_on_another_origin_connects_with_sdk_js() {
     let Ok(chromedriver) = std::env::var("HEXBROKER_TEST_CHROMEDRIVER") else {
-        eprintln!("skipped: HEXBROKER_TEST_CHROMEDRIVER is unset, so sdk.js was not tried in a browser");
+        common::skip("the browser test", "set HEXBROKER_TEST_CHROMEDRIVER=/usr/bin/chromedriver");
         return;
     };
     let broker = Arc::new(Mutex::new(String::new()));

@@ -260,11 +260,8 @@ fn a_refused_postgres_connection_is_reported_once_by_address() {
 
 #[test]
 fn a_missing_postgres_database_is_reported_once() {
-    let Ok(admin) = std::env::var("HEXBROKER_TEST_POSTGRES_URL") else {
-        common::skip(
-            "the Postgres half",
-            "set HEXBROKER_TEST_POSTGRES_URL=postgres://postgres@127.0.0.1:5432/postgres",
-        );
+    let Some(admin) = common::postgres_admin_url() else {
+        common::skip("the Postgres half", common::POSTGRES_HOW);
         return;
     };
     let mut url = url::Url::parse(&admin).unwrap();
@@ -387,6 +384,79 @@ fn a_terminal_start_says_where_everything_is_and_what_to_run_next() {
     ] {
         assert!(seen.contains(&needle), "start-up lacks {needle:?}: {seen}");
     }
+}
+
+/// On a real terminal (a pseudo-terminal that util-linux's `script` makes) with a password in
+/// the Postgres URL: the banner names Postgres and where it is, never the password, and started
+/// the way `cargo run` starts it, the next command is one that works without `PATH`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_terminal_start_on_postgres_names_it_and_never_shows_the_password() {
+    use std::io::Read as _;
+    if Command::new("script").arg("--version").output().is_err() {
+        common::skip("util-linux's `script` (a pseudo-terminal)", "install util-linux");
+        return;
+    }
+    let Some(db) = common::TestDb::new(common::Backend::Postgres).await else { return };
+    let mut url = url::Url::parse(&db.url).unwrap();
+    if url.username().is_empty() {
+        url.set_username("postgres").unwrap();
+    }
+    url.set_password(Some("s3cretpw")).unwrap();
+    let name = url.path().trim_start_matches('/').to_owned();
+    let port = free_port();
+    let dir = tempfile::tempdir().unwrap();
+    let program = format!("exec '{}' serve", env!("CARGO_BIN_EXE_hexbroker"));
+    let mut child = Command::new("script")
+        .args(["-qfec", &program, "/dev/null"])
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("TERM", "dumb")
+        .env("HEXBROKER_DATABASE_URL", url.as_str())
+        .env("HEXBROKER_ENCRYPTION_KEYS", hexbroker::crypto::Keyring::generate_entry())
+        .env("HEXBROKER_LISTEN", format!("127.0.0.1:{port}"))
+        // What `cargo run` sets for the program it runs.
+        .env("CARGO", "/usr/local/bin/cargo")
+        .env("CARGO_PKG_NAME", "hexbroker")
+        .current_dir(dir.path())
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // The terminal's input stays open while it runs: `script` ends at its end.
+    let _input = child.stdin.take();
+    let mut output = child.stdout.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut seen = Vec::new();
+        let mut buffer = [0u8; 4096];
+        while let Ok(n) = output.read(&mut buffer) {
+            if n == 0 {
+                break;
+            }
+            seen.extend_from_slice(&buffer[..n]);
+            if String::from_utf8_lossy(&seen).contains("stop:") {
+                break;
+            }
+        }
+        let _ = tx.send(String::from_utf8_lossy(&seen).into_owned());
+    });
+    let seen = rx.recv_timeout(std::time::Duration::from_secs(60));
+    // Closing the terminal hangs up on hexbroker.
+    let _ = child.kill();
+    let _ = child.wait();
+    let seen = seen.expect("the banner within a minute").replace('\r', "");
+    assert!(!seen.contains("s3cretpw"), "the password is shown: {seen}");
+    for needle in [
+        format!("hexbroker is ready at http://127.0.0.1:{port}"),
+        format!("database:    Postgres, postgres@127.0.0.1:5432/{name}"),
+        "encryption:  HEXBROKER_ENCRYPTION_KEYS".to_owned(),
+        "next:        cargo run -- keys create --name my-app --scopes connect,connections:read,proxy"
+            .to_owned(),
+    ] {
+        assert!(seen.contains(&needle), "start-up lacks {needle:?}: {seen}");
+    }
+    assert!(!seen.contains("SQLite"), "{seen}");
 }
 
 #[test]

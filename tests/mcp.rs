@@ -237,6 +237,11 @@ async fn tool_calls_reach_hex_through_the_proxy(backend: Backend) {
     let run = mcp.call("run_project", json!({"projectId": project, "body": {}})).await;
     assert_ne!(run["isError"], true, "{run}");
     let run_id = run["structuredContent"]["runId"].as_str().unwrap().to_owned();
+    // Hex's own API links are rewritten to hexbroker's drop-in surface (the proxy's rule), where
+    // the same connection key works: the agent never gets a URL that would send it to Hex.
+    let status_url = run["structuredContent"]["runStatusUrl"].as_str().unwrap();
+    assert!(status_url.contains(&format!("/api/v1/projects/{project}/runs/{run_id}")), "{status_url}");
+    assert!(!status_url.contains(&app.fake_addr.to_string()), "{status_url}");
     let status = mcp.call("get_run_status", json!({"projectId": project, "runId": run_id})).await;
     assert_eq!(status["structuredContent"]["runId"], run_id.as_str());
     let cancelled = mcp.call("cancel_run", json!({"projectId": project, "runId": run_id})).await;

@@ -484,11 +484,13 @@ fn every_path_parameter_is_declared() {
 }
 
 /// The JSON request bodies: the operation, and the struct in `src/routes` that reads its body.
-const REQUEST_BODIES: [(&str, &str, &str, &str); 4] = [
+const REQUEST_BODIES: [(&str, &str, &str, &str); 6] = [
     ("POST", "/v1/connect", "src/routes/connect.rs", "ConnectBody"),
     ("POST", "/v1/connect/sessions", "src/routes/sessions.rs", "CreateSessionBody"),
     ("PATCH", "/v1/connections/{id}", "src/routes/connections.rs", "UpdateBody"),
     ("POST", "/v1/connections/{id}/keys", "src/routes/keys.rs", "CreateKeyBody"),
+    ("POST", "/v1/webhook-endpoints", "src/routes/webhooks.rs", "CreateEndpointBody"),
+    ("PATCH", "/v1/webhook-endpoints/{id}", "src/routes/webhooks.rs", "UpdateEndpointBody"),
 ];
 
 #[test]
@@ -532,26 +534,55 @@ fn request_schemas_name_the_fields_the_code_reads() {
             &resolve(&spec, &operation["requestBody"])["content"]["application/json"]["schema"],
         );
         let at = format!("{method} {path} ({name})");
-        let properties = schema["properties"].as_object().expect("request schemas list properties");
+        // A `oneOf` (one shape per kind of caller) is read as the code reads it: one struct with
+        // the union of the shapes' fields, needing what every shape requires.
+        let shapes: Vec<&Json> = match schema["oneOf"].as_array() {
+            Some(shapes) => shapes.iter().map(|shape| resolve(&spec, shape)).collect(),
+            None => vec![schema],
+        };
+        let mut properties = serde_json::Map::new();
+        for shape in &shapes {
+            for (field, property) in shape["properties"].as_object().expect("request schemas list properties")
+            {
+                properties
+                    .entry(field.clone())
+                    .or_insert(Json::Array(vec![]))
+                    .as_array_mut()
+                    .unwrap()
+                    .push(resolve(&spec, property).clone());
+            }
+        }
         let listed: BTreeSet<&str> = properties.keys().map(String::as_str).collect();
         let read: BTreeSet<&str> = fields.iter().map(|f| f.name.as_str()).collect();
         if listed != read {
             problems.push(format!("{at}: the spec lists {listed:?}, the code reads {read:?}"));
         }
-        let required: BTreeSet<&str> =
-            schema["required"].as_array().into_iter().flatten().filter_map(Json::as_str).collect();
-        let needed: BTreeSet<&str> = fields.iter().filter(|f| f.required).map(|f| f.name.as_str()).collect();
+        let required_by = |shape: &Json| -> BTreeSet<String> {
+            shape["required"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(Json::as_str)
+                .map(str::to_owned)
+                .collect()
+        };
+        let required =
+            shapes.iter().map(|shape| required_by(shape)).reduce(|a, b| &a & &b).unwrap_or_default();
+        let needed: BTreeSet<String> = fields.iter().filter(|f| f.required).map(|f| f.name.clone()).collect();
         if required != needed {
             problems.push(format!("{at}: the spec requires {required:?}, the code needs {needed:?}"));
         }
-        if deny_unknown != (schema["additionalProperties"] == false) {
-            problems.push(format!(
-                "{at}: deny_unknown_fields is {deny_unknown}, additionalProperties is {}",
-                schema["additionalProperties"]
-            ));
+        for shape in &shapes {
+            if deny_unknown != (shape["additionalProperties"] == false) {
+                problems.push(format!(
+                    "{at}: deny_unknown_fields is {deny_unknown}, additionalProperties is {}",
+                    shape["additionalProperties"]
+                ));
+            }
         }
         for field in fields.iter().filter(|f| f.nullable) {
-            if properties.get(&field.name).is_some_and(|p| resolve(&spec, p)["nullable"] != true) {
+            let variants = properties.get(&field.name).and_then(Json::as_array);
+            if variants.is_some_and(|v| !v.iter().any(|p| p["nullable"] == true)) {
                 problems
                     .push(format!("{at}: `{}` accepts null, but the spec does not say nullable", field.name));
             }
@@ -818,7 +849,7 @@ fn resolve<'a>(spec: &'a Json, node: &'a Json) -> &'a Json {
 }
 
 /// Checks `value` against the subset of OpenAPI 3.0 schema that this spec uses: `$ref`, `anyOf`,
-/// `allOf`, `type`, `nullable`, `enum`, `format` (uuid, date-time), `required`, `properties`,
+/// `oneOf`, `allOf`, `type`, `nullable`, `enum`, `format` (uuid, date-time), `required`, `properties`,
 /// `items` (`pattern` is left to the fuzzing run, `.ci/fuzz-spec`). An object
 /// schema with `properties` and no `additionalProperties` is closed: a property it does not list is
 /// drift between the code and the spec.
@@ -834,6 +865,12 @@ fn check(spec: &Json, value: &Json, schema: &Json, at: &str) -> Vec<String> {
     if let Some(options) = schema["anyOf"].as_array() {
         if !options.iter().any(|option| check(spec, value, option, at).is_empty()) {
             problems.push(format!("{at}: {value} fits none of the schemas anyOf lists"));
+        }
+    }
+    if let Some(options) = schema["oneOf"].as_array() {
+        let fitting = options.iter().filter(|option| check(spec, value, option, at).is_empty()).count();
+        if fitting != 1 {
+            problems.push(format!("{at}: {value} fits {fitting} of the schemas oneOf lists, not one"));
         }
     }
     for part in schema["allOf"].as_array().into_iter().flatten() {

@@ -302,8 +302,17 @@ async fn pruning_drops_old_audit_entries_and_delivered_events_only(backend: Back
     let claimed = store.claim_events(lease, 10).await.unwrap();
     assert_eq!(claimed.len(), 2);
     assert!(store.claim_events(lease, 10).await.unwrap().is_empty(), "a claimed event is not claimed twice");
-    store.event_delivered(claimed[0].id).await.unwrap();
-    store.event_failed(claimed[1].id, "the receiver answered 500", None).await.unwrap();
+    let outcome = |error: Option<&str>| hexbroker::events::endpoints::AttemptOutcome {
+        id: Uuid::now_v7(),
+        at: store::now(),
+        status_code: Some(if error.is_some() { 500 } else { 200 }),
+        duration_ms: 1,
+        error: error.map(str::to_owned),
+        detail: error.map(str::to_owned),
+        retry_at: None,
+    };
+    store.record_attempt(&claimed[0], &outcome(None)).await.unwrap();
+    store.record_attempt(&claimed[1], &outcome(Some("the receiver answered 500"))).await.unwrap();
 
     assert_eq!(
         store.prune(store::now() - chrono::Duration::hours(1)).await.unwrap(),
@@ -317,7 +326,7 @@ async fn pruning_drops_old_audit_entries_and_delivered_events_only(backend: Back
     assert_eq!(left.len(), 1);
     assert_eq!(
         (left[0].id, left[0].state.as_str()),
-        (claimed[1].id, "dead"),
+        (claimed[1].event_id, "dead"),
         "a dead event stays to be redelivered"
     );
 }

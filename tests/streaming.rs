@@ -1,6 +1,8 @@
 //! 20 MB up and 20 MB down through the proxy, then 60 MB each way, with the broker running as its
 //! own process so its memory can be read: its peak resident set must not grow with the body size.
 
+mod common;
+
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
 
@@ -40,7 +42,7 @@ impl Drop for Broker {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn twenty_megabytes_stream_both_ways_in_flat_memory() {
     if !std::path::Path::new("/proc/self/status").exists() {
-        eprintln!("skipped: no /proc to read the broker's memory from");
+        common::skip("/proc (to read the broker's memory)", "run it on Linux");
         return;
     }
     let dir = tempfile::tempdir().unwrap();

@@ -33,7 +33,7 @@
 //! other clone; a second `FakeHex` spawned at the root stands for a second Hex deployment.
 //!
 //! Beside Hex's API the fake serves the pages presigned embedding URLs open
-//! (`/{subdomain}/embedded/{token}`) and three test instruments under `/{subdomain}/api/__fake/`.
+//! (`/{subdomain}/embedded/{token}`) and four test instruments under `/{subdomain}/api/__fake/`.
 //!
 //! ```no_run
 //! # async fn demo() -> std::io::Result<()> {

@@ -1,8 +1,12 @@
-//! `fake-hex [--listen 127.0.0.1:9090] [--unlimited] [--print-env] [--tokens N --tokens-file PATH]`:
-//! serves a fake Hex seeded with a `demo` workspace (a personal token, a workspace token with every
-//! scope, three projects, a chart cell, a semantic project and a thread topic), prints how to reach
-//! it, and runs until Ctrl-C or SIGTERM. Hex's default rate limits apply unless `--unlimited` turns
-//! them off.
+//! `fake-hex [--listen 127.0.0.1:9090] [--public-url URL] [--unlimited] [--print-env] [--tokens N
+//! --tokens-file PATH]`: serves a fake Hex seeded with a `demo` workspace (a personal token, a
+//! workspace token with every scope, three projects, a chart cell, a semantic project and a thread
+//! topic), prints how to reach it, and runs until Ctrl-C or SIGTERM. Hex's default rate limits apply
+//! unless `--unlimited` turns them off.
+//!
+//! What it prints (`HEXBROKER_HEX_URL` above all) uses `--public-url`, the origin hexbroker reaches
+//! it by (`http://fake-hex:9090` in the compose file), else the listen address, with an unspecified
+//! one (`0.0.0.0`) shown as loopback.
 //!
 //! For scripts (the README's walkthrough), `--print-env` writes only `NAME='value'` lines to stdout
 //! (`HEXBROKER_HEX_URL`, `HEX_SUBDOMAIN`, `HEX_TOKEN`, `HEX_WORKSPACE_TOKEN`, `HEX_ORG_ID`), in one
@@ -30,6 +34,8 @@ use fake_hex::{FakeHex, RateLimits, Scope};
 const USAGE: &str =
     "usage: fake-hex [--listen ADDR] [--unlimited] [--print-env] [--tokens N --tokens-file PATH]
   --listen ADDR        address to bind (default 127.0.0.1:9090)
+  --public-url URL     the origin hexbroker reaches it by, e.g. http://fake-hex:9090, for what it
+                       prints (default: http:// and the listen address, 0.0.0.0 as 127.0.0.1)
   --unlimited          turn Hex's per-token rate limits off
   --print-env          print only NAME='value' lines (HEXBROKER_HEX_URL, HEX_TOKEN, ...) to stdout
                        for a shell to source; the description goes to stderr
@@ -44,6 +50,8 @@ const USAGE: &str =
 #[derive(Debug, PartialEq, Eq)]
 struct Options {
     listen: SocketAddr,
+    /// The origin printed instead of the listen address.
+    public_url: Option<String>,
     unlimited: bool,
     /// Print shell assignments on stdout and the description on stderr.
     print_env: bool,
@@ -118,10 +126,12 @@ async fn main() -> ExitCode {
         }
     }
 
+    let origin = options.public_url.clone().unwrap_or_else(|| format!("http://{}", reachable(addr)));
+    let template = format!("{origin}/{{subdomain}}");
     let mut about = vec![
-        format!("fake-hex listening on http://{addr}"),
-        format!("HEXBROKER_HEX_URL={}", FakeHex::url_template(addr)),
-        format!("workspace: demo (org {org_id}) at http://{addr}/demo/api/v1/…"),
+        format!("fake-hex listening on {addr}"),
+        format!("HEXBROKER_HEX_URL={template}"),
+        format!("workspace: demo (org {org_id}) at {origin}/demo/api/v1/…"),
         format!("personal token (demo@example.com): {personal}"),
         format!("workspace token (all scopes): {workspace}"),
     ];
@@ -141,13 +151,19 @@ async fn main() -> ExitCode {
     for (name, path) in &options.workspaces {
         about.push(format!("workspace: {name}, a personal token in {}", path.display()));
     }
+    if !is_loopback_origin(&origin) {
+        about.push(
+            "HEXBROKER_HEX_ALLOW_INSECURE=true (hexbroker allows plain http to loopback only, unless told)"
+                .into(),
+        );
+    }
     if let Some(root_addr) = root_addr {
         about.push(format!("workspace: demo also at the root of http://{root_addr} (HEXBROKER_HEX_HOSTS)"));
     }
     let about = about.join("\n") + "\n";
     let printed = if options.print_env {
         let vars = [
-            ("HEXBROKER_HEX_URL", FakeHex::url_template(addr)),
+            ("HEXBROKER_HEX_URL", template.clone()),
             ("HEX_SUBDOMAIN", "demo".to_owned()),
             ("HEX_TOKEN", personal.clone()),
             ("HEX_WORKSPACE_TOKEN", workspace.clone()),
@@ -222,6 +238,39 @@ fn write_tokens(hex: &FakeHex, n: usize, path: &Path) -> std::io::Result<()> {
     out.into_inner().map_err(|e| e.into_error())?.sync_all()
 }
 
+/// The address a client on this machine connects to for `addr`: an unspecified IP (`0.0.0.0`,
+/// `::`) becomes loopback.
+fn reachable(addr: SocketAddr) -> SocketAddr {
+    let ip = match addr.ip() {
+        std::net::IpAddr::V4(ip) if ip.is_unspecified() => std::net::Ipv4Addr::LOCALHOST.into(),
+        std::net::IpAddr::V6(ip) if ip.is_unspecified() => std::net::Ipv6Addr::LOCALHOST.into(),
+        ip => ip,
+    };
+    SocketAddr::new(ip, addr.port())
+}
+
+/// Whether an origin's host is loopback (hexbroker then takes plain http without being told).
+fn is_loopback_origin(origin: &str) -> bool {
+    let host = origin.split_once("://").map_or(origin, |(_, rest)| rest);
+    let host = host
+        .rsplit_once(':')
+        .filter(|(_, port)| port.bytes().all(|b| b.is_ascii_digit()))
+        .map_or(host, |(h, _)| h);
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    host == "localhost" || host.parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback())
+}
+
+/// An origin as `--public-url` takes it: `http(s)://host[:port]`, no path (a trailing `/` is
+/// dropped).
+fn parse_origin(text: &str) -> Option<String> {
+    let origin = text.trim().trim_end_matches('/');
+    let (scheme, rest) = origin.split_once("://")?;
+    let fine = matches!(scheme, "http" | "https")
+        && !rest.is_empty()
+        && rest.bytes().all(|b| b.is_ascii_alphanumeric() || b"-.:[]".contains(&b));
+    fine.then(|| origin.to_owned())
+}
+
 /// A workspace subdomain as Hex has them: lowercase letters, digits and inner hyphens.
 fn is_label(name: &str) -> bool {
     !name.is_empty()
@@ -235,6 +284,7 @@ fn is_label(name: &str) -> bool {
 fn parse_args(mut args: impl Iterator<Item = String>) -> Result<Option<Options>, String> {
     let mut options = Options {
         listen: SocketAddr::from(([127, 0, 0, 1], 9090)),
+        public_url: None,
         unlimited: false,
         print_env: false,
         tokens: None,
@@ -258,6 +308,12 @@ fn parse_args(mut args: impl Iterator<Item = String>) -> Result<Option<Options>,
                 let v = value("an address")?;
                 options.listen =
                     v.parse().map_err(|_| format!("{v:?} is not an address like 127.0.0.1:9090"))?;
+            }
+            "--public-url" => {
+                let v = value("a URL")?;
+                options.public_url = Some(
+                    parse_origin(&v).ok_or(format!("{v:?} is not an origin like http://fake-hex:9090"))?,
+                );
             }
             "--tokens" => {
                 let v = value("a number")?;
@@ -340,6 +396,32 @@ mod tests {
         assert_eq!(root.at_root, Some("127.0.0.2:9091".parse().unwrap()));
         assert!(parse(&["--at-root", "hex.mycorp.com"]).is_err());
         assert!(parse(&["--at-root"]).is_err());
+    }
+
+    #[test]
+    fn what_it_prints_is_an_address_hexbroker_can_reach() {
+        let public = |args: &[&str]| {
+            parse_args(args.iter().map(|s| s.to_string())).map(|o| o.and_then(|o| o.public_url))
+        };
+        assert_eq!(public(&[]), Ok(None));
+        let compose = public(&["--listen", "0.0.0.0:9090", "--public-url", "http://fake-hex:9090/"]);
+        assert_eq!(compose, Ok(Some("http://fake-hex:9090".into())));
+        for bad in ["fake-hex:9090", "ftp://fake-hex", "http://", "http://fake-hex/api", "http://a b"] {
+            assert!(public(&["--public-url", bad]).is_err(), "{bad}");
+        }
+        let shown = |addr: &str| super::reachable(addr.parse().unwrap()).to_string();
+        assert_eq!(shown("0.0.0.0:9090"), "127.0.0.1:9090");
+        assert_eq!(shown("[::]:9090"), "[::1]:9090");
+        assert_eq!(shown("10.0.0.5:9090"), "10.0.0.5:9090");
+        for (origin, loopback) in [
+            ("http://127.0.0.1:9090", true),
+            ("http://localhost:9090", true),
+            ("http://[::1]:9090", true),
+            ("http://fake-hex:9090", false),
+            ("http://10.0.0.5", false),
+        ] {
+            assert_eq!(super::is_loopback_origin(origin), loopback, "{origin}");
+        }
     }
 
     #[test]

@@ -3,6 +3,7 @@
 //! connection's Hex token.
 
 mod limit;
+mod links;
 mod origins;
 mod path;
 mod retry;
@@ -12,7 +13,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use axum::body::Body;
 use axum::http::header::{self, HeaderMap, HeaderName, HeaderValue};
-use axum::http::{Request, Response, StatusCode, Uri};
+use axum::http::{Method, Request, Response, StatusCode, Uri};
 use http_body::Body as _;
 use http_body_util::BodyExt;
 use hyper_rustls::HttpsConnector;
@@ -23,6 +24,7 @@ use hyper_util::rt::TokioExecutor;
 use crate::error::ApiError;
 use crate::metrics::{method_label, Metrics};
 pub use limit::{OutboundLimit, RateLimiter};
+pub use links::{HexOrigin, Linked, Relink, MAX_LINKED_BODY};
 pub use origins::{OriginSlots, Origins};
 pub use path::{check_path, InvalidPath};
 pub use retry::{retry_after, Attempt, RetryPolicy};
@@ -70,6 +72,23 @@ static CALLER_ONLY: [HeaderName; 14] = [
     HeaderName::from_static("x-real-ip"),
     header::FORWARDED,
 ];
+/// Hex's answer headers that would act on hexbroker's own origin rather than on one answer (§7):
+/// cookies, transport and content policies, alternative services, refreshes, reporting, and
+/// `Link` (which may preload or prefetch other resources). None is relayed.
+static ORIGIN_WIDE: [HeaderName; 12] = [
+    header::SET_COOKIE,
+    HeaderName::from_static("set-cookie2"),
+    header::STRICT_TRANSPORT_SECURITY,
+    HeaderName::from_static("clear-site-data"),
+    header::REFRESH,
+    header::CONTENT_SECURITY_POLICY,
+    header::CONTENT_SECURITY_POLICY_REPORT_ONLY,
+    header::ALT_SVC,
+    header::LINK,
+    HeaderName::from_static("nel"),
+    HeaderName::from_static("report-to"),
+    HeaderName::from_static("reporting-endpoints"),
+];
 /// hexbroker's own request id names the exchange; Hex's (if any) would hide it.
 static REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 /// Every header with this prefix is dropped on the way to Hex.
@@ -95,6 +114,9 @@ pub enum ProxyError {
     /// The connection's token cannot be sent as a header value.
     #[error("the stored token is not a valid header value")]
     BadToken,
+    /// Hex's answer broke before its first byte could be relayed.
+    #[error("Hex's answer broke off before any of it was relayed: {0}")]
+    BrokenAnswer(String),
     /// Hex answered 101 (switching protocols), which is never relayed.
     #[error("Hex answered 101 Switching Protocols")]
     Upgrade,
@@ -120,6 +142,14 @@ impl From<ProxyError> for ApiError {
                     StatusCode::BAD_GATEWAY,
                     "hex_unavailable",
                     "Hex could not be reached; try again shortly.",
+                )
+            }
+            ProxyError::BrokenAnswer(ref e) => {
+                tracing::warn!(error = %e, "Hex's answer broke before any of it was relayed");
+                ApiError::new(
+                    StatusCode::BAD_GATEWAY,
+                    "hex_unavailable",
+                    "Hex's answer broke off before it could be relayed; try again shortly.",
                 )
             }
             ProxyError::BadBody(_) => {
@@ -202,6 +232,10 @@ impl Upstream {
                 Client::builder(TokioExecutor::new())
                     .pool_idle_timeout(Duration::from_secs(90))
                     .pool_max_idle_per_host(256)
+                    // Each connection's read buffer grows up to this (hyper's default is about
+                    // 400 KiB) while a long body streams, and a pooled idle connection keeps
+                    // it: the same cap as the client side's (Hex's headers fit many times over).
+                    .http1_max_buf_size(crate::edge::server::MAX_BUF)
                     .build(https.clone())
             })
             .collect();
@@ -245,15 +279,24 @@ impl Upstream {
         strip_caller_only(&mut headers);
         headers.insert(header::AUTHORIZATION, bearer);
 
+        // GET and HEAD carry no body to Hex (§7): a read-only key cannot smuggle a write in one.
+        // What the caller sent with them is left unread (the listener drains or closes it).
+        let bodiless = matches!(method, Method::GET | Method::HEAD);
         // A small body of known length is kept so the request can be sent again.
         let mut streamed = None;
-        let replay = match body.size_hint().exact() {
-            Some(len) if len <= MAX_REPLAY_BODY => {
-                Some(body.collect().await.map_err(|e| ProxyError::BadBody(e.to_string()))?.to_bytes())
-            }
-            _ => {
-                streamed = Some(body);
-                None
+        let replay = if bodiless {
+            headers.remove(header::CONTENT_LENGTH);
+            drop(body);
+            Some(bytes::Bytes::new())
+        } else {
+            match body.size_hint().exact() {
+                Some(len) if len <= MAX_REPLAY_BODY => {
+                    Some(body.collect().await.map_err(|e| ProxyError::BadBody(e.to_string()))?.to_bytes())
+                }
+                _ => {
+                    streamed = Some(body);
+                    None
+                }
             }
         };
 
@@ -263,6 +306,7 @@ impl Upstream {
         let (mut retries, mut waited) = (0, Duration::ZERO);
         loop {
             let body = match (&replay, streamed.take()) {
+                (Some(_), _) if bodiless => Body::empty(),
                 (Some(bytes), _) => Body::from(bytes.clone()),
                 (None, Some(body)) => body,
                 (None, None) => unreachable!("a streamed body is never retried"),
@@ -275,6 +319,14 @@ impl Upstream {
 
             let started = Instant::now();
             let outcome = tokio::time::timeout(self.timeout, self.client().request(upstream)).await;
+            if let Ok(Err(e)) = &outcome {
+                if caller_body_failed(e) {
+                    // The caller's body broke (a malformed chunk, a body that stopped coming):
+                    // the caller's fault, never counted against Hex.
+                    tracing::info!(error = %e, "the caller's request body could not be read");
+                    return Err(ProxyError::BadBody(e.to_string()));
+                }
+            }
             let method_name = method_label(&method);
             let (attempt, hint) = match &outcome {
                 Err(_) => {
@@ -319,48 +371,92 @@ impl Upstream {
                     waited = waited.saturating_add(wait);
                 }
                 None => {
-                    let response = relay(outcome.map_err(|_| ProxyError::Timeout(self.timeout))?, deadline)?;
-                    return Ok(response.map(|body| origins::hold(slot, body)));
+                    let response = relay(outcome.map_err(|_| ProxyError::Timeout(self.timeout))?)?;
+                    let (parts, body) = response.into_parts();
+                    let body = first_frame(body, deadline).await.map_err(|e| {
+                        self.metrics.upstream_error("lost");
+                        if tokio::time::Instant::now() >= deadline {
+                            ProxyError::Timeout(self.exchange_timeout)
+                        } else {
+                            ProxyError::BrokenAnswer(e.to_string())
+                        }
+                    })?;
+                    return Ok(Response::from_parts(parts, origins::hold(slot, Body::new(body))));
                 }
             }
         }
     }
 }
 
-/// Hex's answer as the caller gets it: hop-by-hop headers and cookies dropped, marked as Hex's.
+/// Hex's answer as the caller gets it: hop-by-hop headers, cookies, CORS and the headers that
+/// would act on hexbroker's origin dropped, HTTP/1.1 whatever version Hex spoke, marked as Hex's.
 fn relay(
     outcome: Result<Response<hyper::body::Incoming>, hyper_util::client::legacy::Error>,
-    deadline: tokio::time::Instant,
-) -> Result<Response<Body>, ProxyError> {
+) -> Result<Response<hyper::body::Incoming>, ProxyError> {
     let (mut parts, body) = outcome.map_err(ProxyError::Unreachable)?.into_parts();
     if parts.status == StatusCode::SWITCHING_PROTOCOLS {
         return Err(ProxyError::Upgrade);
     }
+    parts.version = axum::http::Version::HTTP_11;
     strip_hop_by_hop(&mut parts.headers);
-    parts.headers.remove(header::SET_COOKIE);
+    for name in &ORIGIN_WIDE {
+        parts.headers.remove(name);
+    }
     remove_prefixed(&mut parts.headers, CORS_PREFIX);
     parts.headers.remove(&REQUEST_ID);
     parts.headers.insert(HeaderName::from_static(UPSTREAM_HEADER), HeaderValue::from_static("hex"));
-    Ok(Response::from_parts(parts, within(body, deadline)))
+    Ok(Response::from_parts(parts, body))
 }
 
-/// Streams Hex's body on, cutting it off at `deadline`: a Hex that trickles bytes cannot hold a
-/// connection of the broker's for longer than the exchange timeout.
-fn within(body: hyper::body::Incoming, deadline: tokio::time::Instant) -> Body {
-    Body::new(Deadline { body, sleep: Box::pin(tokio::time::sleep_until(deadline)), done: false })
+/// Whether a failed exchange failed on the caller's side: the request body (an axum body, the
+/// caller's) returned an error while hyper sent it. Hex's failures never carry an axum error.
+fn caller_body_failed(error: &hyper_util::client::legacy::Error) -> bool {
+    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(error);
+    while let Some(e) = source {
+        if e.is::<axum::Error>() {
+            return true;
+        }
+        source = e.source();
+    }
+    false
 }
 
-/// A body with a deadline. The timer is only armed when Hex makes the body wait, so a body that
-/// is already there costs no timer at all.
+/// Hex's body, cut off at `deadline`, with its first frame already in: a body that breaks
+/// before its first byte (a chunk size that overflows, a connection dropped) is an error here,
+/// while the caller has received nothing and can still be told 502, instead of a reply that
+/// ends before its status line. An answer already complete (a HEAD, a 204) waits for nothing.
+async fn first_frame(
+    body: hyper::body::Incoming,
+    deadline: tokio::time::Instant,
+) -> Result<Deadline, BoxError> {
+    let mut body =
+        Deadline { body, first: None, sleep: Box::pin(tokio::time::sleep_until(deadline)), done: false };
+    if !body.body.is_end_stream() {
+        match body.frame().await {
+            Some(Ok(frame)) => body.first = Some(frame),
+            Some(Err(e)) => return Err(e),
+            None => body.done = true,
+        }
+    }
+    Ok(body)
+}
+
+type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+/// Hex's body with a deadline: a Hex that trickles bytes cannot hold a connection of the
+/// broker's for longer than the exchange timeout. The timer is only armed when Hex makes the
+/// body wait, so a body that is already there costs no timer at all.
 struct Deadline {
     body: hyper::body::Incoming,
+    /// The frame read ahead by [`first_frame`], given out first.
+    first: Option<http_body::Frame<bytes::Bytes>>,
     sleep: std::pin::Pin<Box<tokio::time::Sleep>>,
     done: bool,
 }
 
 impl http_body::Body for Deadline {
     type Data = bytes::Bytes;
-    type Error = Box<dyn std::error::Error + Send + Sync>;
+    type Error = BoxError;
 
     fn poll_frame(
         mut self: std::pin::Pin<&mut Self>,
@@ -369,6 +465,9 @@ impl http_body::Body for Deadline {
         use std::future::Future as _;
         use std::task::Poll;
         let this = &mut *self;
+        if let Some(frame) = this.first.take() {
+            return Poll::Ready(Some(Ok(frame)));
+        }
         if this.done {
             return Poll::Ready(None);
         }
@@ -388,11 +487,18 @@ impl http_body::Body for Deadline {
     }
 
     fn is_end_stream(&self) -> bool {
-        self.done || self.body.is_end_stream()
+        self.first.is_none() && (self.done || self.body.is_end_stream())
     }
 
     fn size_hint(&self) -> http_body::SizeHint {
-        self.body.size_hint()
+        let ahead = self.first.as_ref().and_then(|f| f.data_ref()).map_or(0, |d| d.len() as u64);
+        let rest = if self.done { http_body::SizeHint::with_exact(0) } else { self.body.size_hint() };
+        let mut hint = http_body::SizeHint::new();
+        hint.set_lower(rest.lower().saturating_add(ahead));
+        if let Some(upper) = rest.upper() {
+            hint.set_upper(upper.saturating_add(ahead));
+        }
+        hint
     }
 }
 

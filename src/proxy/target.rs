@@ -123,6 +123,15 @@ impl Target {
         SecretString::from(String::from_utf8_lossy(value).into_owned())
     }
 
+    /// The workspace's Hex origin in parts, for pointing Hex's links at hexbroker.
+    pub fn hex_origin(&self) -> super::links::HexOrigin<'_> {
+        super::links::HexOrigin {
+            scheme: self.scheme.as_str(),
+            authority: self.authority.as_str(),
+            base: &self.base,
+        }
+    }
+
     /// The upstream URI for `{base}/api{path}?{query}`. When the caller's own path and query
     /// already read so (the drop-in surface on an origin without a path), they are reused as
     /// they are, with no copy.

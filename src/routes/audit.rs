@@ -9,6 +9,7 @@ use crate::app::AppState;
 use crate::audit::{Action, AuditEntry, AuditFilter};
 use crate::auth::{Caller, Scope};
 use crate::error::{ApiError, Json, Result};
+use crate::input;
 
 /// The query of `GET /v1/audit-events`.
 #[derive(Debug, Deserialize)]
@@ -34,6 +35,7 @@ pub async fn list(
             "The query accepts connection_id, action, actor (a key or session id, or system), limit (1-200) and cursor.",
         )
     })?;
+    let actor = input::filter("actor", params.actor).map_err(ApiError::invalid_query)?;
     let limit = paging::limit(params.limit)?;
     if let Some(action) = &params.action {
         if !Action::ALL.iter().any(|a| a.as_str() == action) {
@@ -43,7 +45,7 @@ pub async fn list(
     let filter = AuditFilter {
         connection_id: params.connection_id,
         action: params.action,
-        actor: params.actor,
+        actor,
         before_id: paging::cursor(params.cursor.as_deref())?,
         limit: paging::fetch(limit),
     };

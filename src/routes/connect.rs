@@ -8,7 +8,7 @@ use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
 use uuid::Uuid;
 
-use super::connections::{check_label, check_metadata, ConnectionView};
+use super::connections::ConnectionView;
 use crate::app::AppState;
 use crate::audit::{Action, Actor, RequestInfo};
 use crate::auth::{session_used, Caller, ConnectCaller, Scope};
@@ -16,6 +16,7 @@ use crate::crypto::TokenBinding;
 use crate::edge::{Attempter, ClientAddr};
 use crate::error::{ApiError, Json, Result};
 use crate::hex::{self, Workspace};
+use crate::input::{self, EndUserEmail, EndUserId, Label, Metadata};
 use crate::lifecycle::Change;
 use crate::store::{
     Expect, HexIdentity, Inserted, NewConnection, Session, SessionOutcome, SessionWrite, TokenReplacement,
@@ -95,43 +96,38 @@ pub async fn connect(
     if let ConnectCaller::Key(key) = &caller {
         key.require(Scope::Connect)?;
     }
+    // Every caller string first (§5): a refused one changes nothing, reaches no Hex and uses up
+    // no session.
     let workspace = state.hex.workspace(&body.subdomain)?;
     let token = hex::parse_token(body.token.expose_secret())?;
-    if let Some(label) = &body.label {
-        check_label(label)?;
-    }
-    let metadata = body.metadata.unwrap_or_else(|| serde_json::json!({}));
-    check_metadata(&metadata)?;
-    let submission = Submission { from, workspace, token, label: body.label, metadata };
+    let label = Label::parse_optional(body.label)?;
+    let metadata = Metadata::parse(body.metadata.unwrap_or_else(|| serde_json::json!({})))?;
+    let end_user_id = body.end_user_id.as_deref().map(EndUserId::parse).transpose()?;
+    let end_user_email = EndUserEmail::parse_optional(body.end_user_email)?;
+    let submission = Submission { from, workspace, token, label, metadata };
     match caller {
         ConnectCaller::Key(key) => {
-            // At most 256 characters as sent (as the spec's maxLength says), and not blank.
-            let end_user_id = match body.end_user_id.as_deref() {
-                Some(id) if !id.trim().is_empty() && id.chars().count() <= 256 => id.trim().to_owned(),
-                _ => {
-                    return Err(ApiError::unprocessable(
-                        "invalid_request",
-                        "end_user_id (1-256 characters) is required when connecting with an API key.",
-                    ))
-                }
-            };
-            if body.end_user_email.as_ref().is_some_and(|e| e.chars().count() > 320) {
+            let Some(end_user_id) = end_user_id else {
                 return Err(ApiError::unprocessable(
                     "invalid_request",
-                    "end_user_email is at most 320 characters.",
+                    "end_user_id (1-256 characters) is required when connecting with an API key.",
                 ));
-            }
-            with_key(&state, &key, &request, end_user_id, body.end_user_email, submission).await
+            };
+            with_key(&state, &key, &request, end_user_id.into_inner(), end_user_email, submission).await
         }
         ConnectCaller::Session(session) => {
-            if body.end_user_id.is_some() || body.end_user_email.is_some() {
+            if end_user_id.is_some() || end_user_email.is_some() {
                 return Err(ApiError::unprocessable(
                     "invalid_request",
                     "With a connect session the end user comes from the session; leave end_user_id out.",
                 ));
             }
-            let origin =
-                headers.get(ORIGIN).and_then(|v| v.to_str().ok()).map(|o| o.chars().take(200).collect());
+            // A header value may hold a tab, the one control character HTTP allows in it.
+            let origin = headers
+                .get(ORIGIN)
+                .and_then(|v| v.to_str().ok())
+                .filter(|o| !input::has_control(o))
+                .map(|o| o.chars().take(200).collect());
             with_session(&state, session, &request, submission, origin).await
         }
     }

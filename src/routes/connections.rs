@@ -13,6 +13,7 @@ use crate::auth::{Caller, Scope};
 use crate::crypto::{CryptoError, Sealed, TokenBinding};
 use crate::error::{ApiError, Json, Path, Result};
 use crate::hex::{BadStoredWorkspace, Subdomain, Workspace};
+use crate::input::{self, Label, Metadata};
 use crate::lifecycle::{Change, Status};
 use crate::store::{self, Connection, ConnectionChange, ConnectionFilter, Expect};
 
@@ -117,9 +118,10 @@ pub async fn list(
             "The query accepts end_user_id, status (active, invalid or expired), limit (1-200) and cursor.",
         )
     })?;
+    let end_user_id = input::filter("end_user_id", params.end_user_id).map_err(ApiError::invalid_query)?;
     let limit = paging::limit(params.limit)?;
     let filter = ConnectionFilter {
-        end_user_id: params.end_user_id,
+        end_user_id,
         status: params.status,
         before_id: paging::cursor(params.cursor.as_deref())?,
         limit: paging::fetch(limit),
@@ -128,9 +130,10 @@ pub async fn list(
     Ok(Json(Page::cut(rows, limit, |c| c.id).map(|c| ConnectionView::new(&state, c))))
 }
 
-/// Reads a connection id from the path; anything that is not one names no connection.
+/// Reads a connection id (from the path or `Connection-Id`); anything that is not one in its
+/// canonical spelling names no connection.
 pub fn connection_id(raw: &str) -> Result<Uuid> {
-    Uuid::parse_str(raw).map_err(|_| ApiError::not_found("connection"))
+    input::canonical_uuid(raw).ok_or_else(|| ApiError::not_found("connection"))
 }
 
 /// `GET /v1/connections/{id}`
@@ -174,12 +177,11 @@ pub async fn update(
 ) -> Result<Json<ConnectionView>> {
     caller.require(Scope::ConnectionsWrite)?;
     let id = connection_id(&id)?;
-    if let Some(Some(label)) = &body.label {
-        check_label(label)?;
-    }
-    if let Some(metadata) = &body.metadata {
-        check_metadata(metadata)?;
-    }
+    let label = match body.label {
+        Some(label) => Some(Label::parse_optional(label)?),
+        None => None,
+    };
+    let metadata = body.metadata.map(Metadata::parse).transpose()?;
     if let Some(Some(n)) = body.rate_limit_per_minute {
         if !(1..=100_000).contains(&n) {
             return Err(ApiError::unprocessable(
@@ -188,11 +190,7 @@ pub async fn update(
             ));
         }
     }
-    let change = ConnectionChange {
-        label: body.label,
-        metadata: body.metadata,
-        rate_limit_per_minute: body.rate_limit_per_minute,
-    };
+    let change = ConnectionChange { label, metadata, rate_limit_per_minute: body.rate_limit_per_minute };
     let audit = request.audit(caller.actor(), Action::Update);
     let connection = state
         .store
@@ -263,23 +261,4 @@ pub async fn verify(
         _ => return Err(ApiError::not_found("connection")),
     };
     Ok(Json(ConnectionView::new(&state, updated)))
-}
-
-/// A label is at most 200 characters.
-pub fn check_label(label: &str) -> Result<()> {
-    if label.chars().count() > 200 {
-        return Err(ApiError::unprocessable("invalid_request", "label is at most 200 characters."));
-    }
-    Ok(())
-}
-
-/// Metadata is a JSON object of at most 16 KiB.
-pub fn check_metadata(metadata: &serde_json::Value) -> Result<()> {
-    if !metadata.is_object() || metadata.to_string().len() > 16 * 1024 {
-        return Err(ApiError::unprocessable(
-            "invalid_request",
-            "metadata is a JSON object of at most 16 KiB.",
-        ));
-    }
-    Ok(())
 }

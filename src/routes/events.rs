@@ -63,7 +63,7 @@ pub async fn redeliver(
     Path(id): Path<String>,
 ) -> Result<StatusCode> {
     caller.require(Scope::Admin)?;
-    let id = Uuid::parse_str(&id).map_err(|_| ApiError::not_found("event"))?;
+    let id = crate::input::canonical_uuid(&id).ok_or_else(|| ApiError::not_found("event"))?;
     let audit = request.audit(caller.actor(), Action::EventRedeliver);
     if state.store.redeliver_event(&caller.tenant, id, &audit).await? {
         Ok(StatusCode::ACCEPTED)

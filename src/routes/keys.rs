@@ -13,6 +13,7 @@ use crate::app::AppState;
 use crate::audit::{Action, RequestInfo};
 use crate::auth::{self, Caller, KeySpec, Scope, Scopes};
 use crate::error::{ApiError, Json, Path, Result};
+use crate::input::{canonical_uuid, KeyName};
 use crate::store;
 
 /// Longest lifetime a connection key may be given: one year.
@@ -75,14 +76,11 @@ pub async fn create(
             ))
         }
     };
-    let name = body.name.unwrap_or_else(|| "connection key".into());
-    if name.chars().count() > 200 {
-        return Err(ApiError::unprocessable("invalid_request", "name is at most 200 characters."));
-    }
+    let name = KeyName::parse(body.name.unwrap_or_else(|| "connection key".into()))?;
     state.store.connection(&caller.tenant, id).await?.ok_or_else(|| ApiError::not_found("connection"))?;
     let created = auth::create_key(
         &state,
-        KeySpec { name: &name, tenant: &caller.tenant, scopes, connection_id: Some(id), expires_at },
+        KeySpec { name: name.as_str(), tenant: &caller.tenant, scopes, connection_id: Some(id), expires_at },
         &request.audit(caller.actor(), Action::KeyCreate),
     )
     .await?;
@@ -112,7 +110,7 @@ pub async fn revoke(
 ) -> Result<StatusCode> {
     caller.require(Scope::ConnectionsWrite)?;
     let id = connection_id(&id)?;
-    let key_id = Uuid::parse_str(&key_id).map_err(|_| ApiError::not_found("connection key"))?;
+    let key_id = canonical_uuid(&key_id).ok_or_else(|| ApiError::not_found("connection key"))?;
     let audit = request.audit(caller.actor(), Action::KeyRevoke);
     if state.store.revoke_connection_key(&caller.tenant, id, key_id, &audit).await? {
         tracing::info!(connection_id = %id, key_id = %key_id, "connection key revoked");

@@ -10,6 +10,7 @@ mod page;
 mod paging;
 mod proxy;
 mod sessions;
+mod webhooks;
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -98,6 +99,14 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/events", get(events::list))
         .route("/v1/events/{id}/redeliver", post(events::redeliver))
         .route("/v1/audit-events", get(audit::list))
+        .route("/v1/webhook-endpoints", get(webhooks::list).post(webhooks::create))
+        .route(
+            "/v1/webhook-endpoints/{id}",
+            get(webhooks::get_one).patch(webhooks::update).delete(webhooks::delete),
+        )
+        .route("/v1/webhook-endpoints/{id}/rotate-secret", post(webhooks::rotate_secret))
+        .route("/v1/webhook-endpoints/{id}/test", post(webhooks::test))
+        .route("/v1/webhook-endpoints/{id}/deliveries", get(webhooks::deliveries))
         // The methods Hex's API uses, each named, so that any other (TRACE, CONNECT) answers 405
         // with `Allow` as every route does: `any` would take them all and leave `Allow` out.
         .route(
@@ -136,11 +145,14 @@ fn with_middleware(routes: Router, state: AppState) -> Router {
             let route = request.extensions().get::<MatchedPath>().map_or("unmatched", MatchedPath::as_str);
             let request_id =
                 request.extensions().get::<RequestId>().and_then(|id| id.header_value().to_str().ok());
+            let caller_request_id =
+                request.extensions().get::<CallerRequestId>().and_then(|id| id.0.to_str().ok());
             tracing::info_span!(
                 "request",
                 method = %request.method(),
                 route,
                 request_id,
+                caller_request_id,
                 key_id = tracing::field::Empty,
                 status = tracing::field::Empty,
             )
@@ -154,6 +166,7 @@ fn with_middleware(routes: Router, state: AppState) -> Router {
 
     routes.layer(
         ServiceBuilder::new()
+            .layer(tower::util::MapRequestLayer::new(take_caller_request_id))
             .layer(SetRequestIdLayer::new(REQUEST_ID, RequestIds::new()))
             .layer(SetSensitiveRequestHeadersLayer::new([
                 header::AUTHORIZATION,
@@ -165,6 +178,24 @@ fn with_middleware(routes: Router, state: AppState) -> Router {
             .layer(axum::middleware::from_fn_with_state(state.metrics.clone(), crate::metrics::track))
             .layer(axum::middleware::from_fn_with_state(state, crate::edge::shed)),
     )
+}
+
+/// The caller's own `X-Request-Id`, when it has §5's shape: kept beside hexbroker's id (in the
+/// request's span and the audit trail), never in its place.
+#[derive(Clone, Debug)]
+pub struct CallerRequestId(pub HeaderValue);
+
+/// Takes the caller's `X-Request-Id` off the request, so that the id layer always sets
+/// hexbroker's own: a caller cannot make two requests share an id, nor have a 60 KB id echoed
+/// and stored. One that fits §5's shape is kept as [`CallerRequestId`]; any other is dropped.
+/// Without the header this is one lookup, and nothing is allocated.
+fn take_caller_request_id(mut request: Request) -> Request {
+    if let Some(value) = request.headers_mut().remove(&REQUEST_ID) {
+        if crate::input::caller_request_id(value.as_bytes()).is_some() {
+            request.extensions_mut().insert(CallerRequestId(value));
+        }
+    }
+    request
 }
 
 /// Request ids: 64 random bits per process, then a counter, so a fresh id costs no system call
@@ -205,9 +236,11 @@ impl<S: Send + Sync> FromRequestParts<S> for RequestInfo {
             .get::<RequestId>()
             .and_then(|id| id.header_value().to_str().ok())
             .map(str::to_owned);
+        let caller_request_id =
+            parts.extensions.get::<CallerRequestId>().and_then(|id| id.0.to_str().ok()).map(str::to_owned);
         let client_addr =
             parts.extensions.get::<ConnectInfo<SocketAddr>>().map(|ConnectInfo(addr)| addr.ip().to_string());
-        Ok(Self { request_id, client_addr })
+        Ok(Self { request_id, caller_request_id, client_addr })
     }
 }
 

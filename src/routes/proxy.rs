@@ -6,7 +6,7 @@
 
 use axum::body::Body;
 use axum::extract::{Request, State};
-use axum::http::{Method, Response, StatusCode};
+use axum::http::{header, Method, Response, StatusCode};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -17,7 +17,7 @@ use crate::app::AppState;
 use crate::auth::{Caller, ConnectionCaller, Scope};
 use crate::error::{ApiError, Result};
 use crate::lifecycle::Status;
-use crate::proxy::{check_path, OutboundLimit, Target, CONNECTION_ID_HEADER};
+use crate::proxy::{check_path, Linked, OutboundLimit, Relink, Target, CONNECTION_ID_HEADER};
 use crate::watch;
 
 /// The scope a method needs: GET and HEAD read, everything else may change something.
@@ -36,9 +36,17 @@ pub async fn proxy(
     request: Request,
 ) -> Result<Response<Body>> {
     caller.require(scope_for(request.method()))?;
-    let id = request.headers().get(CONNECTION_ID_HEADER).ok_or_else(|| {
+    let mut ids = request.headers().get_all(CONNECTION_ID_HEADER).iter();
+    let id = ids.next().ok_or_else(|| {
         ApiError::bad_request("missing_connection_id", "Name the connection in the Connection-Id header.")
     })?;
+    if ids.next().is_some() {
+        // Two ids could be read one way here and another way by something in between.
+        return Err(ApiError::bad_request(
+            "invalid_connection_id",
+            "Send one Connection-Id header, naming one connection.",
+        ));
+    }
     let id = id.to_str().map_err(|_| {
         ApiError::bad_request(
             "invalid_connection_id",
@@ -102,8 +110,19 @@ pub(crate) async fn forward(
         hold_for_slot(state, limit).await?;
     }
     let uri = target.uri(request.uri(), path)?;
+    let linked = Linked::of(request.method(), path);
+    let mut request = request;
+    if linked.is_some() {
+        // The links are rewritten in the body, which must come uncoded to be read.
+        request.headers_mut().remove(header::ACCEPT_ENCODING);
+    }
     state.usage.touch(id, watch::minute_of(now));
     let response = state.upstream.forward(uri, target.bearer(), target.slots(), request, limit).await?;
+    let public = state.config.public_url.as_str().trim_end_matches('/');
+    // An MCP tool call's links point to the drop-in surface, where the same connection key works.
+    let surface = if prefix == "/mcp" { "/api" } else { prefix };
+    let relink = Relink { origin: target.hex_origin(), public, surface };
+    let response = relink.apply(response, linked).await?;
     if response.status() == StatusCode::UNAUTHORIZED {
         // One odd path may answer 401 for a good token: ask Hex about the token itself, beside
         // this response, and invalidate only if it refuses this very token. The caller gets

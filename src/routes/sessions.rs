@@ -14,6 +14,7 @@ use crate::audit::{Action, RequestInfo};
 use crate::auth::{AnySession, Caller, Scope, SESSION_TOKEN_PREFIX};
 use crate::crypto;
 use crate::error::{ApiError, Json, Result};
+use crate::input::{EndUserEmail, EndUserId};
 use crate::store::{self, NewSession};
 
 const DEFAULT_EXPIRES_IN: u64 = 30 * 60;
@@ -46,14 +47,8 @@ pub async fn create(
     Json(body): Json<CreateSessionBody>,
 ) -> Result<(StatusCode, Json<CreatedSession>)> {
     caller.require(Scope::Connect)?;
-    // At most 256 characters as sent (as the spec's maxLength says), and not blank.
-    let end_user_id = body.end_user_id.trim();
-    if end_user_id.is_empty() || body.end_user_id.chars().count() > 256 {
-        return Err(ApiError::unprocessable("invalid_request", "end_user_id is 1 to 256 characters."));
-    }
-    if body.end_user_email.as_ref().is_some_and(|e| e.chars().count() > 320) {
-        return Err(ApiError::unprocessable("invalid_request", "end_user_email is at most 320 characters."));
-    }
+    let end_user_id = EndUserId::parse(&body.end_user_id)?.into_inner();
+    let end_user_email = EndUserEmail::parse_optional(body.end_user_email)?;
     let expires_in = body.expires_in.unwrap_or(DEFAULT_EXPIRES_IN);
     if !(60..=MAX_EXPIRES_IN).contains(&expires_in) {
         return Err(ApiError::unprocessable(
@@ -83,8 +78,8 @@ pub async fn create(
                 id: Uuid::now_v7(),
                 tenant: caller.tenant.clone(),
                 token_hash: state.hasher.secret_hash(token.expose_secret()).to_vec(),
-                end_user_id: end_user_id.to_owned(),
-                end_user_email: body.end_user_email,
+                end_user_id,
+                end_user_email,
                 connection_id: body.connection_id,
                 created_by_key: caller.id,
                 expires_at: store::now() + chrono::Duration::seconds(expires_in as i64),

@@ -16,10 +16,13 @@ use uuid::Uuid;
 use super::{
     ApiKey, Applied, Connection, ConnectionFilter, DueCheck, DynStore, Expect, HexIdentity, Inserted,
     NewApiKey, NewConnection, NewSession, Reseal, SealedToken, Session, SessionOutcome, SessionWrite, Store,
-    StoreResult, WatchStore,
+    StoreResult, WatchStore, WebhookStore,
 };
 use crate::audit::{AuditContext, AuditEntry, AuditFilter};
 use crate::crypto::Sealed;
+use crate::events::endpoints::{
+    Attempt, AttemptOutcome, Endpoint, EndpointChange, EndpointSecrets, NewEndpoint,
+};
 use crate::events::{Delivery, EventFilter, EventRecord};
 use crate::lifecycle::{Change, Status};
 
@@ -219,18 +222,6 @@ impl Store for Announcing {
     async fn redeliver_event(&self, tenant: &str, id: Uuid, audit: &AuditContext) -> StoreResult<bool> {
         self.inner.redeliver_event(tenant, id, audit).await
     }
-    async fn claim_events(&self, lease_until: DateTime<Utc>, limit: u32) -> StoreResult<Vec<Delivery>> {
-        self.inner.claim_events(lease_until, limit).await
-    }
-    async fn event_delivered(&self, id: Uuid) -> StoreResult<()> {
-        self.inner.event_delivered(id).await
-    }
-    async fn event_failed(&self, id: Uuid, error: &str, retry_at: Option<DateTime<Utc>>) -> StoreResult<()> {
-        self.inner.event_failed(id, error, retry_at).await
-    }
-    async fn next_event_due(&self) -> StoreResult<Option<DateTime<Utc>>> {
-        self.inner.next_event_due().await
-    }
     async fn event_signal(&self) -> StoreResult<Arc<tokio::sync::Notify>> {
         self.inner.event_signal().await
     }
@@ -292,6 +283,89 @@ impl WatchStore for Announcing {
     }
     async fn record_last_used(&self, marks: &[(Uuid, DateTime<Utc>)]) -> StoreResult<()> {
         self.inner.record_last_used(marks).await
+    }
+}
+
+/// Webhook endpoints and deliveries are not what the hot path caches: passed straight through.
+#[async_trait::async_trait]
+impl WebhookStore for Announcing {
+    async fn insert_endpoint(&self, new: &NewEndpoint, audit: &AuditContext) -> StoreResult<Endpoint> {
+        self.inner.insert_endpoint(new, audit).await
+    }
+    async fn endpoint(&self, tenant: &str, id: Uuid) -> StoreResult<Option<Endpoint>> {
+        self.inner.endpoint(tenant, id).await
+    }
+    async fn list_endpoints(
+        &self,
+        tenant: &str,
+        before_id: Option<Uuid>,
+        limit: u32,
+    ) -> StoreResult<Vec<Endpoint>> {
+        self.inner.list_endpoints(tenant, before_id, limit).await
+    }
+    async fn update_endpoint(
+        &self,
+        tenant: &str,
+        id: Uuid,
+        change: &EndpointChange,
+        audit: &AuditContext,
+    ) -> StoreResult<Option<Endpoint>> {
+        self.inner.update_endpoint(tenant, id, change, audit).await
+    }
+    async fn delete_endpoint(&self, tenant: &str, id: Uuid, audit: &AuditContext) -> StoreResult<bool> {
+        self.inner.delete_endpoint(tenant, id, audit).await
+    }
+    async fn rotate_endpoint_secret(
+        &self,
+        tenant: &str,
+        id: Uuid,
+        new: &Sealed,
+        previous_until: DateTime<Utc>,
+        audit: &AuditContext,
+    ) -> StoreResult<Option<Endpoint>> {
+        self.inner.rotate_endpoint_secret(tenant, id, new, previous_until, audit).await
+    }
+    async fn endpoint_secrets(&self, id: Uuid) -> StoreResult<Option<EndpointSecrets>> {
+        self.inner.endpoint_secrets(id).await
+    }
+    async fn queue_test_event(&self, tenant: &str, endpoint_id: Uuid, event_id: Uuid) -> StoreResult<bool> {
+        self.inner.queue_test_event(tenant, endpoint_id, event_id).await
+    }
+    async fn list_attempts(
+        &self,
+        endpoint_id: Uuid,
+        before_id: Option<Uuid>,
+        limit: u32,
+    ) -> StoreResult<Vec<Attempt>> {
+        self.inner.list_attempts(endpoint_id, before_id, limit).await
+    }
+    async fn claim_deliveries(
+        &self,
+        lease_until: DateTime<Utc>,
+        limit: u32,
+        deployment: bool,
+    ) -> StoreResult<Vec<Delivery>> {
+        self.inner.claim_deliveries(lease_until, limit, deployment).await
+    }
+    async fn record_attempt(&self, delivery: &Delivery, outcome: &AttemptOutcome) -> StoreResult<()> {
+        self.inner.record_attempt(delivery, outcome).await
+    }
+    async fn defer_delivery(&self, id: Uuid, at: DateTime<Utc>) -> StoreResult<()> {
+        self.inner.defer_delivery(id, at).await
+    }
+    async fn next_delivery_due(&self, deployment: bool) -> StoreResult<Option<DateTime<Utc>>> {
+        self.inner.next_delivery_due(deployment).await
+    }
+    async fn endpoint_secrets_not_sealed_by(&self, key_id: &str) -> StoreResult<Vec<EndpointSecrets>> {
+        self.inner.endpoint_secrets_not_sealed_by(key_id).await
+    }
+    async fn reseal_endpoint_secrets(
+        &self,
+        old: &EndpointSecrets,
+        current: &Sealed,
+        previous: Option<&Sealed>,
+    ) -> StoreResult<bool> {
+        self.inner.reseal_endpoint_secrets(old, current, previous).await
     }
 }
 

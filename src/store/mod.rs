@@ -9,6 +9,7 @@ mod postgres;
 mod sql;
 mod sqlite;
 mod watch;
+mod webhooks;
 
 use std::sync::Arc;
 
@@ -18,7 +19,7 @@ use uuid::Uuid;
 
 use crate::audit::{AuditContext, AuditEntry, AuditFilter};
 use crate::crypto::Sealed;
-use crate::events::{Delivery, EventFilter, EventRecord};
+use crate::events::{EventFilter, EventRecord};
 use crate::lifecycle::{Change, Status};
 use crate::scopes::Scopes;
 
@@ -26,6 +27,7 @@ pub use announcing::{Announcing, Forget, Stale};
 pub use postgres::PgStore;
 pub use sqlite::{database_file as sqlite_database_file, SqliteStore};
 pub use watch::{DueCheck, WatchStore, EXPIRED_REASON};
+pub use webhooks::WebhookStore;
 
 /// A storage failure. Callers treat it as internal; its text may name tables, never values.
 #[derive(Debug, thiserror::Error)]
@@ -84,7 +86,7 @@ pub fn now() -> DateTime<Utc> {
 /// change (the proxy's 401 rule, a background check) passes `Expect { token_nonce, status }` and
 /// gets [`Applied::Unmet`] when the row moved on meanwhile, with nothing written.
 #[async_trait::async_trait]
-pub trait Store: WatchStore + Send + Sync + 'static {
+pub trait Store: WatchStore + WebhookStore + Send + Sync + 'static {
     /// Answers when the database does.
     async fn ping(&self) -> StoreResult<()>;
 
@@ -201,17 +203,8 @@ pub trait Store: WatchStore + Send + Sync + 'static {
 
     /// A page of `tenant`'s events, newest first.
     async fn list_events(&self, tenant: &str, filter: &EventFilter) -> StoreResult<Vec<EventRecord>>;
-    /// Queues an event of `tenant` again (audited); false when there is none.
+    /// Queues an event of `tenant` again, each of its deliveries (audited); false when there is none.
     async fn redeliver_event(&self, tenant: &str, id: Uuid, audit: &AuditContext) -> StoreResult<bool>;
-    /// Claims up to `limit` due events for delivery until `lease_until`; no other replica claims
-    /// them before that (each attempt is made by one replica).
-    async fn claim_events(&self, lease_until: DateTime<Utc>, limit: u32) -> StoreResult<Vec<Delivery>>;
-    /// Records a delivery that the receiver accepted.
-    async fn event_delivered(&self, id: Uuid) -> StoreResult<()>;
-    /// Records a failed attempt: retried at `retry_at`, or `dead` when that is `None`.
-    async fn event_failed(&self, id: Uuid, error: &str, retry_at: Option<DateTime<Utc>>) -> StoreResult<()>;
-    /// When the next pending event falls due, if any does.
-    async fn next_event_due(&self) -> StoreResult<Option<DateTime<Utc>>>;
     /// Woken after a commit that recorded an event (on Postgres, by any replica's).
     async fn event_signal(&self) -> StoreResult<Arc<tokio::sync::Notify>>;
 

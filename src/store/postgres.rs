@@ -10,9 +10,12 @@ use sqlx::Connection as _;
 
 use super::sql::{
     api_key_columns, bind_new_connection, connection_columns, impl_store, insert_connection_sql,
-    session_columns, CLAIM_EVENTS_POSTGRES, EVENT_CHANNEL, INVALIDATION_CHANNEL,
+    session_columns, EVENT_CHANNEL, INVALIDATION_CHANNEL,
 };
 use super::watch::impl_watch_store;
+use super::webhooks::{
+    endpoint_columns, endpoint_secret_columns, impl_webhook_store, CLAIM_DELIVERIES_POSTGRES,
+};
 
 /// A [`Store`](super::Store) on Postgres.
 #[derive(Debug, Clone)]
@@ -131,9 +134,11 @@ fn connect_error(options: &PgConnectOptions, error: &sqlx::Error) -> anyhow::Err
     anyhow::anyhow!("connecting to Postgres (HEXBROKER_DATABASE_URL): {what}")
 }
 
+impl_webhook_store!(PgStore, sqlx::Postgres, claim: CLAIM_DELIVERIES_POSTGRES);
+
 impl_watch_store!(PgStore, " for update skip locked");
 
-impl_store!(PgStore, sqlx::Postgres, notify: true, claim: CLAIM_EVENTS_POSTGRES, {
+impl_store!(PgStore, sqlx::Postgres, notify: true, {
     async fn event_signal(&self) -> crate::store::StoreResult<Arc<tokio::sync::Notify>> {
         let mut listener = PgListener::connect_with(&self.pool).await?;
         listener.listen(EVENT_CHANNEL).await?;

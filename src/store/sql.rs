@@ -75,37 +75,13 @@ pub(super) const EVENT_CHANNEL: &str = "hexbroker_events";
 /// One audit entry.
 pub(super) const INSERT_AUDIT: &str =
     "insert into audit_event (id, tenant, created_at, actor_type, actor_id, \
-     actor_name, action, connection_id, outcome, detail, request_id, client_addr) \
-     values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)";
+     actor_name, action, connection_id, outcome, detail, request_id, client_addr, caller_request_id) \
+     values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)";
 
 /// One outbox row, due at once.
 pub(super) const INSERT_EVENT: &str =
     "insert into event (id, tenant, type, connection_id, payload, created_at, \
      state, attempts, next_attempt_at, queued_at) values ($1, $2, $3, $4, $5, $6, 'pending', 0, $6, $6)";
-
-/// The columns a claimed event returns.
-macro_rules! claimed_columns {
-    () => {
-        " returning id, type, created_at, payload, attempts, queued_at"
-    };
-}
-
-/// Claims due events on Postgres: rows another replica is claiming are skipped, not waited for.
-pub(super) const CLAIM_EVENTS_POSTGRES: &str = concat!(
-    "update event set locked_until = $2, attempts = attempts + 1 where id in (select id from event \
-     where state = 'pending' and next_attempt_at <= $1 and (locked_until is null or locked_until <= $1) \
-     order by next_attempt_at limit $3 for update skip locked)",
-    claimed_columns!()
-);
-
-/// Claims due events on SQLite, where one statement is one write: the condition is the claim.
-pub(super) const CLAIM_EVENTS_SQLITE: &str = concat!(
-    "update event set locked_until = $2, attempts = attempts + 1 where id in (select id from event \
-     where state = 'pending' and next_attempt_at <= $1 and (locked_until is null or locked_until <= $1) \
-     order by next_attempt_at limit $3) \
-     and state = 'pending' and (locked_until is null or locked_until <= $1)",
-    claimed_columns!()
-);
 
 /// A connection row with its sealed token.
 #[derive(sqlx::FromRow)]
@@ -119,7 +95,7 @@ pub(super) struct ConnectionWithToken {
 }
 
 macro_rules! impl_store {
-    ($store:ty, $db:ty, notify: $notify:expr, claim: $claim:expr $(, { $($extra:tt)* })?) => {
+    ($store:ty, $db:ty, notify: $notify:expr $(, { $($extra:tt)* })?) => {
         impl $store {
             /// Queues `message` for the other replicas' caches, delivered at commit (Postgres).
             async fn notify_in(
@@ -155,6 +131,7 @@ macro_rules! impl_store {
                     .bind(detail)
                     .bind(&audit.request_id)
                     .bind(&audit.client_addr)
+                    .bind(&audit.caller_request_id)
                     .execute(&mut **tx)
                     .await?;
                 Ok(())
@@ -173,8 +150,9 @@ macro_rules! impl_store {
                 let payload = serde_json::to_value(connection.clone().with_current_status(now))
                     .unwrap_or_default();
                 for event in events {
+                    let event_id = uuid::Uuid::now_v7();
                     sqlx::query($crate::store::sql::INSERT_EVENT)
-                        .bind(uuid::Uuid::now_v7())
+                        .bind(event_id)
                         .bind(&connection.tenant)
                         .bind(event.as_str())
                         .bind(connection.id)
@@ -182,6 +160,7 @@ macro_rules! impl_store {
                         .bind(now)
                         .execute(&mut **tx)
                         .await?;
+                    Self::fan_out_in(tx, &connection.tenant, event_id, event.as_str(), now).await?;
                 }
                 Self::notify_in(tx, $crate::store::sql::EVENT_CHANNEL, "").await
             }
@@ -843,7 +822,7 @@ macro_rules! impl_store {
             ) -> $crate::store::StoreResult<Vec<$crate::events::EventRecord>> {
                 Ok(sqlx::query_as(
                     "select id, type, connection_id, created_at, state, attempts, next_attempt_at, last_error \
-                     from event where tenant = $1 and ($2 is null or type = $2) \
+                     from event where tenant = $1 and type <> 'webhook.test' and ($2 is null or type = $2) \
                      and ($3 is null or connection_id = $3) and ($4 is null or state = $4) \
                      and ($5 is null or id < $5) order by id desc limit $6",
                 )
@@ -875,66 +854,21 @@ macro_rules! impl_store {
                 .fetch_optional(&mut *tx)
                 .await?;
                 let Some((connection_id,)) = queued else { return Ok(false) };
+                sqlx::query(
+                    "update webhook_delivery set state = 'pending', attempts = 0, next_attempt_at = $2, queued_at = $2, \
+                     locked_until = null, delivered_at = null where event_id = $1",
+                )
+                .bind(id)
+                .bind(now)
+                .execute(&mut *tx)
+                .await?;
                 let detail = format!("event {id}");
-                Self::audit_in(&mut tx, tenant, Some(connection_id), audit, "ok", Some(&detail)).await?;
+                let connection_id = Some(connection_id).filter(|c| !c.is_nil());
+                Self::audit_in(&mut tx, tenant, connection_id, audit, "ok", Some(&detail)).await?;
                 Self::notify_in(&mut tx, $crate::store::sql::EVENT_CHANNEL, "").await?;
                 tx.commit().await?;
                 self.wake.notify_one();
                 Ok(true)
-            }
-
-            async fn claim_events(
-                &self,
-                lease_until: chrono::DateTime<chrono::Utc>,
-                limit: u32,
-            ) -> $crate::store::StoreResult<Vec<$crate::events::Delivery>> {
-                Ok(sqlx::query_as($claim)
-                    .bind($crate::store::now())
-                    .bind(lease_until)
-                    .bind(i64::from(limit))
-                    .fetch_all(&self.pool)
-                    .await?)
-            }
-
-            async fn event_delivered(&self, id: uuid::Uuid) -> $crate::store::StoreResult<()> {
-                sqlx::query(
-                    "update event set state = 'delivered', delivered_at = $2, locked_until = null, last_error = null \
-                     where id = $1 and state = 'pending'",
-                )
-                .bind(id)
-                .bind($crate::store::now())
-                .execute(&self.pool)
-                .await?;
-                Ok(())
-            }
-
-            async fn event_failed(
-                &self,
-                id: uuid::Uuid,
-                error: &str,
-                retry_at: Option<chrono::DateTime<chrono::Utc>>,
-            ) -> $crate::store::StoreResult<()> {
-                sqlx::query(
-                    "update event set state = $2, next_attempt_at = coalesce($3, next_attempt_at), \
-                     locked_until = null, last_error = $4 where id = $1 and state = 'pending'",
-                )
-                .bind(id)
-                .bind(if retry_at.is_some() { "pending" } else { "dead" })
-                .bind(retry_at)
-                .bind(error)
-                .execute(&self.pool)
-                .await?;
-                Ok(())
-            }
-
-            async fn next_event_due(&self) -> $crate::store::StoreResult<Option<chrono::DateTime<chrono::Utc>>> {
-                let due: Option<(chrono::DateTime<chrono::Utc>,)> = sqlx::query_as(
-                    "select coalesce(locked_until, next_attempt_at) as due from event where state = 'pending' \
-                     order by due limit 1",
-                )
-                .fetch_optional(&self.pool)
-                .await?;
-                Ok(due.map(|(t,)| t))
             }
 
             async fn list_audit(
@@ -944,7 +878,7 @@ macro_rules! impl_store {
             ) -> $crate::store::StoreResult<Vec<$crate::audit::AuditEntry>> {
                 Ok(sqlx::query_as(
                     "select id, created_at, actor_type, actor_id, actor_name, action, connection_id, outcome, \
-                     detail, request_id, client_addr, tenant from audit_event where tenant = $1 \
+                     detail, request_id, caller_request_id, client_addr, tenant from audit_event where tenant = $1 \
                      and ($2 is null or connection_id = $2) and ($3 is null or action = $3) \
                      and ($4 is null or actor_id = $4) and ($5 is null or id < $5) order by id desc limit $6",
                 )

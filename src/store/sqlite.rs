@@ -10,9 +10,12 @@ use sqlx::sqlite::{
 
 use super::sql::{
     api_key_columns, bind_new_connection, connection_columns, impl_store, insert_connection_sql,
-    session_columns, CLAIM_EVENTS_SQLITE,
+    session_columns,
 };
 use super::watch::impl_watch_store;
+use super::webhooks::{
+    endpoint_columns, endpoint_secret_columns, impl_webhook_store, CLAIM_DELIVERIES_SQLITE,
+};
 
 /// A [`Store`](super::Store) on SQLite.
 #[derive(Debug, Clone)]
@@ -49,9 +52,11 @@ impl SqliteStore {
     }
 }
 
+impl_webhook_store!(SqliteStore, sqlx::Sqlite, claim: CLAIM_DELIVERIES_SQLITE);
+
 impl_watch_store!(SqliteStore, "");
 
-impl_store!(SqliteStore, sqlx::Sqlite, notify: false, claim: CLAIM_EVENTS_SQLITE, {
+impl_store!(SqliteStore, sqlx::Sqlite, notify: false, {
     async fn event_signal(&self) -> crate::store::StoreResult<Arc<tokio::sync::Notify>> {
         Ok(self.wake.clone())
     }

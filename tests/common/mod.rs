@@ -1,6 +1,6 @@
 //! The harness every integration test uses: a real hexbroker on port 0, a fake Hex on port 0,
-//! and a fresh database of its own (a temporary SQLite file, or a new Postgres database when
-//! `HEXBROKER_TEST_POSTGRES_URL` is set).
+//! and a fresh database of its own (a temporary SQLite file, or a new Postgres database on
+//! `HEXBROKER_TEST_POSTGRES_URL`, or on the local Postgres when that is unset and one answers).
 #![allow(dead_code)]
 
 use std::collections::HashMap;
@@ -39,30 +39,124 @@ macro_rules! on_both_backends {
 /// Says that the running test cannot do its work here because `what` is missing (`how` says what
 /// to set), or, under `CI=true`, fails the test: CI must run everything.
 ///
-/// libtest shows a passing test's `eprintln!` only with `--nocapture`, so the notice is written to
-/// the process's stderr directly, which a plain `cargo test` shows; once per binary and `what`,
-/// so forty Postgres tests make one line, not forty.
+/// libtest counts a test that returns early as passed, so the skips are counted, and when the
+/// test binary exits it writes one line to stderr (which a plain `cargo test` shows) that says how
+/// many tests did not run and, for each missing part, what to set: `SKIPPED in tests/x.rs: …`.
+/// One line per test binary: libtest offers no hook at the end of the whole `cargo test` run.
 pub fn skip(what: &str, how: &str) {
-    use std::collections::HashSet;
-    use std::io::Write as _;
-    use std::sync::{Mutex, OnceLock};
-
     let test = std::thread::current().name().unwrap_or("this test").to_owned();
     if std::env::var("CI").is_ok_and(|v| v == "true" || v == "1") {
         panic!("{test} needs {what}, and CI=true runs everything: {how}");
     }
-    static SEEN: OnceLock<Mutex<HashSet<String>>> = OnceLock::new();
-    let first = SEEN.get_or_init(Mutex::default).lock().map(|mut seen| seen.insert(what.to_owned()));
-    if first.unwrap_or(true) {
-        let binary = std::env::current_exe()
-            .ok()
-            .and_then(|p| p.file_stem().map(|s| s.to_string_lossy().into_owned()));
-        let binary = binary.as_deref().unwrap_or("?").split('-').next().unwrap_or("?").to_owned();
-        let _ = writeln!(
-            std::io::stderr(),
-            "\nSKIPPED: {what} of tests/{binary}.rs did not run (first: {test}); {how} to run it"
-        );
+    let first = {
+        let Ok(mut skipped) = skipped().lock() else { return };
+        let first = skipped.is_empty();
+        skipped.entry(what.to_owned()).or_insert_with(|| (0, how.to_owned())).0 += 1;
+        first
+    };
+    if first {
+        report_skips_at_exit();
     }
+}
+
+/// Tests skipped so far, by missing part: how many, and what to set.
+fn skipped() -> &'static std::sync::Mutex<std::collections::BTreeMap<String, (usize, String)>> {
+    static SKIPPED: std::sync::OnceLock<
+        std::sync::Mutex<std::collections::BTreeMap<String, (usize, String)>>,
+    > = std::sync::OnceLock::new();
+    SKIPPED.get_or_init(Default::default)
+}
+
+/// The line [`skip`] leaves at exit: `SKIPPED in tests/proxy.rs: 40 tests did not run: 40 need
+/// the Postgres half (set …)`; `None` when nothing was skipped.
+fn skip_summary() -> Option<String> {
+    let skipped = skipped().lock().ok()?;
+    let total: usize = skipped.values().map(|(n, _)| n).sum();
+    if total == 0 {
+        return None;
+    }
+    let binary = std::env::current_exe()
+        .ok()
+        .and_then(|p| p.file_stem().map(|s| s.to_string_lossy().into_owned()))
+        .unwrap_or_default();
+    let binary = binary.split('-').next().unwrap_or("?");
+    let parts: Vec<String> =
+        skipped.iter().map(|(what, (n, how))| format!("{n} {} {what} ({how})", verb(*n))).collect();
+    let tests = if total == 1 { "test" } else { "tests" };
+    fn verb(n: usize) -> &'static str {
+        if n == 1 {
+            "needs"
+        } else {
+            "need"
+        }
+    }
+    Some(format!(
+        "SKIPPED in tests/{binary}.rs: {total} {tests} passed without running: {}",
+        parts.join("; ")
+    ))
+}
+
+/// Registers, once, a C `atexit` handler that writes [`skip_summary`]: libtest's `main` returns
+/// (or calls `exit`) after its own summary, so the line comes last. The handler only reads a
+/// mutex and writes to stderr, neither of which is torn down before `atexit` handlers run.
+fn report_skips_at_exit() {
+    extern "C" fn report() {
+        use std::io::Write as _;
+        if let Some(line) = std::panic::catch_unwind(skip_summary).ok().flatten() {
+            let _ = writeln!(std::io::stderr(), "\n{line}");
+        }
+    }
+    extern "C" {
+        fn atexit(callback: extern "C" fn()) -> std::os::raw::c_int;
+    }
+    static REGISTERED: std::sync::Once = std::sync::Once::new();
+    // SAFETY: `atexit` is the C library's, which std links; `report` is a plain `extern "C"` fn
+    // that lives as long as the program and does not unwind (panics are caught).
+    REGISTERED.call_once(|| unsafe {
+        atexit(report);
+    });
+}
+
+/// What to set for the Postgres half.
+pub const POSTGRES_HOW: &str = "HEXBROKER_TEST_POSTGRES_URL is unset (or off) and no Postgres answered on 127.0.0.1:5432 as postgres without a \
+     password; set HEXBROKER_TEST_POSTGRES_URL=postgres://USER@HOST:PORT/postgres";
+
+/// The local Postgres the tests use when `HEXBROKER_TEST_POSTGRES_URL` is unset (trust auth, as
+/// on a developer's machine with the distribution's defaults and in CI).
+const LOCAL_POSTGRES: &str = "postgres://postgres@127.0.0.1:5432/postgres";
+
+/// The Postgres server the tests may create databases on: `HEXBROKER_TEST_POSTGRES_URL` when set
+/// (`off` for none), else the local one at [`LOCAL_POSTGRES`] when it answers; `None` when
+/// neither. Looked for once per test binary.
+pub fn postgres_admin_url() -> Option<String> {
+    static FOUND: std::sync::OnceLock<Option<String>> = std::sync::OnceLock::new();
+    FOUND
+        .get_or_init(|| match std::env::var("HEXBROKER_TEST_POSTGRES_URL") {
+            Ok(url) if url.trim() == "off" => None,
+            Ok(url) if !url.trim().is_empty() => Some(url),
+            _ => local_postgres(),
+        })
+        .clone()
+}
+
+/// [`LOCAL_POSTGRES`] when a TCP connection opens at once and a login succeeds.
+fn local_postgres() -> Option<String> {
+    use std::time::Duration;
+    let address = SocketAddr::from(([127, 0, 0, 1], 5432));
+    std::net::TcpStream::connect_timeout(&address, Duration::from_millis(300)).ok()?;
+    // On a thread of its own: the caller may be inside a runtime already.
+    std::thread::spawn(|| {
+        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().ok()?;
+        runtime.block_on(async {
+            let connect = <sqlx::PgConnection as sqlx::Connection>::connect(LOCAL_POSTGRES);
+            let conn = tokio::time::timeout(Duration::from_secs(5), connect).await.ok()?.ok()?;
+            let _ = sqlx::Connection::close(conn).await;
+            Some(LOCAL_POSTGRES.to_owned())
+        })
+    })
+    .join()
+    .ok()
+    .flatten()
 }
 
 /// A database of one test's own, dropped with it.
@@ -88,11 +182,8 @@ impl TestDb {
                 })
             }
             Backend::Postgres => {
-                let Ok(admin) = std::env::var("HEXBROKER_TEST_POSTGRES_URL") else {
-                    skip(
-                        "the Postgres half",
-                        "set HEXBROKER_TEST_POSTGRES_URL=postgres://postgres@127.0.0.1:5432/postgres",
-                    );
+                let Some(admin) = postgres_admin_url() else {
+                    skip("the Postgres half", POSTGRES_HOW);
                     return None;
                 };
                 let name = format!("hbt_{}", uuid::Uuid::new_v4().simple());

@@ -34,7 +34,7 @@ impl FromRequestParts<FakeHex> for Identity {
 }
 
 /// The token in an `Authorization: Bearer …` value (scheme matched case-insensitively).
-fn bearer(value: &str) -> Option<&str> {
+pub(crate) fn bearer(value: &str) -> Option<&str> {
     let (scheme, token) = value.split_once(' ')?;
     let token = token.trim();
     (scheme.eq_ignore_ascii_case("bearer") && !token.is_empty()).then_some(token)

@@ -44,7 +44,10 @@ impl FromRequestParts<FakeHex> for Caller {
             WorkspaceCtx::from_request_parts(parts, hex).await.unwrap_or_else(|never| match never {});
         let routed = parts.extensions.get::<MatchedPath>().map(|p| p.as_str().to_owned()).unwrap_or_default();
         let path = routed.strip_prefix("/{subdomain}/api").unwrap_or(&routed);
-        let Some(endpoint) = endpoints::lookup(parts.method.as_str(), path) else {
+        // HEAD is GET without the body (RFC 9110 §9.3.2), as on any HTTP server: axum routes it
+        // to the GET handler, and it is the GET operation's row that applies.
+        let method = if parts.method == axum::http::Method::HEAD { "GET" } else { parts.method.as_str() };
+        let Some(endpoint) = endpoints::lookup(method, path) else {
             let message = format!("fake-hex: no endpoint table row for {} {path}", parts.method);
             return Err(HexError::new(
                 Style::Coded,

@@ -11,6 +11,9 @@
 //!   `hang` (never answers), `slow&ms=N` (answers 200 `{"ok":true}` after N ms), `reset` (sends
 //!   its head and half of a 64 KiB body, then drops the connection 200 ms later), `trickle&ms=N` (a 1,000-byte
 //!   body, one byte every N ms).
+//! - `POST /{subdomain}/api/__fake/revoke` revokes the very token it is called with, as
+//!   regenerating that token in Hex's settings does, and answers 204; from then on Hex answers it
+//!   401. So a person trying hexbroker against the fake can see what a dead token does.
 
 use std::convert::Infallible;
 
@@ -29,6 +32,20 @@ pub(crate) const ECHO_SUFFIX: &str = "/api/__fake/echo";
 
 /// Chunk size of the bytes instrument; a multiple of 256 so every chunk has the same content.
 const CHUNK: usize = 64 * 1024;
+
+/// Revokes the caller's own token (already checked by [`Identity`]).
+pub(crate) async fn revoke(
+    _caller: Identity,
+    axum::extract::State(hex): axum::extract::State<crate::FakeHex>,
+    headers: axum::http::HeaderMap,
+) -> StatusCode {
+    let token =
+        headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()).and_then(super::auth::bearer);
+    if let Some(token) = token {
+        hex.revoke_token(token);
+    }
+    StatusCode::NO_CONTENT
+}
 
 /// Streams the request body back as it arrives.
 pub(crate) async fn echo(_caller: Identity, request: Request) -> Response {

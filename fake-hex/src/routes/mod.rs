@@ -103,7 +103,8 @@ pub(crate) fn router(hex: FakeHex) -> Router {
         // Test instruments, not part of Hex.
         .route(&api("/__fake/echo"), post(instruments::echo).put(instruments::echo))
         .route(&api("/__fake/bytes"), get(instruments::bytes))
-        .route(&api("/__fake/misbehave"), get(instruments::misbehave));
+        .route(&api("/__fake/misbehave"), get(instruments::misbehave))
+        .route(&api("/__fake/revoke"), post(instruments::revoke));
     // Semantic projects, under both prefixes the spec's `semantic-(projects|models)` stands for.
     for (update, ingest) in semantic("").into_iter().zip(semantic("/ingest")) {
         router = router.route(&update, patch(semantic::update)).route(&ingest, post(semantic::ingest));

@@ -1,4 +1,4 @@
-//! The test instruments (not part of Hex): echo, bytes and misbehave.
+//! The test instruments (not part of Hex): echo, bytes, misbehave and revoke.
 
 use fake_hex::Scope;
 
@@ -49,6 +49,19 @@ async fn the_instruments_need_a_token_of_the_workspace() {
     assert_plain_401(h.get("acme", "/__fake/bytes?n=10", &other).await).await;
     let echo = h.client.post(h.url("acme", "/__fake/echo")).body("hello").send().await.unwrap();
     assert_plain_401(echo).await;
+}
+
+#[tokio::test]
+async fn revoke_kills_the_token_it_is_called_with_and_no_other() {
+    let h = Harness::start().await;
+    let token = h.hex.add_personal_token("acme", "ada@example.com");
+    let other = h.hex.add_personal_token("acme", "bob@example.com");
+    let revoke = |token: String| h.client.post(h.url("acme", "/__fake/revoke")).bearer_auth(token).send();
+    assert_eq!(revoke(token.clone()).await.unwrap().status(), 204);
+    assert_plain_401(h.get("acme", "/v1/users/me", &token).await).await;
+    assert_plain_401(revoke(token.clone()).await.unwrap()).await;
+    assert_eq!(h.get("acme", "/v1/users/me", &other).await.status(), 200, "the other token lives");
+    assert_plain_401(h.client.post(h.url("acme", "/__fake/revoke")).send().await.unwrap()).await;
 }
 
 #[tokio::test]

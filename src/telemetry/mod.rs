@@ -1,15 +1,33 @@
 //! Logging: JSON lines in production, readable lines on a terminal. Fields are always chosen
 //! by hand; no request, header set or secret is ever logged whole.
+//!
+//! A request never waits for its log line: lines go to a buffer that a thread of their own writes
+//! out ([`lines`]), and JSON lines are formatted without the parsing that `tracing-subscriber`'s
+//! JSON format does for every event in a span ([`json`]).
+
+mod json;
+mod lines;
 
 use std::io::IsTerminal;
+use std::sync::{LazyLock, OnceLock};
+use std::time::Duration;
 
+use prometheus_client::metrics::counter::Counter;
 use tracing_subscriber::EnvFilter;
 
 use crate::config::LogFormat;
+pub use lines::Lines;
 
 /// The filter when `HEXBROKER_LOG` is unset: hexbroker's own events at info, its libraries' only
 /// when they warn.
 pub const DEFAULT_FILTER: &str = "info,sqlx=warn,hyper=warn,hyper_util=warn";
+
+/// Log lines dropped because the writer fell behind. Process-wide like the subscriber it
+/// belongs to; [`crate::metrics::Metrics`] reports it.
+pub static DROPPED: LazyLock<Counter> = LazyLock::new(Counter::default);
+
+/// The installed writer, for [`flush`].
+static LINES: OnceLock<Lines> = OnceLock::new();
 
 /// Checks a `HEXBROKER_LOG` value: comma-separated directives, each a level (`error`, `warn`,
 /// `info`, `debug`, `trace`, `off`) or `target=level` (tracing's env-filter syntax). A bare word
@@ -36,18 +54,26 @@ pub fn effective_format(format: Option<LogFormat>) -> LogFormat {
 }
 
 /// Installs the global subscriber with `filter` (checked by [`check_filter`] when the
-/// configuration was read); returns the format chosen.
+/// configuration was read), writing through [`Lines`] to stderr; returns the format chosen.
+/// Call [`flush`] before the process exits.
 pub fn init(format: Option<LogFormat>, filter: &str) -> LogFormat {
     let filter = EnvFilter::builder().parse_lossy(filter);
     let format = effective_format(format);
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let lines = LINES.get_or_init(|| Lines::spawn(std::io::stderr())).clone();
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(lines);
     let _ = match format {
-        LogFormat::Json => {
-            builder.json().flatten_event(true).with_current_span(true).with_span_list(false).try_init()
-        }
+        LogFormat::Json => builder.fmt_fields(json::Members).event_format(json::Line).try_init(),
         LogFormat::Pretty => builder.compact().try_init(),
     };
     format
+}
+
+/// Writes out every line handed over so far (waiting at most a second): before the process
+/// exits.
+pub fn flush() {
+    if let Some(lines) = LINES.get() {
+        lines.flush(Duration::from_secs(1));
+    }
 }
 
 #[cfg(test)]
