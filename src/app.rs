@@ -62,6 +62,8 @@ pub struct Shared {
     pub edge: crate::edge::Guards,
     /// The request log's queue (§11).
     pub request_log: crate::requestlog::RequestLog,
+    /// The MCP tools made from Hex's spec (§14), narrowed by `HEXBROKER_MCP_TOOLS`.
+    pub mcp_tools: Arc<crate::mcp::Tools>,
 }
 
 impl std::fmt::Debug for dyn store::Store {
@@ -97,9 +99,12 @@ impl AppState {
             .with_max_per_workspace(config.proxy_max_per_workspace);
         let edge = crate::edge::Guards::new(&config);
         let request_log = crate::requestlog::RequestLog::new(&config.request_log, metrics.clone());
+        let mcp_tools =
+            crate::mcp::Tools::from_hex_spec(config.mcp_tools.as_deref()).context("HEXBROKER_MCP_TOOLS")?;
         let state = Self(Arc::new(Shared {
             edge,
             request_log,
+            mcp_tools: Arc::new(mcp_tools),
             store,
             callers: caches.callers.clone(),
             targets: caches.targets.clone(),

@@ -203,7 +203,7 @@ impl Callers {
 
 /// Finds the usable key behind the request's bearer credential. Missing, unknown, revoked and
 /// expired keys are one and the same 401; the reason goes to the debug log.
-async fn authenticate(parts: &Parts, state: &AppState) -> Result<Arc<ApiKey>, ApiError> {
+pub(crate) async fn authenticate(parts: &Parts, state: &AppState) -> Result<Arc<ApiKey>, ApiError> {
     let bearer = bearer(parts).ok_or_else(|| {
         tracing::debug!("no bearer credential");
         ApiError::unauthorized()

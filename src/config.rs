@@ -29,6 +29,8 @@ pub struct Config {
     pub public_url: Url,
     /// `HEXBROKER_ALLOWED_ORIGINS`: browser origins allowed to call the connect endpoints.
     pub allowed_origins: Vec<HeaderValue>,
+    /// `HEXBROKER_MCP_TOOLS`: the MCP tools offered (§14), by name; `None` offers them all.
+    pub mcp_tools: Option<Vec<String>>,
     /// `HEXBROKER_HEX_TIMEOUT`: the whole-request timeout of hexbroker's own calls to Hex.
     pub hex_timeout: Duration,
     /// `HEXBROKER_PROXY_CONNECT_TIMEOUT`: the time allowed to open a connection to Hex.
@@ -298,6 +300,14 @@ impl Config {
             .map_err(|p| ConfigError::new("HEXBROKER_ALLOWED_ORIGINS", p))?
             .unwrap_or_default();
 
+        let mcp_tools = get("HEXBROKER_MCP_TOOLS").map(|v| {
+            v.split(',').map(str::trim).filter(|n| !n.is_empty()).map(str::to_owned).collect::<Vec<_>>()
+        });
+        if let Some(names) = &mcp_tools {
+            crate::mcp::Tools::from_hex_spec(Some(names))
+                .map_err(|e| ConfigError::new("HEXBROKER_MCP_TOOLS", e.to_string()))?;
+        }
+
         let log_format = match get("HEXBROKER_LOG_FORMAT").as_deref() {
             None => None,
             Some("json") => Some(LogFormat::Json),
@@ -489,6 +499,7 @@ impl Config {
             hex_hosts,
             public_url,
             allowed_origins,
+            mcp_tools,
             hex_timeout: duration(&get, "HEXBROKER_HEX_TIMEOUT", Duration::from_secs(10))?,
             proxy_connect_timeout: duration(&get, "HEXBROKER_PROXY_CONNECT_TIMEOUT", Duration::from_secs(5))?,
             proxy_timeout: duration(&get, "HEXBROKER_PROXY_TIMEOUT", Duration::from_secs(60))?,

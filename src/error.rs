@@ -95,6 +95,16 @@ impl ApiError {
     pub fn code(&self) -> &'static str {
         self.code
     }
+
+    /// The message sent with the code.
+    pub fn message(&self) -> &str {
+        &self.message
+    }
+
+    /// The `Retry-After` seconds it carries, if any.
+    pub fn retry_after(&self) -> Option<u64> {
+        self.retry_after
+    }
 }
 
 impl std::fmt::Display for ApiError {

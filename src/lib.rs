@@ -21,6 +21,7 @@ pub mod healthcheck;
 pub mod hex;
 pub mod input;
 pub mod lifecycle;
+pub mod mcp;
 pub mod metrics;
 pub mod proxy;
 pub mod reencrypt;

@@ -60,12 +60,13 @@ impl Via {
         }
     }
 
-    /// What precedes the Hex API path in the URI a call comes in on: the route's prefix (for
-    /// MCP, begin with a request whose path is the Hex call's own, starting with `/api`).
+    /// What precedes the Hex API path in the URI a call comes in on: the route's prefix (an MCP
+    /// tool call's request is built as `/mcp/v1/...`).
     fn prefix(self) -> &'static str {
         match self {
             Via::Proxy => "/v1/proxy",
-            Via::Api | Via::Mcp => "/api",
+            Via::Api => "/api",
+            Via::Mcp => "/mcp",
         }
     }
 }

@@ -35,6 +35,8 @@ use tracing::Span;
 use crate::app::AppState;
 use crate::audit::RequestInfo;
 use crate::error::ApiError;
+pub(crate) use connections::connection_id;
+pub(crate) use proxy::forward_tool_call;
 
 const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
@@ -130,6 +132,9 @@ pub fn router(state: AppState) -> Router {
                 .delete(proxy::drop_in)
                 .options(proxy::drop_in),
         )
+        // GET /mcp answers 405 (with `Allow`): hexbroker offers no server-to-client SSE stream, as
+        // the Streamable HTTP transport allows.
+        .route("/mcp", post(crate::mcp::post).delete(crate::mcp::delete))
         .fallback(route_not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .with_state(state.clone());

@@ -19,6 +19,7 @@ use crate::error::{ApiError, Result};
 use crate::lifecycle::Status;
 use crate::proxy::{check_path, Exchange, Linked, OutboundLimit, Relink, Target, CONNECTION_ID_HEADER};
 use crate::requestlog::{self, Via};
+use crate::store::ApiKey;
 use crate::watch;
 
 /// The scope a method needs: GET and HEAD read, everything else may change something.
@@ -134,6 +135,20 @@ async fn finish(
 }
 
 /// Forwards `request` (whose path starts with `prefix`) to the Hex workspace of connection `id`.
+/// An MCP tool call (§14): the request the MCP layer built (`/mcp/v1/...?query`), sent through
+/// the same path as `/v1/proxy` and recorded in the request log with `via: mcp`.
+pub(crate) async fn forward_tool_call(
+    state: &AppState,
+    key: &Arc<ApiKey>,
+    tenant: &str,
+    id: Uuid,
+    request: Request,
+) -> Result<Response<Body>> {
+    let call = state.request_log.begin(key, id, Via::Mcp, &request, state.clock.now());
+    let outcome = forward(state, tenant, id, "/mcp", request).await;
+    finish(state, tenant, id, call, outcome).await
+}
+
 async fn forward(state: &AppState, tenant: &str, id: Uuid, prefix: &str, request: Request) -> Outcome {
     let (mut exchange, mut known) = (Exchange::default(), false);
     let result = forward_to(state, tenant, id, prefix, request, &mut exchange, &mut known).await;
@@ -189,7 +204,9 @@ async fn forward_to(
         .forward_measured(uri, target.bearer(), target.slots(), request, limit, exchange)
         .await?;
     let public = state.config.public_url.as_str().trim_end_matches('/');
-    let relink = Relink { origin: target.hex_origin(), public, surface: prefix };
+    // An MCP tool call's links point to the drop-in surface, where the same connection key works.
+    let surface = if prefix == "/mcp" { "/api" } else { prefix };
+    let relink = Relink { origin: target.hex_origin(), public, surface };
     let response = relink.apply(response, linked).await?;
     if response.status() == StatusCode::UNAUTHORIZED {
         // One odd path may answer 401 for a good token: ask Hex about the token itself, beside
