@@ -3,7 +3,7 @@
 //! copies exists, the binary it starts is the one cargo builds, and every setting the compose file
 //! passes is one the README documents.
 
-mod common;
+use crate::common;
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};

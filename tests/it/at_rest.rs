@@ -3,7 +3,7 @@
 //! proxy, errors, reconnect, verify and keys leaves none of them in any log line (trace level),
 //! response, metric or database dump, in plain, hex or base64 form.
 
-mod common;
+use crate::common;
 
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};

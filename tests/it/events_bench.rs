@@ -4,10 +4,10 @@
 //!
 //! ```sh
 //! HEXBROKER_TEST_POSTGRES_URL=postgres://postgres@127.0.0.1:5432/postgres \
-//!   cargo test --test events_bench -- --ignored --nocapture
+//!   cargo test --test it events_bench -- --ignored --nocapture
 //! ```
 
-mod common;
+use crate::common;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};

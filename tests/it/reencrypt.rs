@@ -1,7 +1,7 @@
 //! Key rotation: add a new key in front, re-encrypt, drop the old key — and everything still
 //! opens: stored tokens, and the keyed-hash key behind every API key.
 
-mod common;
+use crate::common;
 
 use common::{Backend, TestApp};
 use hexbroker::crypto::Keyring;

@@ -1,7 +1,7 @@
 //! 20 MB up and 20 MB down through the proxy, then 60 MB each way, with the broker running as its
 //! own process so its memory can be read: its peak resident set must not grow with the body size.
 
-mod common;
+use crate::common;
 
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};

@@ -2,7 +2,7 @@
 //! background checks claimed once per round across replicas, the re-check after a Hex 401, and
 //! `last_used_at` written from memory in batches.
 
-mod common;
+use crate::common;
 
 use std::time::{Duration, Instant};
 

@@ -1,7 +1,7 @@
 //! Events and webhooks (§8), the audit trail (§10) and the reconnect rule (§6 step 5), on both
 //! backends, against a webhook receiver inside the test that checks every signature itself.
 
-mod common;
+use crate::common;
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};

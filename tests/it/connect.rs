@@ -1,6 +1,6 @@
 //! `POST /v1/connect` with an API key: every row of §6's table, on both backends.
 
-mod common;
+use crate::common;
 
 use common::{error_code, Backend, TestApp};
 use fake_hex::{Scope, TokenKind, TokenSpec};

@@ -5,7 +5,7 @@
 //! re-check) goes there with its stored token; anything else is refused with nothing sent, an
 //! edited stored origin is refused, and a reconnect never moves a connection to another origin.
 
-mod common;
+use crate::common;
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::atomic::{AtomicUsize, Ordering};

@@ -4,7 +4,7 @@
 //! history, audit, restarts, two replicas, and refused URLs. Signatures are verified by the
 //! Standard Webhooks reference library (PyPI `standardwebhooks`), not only by our own code.
 
-mod common;
+use crate::common;
 
 use std::sync::atomic::{AtomicU16, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};

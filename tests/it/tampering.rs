@@ -3,7 +3,7 @@
 //! 424 `connection_tampered` and its token goes nowhere; a row sealed the earlier way (id alone)
 //! still opens until `hexbroker reencrypt` re-seals it.
 
-mod common;
+use crate::common;
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;

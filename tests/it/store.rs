@@ -1,6 +1,6 @@
 //! Every `Store` operation, on both backends, through the trait.
 
-mod common;
+use crate::common;
 
 use common::{Backend, TestDb};
 use hexbroker::audit::{Action, AuditContext};

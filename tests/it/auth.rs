@@ -1,6 +1,6 @@
 //! Internal API keys: missing, bad, revoked, wrong scope, other tenant.
 
-mod common;
+use crate::common;
 
 use common::{error_code, Backend, TestApp};
 

@@ -2,7 +2,7 @@
 //!
 //! ```text
 //! HEXBROKER_TEST_POSTGRES_URL=postgres://postgres@127.0.0.1:5432/postgres WATCH_BENCH_N=10000 \
-//!   cargo test --release --test watch_bench -- --ignored --nocapture
+//!   cargo test --release --test it watch_bench -- --ignored --nocapture
 //! ```
 //!
 //! It stores `WATCH_BENCH_N` connections (default 10,000), each with its own token in a fake Hex
@@ -11,7 +11,7 @@
 //! second on one connection for `WATCH_BENCH_SECONDS` (default 5) alone, and again while a round
 //! runs, to show what a round costs the proxy.
 
-mod common;
+use crate::common;
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;

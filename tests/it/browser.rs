@@ -7,7 +7,7 @@
 //! it); Chromium is `/usr/bin/chromium` unless `HEXBROKER_TEST_CHROMIUM` says otherwise.
 //! Screenshots of each state go to `artifacts/connect-page/`.
 
-mod common;
+use crate::common;
 
 use std::net::TcpListener as StdTcpListener;
 use std::path::PathBuf;

@@ -4,7 +4,7 @@
 //!
 //! The socket-level tests run on SQLite only: the listener does not touch the database.
 
-mod common;
+use crate::common;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};

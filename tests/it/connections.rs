@@ -1,6 +1,6 @@
 //! Reading, changing and deleting connections over HTTP.
 
-mod common;
+use crate::common;
 
 use common::{error_code, Backend, TestApp};
 use serde_json::{json, Value};

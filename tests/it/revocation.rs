@@ -2,7 +2,7 @@
 //! Postgres database with the test's own instance, each with its own caches, pool and listening
 //! connection; what one revokes, the other stops honouring, though its cache TTL is a minute.
 
-mod common;
+use crate::common;
 
 use std::time::{Duration, Instant};
 

@@ -1,7 +1,7 @@
 //! The `hexbroker` binary: commands, configuration errors, the SQLite key file, and logs that
 //! never carry a secret.
 
-mod common;
+use crate::common;
 
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};

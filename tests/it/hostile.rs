@@ -3,7 +3,7 @@
 //! or break the broker (huge `Retry-After`, CORS headers, a 101, `users/me` bodies of any shape).
 //! Each table counts what reached the fake Hex.
 
-mod common;
+use crate::common;
 
 use common::{error_code, Backend, TestApp};
 use serde_json::{json, Value};

@@ -3,7 +3,7 @@
 //! string in any field yields a 5xx (a property over every field); and a caller's `X-Request-Id`
 //! is kept beside hexbroker's own id only when it has the contract's shape.
 
-mod common;
+use crate::common;
 
 use common::{error_code, Backend, TestApp};
 use fake_hex::RateLimits;

@@ -1,6 +1,6 @@
 //! `ANY /v1/proxy/{path}`: through to the fake Hex and back, on both backends.
 
-mod common;
+use crate::common;
 
 use common::{error_code, Backend, TestApp};
 use futures_util::StreamExt;

@@ -1,6 +1,6 @@
 //! `openapi.yaml` against the code: the same routes, the same shapes, the same error codes.
 
-mod common;
+use crate::common;
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
@@ -114,7 +114,7 @@ fn read_router(source: &str) -> Operations {
     for unsupported in [".nest(", ".nest_service(", ".route_service(", ".on("] {
         assert!(
             !source.contains(unsupported),
-            "src/routes/mod.rs uses `{unsupported}`: teach tests/openapi.rs to read it"
+            "src/routes/mod.rs uses `{unsupported}`: teach tests/it/openapi.rs to read it"
         );
     }
     let mut operations = Operations::new();
@@ -126,14 +126,14 @@ fn read_router(source: &str) -> Operations {
             continue;
         }
         let body = function_body(source, &function).unwrap_or_else(|| {
-            panic!("src/routes/mod.rs has no `fn {function}(` for tests/openapi.rs to read")
+            panic!("src/routes/mod.rs has no `fn {function}(` for tests/it/openapi.rs to read")
         });
         for at in body.match_indices(".merge(").map(|(i, _)| i) {
             let merged = balanced(body, at + ".merge".len()).trim();
             let callee = local_call(merged).filter(|f| function_body(source, f).is_some());
             let callee = callee.unwrap_or_else(|| {
                 panic!(
-                    "src/routes/mod.rs merges `{merged}`: tests/openapi.rs reads only merges of a router \
+                    "src/routes/mod.rs merges `{merged}`: tests/it/openapi.rs reads only merges of a router \
                      that a function in src/routes/mod.rs builds from `.route(` calls; teach it this one"
                 )
             });
@@ -148,7 +148,7 @@ fn read_router(source: &str) -> Operations {
         routes_read,
         source.matches(".route(").count(),
         "src/routes/mod.rs has `.route(` calls outside `fn router` and the functions it merges \
-         ({read:?}): teach tests/openapi.rs where they are served"
+         ({read:?}): teach tests/it/openapi.rs where they are served"
     );
     assert!(!operations.is_empty(), "no .route( calls found in src/routes/mod.rs");
     operations
@@ -177,7 +177,10 @@ fn route_operations(args: &str, operations: &mut Operations) {
         methods.extend(ANY_METHODS);
     }
     for unsupported in ["connect(", "on(", "on_service(", "get_service(", "post_service(", "any_service("] {
-        assert!(calls(args, unsupported).next().is_none(), "teach tests/openapi.rs `{unsupported}` ({path})");
+        assert!(
+            calls(args, unsupported).next().is_none(),
+            "teach tests/it/openapi.rs `{unsupported}` ({path})"
+        );
     }
     assert!(!methods.is_empty(), "no method found for route {path}");
     for method in methods {
@@ -612,7 +615,7 @@ fn struct_fields(text: &str, name: &str) -> (Vec<Field>, bool) {
         .collect();
     assert!(
         !attributes.iter().any(|a| a.contains("rename") || a.contains("tag") || a.contains("default")),
-        "teach tests/openapi.rs the serde attributes of {name}: {attributes:?}"
+        "teach tests/it/openapi.rs the serde attributes of {name}: {attributes:?}"
     );
     let deny_unknown = attributes.iter().any(|a| a.contains("deny_unknown_fields"));
     let mut fields = Vec::new();
@@ -629,7 +632,7 @@ fn struct_fields(text: &str, name: &str) -> (Vec<Field>, bool) {
         let (field, ty) = line.split_once(':').unwrap_or_else(|| panic!("{name}: cannot read `{line}`"));
         assert!(
             !pending.iter().any(|a| a.contains("rename") || a.contains("flatten") || a.contains("skip")),
-            "teach tests/openapi.rs the serde attributes of {name}.{field}: {pending:?}"
+            "teach tests/it/openapi.rs the serde attributes of {name}.{field}: {pending:?}"
         );
         let optional = ty.trim().starts_with("Option<");
         let defaulted = pending.iter().any(|a| a.contains("default"));

@@ -41,17 +41,24 @@ macro_rules! on_both_backends {
 ///
 /// libtest counts a test that returns early as passed, so the skips are counted, and when the
 /// test binary exits it writes one line to stderr (which a plain `cargo test` shows) that says how
-/// many tests did not run and, for each missing part, what to set: `SKIPPED in tests/x.rs: …`.
-/// One line per test binary: libtest offers no hook at the end of the whole `cargo test` run.
+/// many tests did not run, for each missing part what to set, and in which modules:
+/// `SKIPPED in tests/it: … (in proxy.rs 20, connect.rs 20)`. One line for the whole binary:
+/// libtest offers no hook at the end of the run.
 pub fn skip(what: &str, how: &str) {
     let test = std::thread::current().name().unwrap_or("this test").to_owned();
     if std::env::var("CI").is_ok_and(|v| v == "true" || v == "1") {
         panic!("{test} needs {what}, and CI=true runs everything: {how}");
     }
+    // libtest names the thread after the test, `module::on_sqlite::name`.
+    let module = test.split_once("::").map_or("?", |(module, _)| module).to_owned();
     let first = {
         let Ok(mut skipped) = skipped().lock() else { return };
         let first = skipped.is_empty();
-        skipped.entry(what.to_owned()).or_insert_with(|| (0, how.to_owned())).0 += 1;
+        let entry = skipped
+            .entry(what.to_owned())
+            .or_insert_with(|| Skipped { how: how.to_owned(), ..Default::default() });
+        entry.count += 1;
+        *entry.modules.entry(module).or_default() += 1;
         first
     };
     if first {
@@ -59,19 +66,27 @@ pub fn skip(what: &str, how: &str) {
     }
 }
 
-/// Tests skipped so far, by missing part: how many, and what to set.
-fn skipped() -> &'static std::sync::Mutex<std::collections::BTreeMap<String, (usize, String)>> {
-    static SKIPPED: std::sync::OnceLock<
-        std::sync::Mutex<std::collections::BTreeMap<String, (usize, String)>>,
-    > = std::sync::OnceLock::new();
+/// The tests skipped for one missing part: how many, what to set, and how many in each module.
+#[derive(Default)]
+struct Skipped {
+    count: usize,
+    how: String,
+    modules: std::collections::BTreeMap<String, usize>,
+}
+
+/// Tests skipped so far, by missing part.
+fn skipped() -> &'static std::sync::Mutex<std::collections::BTreeMap<String, Skipped>> {
+    static SKIPPED: std::sync::OnceLock<std::sync::Mutex<std::collections::BTreeMap<String, Skipped>>> =
+        std::sync::OnceLock::new();
     SKIPPED.get_or_init(Default::default)
 }
 
-/// The line [`skip`] leaves at exit: `SKIPPED in tests/proxy.rs: 40 tests did not run: 40 need
-/// the Postgres half (set …)`; `None` when nothing was skipped.
+/// The line [`skip`] leaves at exit: `SKIPPED in tests/it: 40 tests passed without running: 40
+/// need the Postgres half (set …; in connect.rs 20, proxy.rs 20)`; `None` when nothing was
+/// skipped.
 fn skip_summary() -> Option<String> {
     let skipped = skipped().lock().ok()?;
-    let total: usize = skipped.values().map(|(n, _)| n).sum();
+    let total: usize = skipped.values().map(|s| s.count).sum();
     if total == 0 {
         return None;
     }
@@ -80,8 +95,14 @@ fn skip_summary() -> Option<String> {
         .and_then(|p| p.file_stem().map(|s| s.to_string_lossy().into_owned()))
         .unwrap_or_default();
     let binary = binary.split('-').next().unwrap_or("?");
-    let parts: Vec<String> =
-        skipped.iter().map(|(what, (n, how))| format!("{n} {} {what} ({how})", verb(*n))).collect();
+    let parts: Vec<String> = skipped
+        .iter()
+        .map(|(what, s)| {
+            let modules: Vec<String> =
+                s.modules.iter().map(|(module, n)| format!("{module}.rs {n}")).collect();
+            format!("{} {} {what} ({}; in {})", s.count, verb(s.count), s.how, modules.join(", "))
+        })
+        .collect();
     let tests = if total == 1 { "test" } else { "tests" };
     fn verb(n: usize) -> &'static str {
         if n == 1 {
@@ -90,10 +111,7 @@ fn skip_summary() -> Option<String> {
             "need"
         }
     }
-    Some(format!(
-        "SKIPPED in tests/{binary}.rs: {total} {tests} passed without running: {}",
-        parts.join("; ")
-    ))
+    Some(format!("SKIPPED in tests/{binary}: {total} {tests} passed without running: {}", parts.join("; ")))
 }
 
 /// Registers, once, a C `atexit` handler that writes [`skip_summary`]: libtest's `main` returns

@@ -1,7 +1,7 @@
 //! Connection keys, verify, and the drop-in surface (`/api/{path}`) that lets an existing Hex
 //! client work through hexbroker with nothing changed but its base URL and token.
 
-mod common;
+use crate::common;
 
 use common::{error_code, Backend, TestApp};
 use serde_json::{json, Value};

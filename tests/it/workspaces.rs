@@ -2,7 +2,7 @@
 //! (`HEXBROKER_PROXY_MAX_PER_WORKSPACE`): a workspace whose Hex hangs holds only its own slots;
 //! past them it gets a fast 503 `workspace_busy`, and other workspaces are served meanwhile.
 
-mod common;
+use crate::common;
 
 use std::time::{Duration, Instant};
 

@@ -1,7 +1,7 @@
 //! `GET /metrics`: Prometheus text with requests by route template, Hex's latency apart from
 //! hexbroker's, retries, and connections by status — and no ids or secrets in any label.
 
-mod common;
+use crate::common;
 
 use common::{Backend, TestApp};
 

@@ -1,7 +1,7 @@
 //! Connect sessions (§4, §6): short-lived, single-use, bound to a tenant and end user; reconnect
 //! sessions replace one connection's token. And CORS for the browser-facing endpoints.
 
-mod common;
+use crate::common;
 
 use common::{error_code, Backend, TestApp};
 use serde_json::{json, Value};
