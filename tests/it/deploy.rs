@@ -149,7 +149,7 @@ fn every_setting_the_code_reads_is_documented() {
         .filter(|s| s.starts_with("HEXBROKER_") && s.chars().all(|c| c.is_ascii_uppercase() || c == '_'))
         .map(str::to_owned)
         .collect();
-    let telemetry = std::fs::read_to_string(root().join("src/telemetry.rs")).unwrap();
+    let telemetry = std::fs::read_to_string(root().join("src/telemetry/mod.rs")).unwrap();
     let mut read = read;
     if telemetry.contains("\"HEXBROKER_LOG\"") {
         read.insert("HEXBROKER_LOG".into());
