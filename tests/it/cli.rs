@@ -1,0 +1,599 @@
+//! The `hexbroker` binary: commands, configuration errors, the SQLite key file, and logs that
+//! never carry a secret.
+
+use crate::common;
+
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Stdio};
+
+use fake_hex::FakeHex;
+use serde_json::{json, Value};
+
+fn hexbroker(dir: &std::path::Path) -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_hexbroker"));
+    command
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("HEXBROKER_DATABASE_URL", format!("sqlite://{}/hb.db", dir.display()))
+        .current_dir(dir);
+    command
+}
+
+#[test]
+fn encryption_key_generate_prints_a_usable_entry() {
+    let out =
+        Command::new(env!("CARGO_BIN_EXE_hexbroker")).args(["encryption-key", "generate"]).output().unwrap();
+    assert!(out.status.success());
+    let line = String::from_utf8(out.stdout).unwrap();
+    assert!(hexbroker::crypto::Keyring::parse(line.trim()).is_ok(), "{line}");
+}
+
+#[test]
+fn a_bad_setting_stops_the_process_with_one_line_naming_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = hexbroker(dir.path()).env("HEXBROKER_LISTEN", "everywhere").output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8(out.stderr).unwrap();
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    assert!(stderr.contains("HEXBROKER_LISTEN"), "{stderr}");
+}
+
+#[test]
+fn postgres_without_encryption_keys_refuses_to_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let out =
+        hexbroker(dir.path()).env("HEXBROKER_DATABASE_URL", "postgres://127.0.0.1:1/none").output().unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8(out.stderr).unwrap();
+    assert!(stderr.contains("HEXBROKER_ENCRYPTION_KEYS"), "{stderr}");
+}
+
+#[test]
+fn keys_are_created_listed_and_revoked() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = hexbroker(dir.path())
+        .args(["keys", "create", "--name", "ci", "--scopes", "proxy,connect", "--tenant", "acme"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    let secret = stdout.lines().last().unwrap();
+    assert!(secret.starts_with("hxbk_") && secret.len() > 40, "{stdout}");
+    assert_eq!(stdout.trim(), secret, "the secret is alone on stdout");
+
+    let list = hexbroker(dir.path()).args(["keys", "list"]).output().unwrap();
+    let listing = String::from_utf8(list.stdout).unwrap();
+    assert!(
+        listing.contains("ci") && listing.contains("acme") && listing.contains(&secret[..12]),
+        "{listing}"
+    );
+    assert!(!listing.contains(secret), "listing never shows secrets");
+    let id =
+        listing.lines().find(|l| l.contains(" ci ")).unwrap().split_whitespace().next().unwrap().to_owned();
+
+    // Output is captured, not inherited: the second revoke's error is expected, not news.
+    assert!(hexbroker(dir.path()).args(["keys", "revoke", &id]).output().unwrap().status.success());
+    let twice = hexbroker(dir.path()).args(["keys", "revoke", &id]).output().unwrap();
+    assert!(!twice.status.success(), "twice fails");
+    assert!(String::from_utf8_lossy(&twice.stderr).contains("no active key"));
+    let listing =
+        String::from_utf8(hexbroker(dir.path()).args(["keys", "list"]).output().unwrap().stdout).unwrap();
+    assert!(listing.contains("revoked"), "{listing}");
+
+    let bad =
+        hexbroker(dir.path()).args(["keys", "create", "--name", "x", "--scopes", "root"]).output().unwrap();
+    assert!(!bad.status.success());
+    assert!(String::from_utf8(bad.stderr).unwrap().contains("unknown scope"));
+}
+
+#[test]
+fn migrate_applies_and_exits() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = hexbroker(dir.path()).arg("migrate").output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(dir.path().join("hb.db").exists());
+}
+
+/// The embedded default end to end: no keys configured, a key file appears (0600) with a
+/// warning; a connect and a proxied call work; and at debug level no log line holds a secret.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serve_on_the_defaults_works_and_logs_no_secret() {
+    let dir = tempfile::tempdir().unwrap();
+    let fake = FakeHex::new();
+    let fake_addr = fake.spawn().await.unwrap();
+    fake.add_workspace("acme");
+    let token = fake.add_personal_token("acme", "ada@example.com");
+
+    let key_out = hexbroker(dir.path())
+        .args(["keys", "create", "--name", "t", "--scopes", "connect,proxy,connections:read"])
+        .output()
+        .unwrap();
+    let key = String::from_utf8(key_out.stdout).unwrap().trim().to_owned();
+    let key_file = dir.path().join("hb.db.key");
+    assert!(key_file.exists(), "a key file is generated beside the database");
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        assert_eq!(std::fs::metadata(&key_file).unwrap().permissions().mode() & 0o777, 0o600);
+    }
+    assert!(String::from_utf8(key_out.stderr).unwrap().contains("HEXBROKER_ENCRYPTION_KEYS is unset"));
+
+    let mut child = hexbroker(dir.path())
+        .env("HEXBROKER_LISTEN", "127.0.0.1:0")
+        .env("HEXBROKER_HEX_URL", FakeHex::url_template(fake_addr))
+        .env("HEXBROKER_LOG", "trace")
+        .env("HEXBROKER_LOG_FORMAT", "json")
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stderr = BufReader::new(child.stderr.take().unwrap());
+    let mut logs = String::new();
+    let address = loop {
+        let mut line = String::new();
+        assert!(stderr.read_line(&mut line).unwrap() > 0, "hexbroker exited: {logs}");
+        logs.push_str(&line);
+        if let Ok(v) = serde_json::from_str::<Value>(&line) {
+            if v["message"] == "hexbroker listening" {
+                break v["address"].as_str().unwrap().to_owned();
+            }
+        }
+    };
+    let reader = std::thread::spawn(move || {
+        let mut rest = String::new();
+        let _ = std::io::Read::read_to_string(&mut stderr, &mut rest);
+        rest
+    });
+
+    let http = reqwest::Client::new();
+    let connected = http
+        .post(format!("http://{address}/v1/connect"))
+        .bearer_auth(&key)
+        .header("cookie", "sid=cookie-secret")
+        .json(&json!({"subdomain": "acme", "token": token, "end_user_id": "u1"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(connected.status(), 201);
+    let id = connected.json::<Value>().await.unwrap()["id"].as_str().unwrap().to_owned();
+    let wrong = http
+        .post(format!("http://{address}/v1/connect"))
+        .bearer_auth(&key)
+        .json(&json!({"subdomain": "acme", "token": "hxtp_wrong-token-value", "end_user_id": "u1"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(wrong.status(), 422);
+    let proxied = http
+        .get(format!("http://{address}/v1/proxy/v1/projects"))
+        .bearer_auth(&key)
+        .header("connection-id", &id)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(proxied.status(), 200);
+
+    // SIGTERM drains and exits.
+    Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
+    let status = child.wait().unwrap();
+    assert!(status.success(), "graceful shutdown on SIGTERM");
+    logs.push_str(&reader.join().unwrap());
+
+    assert!(logs.contains("/v1/proxy/{*path}"), "requests are logged by route template: {logs}");
+    for secret in
+        [token.as_str(), &token[5..], key.as_str(), &key[5..], "hxtp_wrong-token-value", "cookie-secret"]
+    {
+        assert!(!logs.contains(secret), "a secret reached the logs");
+    }
+    let key_bytes = std::fs::read_to_string(&key_file).unwrap();
+    assert!(!logs.contains(key_bytes.trim().split_once(':').unwrap().1));
+}
+
+fn stderr_of(out: &std::process::Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+/// A port nothing listens on (bound, read, released).
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+#[test]
+fn encryption_keys_made_in_the_same_second_have_different_ids() {
+    let entries: Vec<String> = (0..3)
+        .map(|_| {
+            let out = Command::new(env!("CARGO_BIN_EXE_hexbroker"))
+                .args(["encryption-key", "generate"])
+                .output()
+                .unwrap();
+            String::from_utf8(out.stdout).unwrap().trim().to_owned()
+        })
+        .collect();
+    let ids: std::collections::BTreeSet<&str> =
+        entries.iter().map(|e| e.split_once(':').unwrap().0).collect();
+    assert_eq!(ids.len(), 3, "{ids:?}");
+    assert!(hexbroker::crypto::Keyring::parse(&entries.join(",")).is_ok(), "they make one keyring");
+}
+
+#[test]
+fn help_points_at_the_environment_and_the_readme() {
+    let out = Command::new(env!("CARGO_BIN_EXE_hexbroker")).arg("--help").output().unwrap();
+    assert!(out.status.success());
+    let help = String::from_utf8(out.stdout).unwrap();
+    for needle in ["HEXBROKER_DATABASE_URL", "HEXBROKER_ENCRYPTION_KEYS", "README.md", "healthcheck"] {
+        assert!(help.contains(needle), "--help lacks {needle}: {help}");
+    }
+}
+
+#[test]
+fn a_bad_log_filter_stops_the_process_with_one_line_naming_it() {
+    let dir = tempfile::tempdir().unwrap();
+    for filter in ["verbose", "debug,sqlx=wrn"] {
+        let out = hexbroker(dir.path()).arg("migrate").env("HEXBROKER_LOG", filter).output().unwrap();
+        assert_eq!(out.status.code(), Some(2), "{filter}");
+        let stderr = stderr_of(&out);
+        assert_eq!(stderr.lines().count(), 1, "{stderr}");
+        assert!(stderr.contains("HEXBROKER_LOG:"), "{stderr}");
+    }
+    assert!(!dir.path().join("hb.db").exists(), "nothing ran");
+}
+
+/// A Postgres that refuses connections is named by address, once, without the URL's password,
+/// in both log formats.
+#[test]
+fn a_refused_postgres_connection_is_reported_once_by_address() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    for format in ["pretty", "json"] {
+        let out = hexbroker(dir.path())
+            .arg("migrate")
+            .env("HEXBROKER_DATABASE_URL", format!("postgres://ada:sekrit-pw@127.0.0.1:{port}/hexbroker"))
+            .env("HEXBROKER_LOG_FORMAT", format)
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(1));
+        let stderr = stderr_of(&out);
+        assert_eq!(stderr.lines().count(), 1, "{format}: {stderr}");
+        assert!(stderr.contains(&format!("connection refused at 127.0.0.1:{port}")), "{stderr}");
+        assert!(!stderr.contains("sekrit-pw") && !stderr.contains("timed out"), "{stderr}");
+    }
+}
+
+#[test]
+fn a_missing_postgres_database_is_reported_once() {
+    let Some(admin) = common::postgres_admin_url() else {
+        common::skip("the Postgres half", common::POSTGRES_HOW);
+        return;
+    };
+    let mut url = url::Url::parse(&admin).unwrap();
+    let name = format!("hbt_missing_{}", uuid::Uuid::new_v4().simple());
+    url.set_path(&name);
+    let dir = tempfile::tempdir().unwrap();
+    let out = hexbroker(dir.path())
+        .arg("migrate")
+        .env("HEXBROKER_DATABASE_URL", url.as_str())
+        .env("HEXBROKER_LOG_FORMAT", "pretty")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = stderr_of(&out);
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    assert_eq!(stderr.matches(&name).count(), 2, "named once, and once in the fix: {stderr}");
+    assert!(stderr.contains("has no database"), "{stderr}");
+}
+
+#[test]
+fn keys_list_marks_expired_keys_and_speaks_json() {
+    let dir = tempfile::tempdir().unwrap();
+    let create = |name: &str| {
+        let out = hexbroker(dir.path())
+            .args(["keys", "create", "--name", name, "--scopes", "proxy"])
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", stderr_of(&out));
+    };
+    create("live");
+    create("old");
+    create("gone");
+    let list = || {
+        let out = hexbroker(dir.path()).args(["keys", "list", "--json"]).output().unwrap();
+        assert!(out.status.success(), "{}", stderr_of(&out));
+        serde_json::from_slice::<Vec<Value>>(&out.stdout).expect("stdout is one JSON array")
+    };
+    let id_of = |name: &str| {
+        list().into_iter().find(|k| k["name"] == name).unwrap()["id"].as_str().unwrap().to_owned()
+    };
+    let (old, gone) = (id_of("old"), id_of("gone"));
+    assert!(hexbroker(dir.path()).args(["keys", "revoke", &gone]).output().unwrap().status.success());
+    tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+        let pool =
+            sqlx::SqlitePool::connect(&format!("sqlite://{}/hb.db", dir.path().display())).await.unwrap();
+        let past = chrono::Utc::now() - chrono::Duration::hours(1);
+        let done = sqlx::query("update api_key set expires_at = $1 where id = $2")
+            .bind(past)
+            .bind(uuid::Uuid::parse_str(&old).unwrap())
+            .execute(&pool)
+            .await
+            .unwrap();
+        assert_eq!(done.rows_affected(), 1);
+    });
+
+    let keys = list();
+    let status: std::collections::BTreeMap<&str, &str> =
+        keys.iter().map(|k| (k["name"].as_str().unwrap(), k["status"].as_str().unwrap())).collect();
+    assert_eq!(status, [("gone", "revoked"), ("live", "active"), ("old", "expired")].into());
+    for key in &keys {
+        assert!(key["prefix"].as_str().is_some_and(|p| p.starts_with("hxbk_")), "{key}");
+        assert!(key.get("hash").is_none() && key.get("secret").is_none(), "{key}");
+    }
+    let table =
+        String::from_utf8(hexbroker(dir.path()).args(["keys", "list"]).output().unwrap().stdout).unwrap();
+    let row = table.lines().find(|l| l.contains(" old ")).unwrap();
+    assert!(row.contains("expired") && !row.contains("revoked"), "{table}");
+}
+
+/// Starts `hexbroker serve` on `port` with `extra` settings; returns the child and its stderr up
+/// to and including the line `until` matches.
+// The child is handed back to the caller, who waits for it in `stop`.
+#[allow(clippy::zombie_processes)]
+fn serve_until(
+    dir: &std::path::Path,
+    port: u16,
+    extra: &[(&str, &str)],
+    until: impl Fn(&str) -> bool,
+) -> (std::process::Child, BufReader<std::process::ChildStderr>, String) {
+    let mut command = hexbroker(dir);
+    command.env("HEXBROKER_LISTEN", format!("127.0.0.1:{port}")).stderr(Stdio::piped());
+    for (k, v) in extra {
+        command.env(k, v);
+    }
+    let mut child = command.spawn().unwrap();
+    let mut stderr = BufReader::new(child.stderr.take().unwrap());
+    let mut seen = String::new();
+    loop {
+        let mut line = String::new();
+        if stderr.read_line(&mut line).unwrap() == 0 {
+            let status = child.wait();
+            panic!("hexbroker exited ({status:?}): {seen}");
+        }
+        seen.push_str(&line);
+        if until(&line) {
+            return (child, stderr, seen);
+        }
+    }
+}
+
+fn stop(mut child: std::process::Child) {
+    Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
+    assert!(child.wait().unwrap().success());
+}
+
+#[test]
+fn a_terminal_start_says_where_everything_is_and_what_to_run_next() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let (child, mut stderr, mut seen) =
+        serve_until(dir.path(), port, &[("HEXBROKER_LOG_FORMAT", "pretty")], |l| l.contains("stop:"));
+    stop(child);
+    let _ = std::io::Read::read_to_string(&mut stderr, &mut seen);
+    let root = dir.path().canonicalize().unwrap();
+    for needle in [
+        format!("hexbroker is ready at http://127.0.0.1:{port}"),
+        format!("database:    SQLite, {}", root.join("hb.db").display()),
+        format!("encryption:  key file {}", root.join("hb.db.key").display()),
+        "next:        hexbroker keys create --name my-app --scopes connect,connections:read,proxy".to_owned(),
+    ] {
+        assert!(seen.contains(&needle), "start-up lacks {needle:?}: {seen}");
+    }
+}
+
+/// On a real terminal (a pseudo-terminal that util-linux's `script` makes) with a password in
+/// the Postgres URL: the banner names Postgres and where it is, never the password, and started
+/// the way `cargo run` starts it, the next command is one that works without `PATH`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_terminal_start_on_postgres_names_it_and_never_shows_the_password() {
+    use std::io::Read as _;
+    if Command::new("script").arg("--version").output().is_err() {
+        common::skip("util-linux's `script` (a pseudo-terminal)", "install util-linux");
+        return;
+    }
+    let Some(db) = common::TestDb::new(common::Backend::Postgres).await else { return };
+    let mut url = url::Url::parse(&db.url).unwrap();
+    if url.username().is_empty() {
+        url.set_username("postgres").unwrap();
+    }
+    url.set_password(Some("s3cretpw")).unwrap();
+    let name = url.path().trim_start_matches('/').to_owned();
+    let port = free_port();
+    let dir = tempfile::tempdir().unwrap();
+    let program = format!("exec '{}' serve", env!("CARGO_BIN_EXE_hexbroker"));
+    let mut child = Command::new("script")
+        .args(["-qfec", &program, "/dev/null"])
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("TERM", "dumb")
+        .env("HEXBROKER_DATABASE_URL", url.as_str())
+        .env("HEXBROKER_ENCRYPTION_KEYS", hexbroker::crypto::Keyring::generate_entry())
+        .env("HEXBROKER_LISTEN", format!("127.0.0.1:{port}"))
+        // What `cargo run` sets for the program it runs.
+        .env("CARGO", "/usr/local/bin/cargo")
+        .env("CARGO_PKG_NAME", "hexbroker")
+        .current_dir(dir.path())
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // The terminal's input stays open while it runs: `script` ends at its end.
+    let _input = child.stdin.take();
+    let mut output = child.stdout.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut seen = Vec::new();
+        let mut buffer = [0u8; 4096];
+        while let Ok(n) = output.read(&mut buffer) {
+            if n == 0 {
+                break;
+            }
+            seen.extend_from_slice(&buffer[..n]);
+            if String::from_utf8_lossy(&seen).contains("stop:") {
+                break;
+            }
+        }
+        let _ = tx.send(String::from_utf8_lossy(&seen).into_owned());
+    });
+    let seen = rx.recv_timeout(std::time::Duration::from_secs(60));
+    // Closing the terminal hangs up on hexbroker.
+    let _ = child.kill();
+    let _ = child.wait();
+    let seen = seen.expect("the banner within a minute").replace('\r', "");
+    assert!(!seen.contains("s3cretpw"), "the password is shown: {seen}");
+    for needle in [
+        format!("hexbroker is ready at http://127.0.0.1:{port}"),
+        format!("database:    Postgres, postgres@127.0.0.1:5432/{name}"),
+        "encryption:  HEXBROKER_ENCRYPTION_KEYS".to_owned(),
+        "next:        cargo run -- keys create --name my-app --scopes connect,connections:read,proxy"
+            .to_owned(),
+    ] {
+        assert!(seen.contains(&needle), "start-up lacks {needle:?}: {seen}");
+    }
+    assert!(!seen.contains("SQLite"), "{seen}");
+}
+
+#[test]
+fn healthcheck_says_whether_the_server_is_ready() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let check = |port: u16| {
+        hexbroker(dir.path())
+            .args(["healthcheck", "--timeout", "2s"])
+            .env("HEXBROKER_LISTEN", format!("0.0.0.0:{port}"))
+            .output()
+            .unwrap()
+    };
+    assert_eq!(check(port).status.code(), Some(1), "nothing listens yet");
+
+    let (child, _stderr, _) = serve_until(dir.path(), port, &[("HEXBROKER_LOG_FORMAT", "json")], |l| {
+        l.contains("hexbroker listening")
+    });
+    let ready = check(port);
+    stop(child);
+    assert_eq!(ready.status.code(), Some(0), "{}", stderr_of(&ready));
+    assert!(ready.stdout.is_empty() && ready.stderr.is_empty());
+}
+
+#[test]
+fn healthcheck_fails_on_a_server_that_is_not_ready_or_never_answers() {
+    use std::io::{Read as _, Write as _};
+    let dir = tempfile::tempdir().unwrap();
+    let not_ready = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let ports = [not_ready.local_addr().unwrap().port(), silent.local_addr().unwrap().port()];
+    std::thread::spawn(move || {
+        for stream in not_ready.incoming().flatten() {
+            let mut stream = stream;
+            let _ = stream.read(&mut [0u8; 1024]);
+            let _ = stream.write_all(b"HTTP/1.1 503 Service Unavailable\r\ncontent-length: 0\r\n\r\n");
+        }
+    });
+    let held = std::thread::spawn(move || silent.accept().map(|(stream, _)| stream));
+    for port in ports {
+        let started = std::time::Instant::now();
+        let out = hexbroker(dir.path())
+            .args(["healthcheck", "--timeout", "500ms"])
+            .env("HEXBROKER_LISTEN", format!("127.0.0.1:{port}"))
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(1), "{}", stderr_of(&out));
+        assert_eq!(stderr_of(&out).lines().count(), 1, "{}", stderr_of(&out));
+        assert!(started.elapsed() < std::time::Duration::from_secs(3), "bounded by --timeout");
+    }
+    drop(held);
+}
+
+/// Starts `hexbroker serve` with `grace` and opens a request that stays in progress (a connect
+/// whose body is half sent); returns the child and the socket holding the request.
+fn serving_with_a_request_in_progress(
+    dir: &std::path::Path,
+    grace: &str,
+) -> (std::process::Child, std::net::TcpStream) {
+    use std::io::Write;
+    let out = hexbroker(dir).args(["keys", "create", "--name", "k", "--scopes", "connect"]).output().unwrap();
+    assert!(out.status.success(), "{}", stderr_of(&out));
+    let key = String::from_utf8(out.stdout).unwrap().trim().to_owned();
+    let port = free_port();
+    let extra = [("HEXBROKER_SHUTDOWN_GRACE", grace), ("HEXBROKER_LOG_FORMAT", "json")];
+    let (child, stderr, _) = serve_until(dir, port, &extra, |l| l.contains("hexbroker listening"));
+    std::thread::spawn(move || stderr.lines().for_each(drop));
+    let mut socket = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    let head = format!(
+        "POST /v1/connect HTTP/1.1\r\nhost: x\r\nauthorization: Bearer {key}\r\n\
+         content-type: application/json\r\ncontent-length: 100\r\n\r\n{{\"subdomain\":"
+    );
+    socket.write_all(head.as_bytes()).unwrap();
+    // Time for the server to read the headers: the request is in progress from then on.
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    (child, socket)
+}
+
+fn signal(child: &std::process::Child, name: &str) {
+    assert!(Command::new("kill")
+        .args([&format!("-{name}"), &child.id().to_string()])
+        .status()
+        .unwrap()
+        .success());
+}
+
+/// Waits up to `within` for the child to exit.
+fn exited_within(
+    child: &mut std::process::Child,
+    within: std::time::Duration,
+) -> Option<std::process::ExitStatus> {
+    let started = std::time::Instant::now();
+    while started.elapsed() < within {
+        if let Some(status) = child.try_wait().unwrap() {
+            return Some(status);
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    None
+}
+
+#[test]
+fn the_end_of_the_grace_period_ends_a_shutdown_with_status_0() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut child, _socket) = serving_with_a_request_in_progress(dir.path(), "1s");
+    let signalled = std::time::Instant::now();
+    signal(&child, "TERM");
+    assert!(
+        exited_within(&mut child, std::time::Duration::from_millis(500)).is_none(),
+        "it waits for the request"
+    );
+    let status =
+        exited_within(&mut child, std::time::Duration::from_secs(10)).expect("exits after the grace period");
+    assert!(status.success(), "{status:?}");
+    let took = signalled.elapsed();
+    assert!(
+        took >= std::time::Duration::from_millis(900) && took < std::time::Duration::from_secs(5),
+        "{took:?}"
+    );
+}
+
+#[test]
+fn a_second_signal_ends_a_shutdown_at_once() {
+    use std::os::unix::process::ExitStatusExt as _;
+    for (name, code) in [("TERM", 143), ("INT", 130)] {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut child, _socket) = serving_with_a_request_in_progress(dir.path(), "60s");
+        signal(&child, name);
+        assert!(
+            exited_within(&mut child, std::time::Duration::from_millis(500)).is_none(),
+            "it waits for the request"
+        );
+        let second = std::time::Instant::now();
+        signal(&child, name);
+        let status =
+            exited_within(&mut child, std::time::Duration::from_secs(5)).expect("a second signal ends it");
+        assert_eq!(status.code(), Some(code), "SIG{name}: {status:?} (signal {:?})", status.signal());
+        assert!(second.elapsed() < std::time::Duration::from_secs(2), "{:?}", second.elapsed());
+    }
+}
