@@ -42,8 +42,7 @@ const MAX_MESSAGE_BYTES: usize = 1024 * 1024;
 struct McpCaller {
     tenant: String,
     connection_id: Uuid,
-    key_id: Uuid,
-    /// The key itself, for the request log.
+    /// The key (its id binds sessions; the request log names it).
     key: std::sync::Arc<crate::store::ApiKey>,
     /// `proxy:read` only: read-only tools.
     read_only: bool,
@@ -86,7 +85,7 @@ async fn caller(state: &AppState, parts: &Parts) -> Result<McpCaller, ApiError> 
             crate::routes::connection_id(id.trim())?
         }
     };
-    Ok(McpCaller { tenant: key.tenant.clone(), connection_id, key_id: key.id, key: key.clone(), read_only })
+    Ok(McpCaller { tenant: key.tenant.clone(), connection_id, read_only, key })
 }
 
 /// A JSON-RPC error object.
@@ -270,7 +269,7 @@ async fn send(state: &AppState, caller: &McpCaller, tool: &Tool, call: Call) -> 
     let Ok(request) = builder.body(body) else {
         return refused(400, "invalid_path", "The tool's arguments do not make a valid Hex path.", None);
     };
-    tracing::info!(tool = %tool.name, key_id = %caller.key_id, connection_id = %caller.connection_id, "MCP tool call");
+    tracing::info!(tool = %tool.name, key_id = %caller.key.id, connection_id = %caller.connection_id, "MCP tool call");
     match crate::routes::forward_tool_call(state, &caller.key, &caller.tenant, caller.connection_id, request)
         .await
     {

@@ -17,7 +17,7 @@ const ENDED_PREFIX: &str = "mcp_session_ended:";
 
 /// The mac of `nonce` for this caller, as 32 hex digits.
 fn mac(state: &AppState, caller: &McpCaller, nonce: &str) -> String {
-    let message = format!("mcp-session\0{}\0{}\0{nonce}", caller.key_id, caller.connection_id);
+    let message = format!("mcp-session\0{}\0{}\0{nonce}", caller.key.id, caller.connection_id);
     hex::encode(&state.hasher.secret_hash(&message)[..16])
 }
 

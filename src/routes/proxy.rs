@@ -134,7 +134,6 @@ async fn finish(
     }
 }
 
-/// Forwards `request` (whose path starts with `prefix`) to the Hex workspace of connection `id`.
 /// An MCP tool call (§14): the request the MCP layer built (`/mcp/v1/...?query`), sent through
 /// the same path as `/v1/proxy` and recorded in the request log with `via: mcp`.
 pub(crate) async fn forward_tool_call(
@@ -149,6 +148,7 @@ pub(crate) async fn forward_tool_call(
     finish(state, tenant, id, call, outcome).await
 }
 
+/// Forwards `request` (whose path starts with `prefix`) to the Hex workspace of connection `id`.
 async fn forward(state: &AppState, tenant: &str, id: Uuid, prefix: &str, request: Request) -> Outcome {
     let (mut exchange, mut known) = (Exchange::default(), false);
     let result = forward_to(state, tenant, id, prefix, request, &mut exchange, &mut known).await;
