@@ -472,6 +472,76 @@ on_both_backends!(
     origin_credentials_and_sessions_are_checked,
 );
 
+/// The MCP Inspector's command-line mode (npm `@modelcontextprotocol/inspector`, which `.ci/run`
+/// installs), a second client written apart from the Python SDK, lists the tools for both kinds
+/// of key and calls one through hexbroker.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_mcp_inspector_cli_lists_and_calls_tools() {
+    let cli =
+        std::env::var("HEXBROKER_TEST_MCP_INSPECTOR").ok().filter(|p| std::path::Path::new(p).is_file());
+    let Some(cli) = cli else {
+        common::skip(
+            "the MCP Inspector test",
+            "set HEXBROKER_TEST_MCP_INSPECTOR to the inspector's cli/build/index.js (npm @modelcontextprotocol/inspector)",
+        );
+        return;
+    };
+    let app = TestApp::start(Backend::Sqlite).await.unwrap();
+    let (id, token) = app.connected(&app.key("connect").await).await;
+    app.fake.add_project("acme", "Daily");
+    app.fake.add_project("acme", "Weekly");
+    let full = connection_key(&app, &id, &["proxy"]).await;
+    let read = app.key("proxy:read").await;
+    let url = app.url("/mcp");
+    let inspector = |args: &[&str]| {
+        let mut command = tokio::process::Command::new("node");
+        command.arg(&cli).arg(&url).args(["--transport", "http"]).args(args);
+        async move {
+            let output = command.output().await.unwrap();
+            let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
+            assert!(output.status.success(), "the inspector failed: {stderr}");
+            serde_json::from_slice::<Value>(output.stdout.trim_ascii())
+                .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&output.stdout)))
+        }
+    };
+    let names = |listed: &Value| -> Vec<String> {
+        listed["tools"].as_array().unwrap().iter().map(|t| t["name"].as_str().unwrap().to_owned()).collect()
+    };
+    app.fake.clear_requests();
+
+    let full_auth = format!("Authorization: Bearer {full}");
+    let listed = inspector(&["--header", &full_auth, "--method", "tools/list"]).await;
+    let full_tools = names(&listed);
+    assert_eq!(full_tools.len(), spec_operations().len(), "{full_tools:?}");
+    assert!(full_tools.contains(&"run_project".to_owned()));
+
+    let read_auth = format!("Authorization: Bearer {read}");
+    let connection = format!("Connection-Id: {id}");
+    let listed = inspector(&["--header", &read_auth, &connection, "--method", "tools/list"]).await;
+    let read_tools = names(&listed);
+    assert!(read_tools.contains(&"list_projects".to_owned()), "{read_tools:?}");
+    assert!(!read_tools.contains(&"run_project".to_owned()), "{read_tools:?}");
+
+    let called = inspector(&[
+        "--header",
+        &full_auth,
+        "--method",
+        "tools/call",
+        "--tool-name",
+        "list_projects",
+        "--tool-arg",
+        "limit=1",
+    ])
+    .await;
+    assert_ne!(called["isError"], true, "{called}");
+    assert_eq!(called["structuredContent"]["values"].as_array().unwrap().len(), 1, "{called}");
+
+    let requests = app.fake.requests();
+    assert_eq!(requests.len(), 1, "listing tools reaches no Hex; the call does, once");
+    assert_eq!(requests[0].path, "/acme/api/v1/projects");
+    assert_eq!(requests[0].header("authorization"), Some(format!("Bearer {token}").as_str()));
+}
+
 /// The official MCP Python SDK (`mcp` from PyPI, in the venv `.ci/run` makes) drives `/mcp`
 /// with its streamable HTTP client: initialize, list, call, a read key refused, bad arguments.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
