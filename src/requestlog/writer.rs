@@ -23,6 +23,8 @@ const BATCH: usize = 1_000;
 const PRUNE_BATCH: u32 = 1_000;
 /// The longest path recorded (in bytes, cut at a character boundary).
 const MAX_PATH: usize = 2_048;
+/// How long the writer lets a short queue fill before writing it.
+const GATHER: Duration = Duration::from_millis(100);
 /// How long the writer waits before trying a batch the database refused once more.
 const RETRY_AFTER: Duration = Duration::from_millis(500);
 
@@ -59,6 +61,16 @@ async fn write(
                 Some(entry) => batch.push(entry),
                 None => return,
             },
+        }
+        // Let a short queue fill before taking it. A send wakes the writer only while it waits in
+        // `recv`; waiting on a timer instead spares the proxy's hot path a cross-thread wake-up
+        // per call, and the database many small transactions. A full batch is taken at once.
+        if queue.len() < BATCH {
+            tokio::select! {
+                biased;
+                _ = stop.changed() => break,
+                () = tokio::time::sleep(GATHER) => {}
+            }
         }
         while batch.len() < BATCH {
             match queue.try_recv() {
