@@ -273,21 +273,10 @@ impl Upstream {
     /// edited in place: its credentials and the headers that never reach Hex are removed, and
     /// its head is copied only when another attempt may need it. The first attempt's slot under
     /// the connection's outbound limit is the caller's to take; each retry takes one of its own
-    /// from `limit`, within the same wait budget, or is not made.
+    /// from `limit`, within the same wait budget, or is not made. `exchange` learns how many
+    /// retries the call made and how long Hex took to answer (for the request log), whether or
+    /// not Hex answered.
     pub async fn forward(
-        &self,
-        uri: Uri,
-        bearer: HeaderValue,
-        slots: &OriginSlots,
-        request: Request<Body>,
-        limit: Option<OutboundLimit<'_>>,
-    ) -> Result<Response<Body>, ProxyError> {
-        self.forward_measured(uri, bearer, slots, request, limit, &mut Exchange::default()).await
-    }
-
-    /// [`Upstream::forward`], telling `exchange` how many retries the call made and how long Hex
-    /// took to answer (for the request log), whether or not Hex answered.
-    pub async fn forward_measured(
         &self,
         uri: Uri,
         bearer: HeaderValue,

@@ -199,10 +199,8 @@ async fn forward_to(
         request.headers_mut().remove(header::ACCEPT_ENCODING);
     }
     state.usage.touch(id, watch::minute_of(now));
-    let response = state
-        .upstream
-        .forward_measured(uri, target.bearer(), target.slots(), request, limit, exchange)
-        .await?;
+    let response =
+        state.upstream.forward(uri, target.bearer(), target.slots(), request, limit, exchange).await?;
     let public = state.config.public_url.as_str().trim_end_matches('/');
     // An MCP tool call's links point to the drop-in surface, where the same connection key works.
     let surface = if prefix == "/mcp" { "/api" } else { prefix };
