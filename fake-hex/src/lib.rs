@@ -93,11 +93,12 @@ impl FakeHex {
     }
 
     /// Binds `127.0.0.1:0`, serves in a background task, and returns the bound address. The
-    /// listener is bound before this returns, so callers can connect at once.
+    /// listener is bound before this returns, so callers can connect at once. Only requests
+    /// addressed to that address are served (see [`own_host_only`]).
     pub async fn spawn(&self) -> std::io::Result<SocketAddr> {
         let listener = TcpListener::bind(("127.0.0.1", 0)).await?;
         let addr = listener.local_addr()?;
-        let router = self.router();
+        let router = own_host_only(self.router(), addr);
         tokio::spawn(async move { axum::serve(listener, router).await });
         Ok(addr)
     }
@@ -117,7 +118,7 @@ impl FakeHex {
         self.add_workspace(subdomain);
         let listener = TcpListener::bind((ip, 0)).await?;
         let addr = listener.local_addr()?;
-        let router = self.root_router(subdomain);
+        let router = own_host_only(self.root_router(subdomain), addr);
         tokio::spawn(async move { axum::serve(listener, router).await });
         Ok(addr)
     }
@@ -318,4 +319,34 @@ impl FakeHex {
     pub(crate) fn has_workspace(&self, subdomain: &str) -> bool {
         self.lock().workspaces.contains_key(subdomain)
     }
+}
+
+/// Hex is reached by name, behind a front that serves only its own names: a request whose `Host`
+/// is not `addr` is refused (421 Misdirected Request, plain text) and not recorded. The fake
+/// routes by path, so without this a broker sending the wrong `Host` would go unnoticed.
+pub fn own_host_only(router: axum::Router, addr: SocketAddr) -> axum::Router {
+    use axum::response::IntoResponse as _;
+    let own = addr.to_string();
+    router.layer(axum::middleware::from_fn(
+        move |request: axum::extract::Request, next: axum::middleware::Next| {
+            let own = own.clone();
+            async move {
+                let host = request
+                    .headers()
+                    .get(axum::http::header::HOST)
+                    .and_then(|value| value.to_str().ok())
+                    .or_else(|| request.uri().authority().map(|authority| authority.as_str()));
+                if host == Some(own.as_str()) {
+                    next.run(request).await
+                } else {
+                    let said = host.unwrap_or("(none)").to_owned();
+                    (
+                        axum::http::StatusCode::MISDIRECTED_REQUEST,
+                        format!("This server is {own}, not {said}.\n"),
+                    )
+                        .into_response()
+                }
+            }
+        },
+    ))
 }

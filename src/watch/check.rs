@@ -239,6 +239,8 @@ pub fn after_unauthorized(state: &AppState, call: Unauthorized) {
     if !state.usage.may_recheck(call.id, Instant::now(), RECHECK_EVERY) {
         return;
     }
+    // Counted here, before the response goes back, so the decision is visible at once.
+    state.metrics.watched("recheck", 1);
     let state = state.clone();
     tokio::spawn(async move {
         if let Err(e) = recheck_after_unauthorized(&state, call).await {
@@ -251,7 +253,6 @@ pub fn after_unauthorized(state: &AppState, call: Unauthorized) {
 /// refuses it and the connection still holds that token and is still active. Returns whether
 /// it did.
 pub async fn recheck_after_unauthorized(state: &AppState, call: Unauthorized) -> StoreResult<bool> {
-    state.metrics.watched("recheck", 1);
     // Checked again as the proxy did: an origin taken off the list meanwhile is not called.
     let Ok(workspace) = state.hex.stored_workspace(&call.subdomain, call.hex_url.as_deref()) else {
         return Ok(false);

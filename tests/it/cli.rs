@@ -337,18 +337,20 @@ fn keys_list_marks_expired_keys_and_speaks_json() {
 #[allow(clippy::zombie_processes)]
 fn serve_until(
     dir: &std::path::Path,
-    port: u16,
     extra: &[(&str, &str)],
     until: impl Fn(&str) -> bool,
-) -> (std::process::Child, BufReader<std::process::ChildStderr>, String) {
+) -> (std::process::Child, BufReader<std::process::ChildStderr>, String, u16) {
     let mut command = hexbroker(dir);
-    command.env("HEXBROKER_LISTEN", format!("127.0.0.1:{port}")).stderr(Stdio::piped());
+    // Port 0: the server binds a free port itself and says which, so no port is picked, released
+    // and bound later (where another process could take it meanwhile).
+    command.env("HEXBROKER_LISTEN", "127.0.0.1:0").stderr(Stdio::piped());
     for (k, v) in extra {
         command.env(k, v);
     }
     let mut child = command.spawn().unwrap();
     let mut stderr = BufReader::new(child.stderr.take().unwrap());
     let mut seen = String::new();
+    let mut port = None;
     loop {
         let mut line = String::new();
         if stderr.read_line(&mut line).unwrap() == 0 {
@@ -356,10 +358,21 @@ fn serve_until(
             panic!("hexbroker exited ({status:?}): {seen}");
         }
         seen.push_str(&line);
+        if port.is_none() && (line.contains("hexbroker listening") || line.contains("ready at")) {
+            port = bound_port(&line);
+        }
         if until(&line) {
-            return (child, stderr, seen);
+            let port = port.unwrap_or_else(|| panic!("no bound address before the awaited line: {seen}"));
+            return (child, stderr, seen, port);
         }
     }
+}
+
+/// The port of the first `127.0.0.1:PORT` in `text`.
+fn bound_port(text: &str) -> Option<u16> {
+    let after = &text[text.find("127.0.0.1:")? + "127.0.0.1:".len()..];
+    let digits: String = after.chars().take_while(char::is_ascii_digit).collect();
+    digits.parse().ok().filter(|port| *port != 0)
 }
 
 fn stop(mut child: std::process::Child) {
@@ -370,9 +383,8 @@ fn stop(mut child: std::process::Child) {
 #[test]
 fn a_terminal_start_says_where_everything_is_and_what_to_run_next() {
     let dir = tempfile::tempdir().unwrap();
-    let port = free_port();
-    let (child, mut stderr, mut seen) =
-        serve_until(dir.path(), port, &[("HEXBROKER_LOG_FORMAT", "pretty")], |l| l.contains("stop:"));
+    let (child, mut stderr, mut seen, port) =
+        serve_until(dir.path(), &[("HEXBROKER_LOG_FORMAT", "pretty")], |l| l.contains("stop:"));
     stop(child);
     let _ = std::io::Read::read_to_string(&mut stderr, &mut seen);
     let root = dir.path().canonicalize().unwrap();
@@ -403,7 +415,6 @@ async fn a_terminal_start_on_postgres_names_it_and_never_shows_the_password() {
     }
     url.set_password(Some("s3cretpw")).unwrap();
     let name = url.path().trim_start_matches('/').to_owned();
-    let port = free_port();
     let dir = tempfile::tempdir().unwrap();
     let program = format!("exec '{}' serve", env!("CARGO_BIN_EXE_hexbroker"));
     let mut child = Command::new("script")
@@ -413,7 +424,7 @@ async fn a_terminal_start_on_postgres_names_it_and_never_shows_the_password() {
         .env("TERM", "dumb")
         .env("HEXBROKER_DATABASE_URL", url.as_str())
         .env("HEXBROKER_ENCRYPTION_KEYS", hexbroker::crypto::Keyring::generate_entry())
-        .env("HEXBROKER_LISTEN", format!("127.0.0.1:{port}"))
+        .env("HEXBROKER_LISTEN", "127.0.0.1:0")
         // What `cargo run` sets for the program it runs.
         .env("CARGO", "/usr/local/bin/cargo")
         .env("CARGO_PKG_NAME", "hexbroker")
@@ -447,6 +458,7 @@ async fn a_terminal_start_on_postgres_names_it_and_never_shows_the_password() {
     let _ = child.wait();
     let seen = seen.expect("the banner within a minute").replace('\r', "");
     assert!(!seen.contains("s3cretpw"), "the password is shown: {seen}");
+    let port = bound_port(&seen[seen.find("ready at").expect("the ready line")..]).expect("the bound port");
     for needle in [
         format!("hexbroker is ready at http://127.0.0.1:{port}"),
         format!("database:    Postgres, postgres@127.0.0.1:5432/{name}"),
@@ -462,7 +474,7 @@ async fn a_terminal_start_on_postgres_names_it_and_never_shows_the_password() {
 #[test]
 fn healthcheck_says_whether_the_server_is_ready() {
     let dir = tempfile::tempdir().unwrap();
-    let port = free_port();
+    let nothing = free_port();
     let check = |port: u16| {
         hexbroker(dir.path())
             .args(["healthcheck", "--timeout", "2s"])
@@ -470,11 +482,10 @@ fn healthcheck_says_whether_the_server_is_ready() {
             .output()
             .unwrap()
     };
-    assert_eq!(check(port).status.code(), Some(1), "nothing listens yet");
+    assert_eq!(check(nothing).status.code(), Some(1), "nothing listens there");
 
-    let (child, _stderr, _) = serve_until(dir.path(), port, &[("HEXBROKER_LOG_FORMAT", "json")], |l| {
-        l.contains("hexbroker listening")
-    });
+    let (child, _stderr, _, port) =
+        serve_until(dir.path(), &[("HEXBROKER_LOG_FORMAT", "json")], |l| l.contains("hexbroker listening"));
     let ready = check(port);
     stop(child);
     assert_eq!(ready.status.code(), Some(0), "{}", stderr_of(&ready));
@@ -520,9 +531,8 @@ fn serving_with_a_request_in_progress(
     let out = hexbroker(dir).args(["keys", "create", "--name", "k", "--scopes", "connect"]).output().unwrap();
     assert!(out.status.success(), "{}", stderr_of(&out));
     let key = String::from_utf8(out.stdout).unwrap().trim().to_owned();
-    let port = free_port();
     let extra = [("HEXBROKER_SHUTDOWN_GRACE", grace), ("HEXBROKER_LOG_FORMAT", "json")];
-    let (child, stderr, _) = serve_until(dir, port, &extra, |l| l.contains("hexbroker listening"));
+    let (child, stderr, _, port) = serve_until(dir, &extra, |l| l.contains("hexbroker listening"));
     std::thread::spawn(move || stderr.lines().for_each(drop));
     let mut socket = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
     let head = format!(
@@ -596,4 +606,150 @@ fn a_second_signal_ends_a_shutdown_at_once() {
         assert_eq!(status.code(), Some(code), "SIG{name}: {status:?} (signal {:?})", status.signal());
         assert!(second.elapsed() < std::time::Duration::from_secs(2), "{:?}", second.elapsed());
     }
+}
+
+/// A webhook receiver on a real socket: the first delivery is read and never answered (the
+/// process delivering it is killed meanwhile); later ones are answered 200. Each delivery's
+/// `webhook-id` is sent on the returned channel as it arrives.
+async fn holding_receiver() -> (std::net::SocketAddr, tokio::sync::mpsc::UnboundedReceiver<String>) {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+    tokio::spawn(async move {
+        let mut first = true;
+        while let Ok((mut socket, _)) = listener.accept().await {
+            let hold = std::mem::replace(&mut first, false);
+            let tx = tx.clone();
+            tokio::spawn(async move {
+                let mut seen = Vec::new();
+                let mut buffer = [0u8; 4096];
+                // Headers, then as much body as content-length says.
+                let (head, body_len) = loop {
+                    let Ok(n) = socket.read(&mut buffer).await else { return };
+                    if n == 0 {
+                        return;
+                    }
+                    seen.extend_from_slice(&buffer[..n]);
+                    if let Some(end) = seen.windows(4).position(|w| w == b"\r\n\r\n") {
+                        let head = String::from_utf8_lossy(&seen[..end]).to_lowercase();
+                        let length = head
+                            .lines()
+                            .find_map(|l| l.strip_prefix("content-length:"))
+                            .and_then(|v| v.trim().parse::<usize>().ok())
+                            .unwrap_or(0);
+                        break (head, end + 4 + length);
+                    }
+                };
+                while seen.len() < body_len {
+                    match socket.read(&mut buffer).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => seen.extend_from_slice(&buffer[..n]),
+                    }
+                }
+                let id =
+                    head.lines().find_map(|l| l.strip_prefix("webhook-id:")).unwrap_or("").trim().to_owned();
+                let _ = tx.send(id);
+                if hold {
+                    std::future::pending::<()>().await;
+                }
+                let _ = socket
+                    .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\nconnection: close\r\n\r\n")
+                    .await;
+            });
+        }
+    });
+    (addr, rx)
+}
+
+/// `kill -9` while a delivery is in flight: the claim it held is not lost. Once its lease is over
+/// (fast-forwarded here in the database; the lapse itself is `store`'s
+/// `a_claim_that_was_never_finished_lapses_with_its_lease`), the next start delivers the same
+/// event again, and the outbox shows it delivered on the second attempt.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_delivery_cut_short_by_kill_9_is_made_again_by_the_next_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let hex = FakeHex::new();
+    let hex_addr = hex.spawn().await.unwrap();
+    let (receiver, mut deliveries) = holding_receiver().await;
+    let template = FakeHex::url_template(hex_addr);
+    let hook = format!("http://{receiver}/hook");
+    let extra = [
+        ("HEXBROKER_HEX_URL", template.as_str()),
+        ("HEXBROKER_WEBHOOK_URL", hook.as_str()),
+        ("HEXBROKER_WEBHOOK_SECRET", "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"),
+        ("HEXBROKER_WEBHOOK_POLL", "100ms"),
+        ("HEXBROKER_LOG_FORMAT", "json"),
+    ];
+    let created = hexbroker(dir.path())
+        .args(["keys", "create", "--name", "k", "--scopes", "connect,admin"])
+        .output()
+        .unwrap();
+    assert!(created.status.success(), "{}", stderr_of(&created));
+    let key = String::from_utf8(created.stdout).unwrap().trim().to_owned();
+    let (mut first, stderr, _, port) = serve_until(dir.path(), &extra, |l| l.contains("hexbroker listening"));
+    std::thread::spawn(move || stderr.lines().for_each(drop));
+
+    hex.add_workspace("acme");
+    let token = hex.add_personal_token("acme", "ada@example.com");
+    let http = reqwest::Client::new();
+    let connected = http
+        .post(format!("http://127.0.0.1:{port}/v1/connect"))
+        .bearer_auth(&key)
+        .json(&json!({"subdomain": "acme", "token": token, "end_user_id": "u1"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(connected.status(), 201);
+    let event = tokio::time::timeout(std::time::Duration::from_secs(20), deliveries.recv())
+        .await
+        .expect("the first delivery within 20 s")
+        .unwrap();
+    assert!(!event.is_empty(), "a webhook-id header");
+    first.kill().unwrap();
+    first.wait().unwrap();
+
+    // The lease the dead process held runs out.
+    let pool = sqlx::SqlitePool::connect(&format!("sqlite://{}/hb.db", dir.path().display())).await.unwrap();
+    let held: i64 = sqlx::query_scalar(
+        "select count(*) from webhook_delivery where locked_until is not null and state = 'pending'",
+    )
+    .fetch_one(&pool)
+    .await
+    .unwrap();
+    assert_eq!(held, 1, "the killed process's claim is still on record");
+    sqlx::query("update webhook_delivery set locked_until = '2000-01-01T00:00:00Z'")
+        .execute(&pool)
+        .await
+        .unwrap();
+    pool.close().await;
+
+    let (second, stderr, _, port) = serve_until(dir.path(), &extra, |l| l.contains("hexbroker listening"));
+    std::thread::spawn(move || stderr.lines().for_each(drop));
+    let again = tokio::time::timeout(std::time::Duration::from_secs(20), deliveries.recv())
+        .await
+        .expect("delivered again within 20 s")
+        .unwrap();
+    assert_eq!(again, event, "the same event, by its id");
+    let mut listed = Value::Null;
+    for _ in 0..100 {
+        listed = http
+            .get(format!("http://127.0.0.1:{port}/v1/events"))
+            .bearer_auth(&key)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        if listed["data"][0]["state"] == "delivered" {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    stop(second);
+    assert_eq!(listed["data"][0]["id"], event.as_str(), "{listed}");
+    assert_eq!(listed["data"][0]["state"], "delivered", "{listed}");
+    assert_eq!(listed["data"][0]["attempts"], 2, "{listed}");
+    assert!(deliveries.try_recv().is_err(), "no third delivery");
 }

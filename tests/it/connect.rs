@@ -319,7 +319,7 @@ async fn an_unresolvable_workspace_host_is_not_found() {
 
 #[tokio::test]
 async fn a_refused_connection_is_hex_unavailable() {
-    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
+    let (_held, closed) = common::refusing_address();
     let template = format!("http://{closed}/{{subdomain}}");
     let app = TestApp::start_with(Backend::Sqlite, &[("HEXBROKER_HEX_URL", &template)]).await.unwrap();
     refused(

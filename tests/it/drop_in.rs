@@ -98,7 +98,47 @@ async fn a_read_only_key_cannot_start_a_run(backend: Backend) {
         .send()
         .await
         .unwrap();
-    assert_ne!(head.status(), 403);
+    assert_eq!(head.status(), 200);
+    assert_eq!(head.headers()["hexbroker-upstream"], "hex", "HEAD reached Hex");
+}
+
+/// `proxy:read` allows GET and HEAD and nothing else, for every method the proxy routes, on both
+/// surfaces: an API key on `/v1/proxy` and a connection key on `/api`. Hex has PATCH and PUT
+/// writes too, so a rule narrowed to POST and DELETE would fail here.
+async fn proxy_read_may_send_only_get_and_head_on_either_surface(backend: Backend) {
+    let Some(app) = TestApp::start(backend).await else { return };
+    let (id, _) = app.connected(&app.key("connect").await).await;
+    let project = app.fake.add_project("acme", "Daily");
+    let api_key = app.key("proxy:read").await;
+    let (_, connection_key) = connection_key(&app, &id, &["proxy:read"]).await;
+    let surfaces = [
+        ("/v1/proxy", api_key.as_str(), "insufficient_scope"),
+        ("/api", connection_key.as_str(), "read_only_key"),
+    ];
+    let methods = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"];
+    for (prefix, key, refusal) in surfaces {
+        for method in methods {
+            app.fake.clear_requests();
+            let response = app
+                .http
+                .request(method.parse().unwrap(), app.url(&format!("{prefix}/v1/projects/{project}")))
+                .bearer_auth(key)
+                .header("connection-id", &id)
+                .send()
+                .await
+                .unwrap();
+            let what = format!("{method} {prefix}");
+            if matches!(method, "GET" | "HEAD") {
+                assert_eq!(response.status(), 200, "{what}");
+                assert_eq!(response.headers()["hexbroker-upstream"], "hex", "{what}");
+                assert_eq!(app.fake.requests().len(), 1, "{what}: reached Hex once");
+            } else {
+                assert!(response.headers().get("hexbroker-upstream").is_none(), "{what}");
+                assert_eq!(error_code(response).await, (403, refusal.into()), "{what}");
+                assert!(app.fake.requests().is_empty(), "{what}: nothing reached Hex");
+            }
+        }
+    }
 }
 
 async fn connection_keys_reach_their_own_connection_only(backend: Backend) {
@@ -362,6 +402,7 @@ async fn verify_marks_a_refused_token_invalid_and_a_good_one_active(backend: Bac
 }
 
 on_both_backends!(
+    proxy_read_may_send_only_get_and_head_on_either_surface,
     a_hex_client_works_with_either_base_url_shape,
     a_read_only_key_cannot_start_a_run,
     connection_keys_reach_their_own_connection_only,

@@ -174,7 +174,23 @@ async fn past_the_connection_cap_new_clients_get_503_and_open_ones_keep_working(
         socket.write_all(b"GET /healthz HTTP/1.1\r\n").await.unwrap();
         flood.push(socket);
     }
-    // Those past the cap are answered 503 and closed; the first CAP - 1 are held open.
+    // Those past the cap are answered 503 and closed; the first CAP - 1 are held open. Wait for
+    // the server to have refused them all (its own count) rather than guessing a time, so a slow
+    // machine cannot mistake a late 503 for a held socket.
+    let expected_refused = FLOOD - (CAP - 1);
+    let counted = tokio::time::timeout(Duration::from_secs(20), async {
+        let line = format!(
+            "hexbroker_client_connections_refused_total{{kind=\"over_capacity\"}} {expected_refused}\n"
+        );
+        loop {
+            if get(&mut kept, "/metrics").await.is_some_and(|(_, _, body)| body.contains(&line)) {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await;
+    assert!(counted.is_ok(), "the server did not refuse {expected_refused} sockets within 20 s");
     let mut refused = 0;
     let mut held = 0;
     for socket in &mut flood {
@@ -210,14 +226,17 @@ async fn past_the_connection_cap_new_clients_get_503_and_open_ones_keep_working(
     );
     // Once the flood goes away, new clients get in again.
     drop(flood);
-    let fresh = loop {
-        let mut socket = TcpStream::connect(app.addr).await.unwrap();
-        if let Some((200, ..)) = get(&mut socket, "/healthz").await {
-            break true;
+    let fresh = tokio::time::timeout(Duration::from_secs(10), async {
+        loop {
+            let mut socket = TcpStream::connect(app.addr).await.unwrap();
+            if let Some((200, ..)) = get(&mut socket, "/healthz").await {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
         }
-        tokio::task::yield_now().await;
-    };
-    assert!(fresh);
+    })
+    .await;
+    assert!(fresh.is_ok(), "10 s after the flood went away, a new client still could not get in");
 }
 
 async fn connected_app(extra: &[(&str, &str)]) -> (TestApp, String, String) {

@@ -271,8 +271,17 @@ async fn two_brokers_on_one_postgres_deliver_each_event_once() {
     for _ in 0..ids.len() {
         *seen.entry(receiver.next().await.id).or_default() += 1;
     }
-    // A quiet moment for a duplicate to show up, if one were coming.
-    tokio::time::sleep(Duration::from_millis(400)).await;
+    // A delivery's attempt is counted when a broker claims it, so once the outbox says every
+    // event was delivered after exactly one claim, no second delivery can still be on its way.
+    eventually("every event is recorded as delivered", || async {
+        get(&app, &key, "/v1/events?state=delivered&limit=100").await["data"].as_array().unwrap().len()
+            == ids.len()
+    })
+    .await;
+    let delivered = get(&app, &key, "/v1/events?state=delivered&limit=100").await;
+    for event in delivered["data"].as_array().unwrap() {
+        assert_eq!(event["attempts"], 1, "claimed once: {event}");
+    }
     while let Ok(extra) = receiver.accepted.try_recv() {
         *seen.entry(extra.id).or_default() += 1;
     }

@@ -264,7 +264,7 @@ async fn an_unreachable_hex_is_a_502_from_hexbroker() {
     let app = TestApp::start(Backend::Sqlite).await.unwrap();
     let (id, _) = app.connected(&app.key("connect").await).await;
     // Point the same database at a Hex that is gone.
-    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
+    let (_held, closed) = common::refusing_address();
     let base = app.second_broker(&[("HEXBROKER_HEX_URL", &format!("http://{closed}/{{subdomain}}"))]).await;
     let response = app
         .http
@@ -506,7 +506,21 @@ mod outbound_limit {
                 .send()
                 .await
                 .unwrap();
-            assert_ne!(r.status(), 429);
+            assert_eq!(r.status(), 200, "under Hex's own limit, every call goes through");
+            assert_eq!(r.headers()["hexbroker-upstream"], "hex");
         }
     }
+}
+
+/// The fake Hex answers only requests addressed to its own host, so every proxied call in this
+/// suite also checks the `Host` hexbroker sends (the fake routes by path and would not notice).
+#[tokio::test]
+async fn the_fake_hex_refuses_a_request_addressed_to_another_host() {
+    let app = TestApp::start(Backend::Sqlite).await.unwrap();
+    let (_, token) = app.connected(&app.key("connect").await).await;
+    let url = format!("http://{}/acme/api/v1/projects", app.fake_addr);
+    let wrong = app.http.get(&url).bearer_auth(&token).header("host", "acme.hex.tech").send().await.unwrap();
+    assert_eq!(wrong.status(), 421);
+    let right = app.http.get(&url).bearer_auth(&token).send().await.unwrap();
+    assert_eq!(right.status(), 200);
 }

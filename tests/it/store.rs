@@ -335,12 +335,22 @@ async fn a_claim_that_was_never_finished_lapses_with_its_lease(backend: Backend)
     let Some((store, _db)) = open(backend).await else { return };
     store.insert_connection(&new_connection("t1", "u1", 1), &sys()).await.unwrap();
     // A replica claims the event and dies before recording anything.
-    let short = store::now() + chrono::Duration::milliseconds(150);
+    // The lease is long enough that a slow machine still sees it held, and its end is polled
+    // for rather than slept past.
+    let short = store::now() + chrono::Duration::seconds(2);
     let first = store.claim_events(short, 10).await.unwrap();
     assert_eq!(first.len(), 1);
     assert!(store.claim_events(short, 10).await.unwrap().is_empty(), "held while the lease runs");
-    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
-    let again = store.claim_events(store::now() + chrono::Duration::seconds(30), 10).await.unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let again = loop {
+        let claimed = store.claim_events(store::now() + chrono::Duration::seconds(30), 10).await.unwrap();
+        if !claimed.is_empty() {
+            break claimed;
+        }
+        assert!(std::time::Instant::now() < deadline, "the lease never lapsed");
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    };
+    assert!(store::now() >= short, "not taken over before the lease ran out");
     assert_eq!(
         again.iter().map(|d| d.id).collect::<Vec<_>>(),
         [first[0].id],

@@ -172,26 +172,7 @@ async fn a_row_sealed_the_earlier_way_opens_until_reencrypt_reseals_it(backend: 
     let (id, token) = app.connected(&key).await;
     assert_eq!(seal_version(&app, &id).await, 2, "new seals bind tenant and subdomain");
 
-    // Seal the token as the earlier code did: the connection id alone as associated data.
-    let uuid = uuid::Uuid::parse_str(&id).unwrap();
-    let mut aad = b"hexbroker/connection-token/v1/".to_vec();
-    aad.extend_from_slice(uuid.as_bytes());
-    let v1 = app.state.keyring.seal(&aad, token.as_bytes());
-    let bytes = |b: &[u8]| match &app.db.sqlite_file {
-        Some(_) => format!("x'{}'", hex::encode(b)),
-        None => format!("'\\x{}'::bytea", hex::encode(b)),
-    };
-    execute(
-        &app,
-        &format!(
-            "update connection set nonce = {}, ciphertext = {}, seal_version = 1 where id = {}",
-            bytes(&v1.nonce),
-            bytes(&v1.ciphertext),
-            id_literal(&app, &id)
-        ),
-    )
-    .await;
-    assert_eq!(seal_version(&app, &id).await, 1);
+    reseal_the_earlier_way(&app, &id, &token).await;
     assert_eq!(proxied(&app, &app.base, &key, &id).await.status(), 200, "a v1 row still opens");
 
     let report = hexbroker::reencrypt::run(&app.state).await.unwrap();
@@ -205,6 +186,62 @@ async fn a_row_sealed_the_earlier_way_opens_until_reencrypt_reseals_it(backend: 
         .await;
     let report = hexbroker::reencrypt::run(&app.state).await.unwrap();
     assert_eq!((report.resealed, report.tampered), (0, 0), "v2 under the active key is not revisited");
+}
+
+/// Seals `token` for connection `id` as the earlier code did (the connection id alone as
+/// associated data) and stores it as a v1 row: its seal binds neither tenant nor subdomain.
+async fn reseal_the_earlier_way(app: &TestApp, id: &str, token: &str) {
+    let uuid = uuid::Uuid::parse_str(id).unwrap();
+    let mut aad = b"hexbroker/connection-token/v1/".to_vec();
+    aad.extend_from_slice(uuid.as_bytes());
+    let v1 = app.state.keyring.seal(&aad, token.as_bytes());
+    let bytes = |b: &[u8]| match &app.db.sqlite_file {
+        Some(_) => format!("x'{}'", hex::encode(b)),
+        None => format!("'\\x{}'::bytea", hex::encode(b)),
+    };
+    execute(
+        app,
+        &format!(
+            "update connection set nonce = {}, ciphertext = {}, seal_version = 1 where id = {}",
+            bytes(&v1.nonce),
+            bytes(&v1.ciphertext),
+            id_literal(app, id)
+        ),
+    )
+    .await;
+    assert_eq!(seal_version(app, id).await, 1);
+}
+
+/// On a v1 row the seal does not bind the subdomain, so the check of the stored subdomain at use
+/// time is all that keeps an edited row's token from another host: this fails if that check goes.
+async fn a_v1_row_edited_to_another_host_is_refused_by_the_use_time_check(backend: Backend) {
+    let Some(app) = TestApp::start_with(backend, NO_CACHE).await else { return };
+    let key = app.key("connect,proxy").await;
+    let (id, token) = app.connected(&key).await;
+    reseal_the_earlier_way(&app, &id, &token).await;
+    assert_eq!(proxied(&app, &app.base, &key, &id).await.status(), 200, "the v1 row opens as it is");
+    let (other, seen) = counting_listener().await;
+    let loose = app
+        .second_broker(&[
+            ("HEXBROKER_HEX_URL", "http://{subdomain}"),
+            ("HEXBROKER_HEX_ALLOW_INSECURE", "true"),
+            ("HEXBROKER_CACHE_CAPACITY", "0"),
+        ])
+        .await;
+    for edited in [format!("127.0.0.1:{}", other.port()), "acme.evil.com".into(), "ACME".into()] {
+        execute(
+            &app,
+            &format!("update connection set subdomain = '{edited}' where id = {}", id_literal(&app, &id)),
+        )
+        .await;
+        app.fake.clear_requests();
+        for base in [&app.base, &loose] {
+            let response = proxied(&app, base, &key, &id).await;
+            assert_eq!(error_code(response).await, (424, "connection_tampered".into()), "{edited}");
+        }
+        assert!(app.fake.requests().is_empty(), "{edited}: the token reached the fake");
+    }
+    assert_eq!(seen.load(Ordering::SeqCst), 0, "the other host was reached with the token");
 }
 
 async fn reencrypt_leaves_an_edited_row_alone_and_goes_on(backend: Backend) {
@@ -280,5 +317,6 @@ on_both_backends!(
     a_row_edited_to_another_tenant_is_refused_and_its_token_goes_nowhere,
     a_row_edited_to_another_subdomain_is_refused_and_its_token_goes_nowhere,
     a_row_sealed_the_earlier_way_opens_until_reencrypt_reseals_it,
+    a_v1_row_edited_to_another_host_is_refused_by_the_use_time_check,
     reencrypt_leaves_an_edited_row_alone_and_goes_on,
 );

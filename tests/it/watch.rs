@@ -284,9 +284,19 @@ async fn a_401_from_one_path_leaves_a_connection_hex_still_accepts_active(backen
     assert_eq!(connection(&app, &id).await["status"], "active");
     assert_eq!(proxied(&app, &proxy, &id).await.status(), 200);
 
-    // Within the minute, another 401 does not ask Hex again.
+    // Within the minute, another 401 does not ask Hex again. The decision is counted before the
+    // response goes back, so the count is read at once, with no spawned work to wait for.
+    let rechecks = || async {
+        let metrics = app.http.get(app.url("/metrics")).send().await.unwrap().text().await.unwrap();
+        metrics
+            .lines()
+            .find_map(|line| line.strip_prefix(r#"hexbroker_watch_total{kind="recheck"} "#))
+            .map(|n| n.parse::<u64>().unwrap())
+    };
+    assert_eq!(rechecks().await, Some(1), "the first 401 started a re-check");
     app.fake.fail_next(1, 401, None);
     assert_eq!(proxied(&app, &proxy, &id).await.status(), 401);
+    assert_eq!(rechecks().await, Some(1), "at most one re-check a minute");
     assert_eq!(proxied(&app, &proxy, &id).await.status(), 200);
     assert_eq!(users_me(&app), 1, "at most one re-check a minute");
     assert_eq!(events(&app, &id).await, ["connection.created"]);

@@ -442,3 +442,12 @@ pub async fn gated_hex(gated: &'static str) -> GatedHex {
     tokio::spawn(async move { axum::serve(listener, router).await });
     (format!("http://{addr}/{{subdomain}}"), gate, arrivals)
 }
+
+/// An address where connections are refused, held so for as long as the returned socket lives: a
+/// socket bound and not listening. (A port bound, read and released could be taken meanwhile.)
+pub fn refusing_address() -> (tokio::net::TcpSocket, std::net::SocketAddr) {
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.bind("127.0.0.1:0".parse().unwrap()).unwrap();
+    let addr = socket.local_addr().unwrap();
+    (socket, addr)
+}
