@@ -4,7 +4,7 @@
 
 use crate::common;
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use common::{error_code, gated_hex, Backend, TestApp};
 use serde_json::json;
@@ -46,21 +46,17 @@ async fn a_hung_workspace_holds_only_its_own_slots_and_others_answer_meanwhile()
         tokio::time::timeout(Duration::from_secs(5), arrivals.recv()).await.expect("reached Hex").unwrap();
     }
 
-    let started = Instant::now();
+    // The gate stays shut, so a queued call would never be answered: a generous deadline tells
+    // "refused at once" from "queued" without timing anything on a loaded machine.
     let refused =
-        tokio::time::timeout(Duration::from_secs(2), call(&stuck)).await.expect("not queued").unwrap();
-    let took = started.elapsed();
+        tokio::time::timeout(Duration::from_secs(10), call(&stuck)).await.expect("not queued").unwrap();
     assert_eq!(refused.headers()["retry-after"], "1");
     assert_eq!(error_code(refused).await, (503, "workspace_busy".into()));
-    assert!(took < Duration::from_secs(1), "refused within a second, not queued: {took:?}");
     assert!(arrivals.try_recv().is_err(), "the refused call never reached Hex");
 
-    let started = Instant::now();
     let served =
-        tokio::time::timeout(Duration::from_secs(2), call(&other)).await.expect("not held back").unwrap();
-    let took = started.elapsed();
+        tokio::time::timeout(Duration::from_secs(10), call(&other)).await.expect("not held back").unwrap();
     assert_eq!(served.status(), 200, "another workspace is not held back");
-    assert!(took < Duration::from_millis(500), "answered promptly: {took:?}");
     assert!(!first.is_finished() && !second.is_finished(), "the stuck calls still hold their slots");
 
     gate.add_permits(2);
