@@ -17,7 +17,7 @@ use crate::app::AppState;
 use crate::audit::{Action, Actor, AuditContext};
 use crate::cache::Cache;
 use crate::crypto;
-use crate::error::ApiError;
+use crate::error::{ApiError, Code};
 pub use crate::scopes::{Scope, Scopes};
 use crate::store::{self, ApiKey, DynStore, NewApiKey, Session};
 
@@ -233,7 +233,7 @@ impl FromRequestParts<AppState> for Caller {
         if key.connection_id.is_some() {
             return Err(ApiError::new(
                 StatusCode::FORBIDDEN,
-                "connection_key_not_allowed",
+                Code::ConnectionKeyNotAllowed,
                 "A connection key works only on the drop-in surface (/api/…); use an API key here.",
             ));
         }
@@ -249,7 +249,7 @@ impl FromRequestParts<AppState> for ConnectionCaller {
         let Some(connection_id) = key.connection_id else {
             return Err(ApiError::new(
                 StatusCode::FORBIDDEN,
-                "connection_key_required",
+                Code::ConnectionKeyRequired,
                 "The drop-in surface (/api/…) takes a connection key; use /v1/proxy with an API key instead.",
             ));
         };
@@ -280,7 +280,7 @@ impl FromRequestParts<AppState> for ConnectCaller {
         if session.expires_at <= store::now() {
             return Err(ApiError::new(
                 StatusCode::UNAUTHORIZED,
-                "session_expired",
+                Code::SessionExpired,
                 "This connect link has expired; ask the app that sent you here for a new one.",
             ));
         }
@@ -324,7 +324,7 @@ async fn find_session(state: &AppState, token: &str) -> Result<Session, ApiError
 pub fn session_used() -> ApiError {
     ApiError::new(
         StatusCode::CONFLICT,
-        "session_used",
+        Code::SessionUsed,
         "This connect link has been used already; ask the app that sent you here for a new one.",
     )
 }

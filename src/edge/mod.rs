@@ -16,11 +16,10 @@ use secrecy::SecretString;
 use uuid::Uuid;
 
 use crate::config::Config;
-use crate::error::ApiError;
 use crate::hex::{HexClient, Workspace};
 use crate::store::HexIdentity;
-pub use attempts::{Attempter, ConnectAttempts};
-pub use overload::{shed, InFlight, KeyRate};
+pub use attempts::{AttemptError, Attempter, ConnectAttempts};
+pub use overload::{shed, InFlight, KeyRate, KeyRateLimited};
 pub use server::{serve_with, ClientAddr};
 pub use workers::serve_on_workers;
 
@@ -55,7 +54,7 @@ impl Guards {
         from: Option<SocketAddr>,
         workspace: &Workspace,
         token: &SecretString,
-    ) -> Result<HexIdentity, ApiError> {
+    ) -> Result<HexIdentity, AttemptError> {
         match &self.attempts {
             Some(attempts) => attempts.verify(hex, who, from, workspace, token).await,
             None => Ok(hex.verify(workspace, token).await?),
@@ -63,7 +62,7 @@ impl Guards {
     }
 
     /// Counts one request of API key `key` against its rate, if there is one.
-    pub fn check_key_rate(&self, key: Uuid) -> Result<(), ApiError> {
+    pub fn check_key_rate(&self, key: Uuid) -> Result<(), KeyRateLimited> {
         self.key_rate.as_ref().map_or(Ok(()), |rate| rate.check(key))
     }
 }

@@ -22,7 +22,7 @@ use uuid::Uuid;
 
 use crate::app::AppState;
 use crate::auth::Scope;
-use crate::error::ApiError;
+use crate::error::{ApiError, Code};
 use crate::proxy::CONNECTION_ID_HEADER;
 pub use tools::{snake_case, BadArguments, Call, Tool, Tools, ToolsError, HEX_SPEC};
 
@@ -58,7 +58,7 @@ fn check_origin(state: &AppState, headers: &HeaderMap) -> Result<(), ApiError> {
     }
     Err(ApiError::new(
         StatusCode::FORBIDDEN,
-        "origin_not_allowed",
+        Code::OriginNotAllowed,
         "Requests to /mcp from this Origin are refused; add it to HEXBROKER_ALLOWED_ORIGINS if it is yours.",
     ))
 }
@@ -75,12 +75,12 @@ async fn caller(state: &AppState, parts: &Parts) -> Result<McpCaller, ApiError> 
         None => {
             let id = parts.headers.get(CONNECTION_ID_HEADER).ok_or_else(|| {
                 ApiError::bad_request(
-                    "missing_connection_id",
+                    Code::MissingConnectionId,
                     "With an API key, name the connection in the Connection-Id header (or use a connection key).",
                 )
             })?;
             let id = id.to_str().map_err(|_| {
-                ApiError::bad_request("invalid_connection_id", "The Connection-Id header is not ASCII.")
+                ApiError::bad_request(Code::InvalidConnectionId, "The Connection-Id header is not ASCII.")
             })?;
             crate::routes::connection_id(id.trim())?
         }
@@ -274,7 +274,7 @@ async fn send(state: &AppState, caller: &McpCaller, tool: &Tool, call: Call) -> 
         .await
     {
         Err(error) => {
-            refused(error.status_code().as_u16(), error.code(), error.message(), error.retry_after())
+            refused(error.status_code().as_u16(), error.code().as_str(), error.message(), error.retry_after())
         }
         Ok(response) => from_hex(response).await,
     }

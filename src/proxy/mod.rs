@@ -21,7 +21,6 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
 
-use crate::error::ApiError;
 use crate::metrics::{method_label, Metrics};
 pub use limit::{OutboundLimit, RateLimiter};
 pub use links::{HexOrigin, Linked, Relink, MAX_LINKED_BODY};
@@ -125,61 +124,19 @@ pub enum ProxyError {
     Busy,
 }
 
-impl From<ProxyError> for ApiError {
-    fn from(error: ProxyError) -> Self {
-        match error {
-            ProxyError::Timeout(_) => {
-                tracing::warn!(error = %error, "proxy timeout");
-                ApiError::new(
-                    StatusCode::GATEWAY_TIMEOUT,
-                    "hex_timeout",
-                    "Hex did not answer in time; try again shortly.",
-                )
+impl ProxyError {
+    /// Logs what went wrong, for the operator (the caller's answer says less). Called where the
+    /// error is handled, once; the conversion into an answer has no side effects.
+    pub fn report(&self) {
+        match self {
+            ProxyError::Timeout(_) => tracing::warn!(error = %self, "proxy timeout"),
+            ProxyError::Unreachable(e) => tracing::warn!(error = %e, "proxy upstream error"),
+            ProxyError::BrokenAnswer(e) => {
+                tracing::warn!(error = %e, "Hex's answer broke before any of it was relayed")
             }
-            ProxyError::Unreachable(ref e) => {
-                tracing::warn!(error = %e, "proxy upstream error");
-                ApiError::new(
-                    StatusCode::BAD_GATEWAY,
-                    "hex_unavailable",
-                    "Hex could not be reached; try again shortly.",
-                )
-            }
-            ProxyError::BrokenAnswer(ref e) => {
-                tracing::warn!(error = %e, "Hex's answer broke before any of it was relayed");
-                ApiError::new(
-                    StatusCode::BAD_GATEWAY,
-                    "hex_unavailable",
-                    "Hex's answer broke off before it could be relayed; try again shortly.",
-                )
-            }
-            ProxyError::BadBody(_) => {
-                ApiError::bad_request("invalid_body", "The request body could not be read.")
-            }
-            ProxyError::BadUrl => {
-                ApiError::bad_request("invalid_path", "The path cannot be forwarded to Hex.")
-            }
-            ProxyError::BadToken => ApiError::new(
-                StatusCode::FAILED_DEPENDENCY,
-                "connection_token_unusable",
-                "This connection's Hex token cannot be sent in a header; reconnect it with a new token.",
-            ),
-            ProxyError::Busy => {
-                tracing::warn!("workspace has as many calls in flight to Hex as allowed");
-                ApiError::new(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    "workspace_busy",
-                    "This Hex workspace has as many calls in flight as hexbroker allows; try again shortly.",
-                )
-                .with_retry_after(Some(1))
-            }
-            ProxyError::Upgrade => {
-                tracing::warn!("Hex answered 101 Switching Protocols; not relayed");
-                ApiError::new(
-                    StatusCode::BAD_GATEWAY,
-                    "hex_unavailable",
-                    "Hex answered with a protocol switch, which hexbroker does not relay; try again shortly.",
-                )
-            }
+            ProxyError::Busy => tracing::warn!("workspace has as many calls in flight to Hex as allowed"),
+            ProxyError::Upgrade => tracing::warn!("Hex answered 101 Switching Protocols; not relayed"),
+            ProxyError::BadBody(_) | ProxyError::BadUrl | ProxyError::BadToken => {}
         }
     }
 }

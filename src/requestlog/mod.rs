@@ -256,7 +256,7 @@ impl Call {
     pub fn refused(mut self, error: &ApiError, exchange: Exchange) {
         self.entry.status = error.status_code().as_u16();
         self.entry.answered_by = AnsweredBy::Hexbroker;
-        self.entry.code = Some(error.code());
+        self.entry.code = Some(error.code().as_str());
         self.with_exchange(exchange);
         self.finish();
     }

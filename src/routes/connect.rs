@@ -14,7 +14,7 @@ use crate::audit::{Action, Actor, RequestInfo};
 use crate::auth::{session_used, Caller, ConnectCaller, Scope};
 use crate::crypto::TokenBinding;
 use crate::edge::{Attempter, ClientAddr};
-use crate::error::{ApiError, Json, Result};
+use crate::error::{ApiError, Code, Json, Result};
 use crate::hex::{self, Workspace};
 use crate::input::{self, EndUserEmail, EndUserId, Label, Metadata};
 use crate::lifecycle::Change;
@@ -109,7 +109,7 @@ pub async fn connect(
         ConnectCaller::Key(key) => {
             let Some(end_user_id) = end_user_id else {
                 return Err(ApiError::unprocessable(
-                    "invalid_request",
+                    Code::InvalidRequest,
                     "end_user_id (1-256 characters) is required when connecting with an API key.",
                 ));
             };
@@ -118,7 +118,7 @@ pub async fn connect(
         ConnectCaller::Session(session) => {
             if end_user_id.is_some() || end_user_email.is_some() {
                 return Err(ApiError::unprocessable(
-                    "invalid_request",
+                    Code::InvalidRequest,
                     "With a connect session the end user comes from the session; leave end_user_id out.",
                 ));
             }
@@ -197,7 +197,7 @@ async fn with_session(
         let current = state.store.connection(&session.tenant, id).await?;
         if current.is_some_and(|c| c.hex_url.as_deref() != s.workspace.hex_url()) {
             let error = workspace_mismatch();
-            state.store.record_audit(&session.tenant, Some(id), &audit, error.code()).await?;
+            state.store.record_audit(&session.tenant, Some(id), &audit, error.code().as_str()).await?;
             return Err(error);
         }
     }
@@ -239,13 +239,16 @@ async fn with_session(
         SessionOutcome::ConnectionGone => return Err(ApiError::not_found("connection")),
         SessionOutcome::WorkspaceMismatch => {
             let error = workspace_mismatch();
-            state.store.record_audit(&session.tenant, session.connection_id, &audit, error.code()).await?;
+            state
+                .store
+                .record_audit(&session.tenant, session.connection_id, &audit, error.code().as_str())
+                .await?;
             return Err(error);
         }
         SessionOutcome::TokenTaken => {
             return Err(ApiError::new(
                 StatusCode::CONFLICT,
-                "token_already_connected",
+                Code::TokenAlreadyConnected,
                 "This Hex token is already connected for you in another connection.",
             ))
         }
@@ -263,7 +266,7 @@ async fn with_session(
 /// A reconnect to another Hex workspace or origin (§6 step 5).
 fn workspace_mismatch() -> ApiError {
     ApiError::unprocessable(
-        "hex_workspace_mismatch",
+        Code::HexWorkspaceMismatch,
         "This token is for another Hex workspace than the connection's; reconnect with a token \
          of the same workspace, or connect the other workspace as a new connection.",
     )

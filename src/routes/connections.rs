@@ -11,7 +11,7 @@ use crate::app::AppState;
 use crate::audit::{Action, RequestInfo};
 use crate::auth::{Caller, Scope};
 use crate::crypto::{CryptoError, Sealed, TokenBinding};
-use crate::error::{ApiError, Json, Path, Result};
+use crate::error::{ApiError, Code, Json, Path, Result};
 use crate::hex::{BadStoredWorkspace, Subdomain, Workspace};
 use crate::input::{self, Label, Metadata};
 use crate::lifecycle::{Change, Status};
@@ -105,7 +105,7 @@ pub fn open_stored(
             );
             Err(ApiError::new(
                 StatusCode::FAILED_DEPENDENCY,
-                "hex_host_not_allowed",
+                Code::HexHostNotAllowed,
                 "This connection's Hex address is not one this deployment may call (HEXBROKER_HEX_HOSTS no longer lists it), so hexbroker will not use it; tell the operator (quote the x-request-id).",
             ))
         }
@@ -119,7 +119,7 @@ fn tampered(connection: &Connection) -> ApiError {
     );
     ApiError::new(
         StatusCode::FAILED_DEPENDENCY,
-        "connection_tampered",
+        Code::ConnectionTampered,
         "This connection's stored record failed its integrity check, so hexbroker will not use it; reconnect it, and tell the operator (quote the x-request-id).",
     )
 }
@@ -144,7 +144,7 @@ pub async fn list(
     caller.require(Scope::ConnectionsRead)?;
     let Query(params) = query.map_err(|_| {
         ApiError::unprocessable(
-            "invalid_query",
+            Code::InvalidQuery,
             "The query accepts end_user_id, status (active, invalid or expired), subdomain, limit (1-200) and cursor.",
         )
     })?;
@@ -221,7 +221,7 @@ pub async fn update(
     if let Some(Some(n)) = body.rate_limit_per_minute {
         if !(1..=100_000).contains(&n) {
             return Err(ApiError::unprocessable(
-                "invalid_request",
+                Code::InvalidRequest,
                 "rate_limit_per_minute is from 1 to 100000, or null for the deployment's default.",
             ));
         }
@@ -287,7 +287,7 @@ pub async fn verify(
             }
             None => {
                 let error = ApiError::from(rejection);
-                state.store.record_audit(&caller.tenant, Some(id), &audit, error.code()).await?;
+                state.store.record_audit(&caller.tenant, Some(id), &audit, error.code().as_str()).await?;
                 return Err(error);
             }
         },

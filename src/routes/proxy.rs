@@ -15,9 +15,11 @@ use uuid::Uuid;
 use super::connections::{connection_id, open_stored};
 use crate::app::AppState;
 use crate::auth::{Caller, ConnectionCaller, Scope};
-use crate::error::{ApiError, Result};
+use crate::error::{ApiError, Code, Result};
 use crate::lifecycle::Status;
-use crate::proxy::{check_path, Exchange, Linked, OutboundLimit, Relink, Target, CONNECTION_ID_HEADER};
+use crate::proxy::{
+    check_path, Exchange, Linked, OutboundLimit, ProxyError, Relink, Target, CONNECTION_ID_HEADER,
+};
 use crate::requestlog::{self, Via};
 use crate::store::ApiKey;
 use crate::watch;
@@ -57,18 +59,18 @@ pub async fn proxy(
 fn named_connection(request: &Request) -> Result<Uuid> {
     let mut ids = request.headers().get_all(CONNECTION_ID_HEADER).iter();
     let id = ids.next().ok_or_else(|| {
-        ApiError::bad_request("missing_connection_id", "Name the connection in the Connection-Id header.")
+        ApiError::bad_request(Code::MissingConnectionId, "Name the connection in the Connection-Id header.")
     })?;
     if ids.next().is_some() {
         // Two ids could be read one way here and another way by something in between.
         return Err(ApiError::bad_request(
-            "invalid_connection_id",
+            Code::InvalidConnectionId,
             "Send one Connection-Id header, naming one connection.",
         ));
     }
     let id = id.to_str().map_err(|_| {
         ApiError::bad_request(
-            "invalid_connection_id",
+            Code::InvalidConnectionId,
             "The Connection-Id header is not ASCII; send the connection's id as it was given.",
         )
     })?;
@@ -86,7 +88,7 @@ pub async fn drop_in(
     let outcome = if caller.require(scope_for(request.method())).is_err() {
         Outcome::refused(ApiError::new(
             StatusCode::FORBIDDEN,
-            "read_only_key",
+            Code::ReadOnlyKey,
             "This connection key is read-only (proxy:read): it may send only GET and HEAD requests.",
         ))
     } else {
@@ -123,7 +125,7 @@ async fn finish(
         Ok(response) => Ok(call.answered(response, outcome.exchange)),
         Err(error) => {
             let known = outcome.known
-                || (error.code() != "not_found"
+                || (error.code() != Code::NotFound
                     && (state.targets.get(tenant, id).is_some()
                         || matches!(state.store.connection(tenant, id).await, Ok(Some(_)))));
             if known {
@@ -174,14 +176,14 @@ async fn forward_to(
         Status::Expired => {
             return Err(ApiError::new(
                 StatusCode::FAILED_DEPENDENCY,
-                "connection_expired",
+                Code::ConnectionExpired,
                 "This connection's Hex token has expired; reconnect it with a new token.",
             ))
         }
         Status::Invalid => {
             return Err(ApiError::new(
                 StatusCode::FAILED_DEPENDENCY,
-                "connection_invalid",
+                Code::ConnectionInvalid,
                 "Hex no longer accepts this connection's token; verify or reconnect it.",
             ))
         }
@@ -199,13 +201,16 @@ async fn forward_to(
         request.headers_mut().remove(header::ACCEPT_ENCODING);
     }
     state.usage.touch(id, watch::minute_of(now));
-    let response =
-        state.upstream.forward(uri, target.bearer(), target.slots(), request, limit, exchange).await?;
+    let response = state
+        .upstream
+        .forward(uri, target.bearer(), target.slots(), request, limit, exchange)
+        .await
+        .inspect_err(ProxyError::report)?;
     let public = state.config.public_url.as_str().trim_end_matches('/');
     // An MCP tool call's links point to the drop-in surface, where the same connection key works.
     let surface = if prefix == "/mcp" { "/api" } else { prefix };
     let relink = Relink { origin: target.hex_origin(), public, surface };
-    let response = relink.apply(response, linked).await?;
+    let response = relink.apply(response, linked).await.inspect_err(ProxyError::report)?;
     if response.status() == StatusCode::UNAUTHORIZED {
         // One odd path may answer 401 for a good token: ask Hex about the token itself, beside
         // this response, and invalidate only if it refuses this very token. The caller gets
@@ -257,7 +262,7 @@ async fn hold_for_slot(state: &AppState, limit: OutboundLimit<'_>) -> Result<()>
         }
         Err(wait) => Err(ApiError::new(
             StatusCode::TOO_MANY_REQUESTS,
-            "connection_rate_limited",
+            Code::ConnectionRateLimited,
             format!(
                 "This connection may send {} calls a minute to Hex; try again shortly.",
                 limit.per_minute

@@ -20,6 +20,7 @@ use std::time::{Duration, Instant};
 use chrono::TimeDelta;
 use common::{Backend, TestApp};
 use fake_hex::RateLimits;
+use hexbroker::hex::TokenType;
 use hexbroker::store::{HexIdentity, NewConnection};
 use hexbroker::watch;
 use secrecy::SecretString;
@@ -51,7 +52,7 @@ async fn store_connections(app: &TestApp, n: usize) {
                     metadata: json!({}),
                     subdomain: "acme".into(),
                     hex_url: None,
-                    token_type: "personal",
+                    token_type: TokenType::Personal,
                     token_hint: hexbroker::hex::token_hint(&token),
                     token_fingerprint: state.hasher.token_fingerprint("acme", &token),
                     sealed: state.keyring.seal_token(
