@@ -15,9 +15,8 @@ use crate::config::Config;
 use crate::crypto::{self, Hasher, Keyring, HASH_KEY_AAD, KEY_LEN};
 use crate::hex::HexClient;
 use crate::metrics::Metrics;
-use crate::proxy::{RateLimiter, RetryPolicy, Targets, Timeouts, Upstream};
+use crate::proxy::{RateLimiter, RetryPolicy, Targets, Timeouts, Upstream, Usage};
 use crate::store::{self, Announcing, DynStore, Forget, Stale};
-use crate::watch::Usage;
 
 /// Everything a request needs, behind one `Arc`: axum clones the state for every extractor, and
 /// one reference count is cheaper than one per handle.
@@ -56,10 +55,12 @@ pub struct Shared {
     pub config: Arc<Config>,
     /// The time the lifecycle runs on (real; tests move it).
     pub clock: Clock,
-    /// The proxy's in-memory per-connection marks (last used, recent calls), for the watchers.
+    /// The proxy's in-memory per-connection marks (last used, recent calls), for the rounds.
     pub usage: Arc<Usage>,
-    /// The network edge's limits: requests in flight, the rate per key, connect attempts.
+    /// The network edge's limits: requests in flight, the rate per key.
     pub edge: crate::edge::Guards,
+    /// The allowance of connect attempts that Hex refuses.
+    pub attempts: crate::connect::Attempts,
     /// The request log's queue (§11).
     pub request_log: crate::requestlog::RequestLog,
     /// The MCP tools made from Hex's spec (§14), narrowed by `HEXBROKER_MCP_TOOLS`.
@@ -98,11 +99,13 @@ impl AppState {
         let upstream = Upstream::new(timeouts, retry, metrics.clone(), config.workers)
             .with_max_per_workspace(config.proxy_max_per_workspace);
         let edge = crate::edge::Guards::new(&config);
+        let attempts = crate::connect::Attempts::new(&config);
         let request_log = crate::requestlog::RequestLog::new(&config.request_log, metrics.clone());
         let mcp_tools =
             crate::mcp::Tools::from_hex_spec(config.mcp_tools.as_deref()).context("HEXBROKER_MCP_TOOLS")?;
         let state = Self(Arc::new(Shared {
             edge,
+            attempts,
             request_log,
             mcp_tools: Arc::new(mcp_tools),
             store,
@@ -348,12 +351,12 @@ pub async fn serve_app(
 }
 
 /// A replica's background work: webhook delivery, audit pruning, the request log's writer and
-/// pruner, and the watchers. It stops when this is
+/// pruner, and the rounds. It stops when this is
 /// dropped or [`Background::stop`]ped; its work is in the database, so nothing is lost.
 pub struct Background {
     stop: tokio::sync::watch::Sender<()>,
     tasks: Vec<tokio::task::JoinHandle<()>>,
-    watchers: crate::watch::Watchers,
+    rounds: crate::verify::Rounds,
     /// `HEXBROKER_SHUTDOWN_GRACE`: how long [`Background::stop`] waits for the tasks.
     grace: std::time::Duration,
 }
@@ -375,7 +378,7 @@ impl Background {
         tasks.extend(crate::requestlog::spawn(state, &stopped));
         tasks.push(tokio::spawn(prune(state.store.clone(), state.config.audit_retention, stopped)));
         let grace = state.config.server.shutdown_grace;
-        Ok(Self { stop, tasks, watchers: crate::watch::Watchers::spawn(state), grace })
+        Ok(Self { stop, tasks, rounds: crate::verify::Rounds::spawn(state), grace })
     }
 
     /// Stops the tasks at their next pause: webhook delivery starts no new attempt and waits for
@@ -394,7 +397,7 @@ impl Background {
                 task.abort();
             }
         }
-        self.watchers.stop().await;
+        self.rounds.stop().await;
     }
 }
 

@@ -8,6 +8,7 @@ mod origins;
 mod path;
 mod retry;
 mod target;
+mod usage;
 
 use std::time::{Duration, Instant, SystemTime};
 
@@ -29,6 +30,7 @@ pub use origins::{OriginSlots, Origins};
 pub use path::{check_path, InvalidPath};
 pub use retry::{retry_after, Attempt, RetryPolicy};
 pub use target::{Target, Targets};
+pub use usage::{minute_of, Usage};
 
 /// Marks a response relayed from Hex, as opposed to one hexbroker made.
 pub const UPSTREAM_HEADER: &str = "hexbroker-upstream";

@@ -20,7 +20,7 @@ use crate::lifecycle::Status;
 use crate::proxy::{check_path, Exchange, Linked, OutboundLimit, Relink, Target, CONNECTION_ID_HEADER};
 use crate::requestlog::{self, Via};
 use crate::store::ApiKey;
-use crate::watch;
+use crate::verify;
 
 /// The scope a method needs: GET and HEAD read, everything else may change something.
 fn scope_for(method: &Method) -> Scope {
@@ -198,7 +198,7 @@ async fn forward_to(
         // The links are rewritten in the body, which must come uncoded to be read.
         request.headers_mut().remove(header::ACCEPT_ENCODING);
     }
-    state.usage.touch(id, watch::minute_of(now));
+    state.usage.touch(id, crate::proxy::minute_of(now));
     let response =
         state.upstream.forward(uri, target.bearer(), target.slots(), request, limit, exchange).await?;
     let public = state.config.public_url.as_str().trim_end_matches('/');
@@ -211,9 +211,9 @@ async fn forward_to(
         // this response, and invalidate only if it refuses this very token. The caller gets
         // Hex's own answer whatever the bookkeeping does.
         tracing::info!(connection_id = %id, "Hex answered 401 to a proxied call; re-checking the token");
-        watch::after_unauthorized(
+        verify::after_unauthorized(
             state,
-            watch::Unauthorized {
+            verify::Unauthorized {
                 tenant: tenant.to_owned(),
                 id,
                 subdomain: target.subdomain.to_string(),

@@ -20,8 +20,9 @@ use axum::http::StatusCode;
 use secrecy::SecretString;
 use uuid::Uuid;
 
-use super::gcra::KeyedGcra;
 use crate::config::AttemptLimit;
+use crate::edge::gcra::KeyedGcra;
+use crate::edge::retry_after_seconds;
 use crate::error::ApiError;
 use crate::hex::{HexClient, Rejection, Workspace};
 use crate::store::HexIdentity;
@@ -148,7 +149,7 @@ fn too_many(wait: std::time::Duration) -> ApiError {
         "too_many_attempts",
         "Hex has refused too many connect attempts from here; wait before trying again.",
     )
-    .with_retry_after(Some(super::retry_after_seconds(wait)))
+    .with_retry_after(Some(retry_after_seconds(wait)))
 }
 
 /// The address an allowance is kept for: IPv4 as it is (also when mapped into IPv6), IPv6 by /64.

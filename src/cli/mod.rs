@@ -1,4 +1,7 @@
-//! The command line (§3 of the contract). Every command reads the same environment as `serve`.
+//! The command line (§3 of the contract). Every command reads the same environment as `serve`;
+//! `healthcheck` (the container probe) is in [`healthcheck`].
+
+pub mod healthcheck;
 
 use std::net::SocketAddr;
 use std::process::ExitCode;
@@ -13,7 +16,7 @@ use crate::auth::{self, Scopes};
 use crate::config::{self, Config, LogFormat};
 use crate::crypto::Keyring;
 use crate::store::{self, ApiKey};
-use crate::{healthcheck, telemetry};
+use crate::telemetry;
 
 const ENVIRONMENT: &str = "\
 Configuration comes from the environment, for every command:

@@ -16,12 +16,13 @@ use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 use uuid::Uuid;
 
-use super::{after, jitter, minute_of, BATCH};
+use super::{after, jitter, BATCH};
 use crate::app::AppState;
 use crate::audit::{Action, AuditContext};
 use crate::crypto::TokenBinding;
 use crate::hex::Rejection;
 use crate::lifecycle::{Change, Status};
+use crate::proxy::minute_of;
 use crate::store::{Applied, DueCheck, Expect, StoreResult};
 
 /// Proxied calls a minute past which a connection's check waits: Hex allows about 30 a minute
