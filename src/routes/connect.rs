@@ -8,8 +8,7 @@ use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
 use uuid::Uuid;
 
-use super::connections::ConnectionView;
-use crate::app::AppState;
+use super::view::ConnectionView;
 use crate::audit::{Action, Actor, RequestInfo};
 use crate::auth::{session_used, Caller, ConnectCaller, Scope};
 use crate::connect::Attempter;
@@ -19,6 +18,7 @@ use crate::error::{ApiError, Json, Result};
 use crate::hex::{self, Workspace};
 use crate::input::{self, EndUserEmail, EndUserId, Label, Metadata};
 use crate::lifecycle::Change;
+use crate::state::AppState;
 use crate::store::{
     Expect, HexIdentity, Inserted, NewConnection, Session, SessionOutcome, SessionWrite, TokenReplacement,
 };

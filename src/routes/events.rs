@@ -7,11 +7,11 @@ use serde::Deserialize;
 use uuid::Uuid;
 
 use super::paging::{self, Page};
-use crate::app::AppState;
 use crate::audit::{Action, RequestInfo};
 use crate::auth::{Caller, Scope};
 use crate::error::{ApiError, Json, Path, Result};
 use crate::events::{self, EventFilter, EventRecord, EventState};
+use crate::state::AppState;
 
 /// The query of `GET /v1/events`.
 #[derive(Debug, Deserialize)]

@@ -28,10 +28,10 @@ use chrono::{DateTime, TimeDelta, Utc};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
-use crate::app::AppState;
 use crate::proxy::minute_of;
+use crate::state::AppState;
 
-pub use check::{after_unauthorized, check_round, recheck_after_unauthorized, CheckReport, Unauthorized};
+pub use check::{check_round, CheckReport};
 pub use expiry::{expiry_round, ExpiryReport};
 
 /// Rows claimed per statement.
@@ -54,10 +54,10 @@ fn after(at: DateTime<Utc>, span: Duration, factor: f64) -> DateTime<Utc> {
 /// Writes the proxy's last-used marks that are not in the database yet; a failed write keeps
 /// them for the next flush. Returns how many were written.
 pub async fn flush_last_used(state: &AppState) -> crate::store::StoreResult<usize> {
-    let marks = state.usage.take_unflushed(minute_of(state.clock.now()));
+    let marks = state.proxy.usage.take_unflushed(minute_of(state.clock.now()));
     for chunk in marks.chunks(BATCH as usize) {
         if let Err(e) = state.store.record_last_used(chunk).await {
-            state.usage.restore(chunk);
+            state.proxy.usage.restore(chunk);
             return Err(e);
         }
     }

@@ -8,7 +8,8 @@ use std::time::{Duration, Instant};
 
 use chrono::TimeDelta;
 use common::{Backend, TestApp};
-use hexbroker::verify::{self, CheckReport, ExpiryReport, Unauthorized};
+use hexbroker::proxy::Unauthorized;
+use hexbroker::verify::{self, CheckReport, ExpiryReport};
 use serde_json::{json, Value};
 
 /// Starts hexbroker with `extra`, its own watchers quiet (every round here is the test's).
@@ -347,15 +348,19 @@ async fn a_token_replaced_while_a_call_with_the_old_one_was_in_flight_stays_acti
         nonce,
         token: token.to_owned().into(),
     };
-    let invalidated = verify::recheck_after_unauthorized(&app.state, call(old_nonce, &old_token)).await;
+    let invalidated =
+        hexbroker::proxy::recheck_after_unauthorized(&app.state.proxy, call(old_nonce, &old_token)).await;
     assert!(!invalidated.unwrap());
     assert_eq!(connection(&app, &id).await["status"], "active");
 
     // The same failure on the token it holds now does invalidate.
     app.fake.revoke_token(&new_token);
     let current = app.state.store.connection_with_token("default", uuid).await.unwrap().unwrap();
-    let invalidated =
-        verify::recheck_after_unauthorized(&app.state, call(current.1.nonce.clone(), &new_token)).await;
+    let invalidated = hexbroker::proxy::recheck_after_unauthorized(
+        &app.state.proxy,
+        call(current.1.nonce.clone(), &new_token),
+    )
+    .await;
     assert!(invalidated.unwrap());
     assert_eq!(connection(&app, &id).await["status"], "invalid");
     let kinds = events(&app, &id).await;
