@@ -332,16 +332,16 @@ impl From<crate::proxy::InvalidPath> for ApiError {
 }
 
 /// §5: a connect attempt past an allowance of refusals, or one that Hex refused.
-impl From<crate::edge::AttemptError> for ApiError {
-    fn from(error: crate::edge::AttemptError) -> Self {
+impl From<crate::connect::AttemptError> for ApiError {
+    fn from(error: crate::connect::AttemptError) -> Self {
         match error {
-            crate::edge::AttemptError::TooMany { retry_after } => Self::new(
+            crate::connect::AttemptError::TooMany { retry_after } => Self::new(
                 StatusCode::TOO_MANY_REQUESTS,
                 Code::TooManyAttempts,
                 "Hex has refused too many connect attempts from here; wait before trying again.",
             )
             .with_retry_after(Some(retry_after)),
-            crate::edge::AttemptError::Hex(rejection) => rejection.into(),
+            crate::connect::AttemptError::Hex(rejection) => rejection.into(),
         }
     }
 }
@@ -598,7 +598,8 @@ mod tests {
     /// handlers gave them when the domain modules made `ApiError`s themselves.
     #[test]
     fn domain_errors_answer_as_before() {
-        use crate::edge::{AttemptError, KeyRateLimited};
+        use crate::connect::AttemptError;
+        use crate::edge::KeyRateLimited;
         use crate::hex::{InvalidSubdomain, InvalidTokenFormat, Rejection};
         use crate::proxy::{InvalidPath, ProxyError};
         let cases: Vec<(ApiError, u16, Code, &str, Option<u64>)> = vec![

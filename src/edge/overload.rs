@@ -17,7 +17,6 @@ use axum::response::{IntoResponse, Response};
 use uuid::Uuid;
 
 use super::gcra::KeyedGcra;
-use crate::app::AppState;
 use crate::error::{ApiError, Code};
 
 /// Routes the in-flight cap never refuses.
@@ -70,11 +69,11 @@ impl Drop for Slot {
 }
 
 /// Middleware: refuses a request at once when `HEXBROKER_MAX_IN_FLIGHT` requests are in progress.
-pub async fn shed(State(state): State<AppState>, request: Request, next: Next) -> Response {
+pub async fn shed(State(guards): State<Arc<super::Guards>>, request: Request, next: Next) -> Response {
     if EXEMPT.contains(&request.uri().path()) {
         return next.run(request).await;
     }
-    let Some(slot) = state.edge.in_flight.try_enter() else {
+    let Some(slot) = guards.in_flight.try_enter() else {
         return ApiError::new(
             StatusCode::SERVICE_UNAVAILABLE,
             Code::Overloaded,

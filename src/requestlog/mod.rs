@@ -62,7 +62,7 @@ impl Via {
 
     /// What precedes the Hex API path in the URI a call comes in on: the route's prefix (an MCP
     /// tool call's request is built as `/mcp/v1/...`).
-    fn prefix(self) -> &'static str {
+    pub(crate) fn prefix(self) -> &'static str {
         match self {
             Via::Proxy => "/v1/proxy",
             Via::Api => "/api",

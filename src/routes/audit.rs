@@ -5,11 +5,11 @@ use serde::Deserialize;
 use uuid::Uuid;
 
 use super::paging::{self, Page};
-use crate::app::AppState;
 use crate::audit::{Action, AuditEntry, AuditFilter};
 use crate::auth::{Caller, Scope};
 use crate::error::{ApiError, Code, Json, Result};
 use crate::input;
+use crate::state::AppState;
 
 /// The query of `GET /v1/audit-events`.
 #[derive(Debug, Deserialize)]

@@ -8,16 +8,17 @@ use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
 use uuid::Uuid;
 
-use super::connections::ConnectionView;
-use crate::app::AppState;
+use super::view::ConnectionView;
 use crate::audit::{Action, Actor, RequestInfo};
 use crate::auth::{session_used, Caller, ConnectCaller, Scope};
+use crate::connect::Attempter;
 use crate::crypto::TokenBinding;
-use crate::edge::{Attempter, ClientAddr};
+use crate::edge::ClientAddr;
 use crate::error::{ApiError, Code, Json, Result};
 use crate::hex::{self, Workspace};
 use crate::input::{self, EndUserEmail, EndUserId, Label, Metadata};
 use crate::lifecycle::Change;
+use crate::state::AppState;
 use crate::store::{
     Expect, HexIdentity, Inserted, NewConnection, Session, SessionOutcome, SessionWrite, TokenReplacement,
 };
@@ -143,7 +144,7 @@ async fn with_key(
 ) -> Result<Answer> {
     let audit = request.audit(caller.actor(), Action::Connect);
     let who = [Attempter::Key(caller.id)];
-    let identity = state.edge.verify_connect(&state.hex, &who, s.from, &s.workspace, &s.token).await?;
+    let identity = state.attempts.verify(&state.hex, &who, s.from, &s.workspace, &s.token).await?;
     let fingerprint = state.hasher.token_fingerprint(s.workspace.fingerprint_key(), &s.token);
     if let Some(existing) = state
         .store
@@ -201,7 +202,7 @@ async fn with_session(
             return Err(error);
         }
     }
-    let identity = state.edge.verify_connect(&state.hex, &who, s.from, &s.workspace, &s.token).await?;
+    let identity = state.attempts.verify(&state.hex, &who, s.from, &s.workspace, &s.token).await?;
     let fingerprint = state.hasher.token_fingerprint(s.workspace.fingerprint_key(), &s.token);
     let write = match session.connection_id {
         Some(id) => SessionWrite::Replace(TokenReplacement {

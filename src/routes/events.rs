@@ -7,12 +7,12 @@ use serde::Deserialize;
 use uuid::Uuid;
 
 use super::paging::{self, Page};
-use crate::app::AppState;
 use crate::audit::{Action, RequestInfo};
 use crate::auth::{Caller, Scope};
 use crate::error::{ApiError, Code, Json, Path, Result};
 use crate::events::{EventFilter, EventRecord, EventState};
 use crate::lifecycle::EventType;
+use crate::state::AppState;
 
 /// The query of `GET /v1/events`.
 #[derive(Debug, Deserialize)]

@@ -7,8 +7,8 @@ use axum::http::{header, StatusCode};
 use axum::response::IntoResponse;
 use serde_json::{json, Value};
 
-use crate::app::AppState;
 use crate::error::{ApiError, Code, Json};
+use crate::state::AppState;
 
 /// `GET /healthz`: 200 while the process runs.
 pub async fn healthz() -> Json<Value> {

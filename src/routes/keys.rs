@@ -8,12 +8,12 @@ use secrecy::ExposeSecret;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use super::connections::connection_id;
-use crate::app::AppState;
+use super::connection_id;
 use crate::audit::{Action, RequestInfo};
 use crate::auth::{self, Caller, KeySpec, Scope, Scopes};
 use crate::error::{ApiError, Code, Json, Path, Result};
 use crate::input::{canonical_uuid, KeyName};
+use crate::state::AppState;
 use crate::store;
 
 /// Longest lifetime a connection key may be given: one year.

@@ -7,11 +7,14 @@ mod events;
 mod health;
 mod keys;
 mod page;
-mod paging;
 mod proxy;
 mod requests;
 mod sessions;
 mod webhooks;
+
+// Shared by the handlers above; no routes of their own.
+mod paging;
+mod view;
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -33,11 +36,11 @@ use tower_http::sensitive_headers::SetSensitiveRequestHeadersLayer;
 use tower_http::trace::TraceLayer;
 use tracing::Span;
 
-use crate::app::AppState;
+use uuid::Uuid;
+
 use crate::audit::RequestInfo;
 use crate::error::{ApiError, Code};
-pub(crate) use connections::connection_id;
-pub(crate) use proxy::forward_tool_call;
+use crate::state::AppState;
 
 const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
@@ -239,7 +242,7 @@ fn with_middleware(routes: Router, state: AppState) -> Router {
             .layer(trace)
             .layer(PropagateRequestIdLayer::new(REQUEST_ID))
             .layer(axum::middleware::from_fn_with_state(state.metrics.clone(), crate::metrics::track))
-            .layer(axum::middleware::from_fn_with_state(state, crate::edge::shed)),
+            .layer(axum::middleware::from_fn_with_state(state.edge.clone(), crate::edge::shed)),
     )
 }
 
@@ -305,6 +308,12 @@ impl<S: Send + Sync> FromRequestParts<S> for RequestInfo {
             parts.extensions.get::<ConnectInfo<SocketAddr>>().map(|ConnectInfo(addr)| addr.ip().to_string());
         Ok(Self { request_id, caller_request_id, client_addr })
     }
+}
+
+/// Reads a connection id (from the path or `Connection-Id`); anything that is not one in its
+/// canonical spelling names no connection.
+pub(crate) fn connection_id(raw: &str) -> Result<Uuid, ApiError> {
+    crate::input::canonical_uuid(raw).ok_or_else(|| ApiError::not_found("connection"))
 }
 
 /// A CORS preflight; the CORS layer adds the headers when the origin is allowed.

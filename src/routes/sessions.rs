@@ -9,12 +9,12 @@ use secrecy::ExposeSecret;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use crate::app::AppState;
 use crate::audit::{Action, RequestInfo};
 use crate::auth::{AnySession, Caller, Scope, SESSION_TOKEN_PREFIX};
 use crate::crypto;
 use crate::error::{ApiError, Code, Json, Result};
 use crate::input::{EndUserEmail, EndUserId};
+use crate::state::AppState;
 use crate::store::{self, NewSession};
 
 const DEFAULT_EXPIRES_IN: u64 = 30 * 60;

@@ -10,13 +10,13 @@ use serde::{Deserialize, Deserializer, Serialize};
 use uuid::Uuid;
 
 use super::paging::{self, Page};
-use crate::app::AppState;
 use crate::audit::{Action, RequestInfo};
 use crate::auth::{Caller, Scope};
 use crate::error::{ApiError, Code, Json, Path, Result};
 use crate::events::endpoints::{self, Attempt, Endpoint, EndpointChange, EventTypes, NewEndpoint};
 use crate::events::guard::{self, AllowHosts};
 use crate::events::is_known_type;
+use crate::state::AppState;
 use crate::store;
 
 /// The most event types an endpoint may list.

@@ -19,8 +19,9 @@ use std::time::{Duration, Instant};
 use secrecy::SecretString;
 use uuid::Uuid;
 
-use super::gcra::KeyedGcra;
 use crate::config::AttemptLimit;
+use crate::edge::gcra::KeyedGcra;
+use crate::edge::retry_after_seconds;
 use crate::hex::{HexClient, Rejection, Workspace};
 use crate::store::HexIdentity;
 
@@ -155,7 +156,7 @@ impl ConnectAttempts {
 }
 
 fn too_many(wait: std::time::Duration) -> AttemptError {
-    AttemptError::TooMany { retry_after: super::retry_after_seconds(wait) }
+    AttemptError::TooMany { retry_after: retry_after_seconds(wait) }
 }
 
 /// The address an allowance is kept for: IPv4 as it is (also when mapped into IPv6), IPv6 by /64.
