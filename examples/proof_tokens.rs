@@ -41,7 +41,7 @@ async fn seed(state: &AppState, n: u64) -> anyhow::Result<()> {
             metadata: serde_json::json!({}),
             subdomain: SUBDOMAIN.to_owned(),
             hex_url: None,
-            token_type: "personal",
+            token_type: hexbroker::hex::TokenType::Personal,
             token_hint: "hxtp_…seed".to_owned(),
             token_fingerprint: state.hasher.token_fingerprint(SUBDOMAIN, &token),
             sealed: state.keyring.seal_token(binding, &token),

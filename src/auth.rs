@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use axum::extract::FromRequestParts;
+use axum::extract::{FromRef, FromRequestParts};
 use axum::http::header::AUTHORIZATION;
 use axum::http::request::Parts;
 use axum::http::StatusCode;
@@ -13,11 +13,11 @@ use chrono::{DateTime, Utc};
 use secrecy::{ExposeSecret, SecretString};
 use uuid::Uuid;
 
-use crate::app::AppState;
 use crate::audit::{Action, Actor, AuditContext};
 use crate::cache::Cache;
-use crate::crypto;
-use crate::error::ApiError;
+use crate::crypto::{self, Hasher};
+use crate::edge::Guards;
+use crate::error::{ApiError, Code};
 pub use crate::scopes::{Scope, Scopes};
 use crate::store::{self, ApiKey, DynStore, NewApiKey, Session};
 
@@ -29,6 +29,39 @@ pub const CONNECTION_KEY_PREFIX: &str = "hxbc_";
 pub const SESSION_TOKEN_PREFIX: &str = "hxbs_";
 /// How many leading characters of a secret are kept to recognise it.
 const SHOWN_PREFIX_LEN: usize = 12;
+
+/// What the extractors need to tell who is calling: the store, the cache of recent callers, the
+/// keyed hash, and the per-key rate. Behind one `Arc`, so that an extractor taking it from the
+/// application's state (axum's [`FromRef`]) costs one reference count.
+#[derive(Debug, Clone)]
+pub struct Auth(Arc<AuthHandles>);
+
+/// The handles inside [`Auth`].
+#[derive(Debug)]
+pub struct AuthHandles {
+    /// The database (keys and sessions not in the cache).
+    pub store: DynStore,
+    /// The callers seen lately, by key hash (the hot path's first cache).
+    pub callers: Arc<Callers>,
+    /// The keyed hash of secrets.
+    pub hasher: Arc<Hasher>,
+    /// The edge's limits (the rate per key).
+    pub guards: Arc<Guards>,
+}
+
+impl std::ops::Deref for Auth {
+    type Target = AuthHandles;
+    fn deref(&self) -> &AuthHandles {
+        &self.0
+    }
+}
+
+impl Auth {
+    /// The extractors' part of the state.
+    pub fn new(store: DynStore, callers: Arc<Callers>, hasher: Arc<Hasher>, guards: Arc<Guards>) -> Self {
+        Self(Arc::new(AuthHandles { store, callers, hasher, guards }))
+    }
+}
 
 /// An authenticated internal caller (an API key not bound to a connection): the key's record,
 /// shared with the cache, so that a request costs a reference count rather than a copy.
@@ -203,15 +236,15 @@ impl Callers {
 
 /// Finds the usable key behind the request's bearer credential. Missing, unknown, revoked and
 /// expired keys are one and the same 401; the reason goes to the debug log.
-pub(crate) async fn authenticate(parts: &Parts, state: &AppState) -> Result<Arc<ApiKey>, ApiError> {
+pub(crate) async fn authenticate(parts: &Parts, auth: &Auth) -> Result<Arc<ApiKey>, ApiError> {
     let bearer = bearer(parts).ok_or_else(|| {
         tracing::debug!("no bearer credential");
         ApiError::unauthorized()
     })?;
-    match state.callers.find(&state.store, state.hasher.secret_hash(bearer)).await? {
+    match auth.callers.find(&auth.store, auth.hasher.secret_hash(bearer)).await? {
         Some(key) if key.is_usable(store::now()) => {
             tracing::Span::current().record("key_id", tracing::field::display(key.id));
-            state.edge.check_key_rate(key.id)?;
+            auth.guards.check_key_rate(key.id)?;
             Ok(key)
         }
         Some(key) => {
@@ -225,15 +258,18 @@ pub(crate) async fn authenticate(parts: &Parts, state: &AppState) -> Result<Arc<
     }
 }
 
-impl FromRequestParts<AppState> for Caller {
+impl<S: Send + Sync> FromRequestParts<S> for Caller
+where
+    Auth: FromRef<S>,
+{
     type Rejection = ApiError;
 
-    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
-        let key = authenticate(parts, state).await?;
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        let key = authenticate(parts, &Auth::from_ref(state)).await?;
         if key.connection_id.is_some() {
             return Err(ApiError::new(
                 StatusCode::FORBIDDEN,
-                "connection_key_not_allowed",
+                Code::ConnectionKeyNotAllowed,
                 "A connection key works only on the drop-in surface (/api/…); use an API key here.",
             ));
         }
@@ -241,15 +277,18 @@ impl FromRequestParts<AppState> for Caller {
     }
 }
 
-impl FromRequestParts<AppState> for ConnectionCaller {
+impl<S: Send + Sync> FromRequestParts<S> for ConnectionCaller
+where
+    Auth: FromRef<S>,
+{
     type Rejection = ApiError;
 
-    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
-        let key = authenticate(parts, state).await?;
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        let key = authenticate(parts, &Auth::from_ref(state)).await?;
         let Some(connection_id) = key.connection_id else {
             return Err(ApiError::new(
                 StatusCode::FORBIDDEN,
-                "connection_key_required",
+                Code::ConnectionKeyRequired,
                 "The drop-in surface (/api/…) takes a connection key; use /v1/proxy with an API key instead.",
             ));
         };
@@ -266,21 +305,24 @@ pub enum ConnectCaller {
     Session(Session),
 }
 
-impl FromRequestParts<AppState> for ConnectCaller {
+impl<S: Send + Sync> FromRequestParts<S> for ConnectCaller
+where
+    Auth: FromRef<S>,
+{
     type Rejection = ApiError;
 
-    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
         let Some(token) = session_token(parts) else {
             return Caller::from_request_parts(parts, state).await.map(ConnectCaller::Key);
         };
-        let session = find_session(state, token).await?;
+        let session = find_session(&Auth::from_ref(state), token).await?;
         if session.used_at.is_some() {
             return Err(session_used());
         }
         if session.expires_at <= store::now() {
             return Err(ApiError::new(
                 StatusCode::UNAUTHORIZED,
-                "session_expired",
+                Code::SessionExpired,
                 "This connect link has expired; ask the app that sent you here for a new one.",
             ));
         }
@@ -293,15 +335,18 @@ impl FromRequestParts<AppState> for ConnectCaller {
 #[derive(Debug, Clone)]
 pub struct AnySession(pub Session);
 
-impl FromRequestParts<AppState> for AnySession {
+impl<S: Send + Sync> FromRequestParts<S> for AnySession
+where
+    Auth: FromRef<S>,
+{
     type Rejection = ApiError;
 
-    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
         let token = session_token(parts).ok_or_else(|| {
             tracing::debug!("no session token");
             ApiError::unauthorized()
         })?;
-        find_session(state, token).await.map(AnySession)
+        find_session(&Auth::from_ref(state), token).await.map(AnySession)
     }
 }
 
@@ -311,8 +356,8 @@ fn session_token(parts: &Parts) -> Option<&str> {
 }
 
 /// The session with this token, used or not; an unknown token is the one 401.
-async fn find_session(state: &AppState, token: &str) -> Result<Session, ApiError> {
-    let session = state.store.session_by_hash(&state.hasher.secret_hash(token)).await?.ok_or_else(|| {
+async fn find_session(auth: &Auth, token: &str) -> Result<Session, ApiError> {
+    let session = auth.store.session_by_hash(&auth.hasher.secret_hash(token)).await?.ok_or_else(|| {
         tracing::debug!("unknown session token");
         ApiError::unauthorized()
     })?;
@@ -324,7 +369,7 @@ async fn find_session(state: &AppState, token: &str) -> Result<Session, ApiError
 pub fn session_used() -> ApiError {
     ApiError::new(
         StatusCode::CONFLICT,
-        "session_used",
+        Code::SessionUsed,
         "This connect link has been used already; ask the app that sent you here for a new one.",
     )
 }
@@ -362,11 +407,15 @@ pub struct KeySpec<'a> {
 
 /// Makes and stores a key: an internal API key (`hxbk_…`) or, with a connection, a connection
 /// key (`hxbc_…`), with its `key.create` audit entry.
-pub async fn create_key(
-    state: &AppState,
+pub async fn create_key<S>(
+    state: &S,
     spec: KeySpec<'_>,
     audit: &AuditContext,
-) -> Result<CreatedKey, store::StoreError> {
+) -> Result<CreatedKey, store::StoreError>
+where
+    Auth: FromRef<S>,
+{
+    let auth = Auth::from_ref(state);
     let prefix = if spec.connection_id.is_some() { CONNECTION_KEY_PREFIX } else { API_KEY_PREFIX };
     let secret = crypto::new_secret(prefix);
     let new = NewApiKey {
@@ -374,23 +423,26 @@ pub async fn create_key(
         tenant: spec.tenant.to_owned(),
         name: spec.name.to_owned(),
         prefix: secret.expose_secret()[..SHOWN_PREFIX_LEN].to_owned(),
-        hash: state.hasher.secret_hash(secret.expose_secret()).to_vec(),
+        hash: auth.hasher.secret_hash(secret.expose_secret()).to_vec(),
         scopes: spec.scopes,
         connection_id: spec.connection_id,
         expires_at: spec.expires_at,
     };
-    let key = state.store.insert_api_key(&new, audit).await?;
+    let key = auth.store.insert_api_key(&new, audit).await?;
     Ok(CreatedKey { key, secret })
 }
 
 /// Makes and stores an internal API key that never expires (audited as hexbroker's own action:
 /// the command line and tests make these).
-pub async fn create_api_key(
-    state: &AppState,
+pub async fn create_api_key<S>(
+    state: &S,
     name: &str,
     tenant: &str,
     scopes: Scopes,
-) -> Result<CreatedKey, store::StoreError> {
+) -> Result<CreatedKey, store::StoreError>
+where
+    Auth: FromRef<S>,
+{
     let spec = KeySpec { name, tenant, scopes, connection_id: None, expires_at: None };
     create_key(state, spec, &AuditContext::system(Action::KeyCreate)).await
 }

@@ -16,6 +16,92 @@ use serde::de::{DeserializeOwned, MapAccess, Visitor};
 use serde::{Deserialize, Deserializer};
 use serde_json::json;
 
+/// Declares [`Code`] with its text and [`Code::ALL`] from one list, so the three cannot drift.
+macro_rules! codes {
+    ($($variant:ident = $text:literal,)*) => {
+        /// Every error code hexbroker answers with (§5), in `openapi.yaml`'s order. The code is the
+        /// stable, machine-readable part of an error; its HTTP status is chosen where the error is
+        /// made.
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+        #[allow(missing_docs)]
+        pub enum Code {
+            $($variant,)*
+        }
+
+        impl Code {
+            /// Every code, in `openapi.yaml`'s order.
+            pub const ALL: &'static [Code] = &[$(Code::$variant,)*];
+
+            /// The code as sent: `snake_case`.
+            pub const fn as_str(self) -> &'static str {
+                match self {
+                    $(Code::$variant => $text,)*
+                }
+            }
+        }
+    };
+}
+
+codes! {
+    Unauthorized = "unauthorized",
+    InsufficientScope = "insufficient_scope",
+    ConnectionKeyNotAllowed = "connection_key_not_allowed",
+    ConnectionKeyRequired = "connection_key_required",
+    ReadOnlyKey = "read_only_key",
+    OriginNotAllowed = "origin_not_allowed",
+    SessionExpired = "session_expired",
+    SessionUsed = "session_used",
+    NotFound = "not_found",
+    RouteNotFound = "route_not_found",
+    MethodNotAllowed = "method_not_allowed",
+    UnsupportedMediaType = "unsupported_media_type",
+    BodyTooLarge = "body_too_large",
+    InvalidJson = "invalid_json",
+    InvalidBody = "invalid_body",
+    InvalidRequest = "invalid_request",
+    InvalidQuery = "invalid_query",
+    InvalidSubdomain = "invalid_subdomain",
+    InvalidTokenFormat = "invalid_token_format",
+    InvalidWebhookUrl = "invalid_webhook_url",
+    HexTokenRejected = "hex_token_rejected",
+    HexInsufficientScope = "hex_insufficient_scope",
+    HexWorkspaceNotFound = "hex_workspace_not_found",
+    HexWorkspaceMismatch = "hex_workspace_mismatch",
+    EndUserMismatch = "end_user_mismatch",
+    TokenAlreadyConnected = "token_already_connected",
+    HexRateLimited = "hex_rate_limited",
+    HexUnavailable = "hex_unavailable",
+    HexTimeout = "hex_timeout",
+    MissingConnectionId = "missing_connection_id",
+    InvalidPath = "invalid_path",
+    ConnectionInvalid = "connection_invalid",
+    ConnectionExpired = "connection_expired",
+    ConnectionTampered = "connection_tampered",
+    HexHostNotAllowed = "hex_host_not_allowed",
+    ConnectionTokenUnusable = "connection_token_unusable",
+    InvalidConnectionId = "invalid_connection_id",
+    ConnectionRateLimited = "connection_rate_limited",
+    KeyRateLimited = "key_rate_limited",
+    TooManyAttempts = "too_many_attempts",
+    Overloaded = "overloaded",
+    WorkspaceBusy = "workspace_busy",
+    NotReady = "not_ready",
+    DatabaseUnavailable = "database_unavailable",
+    InternalError = "internal_error",
+}
+
+impl std::fmt::Display for Code {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl serde::Serialize for Code {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(self.as_str())
+    }
+}
+
 /// `Result` with [`ApiError`] as the default error.
 pub type Result<T, E = ApiError> = std::result::Result<T, E>;
 
@@ -23,7 +109,7 @@ pub type Result<T, E = ApiError> = std::result::Result<T, E>;
 #[derive(Debug)]
 pub struct ApiError {
     status: StatusCode,
-    code: &'static str,
+    code: Code,
     message: Cow<'static, str>,
     retry_after: Option<u64>,
     internal: Option<anyhow::Error>,
@@ -31,17 +117,17 @@ pub struct ApiError {
 
 impl ApiError {
     /// An error the caller can act on, with its status, stable code and a sentence for a person.
-    pub fn new(status: StatusCode, code: &'static str, message: impl Into<Cow<'static, str>>) -> Self {
+    pub fn new(status: StatusCode, code: Code, message: impl Into<Cow<'static, str>>) -> Self {
         Self { status, code, message: message.into(), retry_after: None, internal: None }
     }
 
     /// A 422 for input that parsed but cannot be accepted.
-    pub fn unprocessable(code: &'static str, message: impl Into<Cow<'static, str>>) -> Self {
+    pub fn unprocessable(code: Code, message: impl Into<Cow<'static, str>>) -> Self {
         Self::new(StatusCode::UNPROCESSABLE_ENTITY, code, message)
     }
 
     /// A 400 for a malformed request.
-    pub fn bad_request(code: &'static str, message: impl Into<Cow<'static, str>>) -> Self {
+    pub fn bad_request(code: Code, message: impl Into<Cow<'static, str>>) -> Self {
         Self::new(StatusCode::BAD_REQUEST, code, message)
     }
 
@@ -49,7 +135,7 @@ impl ApiError {
     pub fn unauthorized() -> Self {
         Self::new(
             StatusCode::UNAUTHORIZED,
-            "unauthorized",
+            Code::Unauthorized,
             "Send a valid credential as `Authorization: Bearer <key>`.",
         )
     }
@@ -58,14 +144,14 @@ impl ApiError {
     pub fn insufficient_scope(needed: &str) -> Self {
         Self::new(
             StatusCode::FORBIDDEN,
-            "insufficient_scope",
+            Code::InsufficientScope,
             format!("This credential lacks the `{needed}` scope that this operation needs."),
         )
     }
 
     /// A 404; also what a caller gets for anything outside its tenant.
     pub fn not_found(what: &'static str) -> Self {
-        Self::new(StatusCode::NOT_FOUND, "not_found", format!("No such {what}."))
+        Self::new(StatusCode::NOT_FOUND, Code::NotFound, format!("No such {what}."))
     }
 
     /// A 500 that logs `cause` and tells the caller nothing internal.
@@ -74,7 +160,7 @@ impl ApiError {
             internal: Some(cause.into()),
             ..Self::new(
                 StatusCode::INTERNAL_SERVER_ERROR,
-                "internal_error",
+                Code::InternalError,
                 "Something went wrong on our side; try again, and quote the x-request-id if it persists.",
             )
         }
@@ -92,7 +178,7 @@ impl ApiError {
     }
 
     /// The stable, machine-readable code.
-    pub fn code(&self) -> &'static str {
+    pub fn code(&self) -> Code {
         self.code
     }
 
@@ -116,11 +202,11 @@ impl std::fmt::Display for ApiError {
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         if let Some(cause) = &self.internal {
-            tracing::error!(code = self.code, error = format!("{cause:#}"), "request failed");
+            tracing::error!(code = self.code.as_str(), error = format!("{cause:#}"), "request failed");
         } else if self.status.is_server_error() {
-            tracing::warn!(code = self.code, "request failed");
+            tracing::warn!(code = self.code.as_str(), "request failed");
         } else {
-            tracing::debug!(code = self.code, "request refused");
+            tracing::debug!(code = self.code.as_str(), "request refused");
         }
         let body = json!({ "error": { "code": self.code, "message": self.message } });
         let mut response = (self.status, axum::Json(body)).into_response();
@@ -135,17 +221,154 @@ impl IntoResponse for ApiError {
     }
 }
 
+impl From<crate::hex::Rejection> for ApiError {
+    fn from(rejection: crate::hex::Rejection) -> Self {
+        use crate::hex::Rejection;
+        match rejection {
+            Rejection::TokenRejected => ApiError::unprocessable(
+                Code::HexTokenRejected,
+                "Hex did not accept this token: it may be mistyped, expired or revoked. Create a new one in Hex (Settings → API keys).",
+            ),
+            Rejection::InsufficientScope => ApiError::unprocessable(
+                Code::HexInsufficientScope,
+                "Hex accepted the token but it lacks the scope to read projects; create a token with project read access.",
+            ),
+            Rejection::WorkspaceNotFound => ApiError::unprocessable(
+                Code::HexWorkspaceNotFound,
+                "No Hex workspace answers at this subdomain; check the part before .hex.tech in your Hex address.",
+            ),
+            Rejection::RateLimited { retry_after } => ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                Code::HexRateLimited,
+                "Hex is rate-limiting requests for this token; try again shortly.",
+            )
+            .with_retry_after(Some(retry_after.unwrap_or(60))),
+            Rejection::Unavailable => ApiError::new(
+                StatusCode::BAD_GATEWAY,
+                Code::HexUnavailable,
+                "Hex could not be reached or answered with an error; try again shortly.",
+            ),
+        }
+    }
+}
+
+/// §6 step 1: a subdomain that names no workspace hexbroker may talk to.
+impl From<crate::hex::InvalidSubdomain> for ApiError {
+    fn from(_: crate::hex::InvalidSubdomain) -> Self {
+        Self::unprocessable(
+            Code::InvalidSubdomain,
+            "The workspace subdomain should look like `acme` (the part before .hex.tech; `app` for most workspaces, `eu` for the EU region).",
+        )
+    }
+}
+
+/// §6: a token that is not 1–1024 visible characters.
+impl From<crate::hex::InvalidTokenFormat> for ApiError {
+    fn from(_: crate::hex::InvalidTokenFormat) -> Self {
+        Self::unprocessable(
+            Code::InvalidTokenFormat,
+            "The Hex API token should be 1 to 1024 visible characters with no spaces; copy it again from Hex (Settings → API keys).",
+        )
+    }
+}
+
+/// How a proxied call that got no answer from Hex is answered; [`ProxyError::report`] logs it
+/// where it is handled.
+///
+/// [`ProxyError::report`]: crate::proxy::ProxyError::report
+impl From<crate::proxy::ProxyError> for ApiError {
+    fn from(error: crate::proxy::ProxyError) -> Self {
+        use crate::proxy::ProxyError;
+        match error {
+            ProxyError::Timeout(_) => ApiError::new(
+                StatusCode::GATEWAY_TIMEOUT,
+                Code::HexTimeout,
+                "Hex did not answer in time; try again shortly.",
+            ),
+            ProxyError::Unreachable(_) => ApiError::new(
+                StatusCode::BAD_GATEWAY,
+                Code::HexUnavailable,
+                "Hex could not be reached; try again shortly.",
+            ),
+            ProxyError::BrokenAnswer(_) => ApiError::new(
+                StatusCode::BAD_GATEWAY,
+                Code::HexUnavailable,
+                "Hex's answer broke off before it could be relayed; try again shortly.",
+            ),
+            ProxyError::BadBody(_) => {
+                ApiError::bad_request(Code::InvalidBody, "The request body could not be read.")
+            }
+            ProxyError::BadUrl => {
+                ApiError::bad_request(Code::InvalidPath, "The path cannot be forwarded to Hex.")
+            }
+            ProxyError::BadToken => ApiError::new(
+                StatusCode::FAILED_DEPENDENCY,
+                Code::ConnectionTokenUnusable,
+                "This connection's Hex token cannot be sent in a header; reconnect it with a new token.",
+            ),
+            ProxyError::Busy => ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                Code::WorkspaceBusy,
+                "This Hex workspace has as many calls in flight as hexbroker allows; try again shortly.",
+            )
+            .with_retry_after(Some(1)),
+            ProxyError::Upgrade => ApiError::new(
+                StatusCode::BAD_GATEWAY,
+                Code::HexUnavailable,
+                "Hex answered with a protocol switch, which hexbroker does not relay; try again shortly.",
+            ),
+        }
+    }
+}
+
+/// §7: a path that could climb out of `/api` once normalised.
+impl From<crate::proxy::InvalidPath> for ApiError {
+    fn from(_: crate::proxy::InvalidPath) -> Self {
+        ApiError::bad_request(
+            Code::InvalidPath,
+            "The path may not contain `.` or `..` segments (plain, encoded or with `;` parameters), encoded slashes, backslashes or an encoded `%`.",
+        )
+    }
+}
+
+/// §5: a connect attempt past an allowance of refusals, or one that Hex refused.
+impl From<crate::connect::AttemptError> for ApiError {
+    fn from(error: crate::connect::AttemptError) -> Self {
+        match error {
+            crate::connect::AttemptError::TooMany { retry_after } => Self::new(
+                StatusCode::TOO_MANY_REQUESTS,
+                Code::TooManyAttempts,
+                "Hex has refused too many connect attempts from here; wait before trying again.",
+            )
+            .with_retry_after(Some(retry_after)),
+            crate::connect::AttemptError::Hex(rejection) => rejection.into(),
+        }
+    }
+}
+
+/// An API key past `HEXBROKER_KEY_RATE_LIMIT`.
+impl From<crate::edge::KeyRateLimited> for ApiError {
+    fn from(limited: crate::edge::KeyRateLimited) -> Self {
+        Self::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            Code::KeyRateLimited,
+            format!("This API key may make {} requests a minute; try again shortly.", limited.per_minute),
+        )
+        .with_retry_after(Some(limited.retry_after))
+    }
+}
+
 /// A caller's string that broke its kind's rule (§5): 422 `invalid_request`, naming the field.
 impl From<crate::input::Refused> for ApiError {
     fn from(refused: crate::input::Refused) -> Self {
-        Self::unprocessable("invalid_request", refused.into_message())
+        Self::unprocessable(Code::InvalidRequest, refused.into_message())
     }
 }
 
 impl ApiError {
     /// A 422 `invalid_query` for a query filter that broke its rule.
     pub fn invalid_query(refused: crate::input::Refused) -> Self {
-        Self::unprocessable("invalid_query", refused.into_message())
+        Self::unprocessable(Code::InvalidQuery, refused.into_message())
     }
 }
 
@@ -165,7 +388,7 @@ impl ApiError {
     pub fn database_unavailable() -> Self {
         Self::new(
             StatusCode::SERVICE_UNAVAILABLE,
-            "database_unavailable",
+            Code::DatabaseUnavailable,
             "The database is not answering; try again shortly.",
         )
         .with_retry_after(Some(DATABASE_RETRY_AFTER_SECS))
@@ -180,26 +403,28 @@ impl From<JsonRejection> for ApiError {
         match rejection {
             JsonRejection::MissingJsonContentType(_) => Self::new(
                 StatusCode::UNSUPPORTED_MEDIA_TYPE,
-                "unsupported_media_type",
+                Code::UnsupportedMediaType,
                 "Send the body as JSON with `Content-Type: application/json`.",
             ),
-            JsonRejection::JsonDataError(e) => Self::unprocessable("invalid_body", describe_data_error(&e)),
+            JsonRejection::JsonDataError(e) => {
+                Self::unprocessable(Code::InvalidBody, describe_data_error(&e))
+            }
             JsonRejection::JsonSyntaxError(_) => {
-                Self::bad_request("invalid_json", "The body is not valid JSON.")
+                Self::bad_request(Code::InvalidJson, "The body is not valid JSON.")
             }
             JsonRejection::BytesRejection(e) if e.status() == StatusCode::PAYLOAD_TOO_LARGE => Self::new(
                 StatusCode::PAYLOAD_TOO_LARGE,
-                "body_too_large",
+                Code::BodyTooLarge,
                 "The request body is larger than this endpoint accepts.",
             ),
-            _ => Self::bad_request("invalid_body", "The request body could not be read."),
+            _ => Self::bad_request(Code::InvalidBody, "The request body could not be read."),
         }
     }
 }
 
 impl From<PathRejection> for ApiError {
     fn from(_: PathRejection) -> Self {
-        Self::bad_request("invalid_path", "The URL path could not be read (is it valid UTF-8?).")
+        Self::bad_request(Code::InvalidPath, "The URL path could not be read (is it valid UTF-8?).")
     }
 }
 
@@ -359,6 +584,51 @@ mod tests {
         assert_eq!(ApiError::from(error).status_code(), StatusCode::INTERNAL_SERVER_ERROR);
     }
 
+    #[test]
+    fn every_code_is_listed_once_in_snake_case() {
+        let texts: std::collections::BTreeSet<&str> = Code::ALL.iter().map(|c| c.as_str()).collect();
+        assert_eq!(texts.len(), Code::ALL.len());
+        assert!(texts
+            .iter()
+            .all(|t| !t.is_empty() && t.bytes().all(|b| b.is_ascii_lowercase() || b == b'_')));
+        assert_eq!(serde_json::to_value(Code::HexTimeout).unwrap(), "hex_timeout");
+    }
+
+    /// The domain modules' errors answer with the status, code, message and `Retry-After` the
+    /// handlers gave them when the domain modules made `ApiError`s themselves.
+    #[test]
+    fn domain_errors_answer_as_before() {
+        use crate::connect::AttemptError;
+        use crate::edge::KeyRateLimited;
+        use crate::hex::{InvalidSubdomain, InvalidTokenFormat, Rejection};
+        use crate::proxy::{InvalidPath, ProxyError};
+        let cases: Vec<(ApiError, u16, Code, &str, Option<u64>)> = vec![
+            (InvalidSubdomain.into(), 422, Code::InvalidSubdomain, "The workspace subdomain should look like `acme` (the part before .hex.tech; `app` for most workspaces, `eu` for the EU region).", None),
+            (InvalidTokenFormat.into(), 422, Code::InvalidTokenFormat, "The Hex API token should be 1 to 1024 visible characters with no spaces; copy it again from Hex (Settings → API keys).", None),
+            (Rejection::TokenRejected.into(), 422, Code::HexTokenRejected, "Hex did not accept this token: it may be mistyped, expired or revoked. Create a new one in Hex (Settings → API keys).", None),
+            (Rejection::InsufficientScope.into(), 422, Code::HexInsufficientScope, "Hex accepted the token but it lacks the scope to read projects; create a token with project read access.", None),
+            (Rejection::WorkspaceNotFound.into(), 422, Code::HexWorkspaceNotFound, "No Hex workspace answers at this subdomain; check the part before .hex.tech in your Hex address.", None),
+            (Rejection::RateLimited { retry_after: None }.into(), 503, Code::HexRateLimited, "Hex is rate-limiting requests for this token; try again shortly.", Some(60)),
+            (Rejection::RateLimited { retry_after: Some(7) }.into(), 503, Code::HexRateLimited, "Hex is rate-limiting requests for this token; try again shortly.", Some(7)),
+            (Rejection::Unavailable.into(), 502, Code::HexUnavailable, "Hex could not be reached or answered with an error; try again shortly.", None),
+            (AttemptError::TooMany { retry_after: 9 }.into(), 429, Code::TooManyAttempts, "Hex has refused too many connect attempts from here; wait before trying again.", Some(9)),
+            (AttemptError::Hex(Rejection::TokenRejected).into(), 422, Code::HexTokenRejected, "Hex did not accept this token: it may be mistyped, expired or revoked. Create a new one in Hex (Settings → API keys).", None),
+            (KeyRateLimited { per_minute: 5, retry_after: 3 }.into(), 429, Code::KeyRateLimited, "This API key may make 5 requests a minute; try again shortly.", Some(3)),
+            (InvalidPath.into(), 400, Code::InvalidPath, "The path may not contain `.` or `..` segments (plain, encoded or with `;` parameters), encoded slashes, backslashes or an encoded `%`.", None),
+            (ProxyError::Timeout(std::time::Duration::from_secs(1)).into(), 504, Code::HexTimeout, "Hex did not answer in time; try again shortly.", None),
+            (ProxyError::BrokenAnswer("x".into()).into(), 502, Code::HexUnavailable, "Hex's answer broke off before it could be relayed; try again shortly.", None),
+            (ProxyError::Upgrade.into(), 502, Code::HexUnavailable, "Hex answered with a protocol switch, which hexbroker does not relay; try again shortly.", None),
+            (ProxyError::BadBody("x".into()).into(), 400, Code::InvalidBody, "The request body could not be read.", None),
+            (ProxyError::BadUrl.into(), 400, Code::InvalidPath, "The path cannot be forwarded to Hex.", None),
+            (ProxyError::BadToken.into(), 424, Code::ConnectionTokenUnusable, "This connection's Hex token cannot be sent in a header; reconnect it with a new token.", None),
+            (ProxyError::Busy.into(), 503, Code::WorkspaceBusy, "This Hex workspace has as many calls in flight as hexbroker allows; try again shortly.", Some(1)),
+        ];
+        for (error, status, code, message, retry_after) in cases {
+            let got = (error.status_code().as_u16(), error.code(), error.message(), error.retry_after());
+            assert_eq!(got, (status, code, message, retry_after));
+        }
+    }
+
     #[derive(Debug, Deserialize)]
     #[serde(deny_unknown_fields)]
     #[allow(dead_code)]
@@ -382,7 +652,7 @@ mod tests {
             .unwrap();
         let rejection = axum::Json::<Body>::from_request(request, &()).await.unwrap_err();
         let error = ApiError::from(rejection);
-        (error.code.to_owned(), error.message.into_owned())
+        (error.code.as_str().to_owned(), error.message.into_owned())
     }
 
     #[tokio::test]

@@ -55,39 +55,48 @@ impl FromStr for Status {
     }
 }
 
-// Status is stored as text on both backends: these delegate to `&str`, so one impl serves both.
-impl<DB: sqlx::Database> sqlx::Type<DB> for Status
-where
-    str: sqlx::Type<DB>,
-{
-    fn type_info() -> DB::TypeInfo {
-        <str as sqlx::Type<DB>>::type_info()
-    }
-    fn compatible(ty: &DB::TypeInfo) -> bool {
-        <str as sqlx::Type<DB>>::compatible(ty)
-    }
-}
+/// `sqlx` impls for a vocabulary type stored as text on both backends (`as_str` to write,
+/// `FromStr` to read): they delegate to `&str`, so one impl serves both.
+macro_rules! stored_as_text {
+    ($type:ty) => {
+        impl<DB: sqlx::Database> sqlx::Type<DB> for $type
+        where
+            str: sqlx::Type<DB>,
+        {
+            fn type_info() -> DB::TypeInfo {
+                <str as sqlx::Type<DB>>::type_info()
+            }
+            fn compatible(ty: &DB::TypeInfo) -> bool {
+                <str as sqlx::Type<DB>>::compatible(ty)
+            }
+        }
 
-impl<'r, DB: sqlx::Database> sqlx::Decode<'r, DB> for Status
-where
-    &'r str: sqlx::Decode<'r, DB>,
-{
-    fn decode(value: DB::ValueRef<'r>) -> Result<Self, sqlx::error::BoxDynError> {
-        Ok(<&str as sqlx::Decode<DB>>::decode(value)?.parse()?)
-    }
-}
+        impl<'r, DB: sqlx::Database> sqlx::Decode<'r, DB> for $type
+        where
+            &'r str: sqlx::Decode<'r, DB>,
+        {
+            fn decode(value: DB::ValueRef<'r>) -> Result<Self, sqlx::error::BoxDynError> {
+                Ok(<&str as sqlx::Decode<DB>>::decode(value)?.parse::<$type>()?)
+            }
+        }
 
-impl<'q, DB: sqlx::Database> sqlx::Encode<'q, DB> for Status
-where
-    &'q str: sqlx::Encode<'q, DB>,
-{
-    fn encode_by_ref(
-        &self,
-        buf: &mut <DB as sqlx::Database>::ArgumentBuffer<'q>,
-    ) -> Result<sqlx::encode::IsNull, sqlx::error::BoxDynError> {
-        <&str as sqlx::Encode<DB>>::encode(self.as_str(), buf)
-    }
+        impl<'q, DB: sqlx::Database> sqlx::Encode<'q, DB> for $type
+        where
+            &'q str: sqlx::Encode<'q, DB>,
+        {
+            fn encode_by_ref(
+                &self,
+                buf: &mut <DB as sqlx::Database>::ArgumentBuffer<'q>,
+            ) -> Result<sqlx::encode::IsNull, sqlx::error::BoxDynError> {
+                <&str as sqlx::Encode<DB>>::encode(self.as_str(), buf)
+            }
+        }
+    };
 }
+pub(crate) use stored_as_text;
+
+stored_as_text!(Status);
+stored_as_text!(EventType);
 
 /// The events of §8.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -141,10 +150,15 @@ impl EventType {
     }
 }
 
+/// A name that is not an event type.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("not an event type (§8)")]
+pub struct UnknownEventType;
+
 impl FromStr for EventType {
-    type Err = ();
+    type Err = UnknownEventType;
     fn from_str(text: &str) -> Result<Self, Self::Err> {
-        EventType::ALL.into_iter().find(|t| t.as_str() == text).ok_or(())
+        EventType::ALL.into_iter().find(|t| t.as_str() == text).ok_or(UnknownEventType)
     }
 }
 

@@ -259,7 +259,7 @@ impl Metrics {
         self.0.retries.get_or_create(&KindLabels { kind: reason }).inc();
     }
 
-    /// Records `n` things of `kind` the watchers did.
+    /// Records `n` things of `kind` the background checks did.
     pub fn watched(&self, kind: &'static str, n: usize) {
         if n > 0 {
             self.0.watch.get_or_create(&KindLabels { kind }).inc_by(n as u64);

@@ -13,8 +13,8 @@ use std::time::{Duration, Instant};
 use anyhow::Context as _;
 use uuid::Uuid;
 
-use crate::app::AppState;
 use crate::crypto::{CryptoError, TokenBinding, HASH_KEY_AAD};
+use crate::state::AppState;
 use crate::store::Reseal;
 
 /// How a run paces itself.

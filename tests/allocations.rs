@@ -10,6 +10,7 @@ use axum::http::Uri;
 use hexbroker::audit::{Action, AuditContext};
 use hexbroker::auth::{Callers, Scope, Scopes};
 use hexbroker::crypto::Hasher;
+use hexbroker::hex::TokenType;
 use hexbroker::lifecycle::Status;
 use hexbroker::metrics::{Metrics, Route};
 use hexbroker::proxy::{Origins, Target, Targets};
@@ -63,7 +64,7 @@ fn connection(tenant: &str) -> Connection {
         metadata: serde_json::json!({}),
         subdomain: "acme".into(),
         hex_url: None,
-        token_type: "personal".into(),
+        token_type: TokenType::Personal,
         token_hint: "hxtp_…abcd".into(),
         hex_org_id: None,
         hex_user_email: None,

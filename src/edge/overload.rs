@@ -17,8 +17,7 @@ use axum::response::{IntoResponse, Response};
 use uuid::Uuid;
 
 use super::gcra::KeyedGcra;
-use crate::app::AppState;
-use crate::error::ApiError;
+use crate::error::{ApiError, Code};
 
 /// Routes the in-flight cap never refuses.
 const EXEMPT: [&str; 3] = ["/healthz", "/readyz", "/metrics"];
@@ -70,14 +69,14 @@ impl Drop for Slot {
 }
 
 /// Middleware: refuses a request at once when `HEXBROKER_MAX_IN_FLIGHT` requests are in progress.
-pub async fn shed(State(state): State<AppState>, request: Request, next: Next) -> Response {
+pub async fn shed(State(guards): State<Arc<super::Guards>>, request: Request, next: Next) -> Response {
     if EXEMPT.contains(&request.uri().path()) {
         return next.run(request).await;
     }
-    let Some(slot) = state.edge.in_flight.try_enter() else {
+    let Some(slot) = guards.in_flight.try_enter() else {
         return ApiError::new(
             StatusCode::SERVICE_UNAVAILABLE,
-            "overloaded",
+            Code::Overloaded,
             "hexbroker is serving as many requests as it may at once; try again shortly.",
         )
         .with_retry_after(Some(1))
@@ -101,18 +100,23 @@ impl KeyRate {
         Self { per_minute, limiter: KeyedGcra::new(per_minute, Duration::from_secs(60)) }
     }
 
-    /// Counts one request of `key`, or refuses it with 429 `key_rate_limited`.
-    pub fn check(&self, key: Uuid) -> Result<(), ApiError> {
+    /// Counts one request of `key`, or refuses it (429 `key_rate_limited`).
+    pub fn check(&self, key: Uuid) -> Result<(), KeyRateLimited> {
         self.limiter.take(&key, Instant::now()).map_err(|wait| {
             tracing::debug!(key_id = %key, "key over its request rate");
-            ApiError::new(
-                StatusCode::TOO_MANY_REQUESTS,
-                "key_rate_limited",
-                format!("This API key may make {} requests a minute; try again shortly.", self.per_minute),
-            )
-            .with_retry_after(Some(super::retry_after_seconds(wait)))
+            KeyRateLimited { per_minute: self.per_minute, retry_after: super::retry_after_seconds(wait) }
         })
     }
+}
+
+/// An API key past its request rate (`HEXBROKER_KEY_RATE_LIMIT`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("the key is past its rate of {per_minute} requests a minute")]
+pub struct KeyRateLimited {
+    /// The key's rate.
+    pub per_minute: u32,
+    /// Whole seconds until it may make another request, at least one.
+    pub retry_after: u64,
 }
 
 #[cfg(test)]
@@ -133,12 +137,13 @@ mod tests {
     }
 
     #[test]
-    fn a_key_over_its_rate_gets_429_with_retry_after() {
+    fn a_key_over_its_rate_is_refused_with_a_wait() {
         let rate = KeyRate::new(2);
         let key = Uuid::now_v7();
         assert!(rate.check(key).is_ok() && rate.check(key).is_ok());
         let err = rate.check(key).unwrap_err();
-        assert_eq!((err.status_code(), err.code()), (StatusCode::TOO_MANY_REQUESTS, "key_rate_limited"));
+        assert_eq!(err.per_minute, 2);
+        assert!((1..=30).contains(&err.retry_after), "{err:?}");
         assert!(rate.check(Uuid::now_v7()).is_ok(), "other keys are not held back");
     }
 }

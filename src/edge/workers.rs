@@ -7,7 +7,7 @@
 //!
 //! The listener is one socket: every worker waits on it and whichever is free takes the next
 //! connection. Each worker keeps its share of `HEXBROKER_MAX_CONNECTIONS`. The background work
-//! (webhooks, watchers) stays on the main runtime.
+//! (webhooks, background checks) stays on the main runtime.
 //!
 //! Shutdown stops the one socket from accepting first (`shutdown(2)`, which reaches every
 //! worker's copy at once), and only then tells the workers, which drain as one listener does: no

@@ -49,6 +49,20 @@ impl EventState {
     }
 }
 
+/// A name that is not an event state.
+#[derive(Debug, thiserror::Error)]
+#[error("not an event state (pending, delivered or dead)")]
+pub struct UnknownEventState;
+
+impl std::str::FromStr for EventState {
+    type Err = UnknownEventState;
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        EventState::ALL.into_iter().find(|s| s.as_str() == text).ok_or(UnknownEventState)
+    }
+}
+
+crate::lifecycle::stored_as_text!(EventState);
+
 /// An event as `GET /v1/events` lists it.
 #[derive(Debug, Clone, sqlx::FromRow, Serialize)]
 pub struct EventRecord {
@@ -57,13 +71,13 @@ pub struct EventRecord {
     /// Its type, e.g. `connection.created`.
     #[serde(rename = "type")]
     #[sqlx(rename = "type")]
-    pub kind: String,
+    pub kind: EventType,
     /// The connection it is about.
     pub connection_id: Uuid,
     /// When it happened.
     pub created_at: DateTime<Utc>,
-    /// `pending`, `delivered` or `dead`.
-    pub state: String,
+    /// Where it is in its delivery.
+    pub state: EventState,
     /// Delivery attempts made since it was (re)queued.
     pub attempts: i32,
     /// When the next attempt is due (for a pending event).
@@ -76,7 +90,7 @@ pub struct EventRecord {
 #[derive(Debug, Clone, Default)]
 pub struct EventFilter {
     /// Only this type.
-    pub kind: Option<String>,
+    pub kind: Option<EventType>,
     /// Only about this connection.
     pub connection_id: Option<Uuid>,
     /// Only in this state.

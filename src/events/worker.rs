@@ -120,7 +120,7 @@ pub fn spawn(
 
 /// Claims and delivers until `stop`, then waits for the deliveries in flight to be recorded: a
 /// shutdown stops between attempts, never in the middle of one (each is bounded by the webhook
-/// timeout, and [`crate::app::Background::stop`] bounds the wait as a whole).
+/// timeout, and [`crate::background::Background::stop`] bounds the wait as a whole).
 async fn run(
     deliverer: Arc<Deliverer>,
     lease: Duration,

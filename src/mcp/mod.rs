@@ -1,7 +1,7 @@
 //! MCP for AI agents (§14 of the contract): the Model Context Protocol's Streamable HTTP
 //! transport on `/mcp`, a small hand-written JSON-RPC layer whose tools are Hex's operations.
 //! A tool call is a proxied call: it enters the proxy exactly where `/v1/proxy` does
-//! (`routes::forward`), so path rules, limits, retries, the 401 follow-up, `last_used_at` and
+//! ([`crate::proxy::forward`]), so path rules, limits, retries, the 401 follow-up, `last_used_at` and
 //! metrics are the proxy's own.
 //!
 //! Sessions are stateless, so that any replica serves any request: the `Mcp-Session-Id` is a
@@ -20,10 +20,9 @@ use axum::response::{IntoResponse, Response};
 use serde_json::{json, Value};
 use uuid::Uuid;
 
-use crate::app::AppState;
-use crate::auth::Scope;
-use crate::error::ApiError;
-use crate::proxy::CONNECTION_ID_HEADER;
+use crate::auth::{Auth, Scope};
+use crate::error::{ApiError, Code};
+use crate::proxy::{Proxy, CONNECTION_ID_HEADER};
 pub use tools::{snake_case, BadArguments, Call, Tool, Tools, ToolsError, HEX_SPEC};
 
 /// The protocol versions served, newest first.
@@ -37,10 +36,21 @@ pub const MAX_RESULT_BYTES: usize = 1024 * 1024;
 /// The largest JSON-RPC message read.
 const MAX_MESSAGE_BYTES: usize = 1024 * 1024;
 
+/// What `/mcp` needs of the application's state (axum's `FromRef`): the extractors' part, the
+/// proxy's (a tool call is a proxied call), and the tools.
+#[derive(Debug, Clone)]
+pub struct Mcp {
+    /// Who is calling.
+    pub auth: Auth,
+    /// Where tool calls go.
+    pub proxy: Proxy,
+    /// The tools made from Hex's spec, narrowed by `HEXBROKER_MCP_TOOLS`.
+    pub tools: std::sync::Arc<Tools>,
+}
+
 /// Who is calling `/mcp`, and on which connection.
 #[derive(Debug, Clone)]
 struct McpCaller {
-    tenant: String,
     connection_id: Uuid,
     /// The key (its id binds sessions; the request log names it).
     key: std::sync::Arc<crate::store::ApiKey>,
@@ -50,22 +60,22 @@ struct McpCaller {
 
 /// The Origin rule (DNS rebinding): a present `Origin` must be hexbroker's public origin or one
 /// of `HEXBROKER_ALLOWED_ORIGINS`.
-fn check_origin(state: &AppState, headers: &HeaderMap) -> Result<(), ApiError> {
+fn check_origin(state: &Mcp, headers: &HeaderMap) -> Result<(), ApiError> {
     let Some(origin) = headers.get(header::ORIGIN) else { return Ok(()) };
-    let own = state.config.public_url.origin().ascii_serialization();
-    if origin.as_bytes() == own.as_bytes() || state.config.allowed_origins.iter().any(|o| o == origin) {
+    let own = state.proxy.config.public_url.origin().ascii_serialization();
+    if origin.as_bytes() == own.as_bytes() || state.proxy.config.allowed_origins.iter().any(|o| o == origin) {
         return Ok(());
     }
     Err(ApiError::new(
         StatusCode::FORBIDDEN,
-        "origin_not_allowed",
+        Code::OriginNotAllowed,
         "Requests to /mcp from this Origin are refused; add it to HEXBROKER_ALLOWED_ORIGINS if it is yours.",
     ))
 }
 
 /// A connection key, or an API key with `proxy`/`proxy:read` and `Connection-Id`.
-async fn caller(state: &AppState, parts: &Parts) -> Result<McpCaller, ApiError> {
-    let key = crate::auth::authenticate(parts, state).await?;
+async fn caller(state: &Mcp, parts: &Parts) -> Result<McpCaller, ApiError> {
+    let key = crate::auth::authenticate(parts, &state.auth).await?;
     let read_only = !key.scopes.grants(Scope::Proxy);
     if !key.scopes.grants(Scope::ProxyRead) {
         return Err(ApiError::insufficient_scope(Scope::ProxyRead.name()));
@@ -75,17 +85,17 @@ async fn caller(state: &AppState, parts: &Parts) -> Result<McpCaller, ApiError> 
         None => {
             let id = parts.headers.get(CONNECTION_ID_HEADER).ok_or_else(|| {
                 ApiError::bad_request(
-                    "missing_connection_id",
+                    Code::MissingConnectionId,
                     "With an API key, name the connection in the Connection-Id header (or use a connection key).",
                 )
             })?;
             let id = id.to_str().map_err(|_| {
-                ApiError::bad_request("invalid_connection_id", "The Connection-Id header is not ASCII.")
+                ApiError::bad_request(Code::InvalidConnectionId, "The Connection-Id header is not ASCII.")
             })?;
             crate::routes::connection_id(id.trim())?
         }
     };
-    Ok(McpCaller { tenant: key.tenant.clone(), connection_id, read_only, key })
+    Ok(McpCaller { connection_id, read_only, key })
 }
 
 /// A JSON-RPC error object.
@@ -100,14 +110,14 @@ fn rpc_error_response(status: StatusCode, id: Value, code: i64, message: &str) -
 
 /// `POST /mcp`: one JSON-RPC message; a request gets its response as `application/json`, a
 /// notification or a client's response gets 202.
-pub async fn post(State(state): State<AppState>, request: Request) -> Response {
+pub async fn post(State(state): State<Mcp>, request: Request) -> Response {
     match post_inner(&state, request).await {
         Ok(response) => response,
         Err(error) => error.into_response(),
     }
 }
 
-async fn post_inner(state: &AppState, request: Request) -> Result<Response, ApiError> {
+async fn post_inner(state: &Mcp, request: Request) -> Result<Response, ApiError> {
     let (parts, body) = request.into_parts();
     check_origin(state, &parts.headers)?;
     let caller = caller(state, &parts).await?;
@@ -202,7 +212,7 @@ async fn post_inner(state: &AppState, request: Request) -> Result<Response, ApiE
 
 /// `initialize`: the version (the client's when served, else the newest), capabilities, and a
 /// new session.
-fn initialize(state: &AppState, caller: &McpCaller, id: Value, params: &Value) -> Response {
+fn initialize(state: &Mcp, caller: &McpCaller, id: Value, params: &Value) -> Response {
     let asked = params["protocolVersion"].as_str().unwrap_or("");
     let version = PROTOCOL_VERSIONS.iter().find(|v| **v == asked).unwrap_or(&PROTOCOL_VERSIONS[0]);
     let result = json!({
@@ -220,9 +230,9 @@ fn initialize(state: &AppState, caller: &McpCaller, id: Value, params: &Value) -
 }
 
 /// `tools/list`: every tool this caller may call.
-fn list(state: &AppState, caller: &McpCaller) -> Value {
+fn list(state: &Mcp, caller: &McpCaller) -> Value {
     let tools: Vec<&Value> = state
-        .mcp_tools
+        .tools
         .all()
         .iter()
         .filter(|t| t.read_only || !caller.read_only)
@@ -232,11 +242,11 @@ fn list(state: &AppState, caller: &McpCaller) -> Value {
 }
 
 /// `tools/call`: checks the arguments, then sends the call through the proxy.
-async fn call(state: &AppState, caller: &McpCaller, params: &Value) -> Result<Value, (i64, String)> {
+async fn call(state: &Mcp, caller: &McpCaller, params: &Value) -> Result<Value, (i64, String)> {
     let Some(name) = params["name"].as_str() else {
         return Err((-32602, "Invalid params: name the tool in `name`.".into()));
     };
-    let Some(tool) = state.mcp_tools.get(name) else {
+    let Some(tool) = state.tools.get(name) else {
         return Err((-32602, format!("Unknown tool: {name}")));
     };
     if caller.read_only && !tool.read_only {
@@ -254,7 +264,7 @@ async fn call(state: &AppState, caller: &McpCaller, params: &Value) -> Result<Va
 }
 
 /// Sends `call` to Hex through the proxy's own path and turns the answer into a tool result.
-async fn send(state: &AppState, caller: &McpCaller, tool: &Tool, call: Call) -> Value {
+async fn send(state: &Mcp, caller: &McpCaller, tool: &Tool, call: Call) -> Value {
     let uri = format!("/mcp{}", call.path_and_query);
     let mut builder = axum::http::Request::builder().method(tool.method.clone()).uri(uri);
     builder = builder.header(header::ACCEPT, "application/json");
@@ -270,11 +280,10 @@ async fn send(state: &AppState, caller: &McpCaller, tool: &Tool, call: Call) -> 
         return refused(400, "invalid_path", "The tool's arguments do not make a valid Hex path.", None);
     };
     tracing::info!(tool = %tool.name, key_id = %caller.key.id, connection_id = %caller.connection_id, "MCP tool call");
-    match crate::routes::forward_tool_call(state, &caller.key, &caller.tenant, caller.connection_id, request)
-        .await
-    {
+    let via = crate::requestlog::Via::Mcp;
+    match crate::proxy::forward(&state.proxy, &caller.key, caller.connection_id, via, request).await {
         Err(error) => {
-            refused(error.status_code().as_u16(), error.code(), error.message(), error.retry_after())
+            refused(error.status_code().as_u16(), error.code().as_str(), error.message(), error.retry_after())
         }
         Ok(response) => from_hex(response).await,
     }
@@ -341,7 +350,7 @@ async fn from_hex(response: axum::http::Response<Body>) -> Value {
 }
 
 /// `DELETE /mcp`: ends the session named in `Mcp-Session-Id`; later use of it answers 404.
-pub async fn delete(State(state): State<AppState>, request: Request) -> Response {
+pub async fn delete(State(state): State<Mcp>, request: Request) -> Response {
     let (parts, _) = request.into_parts();
     let outcome = async {
         check_origin(&state, &parts.headers)?;

@@ -8,21 +8,20 @@ use axum::response::{IntoResponse, Response};
 use serde_json::Value;
 use subtle::ConstantTimeEq as _;
 
-use super::{rpc_error_response, McpCaller, SESSION_HEADER};
-use crate::app::AppState;
+use super::{rpc_error_response, Mcp, McpCaller, SESSION_HEADER};
 use crate::error::ApiError;
 
 /// The mark of an ended session in the store's table of named sealed values.
 const ENDED_PREFIX: &str = "mcp_session_ended:";
 
 /// The mac of `nonce` for this caller, as 32 hex digits.
-fn mac(state: &AppState, caller: &McpCaller, nonce: &str) -> String {
+fn mac(state: &Mcp, caller: &McpCaller, nonce: &str) -> String {
     let message = format!("mcp-session\0{}\0{}\0{nonce}", caller.key.id, caller.connection_id);
-    hex::encode(&state.hasher.secret_hash(&message)[..16])
+    hex::encode(&state.auth.hasher.secret_hash(&message)[..16])
 }
 
 /// A new session id for `caller`.
-pub(super) fn issue(state: &AppState, caller: &McpCaller) -> String {
+pub(super) fn issue(state: &Mcp, caller: &McpCaller) -> String {
     let nonce = hex::encode(crate::crypto::random_bytes::<16>());
     let mac = mac(state, caller, &nonce);
     format!("{nonce}.{mac}")
@@ -31,7 +30,7 @@ pub(super) fn issue(state: &AppState, caller: &McpCaller) -> String {
 /// The nonce of the request's session id; `Err` says why there is none to use: 400 when the
 /// header is missing, 404 when it is not a session of this caller's.
 fn nonce<'a>(
-    state: &AppState,
+    state: &Mcp,
     caller: &McpCaller,
     headers: &'a HeaderMap,
 ) -> Result<&'a str, (StatusCode, &'static str)> {
@@ -56,7 +55,7 @@ fn nonce<'a>(
 
 /// `None` when the request carries a live session of this caller's; otherwise the answer to send.
 pub(super) async fn check(
-    state: &AppState,
+    state: &Mcp,
     caller: &McpCaller,
     headers: &HeaderMap,
 ) -> Result<Option<Response>, ApiError> {
@@ -67,7 +66,7 @@ pub(super) async fn check(
             return Ok(Some(rpc_error_response(status, Value::Null, code, message)));
         }
     };
-    if state.store.sealed_secret(&format!("{ENDED_PREFIX}{nonce}")).await?.is_some() {
+    if state.proxy.store.sealed_secret(&format!("{ENDED_PREFIX}{nonce}")).await?.is_some() {
         return Ok(Some(
             rpc_error_response(
                 StatusCode::NOT_FOUND,
@@ -82,14 +81,14 @@ pub(super) async fn check(
 }
 
 /// Ends the (already checked) session of the request.
-pub(super) async fn end(state: &AppState, headers: &HeaderMap) -> Result<(), ApiError> {
+pub(super) async fn end(state: &Mcp, headers: &HeaderMap) -> Result<(), ApiError> {
     let Some(nonce) =
         headers.get(SESSION_HEADER).and_then(|v| v.to_str().ok()).and_then(|v| v.split_once('.'))
     else {
         return Ok(());
     };
     let name = format!("{ENDED_PREFIX}{}", nonce.0);
-    let sealed = state.keyring.seal(name.as_bytes(), b"");
-    state.store.insert_sealed_secret_if_absent(&name, &sealed).await?;
+    let sealed = state.proxy.keyring.seal(name.as_bytes(), b"");
+    state.proxy.store.insert_sealed_secret_if_absent(&name, &sealed).await?;
     Ok(())
 }

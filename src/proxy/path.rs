@@ -8,21 +8,10 @@
 //! decoded, once, into a buffer. Since an encoded `%` is refused, decoding twice gives what
 //! decoding once gives, so one decoding is enough.
 
-use crate::error::ApiError;
-
 /// A path that is not forwarded.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 #[error("the path may climb out of /api once normalised")]
 pub struct InvalidPath;
-
-impl From<InvalidPath> for ApiError {
-    fn from(_: InvalidPath) -> Self {
-        ApiError::bad_request(
-            "invalid_path",
-            "The path may not contain `.` or `..` segments (plain, encoded or with `;` parameters), encoded slashes, backslashes or an encoded `%`.",
-        )
-    }
-}
 
 /// Checks a path to forward.
 pub fn check_path(path: &str) -> Result<(), InvalidPath> {

@@ -1,6 +1,7 @@
-//! What the proxy sends a connection's calls to, prepared once per connection and cached: the
-//! workspace origin already split into scheme, authority and path base, the bearer header value,
-//! and what the route checks before forwarding (tenant, status, expiry, outbound limit).
+//! Find the target: what the proxy sends a connection's calls to, prepared once per connection
+//! and cached: the workspace origin already split into scheme, authority and path base, the
+//! bearer header value, and what admission checks before forwarding (tenant, status, expiry,
+//! outbound limit). On a miss, [`find`] reads the connection, opens its token and prepares it.
 //!
 //! The bearer value is the one plaintext copy of the token this process keeps while the entry
 //! lives: marked sensitive (never printed by `Debug`, kept out of HPACK tables), and in memory
@@ -19,12 +20,33 @@ use secrecy::{ExposeSecret, SecretString};
 use uuid::Uuid;
 use zeroize::Zeroizing;
 
-use super::{OriginSlots, Origins, ProxyError};
+use super::{OriginSlots, Origins, Proxy, ProxyError};
 use crate::cache::{Cache, Fill};
+use crate::error::ApiError;
 use crate::lifecycle::Status;
 use crate::store::Connection;
 
 const BEARER: &[u8] = b"Bearer ";
+
+/// Connection `id`'s prepared target: from the cache, or read from the store, opened and
+/// prepared (then cached, unless the connection changed meanwhile).
+pub async fn find(proxy: &Proxy, tenant: &str, id: Uuid) -> Result<Arc<Target>, ApiError> {
+    if let Some(target) = proxy.targets.get(tenant, id) {
+        return Ok(target);
+    }
+    let fill = proxy.targets.fill();
+    let row = proxy
+        .store
+        .connection_with_token(tenant, id)
+        .await?
+        .ok_or_else(|| ApiError::not_found("connection"))?;
+    let (connection, sealed) = &*row;
+    let (workspace, token) = crate::crypto::open_stored(&proxy.keyring, &proxy.hex, connection, sealed)?;
+    let origin = proxy.hex.origin(&workspace);
+    let target = Arc::new(Target::new(connection, &token, &origin, &sealed.nonce, proxy.upstream.origins())?);
+    proxy.targets.insert(fill, target.clone());
+    Ok(target)
+}
 
 /// A connection as the proxy uses it.
 pub struct Target {

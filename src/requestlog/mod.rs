@@ -62,7 +62,7 @@ impl Via {
 
     /// What precedes the Hex API path in the URI a call comes in on: the route's prefix (an MCP
     /// tool call's request is built as `/mcp/v1/...`).
-    fn prefix(self) -> &'static str {
+    pub(crate) fn prefix(self) -> &'static str {
         match self {
             Via::Proxy => "/v1/proxy",
             Via::Api => "/api",
@@ -256,7 +256,7 @@ impl Call {
     pub fn refused(mut self, error: &ApiError, exchange: Exchange) {
         self.entry.status = error.status_code().as_u16();
         self.entry.answered_by = AnsweredBy::Hexbroker;
-        self.entry.code = Some(error.code());
+        self.entry.code = Some(error.code().as_str());
         self.with_exchange(exchange);
         self.finish();
     }

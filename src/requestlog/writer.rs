@@ -10,8 +10,7 @@ use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 use uuid::Uuid;
 
-use super::{AnsweredBy, Entry};
-use crate::app::AppState;
+use super::{AnsweredBy, Entry, RequestLog};
 use crate::clock::Clock;
 use crate::config::RequestLogConfig;
 use crate::metrics::Metrics;
@@ -30,17 +29,19 @@ const RETRY_AFTER: Duration = Duration::from_millis(500);
 
 /// Starts the replica's writer (when the log is on and no writer has its queue yet) and its
 /// pruner; both end when `stop`'s sender is dropped, the writer after writing what is queued.
-pub fn spawn(state: &AppState, stop: &watch::Receiver<()>) -> Vec<JoinHandle<()>> {
+pub fn spawn(
+    log: &RequestLog,
+    store: &DynStore,
+    metrics: &Metrics,
+    clock: &Clock,
+    config: RequestLogConfig,
+    stop: &watch::Receiver<()>,
+) -> Vec<JoinHandle<()>> {
     let mut tasks = Vec::new();
-    if let Some(queue) = state.request_log.take_receiver() {
-        tasks.push(tokio::spawn(write(state.store.clone(), state.metrics.clone(), queue, stop.clone())));
+    if let Some(queue) = log.take_receiver() {
+        tasks.push(tokio::spawn(write(store.clone(), metrics.clone(), queue, stop.clone())));
     }
-    tasks.push(tokio::spawn(prune(
-        state.store.clone(),
-        state.clock.clone(),
-        state.config.request_log,
-        stop.clone(),
-    )));
+    tasks.push(tokio::spawn(prune(store.clone(), clock.clone(), config, stop.clone())));
     tasks
 }
 

@@ -5,11 +5,11 @@ use serde::Deserialize;
 use uuid::Uuid;
 
 use super::paging::{self, Page};
-use crate::app::AppState;
 use crate::audit::{Action, AuditEntry, AuditFilter};
 use crate::auth::{Caller, Scope};
-use crate::error::{ApiError, Json, Result};
+use crate::error::{ApiError, Code, Json, Result};
 use crate::input;
+use crate::state::AppState;
 
 /// The query of `GET /v1/audit-events`.
 #[derive(Debug, Deserialize)]
@@ -31,7 +31,7 @@ pub async fn list(
     caller.require(Scope::Admin)?;
     let Query(params) = query.map_err(|_| {
         ApiError::unprocessable(
-            "invalid_query",
+            Code::InvalidQuery,
             "The query accepts connection_id, action, actor (a key or session id, or system), limit (1-200) and cursor.",
         )
     })?;
@@ -39,7 +39,7 @@ pub async fn list(
     let limit = paging::limit(params.limit)?;
     if let Some(action) = &params.action {
         if !Action::ALL.iter().any(|a| a.as_str() == action) {
-            return Err(ApiError::unprocessable("invalid_query", "action is not one of §10's actions."));
+            return Err(ApiError::unprocessable(Code::InvalidQuery, "action is not one of §10's actions."));
         }
     }
     let filter = AuditFilter {

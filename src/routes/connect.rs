@@ -8,16 +8,17 @@ use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
 use uuid::Uuid;
 
-use super::connections::ConnectionView;
-use crate::app::AppState;
+use super::view::ConnectionView;
 use crate::audit::{Action, Actor, RequestInfo};
 use crate::auth::{session_used, Caller, ConnectCaller, Scope};
+use crate::connect::Attempter;
 use crate::crypto::TokenBinding;
-use crate::edge::{Attempter, ClientAddr};
-use crate::error::{ApiError, Json, Result};
+use crate::edge::ClientAddr;
+use crate::error::{ApiError, Code, Json, Result};
 use crate::hex::{self, Workspace};
 use crate::input::{self, EndUserEmail, EndUserId, Label, Metadata};
 use crate::lifecycle::Change;
+use crate::state::AppState;
 use crate::store::{
     Expect, HexIdentity, Inserted, NewConnection, Session, SessionOutcome, SessionWrite, TokenReplacement,
 };
@@ -109,7 +110,7 @@ pub async fn connect(
         ConnectCaller::Key(key) => {
             let Some(end_user_id) = end_user_id else {
                 return Err(ApiError::unprocessable(
-                    "invalid_request",
+                    Code::InvalidRequest,
                     "end_user_id (1-256 characters) is required when connecting with an API key.",
                 ));
             };
@@ -118,7 +119,7 @@ pub async fn connect(
         ConnectCaller::Session(session) => {
             if end_user_id.is_some() || end_user_email.is_some() {
                 return Err(ApiError::unprocessable(
-                    "invalid_request",
+                    Code::InvalidRequest,
                     "With a connect session the end user comes from the session; leave end_user_id out.",
                 ));
             }
@@ -143,7 +144,7 @@ async fn with_key(
 ) -> Result<Answer> {
     let audit = request.audit(caller.actor(), Action::Connect);
     let who = [Attempter::Key(caller.id)];
-    let identity = state.edge.verify_connect(&state.hex, &who, s.from, &s.workspace, &s.token).await?;
+    let identity = state.attempts.verify(&state.hex, &who, s.from, &s.workspace, &s.token).await?;
     let fingerprint = state.hasher.token_fingerprint(s.workspace.fingerprint_key(), &s.token);
     if let Some(existing) = state
         .store
@@ -197,11 +198,11 @@ async fn with_session(
         let current = state.store.connection(&session.tenant, id).await?;
         if current.is_some_and(|c| c.hex_url.as_deref() != s.workspace.hex_url()) {
             let error = workspace_mismatch();
-            state.store.record_audit(&session.tenant, Some(id), &audit, error.code()).await?;
+            state.store.record_audit(&session.tenant, Some(id), &audit, error.code().as_str()).await?;
             return Err(error);
         }
     }
-    let identity = state.edge.verify_connect(&state.hex, &who, s.from, &s.workspace, &s.token).await?;
+    let identity = state.attempts.verify(&state.hex, &who, s.from, &s.workspace, &s.token).await?;
     let fingerprint = state.hasher.token_fingerprint(s.workspace.fingerprint_key(), &s.token);
     let write = match session.connection_id {
         Some(id) => SessionWrite::Replace(TokenReplacement {
@@ -239,13 +240,16 @@ async fn with_session(
         SessionOutcome::ConnectionGone => return Err(ApiError::not_found("connection")),
         SessionOutcome::WorkspaceMismatch => {
             let error = workspace_mismatch();
-            state.store.record_audit(&session.tenant, session.connection_id, &audit, error.code()).await?;
+            state
+                .store
+                .record_audit(&session.tenant, session.connection_id, &audit, error.code().as_str())
+                .await?;
             return Err(error);
         }
         SessionOutcome::TokenTaken => {
             return Err(ApiError::new(
                 StatusCode::CONFLICT,
-                "token_already_connected",
+                Code::TokenAlreadyConnected,
                 "This Hex token is already connected for you in another connection.",
             ))
         }
@@ -263,7 +267,7 @@ async fn with_session(
 /// A reconnect to another Hex workspace or origin (§6 step 5).
 fn workspace_mismatch() -> ApiError {
     ApiError::unprocessable(
-        "hex_workspace_mismatch",
+        Code::HexWorkspaceMismatch,
         "This token is for another Hex workspace than the connection's; reconnect with a token \
          of the same workspace, or connect the other workspace as a new connection.",
     )

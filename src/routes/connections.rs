@@ -2,127 +2,20 @@
 
 use axum::extract::{Query, State};
 use axum::http::StatusCode;
-use secrecy::SecretString;
-use serde::{Deserialize, Deserializer, Serialize};
-use uuid::Uuid;
+use serde::{Deserialize, Deserializer};
 
+use super::connection_id;
 use super::paging::{self, Page};
-use crate::app::AppState;
+use super::view::ConnectionView;
 use crate::audit::{Action, RequestInfo};
 use crate::auth::{Caller, Scope};
-use crate::crypto::{CryptoError, Sealed, TokenBinding};
-use crate::error::{ApiError, Json, Path, Result};
-use crate::hex::{BadStoredWorkspace, Subdomain, Workspace};
+use crate::crypto::open_stored;
+use crate::error::{ApiError, Code, Json, Path, Result};
+use crate::hex::Subdomain;
 use crate::input::{self, Label, Metadata};
 use crate::lifecycle::{Change, Status};
-use crate::store::{self, Connection, ConnectionChange, ConnectionFilter, Expect, RequestCounts};
-
-/// A connection as callers see it: the stored fields, its current status, its Hex origin, and
-/// its recent calls (from the request log's hourly counts).
-#[derive(Debug, Serialize)]
-pub struct ConnectionView {
-    #[serde(flatten)]
-    connection: Connection,
-    /// The connection's own origin when it has one (as stored, if it reads as an origin), else
-    /// the template's; `None` (null) when the stored subdomain fails §6's rule: no URL is built
-    /// from it.
-    hex_url: Option<String>,
-    #[serde(flatten)]
-    counts: RequestCounts,
-}
-
-impl ConnectionView {
-    /// The view of `connection`, with `expired` derived from its token's expiry, and no calls
-    /// counted (see [`ConnectionView::load`]).
-    pub fn new(state: &AppState, mut connection: Connection) -> Self {
-        // Taken out of the connection, which would otherwise name `hex_url` a second time.
-        let hex_url = match connection.hex_url.take() {
-            Some(own) => {
-                url::Url::parse(&own).ok().filter(|u| u.origin().ascii_serialization() == own).map(|_| own)
-            }
-            None => Subdomain::from_stored(&connection.subdomain)
-                .ok()
-                .map(|s| state.hex.origin(&Workspace::Template(s))),
-        };
-        Self {
-            connection: connection.with_current_status(state.clock.now()),
-            hex_url,
-            counts: RequestCounts::default(),
-        }
-    }
-
-    /// The view of `connection` with its counts of recent calls.
-    pub async fn load(state: &AppState, connection: Connection) -> Result<Self> {
-        let counts = Self::counts(state, std::slice::from_ref(&connection)).await?;
-        Ok(Self::counted(state, connection, &counts))
-    }
-
-    /// The counts of recent calls of `connections`, read in one query.
-    pub async fn counts(state: &AppState, connections: &[Connection]) -> Result<Vec<(Uuid, RequestCounts)>> {
-        let ids: Vec<Uuid> = connections.iter().map(|c| c.id).collect();
-        let since = crate::requestlog::counts_since(state.clock.now());
-        Ok(state.store.request_counts(&ids, since).await?)
-    }
-
-    /// The view of `connection` with its counts from `counts` (none there: no calls).
-    pub fn counted(state: &AppState, connection: Connection, counts: &[(Uuid, RequestCounts)]) -> Self {
-        let found = counts.iter().find(|(id, _)| *id == connection.id).map(|(_, c)| *c);
-        let mut view = Self::new(state, connection);
-        view.counts = found.unwrap_or_default();
-        view
-    }
-}
-
-/// Opens a stored connection for a call to Hex: its token opened under the seal that binds its
-/// row (§9), and its workspace checked again: a subdomain by §6's rule, an origin of its own
-/// against `HEXBROKER_HEX_HOSTS`. A row edited outside hexbroker (another tenant, workspace or
-/// origin, a subdomain that is not a label, a swapped ciphertext) answers 424
-/// `connection_tampered`; a genuine row whose origin is no longer listed answers 424
-/// `hex_host_not_allowed`. Either way nothing is sent anywhere.
-pub fn open_stored(
-    state: &AppState,
-    connection: &Connection,
-    sealed: &Sealed,
-) -> Result<(Workspace, SecretString)> {
-    let binding = TokenBinding {
-        connection_id: connection.id,
-        tenant: &connection.tenant,
-        subdomain: &connection.subdomain,
-        hex_url: connection.hex_url.as_deref(),
-    };
-    let token = match state.keyring.open_token(binding, sealed) {
-        Ok(token) => token,
-        Err(CryptoError::Tampered) => return Err(tampered(connection)),
-        Err(other) => return Err(ApiError::internal(other)),
-    };
-    match state.hex.stored_workspace(&connection.subdomain, connection.hex_url.as_deref()) {
-        Ok(workspace) => Ok((workspace, token)),
-        Err(BadStoredWorkspace::Tampered) => Err(tampered(connection)),
-        Err(BadStoredWorkspace::HostNotListed) => {
-            tracing::error!(
-                connection_id = %connection.id,
-                "a stored connection's Hex origin is not in HEXBROKER_HEX_HOSTS; not used"
-            );
-            Err(ApiError::new(
-                StatusCode::FAILED_DEPENDENCY,
-                "hex_host_not_allowed",
-                "This connection's Hex address is not one this deployment may call (HEXBROKER_HEX_HOSTS no longer lists it), so hexbroker will not use it; tell the operator (quote the x-request-id).",
-            ))
-        }
-    }
-}
-
-fn tampered(connection: &Connection) -> ApiError {
-    tracing::error!(
-        connection_id = %connection.id,
-        "a stored connection failed its integrity check (its row was edited outside hexbroker); not used"
-    );
-    ApiError::new(
-        StatusCode::FAILED_DEPENDENCY,
-        "connection_tampered",
-        "This connection's stored record failed its integrity check, so hexbroker will not use it; reconnect it, and tell the operator (quote the x-request-id).",
-    )
-}
+use crate::state::AppState;
+use crate::store::{self, ConnectionChange, ConnectionFilter, Expect};
 
 /// The query of `GET /v1/connections`.
 #[derive(Debug, Deserialize)]
@@ -144,7 +37,7 @@ pub async fn list(
     caller.require(Scope::ConnectionsRead)?;
     let Query(params) = query.map_err(|_| {
         ApiError::unprocessable(
-            "invalid_query",
+            Code::InvalidQuery,
             "The query accepts end_user_id, status (active, invalid or expired), subdomain, limit (1-200) and cursor.",
         )
     })?;
@@ -164,12 +57,6 @@ pub async fn list(
     let rows = state.store.list_connections(&caller.tenant, &filter).await?;
     let counts = ConnectionView::counts(&state, &rows).await?;
     Ok(Json(Page::cut(rows, limit, |c| c.id).map(|c| ConnectionView::counted(&state, c, &counts))))
-}
-
-/// Reads a connection id (from the path or `Connection-Id`); anything that is not one in its
-/// canonical spelling names no connection.
-pub fn connection_id(raw: &str) -> Result<Uuid> {
-    input::canonical_uuid(raw).ok_or_else(|| ApiError::not_found("connection"))
 }
 
 /// `GET /v1/connections/{id}`
@@ -221,7 +108,7 @@ pub async fn update(
     if let Some(Some(n)) = body.rate_limit_per_minute {
         if !(1..=100_000).contains(&n) {
             return Err(ApiError::unprocessable(
-                "invalid_request",
+                Code::InvalidRequest,
                 "rate_limit_per_minute is from 1 to 100000, or null for the deployment's default.",
             ));
         }
@@ -272,7 +159,7 @@ pub async fn verify(
         .await?
         .ok_or_else(|| ApiError::not_found("connection"))?;
     let (connection, sealed) = &*row;
-    let (workspace, token) = open_stored(&state, connection, sealed)?;
+    let (workspace, token) = open_stored(&state.keyring, &state.hex, connection, sealed)?;
     let audit = request.audit(caller.actor(), Action::Verify);
     // Only the token that was checked may be judged: a reconnect meanwhile wins.
     let expect = Expect { token_nonce: Some(sealed.nonce.clone()), status: None };
@@ -287,7 +174,7 @@ pub async fn verify(
             }
             None => {
                 let error = ApiError::from(rejection);
-                state.store.record_audit(&caller.tenant, Some(id), &audit, error.code()).await?;
+                state.store.record_audit(&caller.tenant, Some(id), &audit, error.code().as_str()).await?;
                 return Err(error);
             }
         },

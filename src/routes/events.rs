@@ -7,11 +7,12 @@ use serde::Deserialize;
 use uuid::Uuid;
 
 use super::paging::{self, Page};
-use crate::app::AppState;
 use crate::audit::{Action, RequestInfo};
 use crate::auth::{Caller, Scope};
-use crate::error::{ApiError, Json, Path, Result};
-use crate::events::{self, EventFilter, EventRecord, EventState};
+use crate::error::{ApiError, Code, Json, Path, Result};
+use crate::events::{EventFilter, EventRecord, EventState};
+use crate::lifecycle::EventType;
+use crate::state::AppState;
 
 /// The query of `GET /v1/events`.
 #[derive(Debug, Deserialize)]
@@ -34,18 +35,20 @@ pub async fn list(
     caller.require(Scope::Admin)?;
     let Query(params) = query.map_err(|_| {
         ApiError::unprocessable(
-            "invalid_query",
+            Code::InvalidQuery,
             "The query accepts type, connection_id, state (pending, delivered or dead), limit (1-200) and cursor.",
         )
     })?;
     let limit = paging::limit(params.limit)?;
-    if let Some(kind) = &params.kind {
-        if !events::is_known_type(kind) {
-            return Err(ApiError::unprocessable("invalid_query", "type is not an event type (see §8)."));
+    let kind = match params.kind.as_deref().map(str::parse::<EventType>) {
+        None => None,
+        Some(Ok(kind)) => Some(kind),
+        Some(Err(_)) => {
+            return Err(ApiError::unprocessable(Code::InvalidQuery, "type is not an event type (see §8)."))
         }
-    }
+    };
     let filter = EventFilter {
-        kind: params.kind,
+        kind,
         connection_id: params.connection_id,
         state: params.state,
         before_id: paging::cursor(params.cursor.as_deref())?,

@@ -7,8 +7,8 @@ use axum::http::{header, StatusCode};
 use axum::response::IntoResponse;
 use serde_json::{json, Value};
 
-use crate::app::AppState;
-use crate::error::{ApiError, Json};
+use crate::error::{ApiError, Code, Json};
+use crate::state::AppState;
 
 /// `GET /healthz`: 200 while the process runs.
 pub async fn healthz() -> Json<Value> {
@@ -21,7 +21,11 @@ pub async fn readyz(State(state): State<AppState>) -> Result<Json<Value>, ApiErr
         Ok(Ok(())) => Ok(Json(json!({ "status": "ready" }))),
         outcome => {
             tracing::warn!(timed_out = outcome.is_err(), "database not ready");
-            Err(ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "not_ready", "The database is not answering."))
+            Err(ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                Code::NotReady,
+                "The database is not answering.",
+            ))
         }
     }
 }

@@ -8,12 +8,12 @@ use secrecy::ExposeSecret;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use super::connections::connection_id;
-use crate::app::AppState;
+use super::connection_id;
 use crate::audit::{Action, RequestInfo};
 use crate::auth::{self, Caller, KeySpec, Scope, Scopes};
-use crate::error::{ApiError, Json, Path, Result};
+use crate::error::{ApiError, Code, Json, Path, Result};
 use crate::input::{canonical_uuid, KeyName};
+use crate::state::AppState;
 use crate::store;
 
 /// Longest lifetime a connection key may be given: one year.
@@ -56,7 +56,7 @@ pub async fn create(
         ["proxy:read"] => Scope::ProxyRead,
         _ => {
             return Err(ApiError::unprocessable(
-                "invalid_request",
+                Code::InvalidRequest,
                 "scopes is [\"proxy\"] (any method) or [\"proxy:read\"] (GET and HEAD only).",
             ))
         }
@@ -71,7 +71,7 @@ pub async fn create(
         }
         Some(_) => {
             return Err(ApiError::unprocessable(
-                "invalid_request",
+                Code::InvalidRequest,
                 "expires_in is a number of seconds from 60 to 31536000 (one year).",
             ))
         }

@@ -7,11 +7,14 @@ mod events;
 mod health;
 mod keys;
 mod page;
-mod paging;
 mod proxy;
 mod requests;
 mod sessions;
 mod webhooks;
+
+// Shared by the handlers above; no routes of their own.
+mod paging;
+mod view;
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -20,10 +23,11 @@ use std::time::Duration;
 use std::net::SocketAddr;
 
 use axum::extract::{ConnectInfo, FromRequestParts, MatchedPath, Request};
+use axum::handler::Handler;
 use axum::http::request::Parts;
 use axum::http::{header, HeaderName, HeaderValue, Method, StatusCode};
 use axum::response::Response;
-use axum::routing::{delete, get, post};
+use axum::routing::{MethodFilter, MethodRouter};
 use axum::Router;
 use tower::ServiceBuilder;
 use tower_http::cors::{AllowOrigin, CorsLayer};
@@ -32,109 +36,168 @@ use tower_http::sensitive_headers::SetSensitiveRequestHeadersLayer;
 use tower_http::trace::TraceLayer;
 use tracing::Span;
 
-use crate::app::AppState;
+use uuid::Uuid;
+
 use crate::audit::RequestInfo;
-use crate::error::ApiError;
-pub(crate) use connections::connection_id;
-pub(crate) use proxy::forward_tool_call;
+use crate::error::{ApiError, Code};
+use crate::state::AppState;
 
 const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
+/// The JSON bodies the handlers read, named so that the spec test can compare their fields with
+/// `openapi.yaml`'s request schemas.
+pub mod bodies {
+    pub use super::connect::ConnectBody;
+    pub use super::connections::UpdateBody;
+    pub use super::keys::CreateKeyBody;
+    pub use super::sessions::CreateSessionBody;
+    pub use super::webhooks::{CreateEndpointBody, UpdateEndpointBody};
+}
+
+/// A router that remembers what it serves: the router is built only through [`Routes::route`],
+/// so [`operations`] lists exactly what it serves.
+struct Routes {
+    router: Router<AppState>,
+    served: Vec<(Method, &'static str)>,
+}
+
+/// One method of a route and its handler.
+struct Endpoint {
+    method: Method,
+    add: Box<dyn FnOnce(MethodRouter<AppState>) -> MethodRouter<AppState>>,
+}
+
+/// `handler` for `method` (for GET, as axum's `get`, also for HEAD when no HEAD is named).
+fn on<H, T>(method: Method, handler: H) -> Endpoint
+where
+    H: Handler<T, AppState>,
+    T: 'static,
+{
+    let filter = MethodFilter::try_from(method.clone()).expect("hexbroker routes only methods axum filters");
+    Endpoint { method, add: Box::new(move |methods: MethodRouter<AppState>| methods.on(filter, handler)) }
+}
+
+impl Routes {
+    fn new() -> Self {
+        Self { router: Router::new(), served: Vec::new() }
+    }
+
+    /// Serves `path` with each endpoint's method and handler.
+    fn route(mut self, path: &'static str, endpoints: impl IntoIterator<Item = Endpoint>) -> Self {
+        let mut methods = MethodRouter::new();
+        for Endpoint { method, add } in endpoints {
+            self.served.push((method, path));
+            methods = add(methods);
+        }
+        self.router = self.router.route(path, methods);
+        self
+    }
+
+    fn merge(mut self, other: Routes) -> Self {
+        self.served.extend(other.served);
+        self.router = self.router.merge(other.router);
+        self
+    }
+}
+
+/// Every (method, path) the API serves, as axum writes paths (`{*path}` for a wildcard), with
+/// `/metrics` on the main listener. HEAD is listed where it is named, not where GET serves it.
+pub fn operations() -> Vec<(Method, &'static str)> {
+    api(&[], true).served
+}
+
 /// The routes a browser may call from another origin (CORS, from `HEXBROKER_ALLOWED_ORIGINS` only).
-fn browser_facing(state: &AppState) -> Router<AppState> {
+fn browser_facing(origins: &[HeaderValue]) -> Routes {
     // The explicit OPTIONS handlers give the CORS layer a preflight to answer: axum layers each
     // method's handler, so a method without one would never reach it.
-    let routes = Router::new()
-        .route("/v1/connect", post(connect::connect).options(preflight))
-        .route("/v1/connect/sessions", post(sessions::create).options(preflight))
-        .route("/v1/connect/sessions/current", get(sessions::status).options(preflight));
-    let origins = &state.config.allowed_origins;
+    let routes = Routes::new()
+        .route("/v1/connect", [on(Method::POST, connect::connect), on(Method::OPTIONS, preflight)])
+        .route("/v1/connect/sessions", [on(Method::POST, sessions::create), on(Method::OPTIONS, preflight)])
+        .route(
+            "/v1/connect/sessions/current",
+            [on(Method::GET, sessions::status), on(Method::OPTIONS, preflight)],
+        );
     if origins.is_empty() {
         return routes;
     }
-    routes.layer(
-        CorsLayer::new()
-            .allow_origin(AllowOrigin::list(origins.iter().cloned()))
-            .allow_methods([Method::GET, Method::POST])
-            .allow_headers([header::AUTHORIZATION, header::CONTENT_TYPE])
-            .expose_headers([REQUEST_ID])
-            .max_age(Duration::from_secs(600)),
-    )
+    let cors = CorsLayer::new()
+        .allow_origin(AllowOrigin::list(origins.iter().cloned()))
+        .allow_methods([Method::GET, Method::POST])
+        .allow_headers([header::AUTHORIZATION, header::CONTENT_TYPE])
+        .expose_headers([REQUEST_ID])
+        .max_age(Duration::from_secs(600));
+    Routes { router: routes.router.layer(cors), served: routes.served }
 }
 
 /// `/metrics`, when `here`: on the main listener unless `HEXBROKER_METRICS_LISTEN` gives it a
 /// listener of its own.
-fn metrics_routes(here: bool) -> Router<AppState> {
-    let routes = Router::new();
+fn metrics_routes(here: bool) -> Routes {
+    let routes = Routes::new();
     if !here {
         return routes;
     }
-    routes.route("/metrics", get(health::metrics))
+    routes.route("/metrics", [on(Method::GET, health::metrics)])
 }
 
 /// The router for `HEXBROKER_METRICS_LISTEN`: `/metrics` alone, with the same middleware.
 pub fn metrics_router(state: AppState) -> Router {
-    with_middleware(metrics_routes(true).fallback(route_not_found).with_state(state.clone()), state)
+    with_middleware(metrics_routes(true).router.fallback(route_not_found).with_state(state.clone()), state)
+}
+
+/// The methods Hex's API uses, each named, so that any other (TRACE, CONNECT) answers 405 with
+/// `Allow` as every route does: `any` would take them all and leave `Allow` out.
+const HEX_METHODS: [Method; 7] =
+    [Method::GET, Method::HEAD, Method::POST, Method::PUT, Method::PATCH, Method::DELETE, Method::OPTIONS];
+
+/// Every route of the API, with CORS for `origins` and `/metrics` when `metrics_here`.
+fn api(origins: &[HeaderValue], metrics_here: bool) -> Routes {
+    use Method as M;
+    Routes::new()
+        .route("/healthz", [on(M::GET, health::healthz)])
+        .route("/readyz", [on(M::GET, health::readyz)])
+        .merge(metrics_routes(metrics_here))
+        .route("/openapi.yaml", [on(M::GET, health::openapi)])
+        .route("/connect", [on(M::GET, page::index)])
+        .route("/connect/app.js", [on(M::GET, page::script)])
+        .route("/connect/app.css", [on(M::GET, page::style)])
+        .route("/connect/sdk.js", [on(M::GET, page::sdk)])
+        .merge(browser_facing(origins))
+        .route("/v1/connections", [on(M::GET, connections::list)])
+        .route(
+            "/v1/connections/{id}",
+            [
+                on(M::GET, connections::get_one),
+                on(M::PATCH, connections::update),
+                on(M::DELETE, connections::delete),
+            ],
+        )
+        .route("/v1/connections/{id}/verify", [on(M::POST, connections::verify)])
+        .route("/v1/connections/{id}/keys", [on(M::POST, keys::create)])
+        .route("/v1/connections/{id}/keys/{key_id}", [on(M::DELETE, keys::revoke)])
+        .route("/v1/events", [on(M::GET, events::list)])
+        .route("/v1/events/{id}/redeliver", [on(M::POST, events::redeliver)])
+        .route("/v1/audit-events", [on(M::GET, audit::list)])
+        .route("/v1/webhook-endpoints", [on(M::GET, webhooks::list), on(M::POST, webhooks::create)])
+        .route(
+            "/v1/webhook-endpoints/{id}",
+            [on(M::GET, webhooks::get_one), on(M::PATCH, webhooks::update), on(M::DELETE, webhooks::delete)],
+        )
+        .route("/v1/webhook-endpoints/{id}/rotate-secret", [on(M::POST, webhooks::rotate_secret)])
+        .route("/v1/webhook-endpoints/{id}/test", [on(M::POST, webhooks::test)])
+        .route("/v1/webhook-endpoints/{id}/deliveries", [on(M::GET, webhooks::deliveries)])
+        .route("/v1/connections/{id}/requests", [on(M::GET, requests::for_connection)])
+        .route("/v1/requests", [on(M::GET, requests::list)])
+        .route("/v1/proxy/{*path}", HEX_METHODS.map(|method| on(method, proxy::proxy)))
+        .route("/api/{*path}", HEX_METHODS.map(|method| on(method, proxy::drop_in)))
+        // GET /mcp answers 405 (with `Allow`): hexbroker offers no server-to-client SSE stream, as
+        // the Streamable HTTP transport allows.
+        .route("/mcp", [on(M::POST, crate::mcp::post), on(M::DELETE, crate::mcp::delete)])
 }
 
 /// Every route hexbroker serves, with its middleware.
 pub fn router(state: AppState) -> Router {
-    let routes = Router::new()
-        .route("/healthz", get(health::healthz))
-        .route("/readyz", get(health::readyz))
-        .merge(metrics_routes(state.config.metrics_listen.is_none()))
-        .route("/openapi.yaml", get(health::openapi))
-        .route("/connect", get(page::index))
-        .route("/connect/app.js", get(page::script))
-        .route("/connect/app.css", get(page::style))
-        .route("/connect/sdk.js", get(page::sdk))
-        .merge(browser_facing(&state))
-        .route("/v1/connections", get(connections::list))
-        .route(
-            "/v1/connections/{id}",
-            get(connections::get_one).patch(connections::update).delete(connections::delete),
-        )
-        .route("/v1/connections/{id}/verify", post(connections::verify))
-        .route("/v1/connections/{id}/keys", post(keys::create))
-        .route("/v1/connections/{id}/keys/{key_id}", delete(keys::revoke))
-        .route("/v1/events", get(events::list))
-        .route("/v1/events/{id}/redeliver", post(events::redeliver))
-        .route("/v1/audit-events", get(audit::list))
-        .route("/v1/webhook-endpoints", get(webhooks::list).post(webhooks::create))
-        .route(
-            "/v1/webhook-endpoints/{id}",
-            get(webhooks::get_one).patch(webhooks::update).delete(webhooks::delete),
-        )
-        .route("/v1/webhook-endpoints/{id}/rotate-secret", post(webhooks::rotate_secret))
-        .route("/v1/webhook-endpoints/{id}/test", post(webhooks::test))
-        .route("/v1/webhook-endpoints/{id}/deliveries", get(webhooks::deliveries))
-        .route("/v1/connections/{id}/requests", get(requests::for_connection))
-        .route("/v1/requests", get(requests::list))
-        // The methods Hex's API uses, each named, so that any other (TRACE, CONNECT) answers 405
-        // with `Allow` as every route does: `any` would take them all and leave `Allow` out.
-        .route(
-            "/v1/proxy/{*path}",
-            get(proxy::proxy)
-                .head(proxy::proxy)
-                .post(proxy::proxy)
-                .put(proxy::proxy)
-                .patch(proxy::proxy)
-                .delete(proxy::proxy)
-                .options(proxy::proxy),
-        )
-        .route(
-            "/api/{*path}",
-            get(proxy::drop_in)
-                .head(proxy::drop_in)
-                .post(proxy::drop_in)
-                .put(proxy::drop_in)
-                .patch(proxy::drop_in)
-                .delete(proxy::drop_in)
-                .options(proxy::drop_in),
-        )
-        // GET /mcp answers 405 (with `Allow`): hexbroker offers no server-to-client SSE stream, as
-        // the Streamable HTTP transport allows.
-        .route("/mcp", post(crate::mcp::post).delete(crate::mcp::delete))
+    let routes = api(&state.config.allowed_origins, state.config.metrics_listen.is_none())
+        .router
         .fallback(route_not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .with_state(state.clone());
@@ -179,7 +242,7 @@ fn with_middleware(routes: Router, state: AppState) -> Router {
             .layer(trace)
             .layer(PropagateRequestIdLayer::new(REQUEST_ID))
             .layer(axum::middleware::from_fn_with_state(state.metrics.clone(), crate::metrics::track))
-            .layer(axum::middleware::from_fn_with_state(state, crate::edge::shed)),
+            .layer(axum::middleware::from_fn_with_state(state.edge.clone(), crate::edge::shed)),
     )
 }
 
@@ -247,19 +310,25 @@ impl<S: Send + Sync> FromRequestParts<S> for RequestInfo {
     }
 }
 
+/// Reads a connection id (from the path or `Connection-Id`); anything that is not one in its
+/// canonical spelling names no connection.
+pub(crate) fn connection_id(raw: &str) -> Result<Uuid, ApiError> {
+    crate::input::canonical_uuid(raw).ok_or_else(|| ApiError::not_found("connection"))
+}
+
 /// A CORS preflight; the CORS layer adds the headers when the origin is allowed.
 async fn preflight() -> StatusCode {
     StatusCode::NO_CONTENT
 }
 
 async fn route_not_found() -> ApiError {
-    ApiError::new(StatusCode::NOT_FOUND, "route_not_found", "No such route; see /openapi.yaml for the API.")
+    ApiError::new(StatusCode::NOT_FOUND, Code::RouteNotFound, "No such route; see /openapi.yaml for the API.")
 }
 
 async fn method_not_allowed() -> ApiError {
     ApiError::new(
         StatusCode::METHOD_NOT_ALLOWED,
-        "method_not_allowed",
+        Code::MethodNotAllowed,
         "This route does not accept that method.",
     )
 }

@@ -11,7 +11,7 @@ use axum::http::{header, HeaderMap, HeaderName, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use sha2::{Digest, Sha256};
 
-use crate::app::AppState;
+use crate::state::AppState;
 
 const INDEX_HTML: &str = include_str!("../connect_page/index.html");
 const APP_JS: &str = include_str!("../connect_page/app.js");

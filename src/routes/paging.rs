@@ -6,7 +6,7 @@ use base64::Engine;
 use serde::Serialize;
 use uuid::Uuid;
 
-use crate::error::{ApiError, Result};
+use crate::error::{ApiError, Code, Result};
 
 const DEFAULT_PAGE: u32 = 50;
 const MAX_PAGE: u32 = 200;
@@ -41,7 +41,7 @@ impl<T> Page<T> {
 pub fn limit(limit: Option<u32>) -> Result<u32> {
     let limit = limit.unwrap_or(DEFAULT_PAGE);
     if !(1..=MAX_PAGE).contains(&limit) {
-        return Err(ApiError::unprocessable("invalid_query", "limit must be from 1 to 200."));
+        return Err(ApiError::unprocessable(Code::InvalidQuery, "limit must be from 1 to 200."));
     }
     Ok(limit)
 }
@@ -67,7 +67,7 @@ fn decode_cursor(cursor: &str) -> Result<Uuid> {
         .decode(cursor)
         .ok()
         .and_then(|bytes| Uuid::from_slice(&bytes).ok())
-        .ok_or_else(|| ApiError::unprocessable("invalid_query", "cursor is not one this API gave out."))
+        .ok_or_else(|| ApiError::unprocessable(Code::InvalidQuery, "cursor is not one this API gave out."))
 }
 
 #[cfg(test)]

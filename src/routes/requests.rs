@@ -6,12 +6,12 @@ use chrono::{DateTime, Utc};
 use serde::Deserialize;
 use uuid::Uuid;
 
-use super::connections::connection_id;
+use super::connection_id;
 use super::paging::{self, Page};
-use crate::app::AppState;
 use crate::auth::{Caller, Scope};
-use crate::error::{ApiError, Json, Path, Result};
+use crate::error::{ApiError, Code, Json, Path, Result};
 use crate::requestlog::{AnsweredBy, Via};
+use crate::state::AppState;
 use crate::store::{self, RequestFilter, RequestRecord, StatusFilter};
 
 /// The query of both lists (`connection_id` only on `GET /v1/requests`).
@@ -71,7 +71,7 @@ pub async fn list(
 }
 
 fn invalid(message: String) -> ApiError {
-    ApiError::unprocessable("invalid_query", message)
+    ApiError::unprocessable(Code::InvalidQuery, message)
 }
 
 /// The filter and page size `params` ask for, checked.

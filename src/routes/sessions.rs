@@ -9,12 +9,12 @@ use secrecy::ExposeSecret;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use crate::app::AppState;
 use crate::audit::{Action, RequestInfo};
 use crate::auth::{AnySession, Caller, Scope, SESSION_TOKEN_PREFIX};
 use crate::crypto;
-use crate::error::{ApiError, Json, Result};
+use crate::error::{ApiError, Code, Json, Result};
 use crate::input::{EndUserEmail, EndUserId};
+use crate::state::AppState;
 use crate::store::{self, NewSession};
 
 const DEFAULT_EXPIRES_IN: u64 = 30 * 60;
@@ -52,7 +52,7 @@ pub async fn create(
     let expires_in = body.expires_in.unwrap_or(DEFAULT_EXPIRES_IN);
     if !(60..=MAX_EXPIRES_IN).contains(&expires_in) {
         return Err(ApiError::unprocessable(
-            "invalid_request",
+            Code::InvalidRequest,
             "expires_in is a number of seconds from 60 to 3600 (one hour).",
         ));
     }
@@ -64,7 +64,7 @@ pub async fn create(
             .ok_or_else(|| ApiError::not_found("connection"))?;
         if connection.end_user_id != end_user_id {
             return Err(ApiError::unprocessable(
-                "end_user_mismatch",
+                Code::EndUserMismatch,
                 "A reconnect session is for the end user who owns the connection.",
             ));
         }

@@ -10,13 +10,13 @@ use serde::{Deserialize, Deserializer, Serialize};
 use uuid::Uuid;
 
 use super::paging::{self, Page};
-use crate::app::AppState;
 use crate::audit::{Action, RequestInfo};
 use crate::auth::{Caller, Scope};
-use crate::error::{ApiError, Json, Path, Result};
+use crate::error::{ApiError, Code, Json, Path, Result};
 use crate::events::endpoints::{self, Attempt, Endpoint, EndpointChange, EventTypes, NewEndpoint};
 use crate::events::guard::{self, AllowHosts};
 use crate::events::is_known_type;
+use crate::state::AppState;
 use crate::store;
 
 /// The most event types an endpoint may list.
@@ -246,7 +246,7 @@ fn page(
     query: std::result::Result<Query<PageParams>, axum::extract::rejection::QueryRejection>,
 ) -> Result<(u32, Option<Uuid>)> {
     let Query(params) = query.map_err(|_| {
-        ApiError::unprocessable("invalid_query", "The query accepts limit (1-200) and cursor.")
+        ApiError::unprocessable(Code::InvalidQuery, "The query accepts limit (1-200) and cursor.")
     })?;
     Ok((paging::limit(params.limit)?, paging::cursor(params.cursor.as_deref())?))
 }
@@ -263,11 +263,11 @@ async fn found(state: &AppState, caller: &Caller, id: &str) -> Result<Endpoint> 
 /// Checks a URL as registration does (§13): 422 `invalid_webhook_url` with the reason.
 async fn check_url(state: &AppState, text: &str) -> Result<String> {
     let url = url::Url::parse(text.trim())
-        .map_err(|_| ApiError::unprocessable("invalid_webhook_url", "url is not an absolute URL."))?;
+        .map_err(|_| ApiError::unprocessable(Code::InvalidWebhookUrl, "url is not an absolute URL."))?;
     let allow = AllowHosts::new(&state.config.webhook_allow_hosts);
     guard::check_registration(&url, &allow)
         .await
-        .map_err(|refused| ApiError::unprocessable("invalid_webhook_url", refused.0))?;
+        .map_err(|refused| ApiError::unprocessable(Code::InvalidWebhookUrl, refused.0))?;
     Ok(url.to_string())
 }
 
@@ -275,7 +275,7 @@ fn check_description(description: Option<&str>) -> Result<()> {
     if let Some(text) = description {
         if text.chars().count() > 500 || text.chars().any(|c| c.is_control()) {
             return Err(ApiError::unprocessable(
-                "invalid_request",
+                Code::InvalidRequest,
                 "description is at most 500 characters, without control characters.",
             ));
         }
@@ -287,7 +287,7 @@ fn event_types(types: Option<Vec<String>>) -> Result<EventTypes> {
     let mut types = types.unwrap_or_default();
     if types.len() > MAX_TYPES || types.iter().any(|t| !is_known_type(t)) {
         return Err(ApiError::unprocessable(
-            "invalid_request",
+            Code::InvalidRequest,
             "event_types lists event types of §8 (e.g. connection.invalidated); empty or left out: all.",
         ));
     }

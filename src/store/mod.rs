@@ -21,6 +21,7 @@ use uuid::Uuid;
 use crate::audit::{AuditContext, AuditEntry, AuditFilter};
 use crate::crypto::Sealed;
 use crate::events::{EventFilter, EventRecord};
+use crate::hex::TokenType;
 use crate::lifecycle::{Change, Status};
 use crate::scopes::Scopes;
 
@@ -376,8 +377,8 @@ pub struct Connection {
     /// view shows every connection's `hex_url`, filling in the template's origin.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub hex_url: Option<String>,
-    /// `personal`, `workspace` or `unknown`, from the token's prefix.
-    pub token_type: String,
+    /// The kind of token, from its prefix.
+    pub token_type: TokenType,
     /// The token's prefix and last four characters.
     pub token_hint: String,
     /// Hex's org id.
@@ -454,8 +455,8 @@ pub struct NewConnection {
     pub subdomain: String,
     /// Its own Hex origin, if it is on one of `HEXBROKER_HEX_HOSTS`.
     pub hex_url: Option<String>,
-    /// `personal`, `workspace` or `unknown`.
-    pub token_type: &'static str,
+    /// The kind of token.
+    pub token_type: TokenType,
     /// Prefix and last four characters.
     pub token_hint: String,
     /// Keyed hash of subdomain (or origin) and token.
@@ -550,8 +551,8 @@ pub struct TokenReplacement {
     pub subdomain: String,
     /// Its own Hex origin, if any: a reconnect never moves a connection to another origin.
     pub hex_url: Option<String>,
-    /// `personal`, `workspace` or `unknown`.
-    pub token_type: &'static str,
+    /// The kind of token.
+    pub token_type: TokenType,
     /// Prefix and last four characters.
     pub token_hint: String,
     /// Keyed hash of subdomain and token.
@@ -603,7 +604,7 @@ impl TokenReplacement {
             id: Uuid::nil(),
             subdomain: "acme".into(),
             hex_url: None,
-            token_type: "personal",
+            token_type: TokenType::Personal,
             token_hint: "hxtp_…abcd".into(),
             token_fingerprint: vec![0; 32],
             sealed: Sealed { key_id: "k".into(), nonce: vec![0; 12], ciphertext: vec![], version: 2 },

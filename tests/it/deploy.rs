@@ -143,7 +143,9 @@ fn the_compose_file_keeps_ports_private_and_its_settings_in_an_ignored_env_file(
 
 #[test]
 fn every_setting_the_code_reads_is_documented() {
-    let config = std::fs::read_to_string(root().join("src/config.rs")).unwrap();
+    let config = ["src/config/mod.rs", "src/config/parse.rs"]
+        .map(|file| std::fs::read_to_string(root().join(file)).unwrap())
+        .concat();
     let read: BTreeSet<String> = config
         .split('"')
         .filter(|s| s.starts_with("HEXBROKER_") && s.chars().all(|c| c.is_ascii_uppercase() || c == '_'))

@@ -16,6 +16,7 @@ use std::time::{Duration, Instant};
 use common::{Backend, TestApp};
 use hexbroker::audit::{Action, AuditContext};
 use hexbroker::crypto::Keyring;
+use hexbroker::hex::TokenType;
 use hexbroker::store::{HexIdentity, NewConnection};
 use secrecy::SecretString;
 use serde_json::{json, Value};
@@ -58,7 +59,7 @@ fn new_connection(keyring: &Keyring, n: u64) -> NewConnection {
         metadata: json!({}),
         subdomain: "acme".into(),
         hex_url: None,
-        token_type: "personal",
+        token_type: TokenType::Personal,
         token_hint: "hxtp_…abcd".into(),
         token_fingerprint: n.to_le_bytes().repeat(4),
         sealed: keyring.seal_token(

@@ -409,11 +409,11 @@ async fn background_checks_and_the_401_recheck_go_to_the_connections_origin(back
     let key = app.key("connect,proxy,connections:read").await;
     let created: Value = connect(&app, &key, &format!("http://{addr}"), &token).await.json().await.unwrap();
     let id = created["id"].as_str().unwrap().to_owned();
-    assert_eq!(hexbroker::watch::check_round(&app.state).await.unwrap().scheduled, 1);
+    assert_eq!(hexbroker::verify::check_round(&app.state).await.unwrap().scheduled, 1);
 
     own.clear_requests();
     app.state.clock.advance(TimeDelta::hours(2));
-    let round = hexbroker::watch::check_round(&app.state).await.unwrap();
+    let round = hexbroker::verify::check_round(&app.state).await.unwrap();
     assert_eq!((round.checked, round.invalidated), (1, 0), "{round:?}");
     assert_eq!(seen(&own), [("GET /api/v1/users/me".to_owned(), Some(token.clone()))]);
 
@@ -423,7 +423,7 @@ async fn background_checks_and_the_401_recheck_go_to_the_connections_origin(back
     let narrowed = app.state_with(&[("HEXBROKER_HEX_HOSTS", "https://hex.example.com")]).await.unwrap();
     narrowed.clock.advance(TimeDelta::hours(4));
     own.clear_requests();
-    let round = hexbroker::watch::check_round(&narrowed).await.unwrap();
+    let round = hexbroker::verify::check_round(&narrowed).await.unwrap();
     assert_eq!(round.checked, 0, "{round:?}");
     let after = shown(&app, &key, &id).await["next_verify_at"].clone();
     assert!(before.is_string() && after.is_string() && after != before, "not claimed and put off: {after}");

@@ -3,14 +3,15 @@
 use crate::common;
 
 use std::collections::BTreeSet;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use common::{Backend, TestApp};
+use hexbroker::error::Code;
+use hexbroker::routes::bodies;
+use serde::de::DeserializeOwned;
 use serde_json::Value as Json;
 use serde_yaml::Value as Yaml;
 
-/// The methods axum's `any` serves that the spec lists, one operation each.
-const ANY_METHODS: [&str; 7] = ["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"];
 /// The keys of an OpenAPI path item that are operations.
 const OPERATION_KEYS: [&str; 8] = ["get", "put", "post", "delete", "options", "head", "patch", "trace"];
 
@@ -46,162 +47,14 @@ fn spec_operations(spec: &Yaml) -> Operations {
     operations
 }
 
-/// The text of the balanced `( … )` or `{ … }` starting at `open` (which is a `(` or `{`),
-/// skipping string literals and `//` comments.
-fn balanced(text: &str, open: usize) -> &str {
-    let bytes = text.as_bytes();
-    let (opening, closing) = match bytes[open] {
-        b'(' => (b'(', b')'),
-        b'{' => (b'{', b'}'),
-        other => panic!("balanced: byte {open} is {:?}, not `(` or `{{`", other as char),
-    };
-    let (mut depth, mut in_string, mut escaped, mut in_comment) = (0usize, false, false, false);
-    for (i, &b) in bytes.iter().enumerate().skip(open) {
-        if in_comment {
-            in_comment = b != b'\n';
-            continue;
-        }
-        if in_string {
-            match (escaped, b) {
-                (true, _) => escaped = false,
-                (false, b'\\') => escaped = true,
-                (false, b'"') => in_string = false,
-                _ => {}
-            }
-            continue;
-        }
-        match b {
-            b'"' => in_string = true,
-            b'/' if bytes.get(i + 1) == Some(&b'/') => in_comment = true,
-            b if b == opening => depth += 1,
-            b if b == closing => {
-                depth -= 1;
-                if depth == 0 {
-                    return &text[open + 1..i];
-                }
-            }
-            _ => {}
-        }
-    }
-    panic!("unbalanced {:?} after byte {open}", opening as char);
-}
-
-/// The first string literal in `text`, if any.
-fn first_literal(text: &str) -> Option<&str> {
-    let start = text.find('"')? + 1;
-    let end = start + text[start..].find('"')?;
-    Some(&text[start..end])
-}
-
-/// Byte offsets where `needle` starts as a whole identifier (not preceded by an identifier char).
-fn calls<'a>(text: &'a str, needle: &'a str) -> impl Iterator<Item = usize> + 'a {
-    text.match_indices(needle).map(|(i, _)| i).filter(move |&i| {
-        !text[..i].chars().next_back().is_some_and(|c| c.is_ascii_alphanumeric() || c == '_')
-    })
-}
-
-/// Every (METHOD, path) the router in `src/routes/mod.rs` serves, read from its source: the
-/// `.route(` calls in `fn router` and in the functions of the same file whose routers it
-/// `.merge(`s. Anything it cannot see (a merge of a router built elsewhere, `.nest`, a service)
-/// fails the test, as does a `.route(` call outside the functions it reads.
+/// Every (METHOD, path) the router serves, from its own list ([`hexbroker::routes::operations`],
+/// which the router is built from).
 fn router_operations() -> Operations {
-    let source = std::fs::read_to_string(root().join("src/routes/mod.rs")).expect("read src/routes/mod.rs");
-    read_router(&source)
-}
-
-/// [`router_operations`] of the text of `src/routes/mod.rs`.
-fn read_router(source: &str) -> Operations {
-    for unsupported in [".nest(", ".nest_service(", ".route_service(", ".on("] {
-        assert!(
-            !source.contains(unsupported),
-            "src/routes/mod.rs uses `{unsupported}`: teach tests/it/openapi.rs to read it"
-        );
-    }
-    let mut operations = Operations::new();
-    let mut read = BTreeSet::new();
-    let mut routes_read = 0;
-    let mut pending = vec!["router".to_owned()];
-    while let Some(function) = pending.pop() {
-        if !read.insert(function.clone()) {
-            continue;
-        }
-        let body = function_body(source, &function).unwrap_or_else(|| {
-            panic!("src/routes/mod.rs has no `fn {function}(` for tests/it/openapi.rs to read")
-        });
-        for at in body.match_indices(".merge(").map(|(i, _)| i) {
-            let merged = balanced(body, at + ".merge".len()).trim();
-            let callee = local_call(merged).filter(|f| function_body(source, f).is_some());
-            let callee = callee.unwrap_or_else(|| {
-                panic!(
-                    "src/routes/mod.rs merges `{merged}`: tests/it/openapi.rs reads only merges of a router \
-                     that a function in src/routes/mod.rs builds from `.route(` calls; teach it this one"
-                )
-            });
-            pending.push(callee.to_owned());
-        }
-        for at in body.match_indices(".route(").map(|(i, _)| i) {
-            routes_read += 1;
-            route_operations(balanced(body, at + ".route".len()), &mut operations);
-        }
-    }
-    assert_eq!(
-        routes_read,
-        source.matches(".route(").count(),
-        "src/routes/mod.rs has `.route(` calls outside `fn router` and the functions it merges \
-         ({read:?}): teach tests/it/openapi.rs where they are served"
-    );
-    assert!(!operations.is_empty(), "no .route( calls found in src/routes/mod.rs");
+    let served = hexbroker::routes::operations();
+    let operations: Operations =
+        served.iter().map(|(method, path)| (method.as_str().to_owned(), openapi_path(path))).collect();
+    assert_eq!(operations.len(), served.len(), "the router lists an operation twice: {served:?}");
     operations
-}
-
-/// The (METHOD, path) pairs of one `.route(` call, given the text between its parentheses.
-fn route_operations(args: &str, operations: &mut Operations) {
-    let path = first_literal(args).expect("a .route( call names its path as a literal");
-    let path = openapi_path(path);
-    let mut methods = BTreeSet::new();
-    for (function, method) in [
-        ("get(", "GET"),
-        ("post(", "POST"),
-        ("put(", "PUT"),
-        ("patch(", "PATCH"),
-        ("delete(", "DELETE"),
-        ("head(", "HEAD"),
-        ("options(", "OPTIONS"),
-        ("trace(", "TRACE"),
-    ] {
-        if calls(args, function).next().is_some() {
-            methods.insert(method);
-        }
-    }
-    if calls(args, "any(").next().is_some() {
-        methods.extend(ANY_METHODS);
-    }
-    for unsupported in ["connect(", "on(", "on_service(", "get_service(", "post_service(", "any_service("] {
-        assert!(
-            calls(args, unsupported).next().is_none(),
-            "teach tests/it/openapi.rs `{unsupported}` ({path})"
-        );
-    }
-    assert!(!methods.is_empty(), "no method found for route {path}");
-    for method in methods {
-        operations.insert((method.to_owned(), path.clone()));
-    }
-}
-
-/// The body (between its braces) of `fn name(` in `source`, if `source` defines it.
-fn function_body<'a>(source: &'a str, name: &str) -> Option<&'a str> {
-    let needle = format!("fn {name}(");
-    let at = calls(source, &needle).next()?;
-    let parameters = at + needle.len() - 1;
-    let after = parameters + balanced(source, parameters).len() + 2;
-    let open = after + source[after..].find('{')?;
-    Some(balanced(source, open))
-}
-
-/// `name` when `expression` is a call `name(…)` of a plain (unqualified) function.
-fn local_call(expression: &str) -> Option<&str> {
-    let end = expression.find(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))?;
-    (end > 0 && expression[end..].starts_with('(')).then_some(&expression[..end])
 }
 
 /// axum's `{*rest}` wildcard is OpenAPI's `{rest}`.
@@ -221,45 +74,10 @@ fn the_spec_and_the_router_name_the_same_routes() {
     let only_router: Operations = router.difference(&spec).cloned().collect();
     assert!(
         only_spec.is_empty() && only_router.is_empty(),
-        "openapi.yaml and src/routes/mod.rs disagree.\nIn the spec but not served:{}\nServed but not in the spec:{}",
+        "openapi.yaml and the router disagree.\nIn the spec but not served:{}\nServed but not in the spec:{}",
         show(&only_spec),
         show(&only_router),
     );
-}
-
-#[test]
-fn the_router_reader_refuses_what_it_cannot_see() {
-    let read = |source: &str| std::panic::catch_unwind(|| read_router(source));
-    let helper = r#"
-        fn browser(state: &AppState) -> Router<AppState> {
-            // A comment with a "quote" and a { brace.
-            Router::new().route("/v1/connect", post(connect::connect).options(preflight))
-        }
-        pub fn router(state: AppState) -> Router {
-            Router::new().route("/healthz", get(health::healthz)).merge(browser(&state)).ROUTES
-        }
-    "#;
-    let served = read(&helper.replace("ROUTES", r#"route("/api/{*path}", any(proxy::drop_in))"#))
-        .expect("a merge of a router built in the same file is read");
-    let expected: Operations = [("GET", "/healthz"), ("POST", "/v1/connect"), ("OPTIONS", "/v1/connect")]
-        .into_iter()
-        .chain(ANY_METHODS.iter().map(|m| (*m, "/api/{path}")))
-        .map(|(m, p)| (m.to_owned(), p.to_owned()))
-        .collect();
-    assert_eq!(served, expected);
-    for unreadable in [
-        r#"merge(proxy::routes())"#,
-        r#"merge(Router::new().route("/x", get(x)))"#,
-        r#"merge(elsewhere(&state))"#,
-        r#"nest("/v2", browser(&state))"#,
-        r#"route_service("/x", service)"#,
-        r#"route("/x", get(x).connect(y))"#,
-        r#"route("/x", on(MethodFilter::GET, x))"#,
-    ] {
-        assert!(read(&helper.replace("ROUTES", unreadable)).is_err(), "read `{unreadable}`");
-    }
-    let unmerged = format!("fn other() -> Router {{ Router::new().route(\"/x\", get(x)) }}\n{helper}");
-    assert!(read(&unmerged.replace("ROUTES", "fallback(f)")).is_err(), "read a router that is not merged");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -267,8 +85,9 @@ async fn every_spec_operation_is_served() {
     let app = TestApp::start(Backend::Sqlite).await.expect("SQLite is always available");
     let admin = app.key("admin").await;
     let operations = spec_operations(&spec());
+    let spec_json = spec_json();
     assert!(operations.len() >= 10, "the spec lists its operations");
-    let mut unserved = Vec::new();
+    let (mut unserved, mut wrong_body) = (Vec::new(), Vec::new());
     for (method, path) in &operations {
         let concrete = path
             .replace("{id}", &uuid::Uuid::new_v4().to_string())
@@ -289,6 +108,17 @@ async fn every_spec_operation_is_served() {
         } else {
             response.json::<Json>().await.ok().and_then(|b| b["error"]["code"].as_str().map(str::to_owned))
         };
+        // Sent with no body: a handler that reads JSON refuses it as 415 before anything else
+        // but the credential, and one that reads none never does.
+        let reads_json = reads_json(&spec_json, method, path);
+        match (status, code.as_deref()) {
+            (415, _) if !reads_json => wrong_body.push(format!("{method} {path}: 415, but no JSON body")),
+            (415, _) | (401 | 403, _) => {}
+            _ if reads_json && path != "/mcp" => {
+                wrong_body.push(format!("{method} {path}: {status} {code:?}, not 415, without a body"))
+            }
+            _ => {}
+        }
         let refused = match (status, code.as_deref()) {
             (405, _) => true,
             (404, Some("route_not_found")) => true,
@@ -301,6 +131,7 @@ async fn every_spec_operation_is_served() {
         }
     }
     assert!(unserved.is_empty(), "the spec lists operations the app does not serve: {unserved:#?}");
+    assert!(wrong_body.is_empty(), "handlers read bodies other than the spec's: {wrong_body:#?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -420,12 +251,13 @@ fn the_spec_lists_exactly_the_error_codes_the_code_answers() {
         .iter()
         .map(|c| c.as_str().unwrap().to_owned())
         .collect();
-    let answered = source_error_codes();
+    let answered: BTreeSet<String> = Code::ALL.iter().map(|code| code.as_str().to_owned()).collect();
+    assert_eq!(answered.len(), Code::ALL.len(), "Code::ALL names a code twice");
     let unlisted: Vec<_> = answered.difference(&listed).collect();
     let unanswered: Vec<_> = listed.difference(&answered).collect();
     assert!(
         unlisted.is_empty() && unanswered.is_empty(),
-        "Error.code in openapi.yaml and the code disagree.\nAnswered but not listed: {unlisted:?}\nListed but never answered: {unanswered:?}"
+        "Error.code in openapi.yaml and Code::ALL disagree.\nIn the code but not listed: {unlisted:?}\nListed but not in the code: {unanswered:?}"
     );
 }
 
@@ -486,14 +318,17 @@ fn every_path_parameter_is_declared() {
     assert!(problems.is_empty(), "path parameters and paths disagree: {problems:#?}");
 }
 
-/// The JSON request bodies: the operation, and the struct in `src/routes` that reads its body.
-const REQUEST_BODIES: [(&str, &str, &str, &str); 6] = [
-    ("POST", "/v1/connect", "src/routes/connect.rs", "ConnectBody"),
-    ("POST", "/v1/connect/sessions", "src/routes/sessions.rs", "CreateSessionBody"),
-    ("PATCH", "/v1/connections/{id}", "src/routes/connections.rs", "UpdateBody"),
-    ("POST", "/v1/connections/{id}/keys", "src/routes/keys.rs", "CreateKeyBody"),
-    ("POST", "/v1/webhook-endpoints", "src/routes/webhooks.rs", "CreateEndpointBody"),
-    ("PATCH", "/v1/webhook-endpoints/{id}", "src/routes/webhooks.rs", "UpdateEndpointBody"),
+/// A probe of a request body type: its fields as serde reads them.
+type Probe = fn() -> (Vec<Field>, bool);
+
+/// The JSON request bodies: the operation, and the type its handler reads the body as.
+const REQUEST_BODIES: [(&str, &str, &str, Probe); 6] = [
+    ("POST", "/v1/connect", "ConnectBody", body_fields::<bodies::ConnectBody>),
+    ("POST", "/v1/connect/sessions", "CreateSessionBody", body_fields::<bodies::CreateSessionBody>),
+    ("PATCH", "/v1/connections/{id}", "UpdateBody", body_fields::<bodies::UpdateBody>),
+    ("POST", "/v1/connections/{id}/keys", "CreateKeyBody", body_fields::<bodies::CreateKeyBody>),
+    ("POST", "/v1/webhook-endpoints", "CreateEndpointBody", body_fields::<bodies::CreateEndpointBody>),
+    ("PATCH", "/v1/webhook-endpoints/{id}", "UpdateEndpointBody", body_fields::<bodies::UpdateEndpointBody>),
 ];
 
 #[test]
@@ -515,22 +350,9 @@ fn request_schemas_name_the_fields_the_code_reads() {
         REQUEST_BODIES.iter().map(|(m, p, _, _)| (m.to_string(), p.to_string())).collect();
     assert_eq!(in_spec, taught, "the spec's JSON request bodies are not those REQUEST_BODIES names");
 
-    // Every JSON body a handler extracts is one that REQUEST_BODIES names.
-    let mut extracted = BTreeSet::new();
-    for file in rust_files(&root().join("src/routes")) {
-        let text = std::fs::read_to_string(&file).unwrap();
-        for (at, needle) in text.match_indices("): Json<") {
-            let rest = &text[at + needle.len()..];
-            extracted.insert(rest[..rest.find('>').unwrap()].to_owned());
-        }
-    }
-    let named: BTreeSet<_> = REQUEST_BODIES.iter().map(|(_, _, _, s)| s.to_string()).collect();
-    assert_eq!(extracted, named, "handlers extract JSON bodies that REQUEST_BODIES does not name");
-
     let mut problems = Vec::new();
-    for (method, path, file, name) in REQUEST_BODIES {
-        let text = std::fs::read_to_string(root().join(file)).unwrap();
-        let (fields, deny_unknown) = struct_fields(&text, name);
+    for (method, path, name, probe) in REQUEST_BODIES {
+        let (fields, deny_unknown) = probe();
         let operation = &spec["paths"][path][method.to_ascii_lowercase()];
         let schema = resolve(
             &spec,
@@ -603,49 +425,79 @@ struct Field {
     nullable: bool,
 }
 
-/// The fields of `struct name` in `text`, and whether it denies unknown fields.
-fn struct_fields(text: &str, name: &str) -> (Vec<Field>, bool) {
-    let needle = format!("struct {name} {{");
-    let at = calls(text, &needle).next().unwrap_or_else(|| panic!("no `{needle}`"));
-    let above = &text[..text[..at].rfind('\n').unwrap_or(0)];
-    let attributes: Vec<&str> = above
-        .lines()
-        .rev()
-        .map(str::trim)
-        .take_while(|line| line.starts_with("#[") || line.starts_with("///"))
-        .filter(|line| line.starts_with("#["))
-        .collect();
-    assert!(
-        !attributes.iter().any(|a| a.contains("rename") || a.contains("tag") || a.contains("default")),
-        "teach tests/it/openapi.rs the serde attributes of {name}: {attributes:?}"
-    );
-    let deny_unknown = attributes.iter().any(|a| a.contains("deny_unknown_fields"));
-    let mut fields = Vec::new();
-    let mut pending: Vec<&str> = Vec::new();
-    for line in balanced(text, at + needle.len() - 1).lines().map(str::trim) {
-        if line.is_empty() || line.starts_with("//") {
-            continue;
+/// The fields of the body type `T` and whether it denies unknown fields, as serde reads them:
+/// asked of the type itself, never of its source.
+fn body_fields<T: DeserializeOwned>() -> (Vec<Field>, bool) {
+    let names = struct_field_names::<T>();
+    let refusal = |body: Json| serde_json::from_value::<T>(body).err().map(|e| e.to_string());
+    let deny_unknown = refusal(serde_json::json!({"no_field_of_any_body": 1}))
+        .is_some_and(|message| message.starts_with("unknown field"));
+    // Required: the fields serde reports missing, filling each in (by trying a few values) until
+    // the body is accepted.
+    const CANDIDATES: [&str; 5] = [r#""x""#, r#"["x"]"#, "1", "true", "{}"];
+    let mut body = serde_json::Map::new();
+    let mut required = BTreeSet::new();
+    let mut trying: Option<(String, usize)> = None;
+    while let Some(message) = refusal(Json::Object(body.clone())) {
+        if let Some(field) = message.strip_prefix("missing field `").and_then(|rest| rest.split('`').next()) {
+            assert!(required.insert(field.to_owned()), "{field} is reported missing twice: {message}");
+            trying = Some((field.to_owned(), 0));
+        } else {
+            let (field, tried) =
+                trying.as_mut().unwrap_or_else(|| panic!("an empty body is refused: {message}"));
+            *tried += 1;
+            assert!(*tried < CANDIDATES.len(), "no value found for `{field}`: {message}");
         }
-        if line.starts_with("#[") {
-            pending.push(line);
-            continue;
-        }
-        let line = line.strip_prefix("pub ").unwrap_or(line);
-        let (field, ty) = line.split_once(':').unwrap_or_else(|| panic!("{name}: cannot read `{line}`"));
-        assert!(
-            !pending.iter().any(|a| a.contains("rename") || a.contains("flatten") || a.contains("skip")),
-            "teach tests/it/openapi.rs the serde attributes of {name}.{field}: {pending:?}"
-        );
-        let optional = ty.trim().starts_with("Option<");
-        let defaulted = pending.iter().any(|a| a.contains("default"));
-        fields.push(Field {
-            name: field.trim().to_owned(),
-            required: !optional && !defaulted,
-            nullable: optional,
-        });
-        pending.clear();
+        let (field, tried) = trying.as_ref().unwrap();
+        body.insert(field.clone(), serde_json::from_str(CANDIDATES[*tried]).unwrap());
     }
+    let fields = names
+        .iter()
+        .map(|&name| Field {
+            name: name.to_owned(),
+            required: required.contains(name),
+            // serde takes `null` for it when a body of it alone is refused for anything else.
+            nullable: refusal(serde_json::json!({ name: null }))
+                .is_none_or(|message| !message.starts_with("invalid type: null")),
+        })
+        .collect();
     (fields, deny_unknown)
+}
+
+/// The field names serde's derived `Deserialize` of struct `T` gives to `deserialize_struct`.
+fn struct_field_names<T: DeserializeOwned>() -> &'static [&'static str] {
+    use serde::de::{self, Visitor};
+
+    /// A deserializer that only records the field names a struct asks for.
+    struct Names<'a>(&'a mut Option<&'static [&'static str]>);
+
+    impl<'de> de::Deserializer<'de> for Names<'_> {
+        type Error = de::value::Error;
+
+        fn deserialize_any<V: Visitor<'de>>(self, _: V) -> Result<V::Value, Self::Error> {
+            Err(de::Error::custom("not a struct"))
+        }
+
+        fn deserialize_struct<V: Visitor<'de>>(
+            self,
+            _: &'static str,
+            fields: &'static [&'static str],
+            _: V,
+        ) -> Result<V::Value, Self::Error> {
+            *self.0 = Some(fields);
+            Err(de::Error::custom("names recorded"))
+        }
+
+        serde::forward_to_deserialize_any! {
+            bool i8 i16 i32 i64 i128 u8 u16 u32 u64 u128 f32 f64 char str string bytes byte_buf
+            option unit unit_struct newtype_struct seq tuple tuple_struct map enum identifier
+            ignored_any
+        }
+    }
+
+    let mut names = None;
+    let _ = T::deserialize(Names(&mut names));
+    names.expect("a request body is a struct")
 }
 
 /// The spec's response to `method path` answering `status` (resolved); fails if undocumented.
@@ -798,46 +650,10 @@ async fn credential_free_operations_answer_as_the_spec_documents() {
     }
 }
 
-/// Every error code the source constructs: the first string literal of each
-/// `ApiError::new(…)`, `::unprocessable(…)` or `::bad_request(…)` call.
-fn source_error_codes() -> BTreeSet<String> {
-    let mut codes = BTreeSet::new();
-    for file in rust_files(&root().join("src")) {
-        let text = std::fs::read_to_string(&file).unwrap();
-        // Unit tests at the bottom of a file quote codes without constructing them.
-        let text = text.split("#[cfg(test)]").next().unwrap_or_default();
-        for constructor in ["::new(", "::unprocessable(", "::bad_request("] {
-            // `Self::…` constructs an error only inside `impl ApiError`.
-            let prefixes: &[&str] =
-                if file.ends_with("src/error.rs") { &["ApiError", "Self"] } else { &["ApiError"] };
-            for prefix in prefixes {
-                let needle = format!("{prefix}{constructor}");
-                for at in calls(text, &needle) {
-                    let args = balanced(text, at + needle.len() - 1);
-                    if let Some(code) = first_literal(args) {
-                        if !code.is_empty() && code.bytes().all(|b| b.is_ascii_lowercase() || b == b'_') {
-                            codes.insert(code.to_owned());
-                        }
-                    }
-                }
-            }
-        }
-    }
-    assert!(codes.contains("unauthorized") && codes.contains("route_not_found"), "found codes: {codes:?}");
-    codes
-}
-
-fn rust_files(dir: &Path) -> Vec<PathBuf> {
-    let mut files = Vec::new();
-    for entry in std::fs::read_dir(dir).unwrap() {
-        let path = entry.unwrap().path();
-        if path.is_dir() {
-            files.extend(rust_files(&path));
-        } else if path.extension().is_some_and(|e| e == "rs") {
-            files.push(path);
-        }
-    }
-    files
+/// Whether the spec gives `method path` a JSON request body.
+fn reads_json(spec: &Json, method: &str, path: &str) -> bool {
+    let operation = &spec["paths"][path][method.to_ascii_lowercase()];
+    !resolve(spec, &operation["requestBody"])["content"]["application/json"].is_null()
 }
 
 /// Follows a local `$ref`.

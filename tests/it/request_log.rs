@@ -634,7 +634,7 @@ async fn shutdown_writes_what_is_queued(backend: Backend) {
 
 async fn with_the_log_off_nothing_is_recorded(backend: Backend) {
     let Some(app) = TestApp::start_with(backend, &[("HEXBROKER_REQUEST_LOG", "off")]).await else { return };
-    assert!(!app.state.request_log.is_on());
+    assert!(!app.state.proxy.request_log.is_on());
     let (id, _) = app.connected(&app.key("connect").await).await;
     let key = app.key("proxy,connections:read").await;
     assert_eq!(proxied(&app, &key, &id, reqwest::Method::GET, "/v1/projects").await.0, 200);

@@ -6,6 +6,7 @@ use common::{Backend, TestDb};
 use hexbroker::audit::{Action, AuditContext};
 use hexbroker::auth::{Scope, Scopes};
 use hexbroker::crypto::{Keyring, Sealed, TokenBinding};
+use hexbroker::hex::TokenType;
 use hexbroker::lifecycle::{Change, Status};
 use hexbroker::store::{
     self, Applied, ConnectionChange, ConnectionFilter, DynStore, Expect, HexIdentity, Inserted, NewApiKey,
@@ -46,7 +47,7 @@ fn new_connection(tenant: &str, user: &str, fingerprint: u8) -> NewConnection {
         metadata: json!({"k": "v"}),
         subdomain: "acme".into(),
         hex_url: None,
-        token_type: "personal",
+        token_type: TokenType::Personal,
         token_hint: "hxtp_…abcd".into(),
         token_fingerprint: vec![fingerprint; 32],
         sealed: keyring.seal_token(
@@ -114,7 +115,7 @@ async fn connections_round_trip_every_field(backend: Backend) {
     assert_eq!(c.id, new.id);
     assert_eq!(c.end_user_email.as_deref(), Some("ada@example.com"));
     assert_eq!(c.metadata, json!({"k": "v"}));
-    assert_eq!(c.token_type, "personal");
+    assert_eq!(c.token_type, TokenType::Personal);
     assert_eq!(c.hex_org_id.as_deref(), Some("org-1"));
     assert_eq!(c.token_expires_at, new.identity.token_expires_at);
     assert_eq!(c.status, Status::Active);
@@ -260,7 +261,7 @@ async fn each_change_emits_its_events_once_and_conditions_hold(backend: Backend)
     let events = |store: DynStore| async move {
         let filter = hexbroker::events::EventFilter { limit: 50, ..Default::default() };
         let listed = store.list_events("t1", &filter).await.unwrap();
-        listed.into_iter().rev().map(|e| e.kind).collect::<Vec<_>>()
+        listed.into_iter().rev().map(|e| e.kind.as_str()).collect::<Vec<_>>()
     };
     let apply = |change: Change<'static>, expect: Expect| {
         let store = store.clone();

@@ -8,7 +8,8 @@ use std::time::{Duration, Instant};
 
 use chrono::TimeDelta;
 use common::{Backend, TestApp};
-use hexbroker::watch::{self, CheckReport, ExpiryReport, Unauthorized};
+use hexbroker::proxy::Unauthorized;
+use hexbroker::verify::{self, CheckReport, ExpiryReport};
 use serde_json::{json, Value};
 
 /// Starts hexbroker with `extra`, its own watchers quiet (every round here is the test's).
@@ -95,17 +96,17 @@ async fn a_token_is_warned_about_once_then_expires_on_time(backend: Backend) {
     let expires = connection(&app, &id).await["token_expires_at"].as_str().unwrap().to_owned();
     let expires: chrono::DateTime<chrono::Utc> = expires.parse().unwrap();
 
-    assert_eq!(watch::expiry_round(&app.state).await.unwrap(), ExpiryReport::default(), "30 days out");
+    assert_eq!(verify::expiry_round(&app.state).await.unwrap(), ExpiryReport::default(), "30 days out");
     app.state.clock.set(expires - TimeDelta::days(3) + TimeDelta::minutes(1));
-    assert_eq!(watch::expiry_round(&app.state).await.unwrap(), ExpiryReport { warned: 1, expired: 0 });
-    assert_eq!(watch::expiry_round(&app.state).await.unwrap(), ExpiryReport::default(), "warned once");
+    assert_eq!(verify::expiry_round(&app.state).await.unwrap(), ExpiryReport { warned: 1, expired: 0 });
+    assert_eq!(verify::expiry_round(&app.state).await.unwrap(), ExpiryReport::default(), "warned once");
     assert_eq!(connection(&app, &id).await["status"], "active");
 
     app.state.clock.set(expires + TimeDelta::seconds(1));
     // Shown expired at once (derived), stored expired by the round, once.
     assert_eq!(connection(&app, &id).await["status"], "expired");
-    assert_eq!(watch::expiry_round(&app.state).await.unwrap(), ExpiryReport { warned: 0, expired: 1 });
-    assert_eq!(watch::expiry_round(&app.state).await.unwrap(), ExpiryReport::default(), "expired once");
+    assert_eq!(verify::expiry_round(&app.state).await.unwrap(), ExpiryReport { warned: 0, expired: 1 });
+    assert_eq!(verify::expiry_round(&app.state).await.unwrap(), ExpiryReport::default(), "expired once");
     let shown = connection(&app, &id).await;
     assert_eq!(shown["status"], "expired");
     assert!(shown["status_reason"].as_str().unwrap().contains("expiry"));
@@ -126,11 +127,11 @@ async fn a_reconnect_with_a_new_token_is_warned_about_again(backend: Backend) {
     };
     let (id, _) = app.connected(&app.key("connect").await).await;
     app.state.clock.advance(TimeDelta::days(28));
-    assert_eq!(watch::expiry_round(&app.state).await.unwrap().warned, 1);
+    assert_eq!(verify::expiry_round(&app.state).await.unwrap().warned, 1);
     // A second replica on the same database finds nothing left to warn about.
     let other = app.state_with(&[]).await.unwrap();
     other.clock.set(app.state.clock.now());
-    assert_eq!(watch::expiry_round(&other).await.unwrap(), ExpiryReport::default());
+    assert_eq!(verify::expiry_round(&other).await.unwrap(), ExpiryReport::default());
 
     let connect = app.key("connect").await;
     let session: Value = app
@@ -155,8 +156,8 @@ async fn a_reconnect_with_a_new_token_is_warned_about_again(backend: Backend) {
         .await
         .unwrap();
     assert_eq!(replaced.status(), 200);
-    assert_eq!(watch::expiry_round(&app.state).await.unwrap().warned, 1, "the new token is warned about");
-    assert_eq!(watch::expiry_round(&app.state).await.unwrap().warned, 0);
+    assert_eq!(verify::expiry_round(&app.state).await.unwrap().warned, 1, "the new token is warned about");
+    assert_eq!(verify::expiry_round(&app.state).await.unwrap().warned, 0);
     let kinds = events(&app, &id).await;
     assert_eq!(kinds.iter().filter(|k| *k == "connection.expiring").count(), 2, "{kinds:?}");
 }
@@ -166,7 +167,7 @@ async fn a_background_check_invalidates_a_revoked_token_and_reactivates_it_when_
         return;
     };
     let (id, token) = app.connected(&app.key("connect").await).await;
-    let first = watch::check_round(&app.state).await.unwrap();
+    let first = verify::check_round(&app.state).await.unwrap();
     assert_eq!((first.scheduled, first.checked), (1, 0), "a new connection is checked an interval on");
     let next: chrono::DateTime<chrono::Utc> =
         connection(&app, &id).await["next_verify_at"].as_str().unwrap().parse().unwrap();
@@ -175,20 +176,20 @@ async fn a_background_check_invalidates_a_revoked_token_and_reactivates_it_when_
 
     app.fake.revoke_token(&token);
     app.state.clock.advance(TimeDelta::hours(2));
-    let round = watch::check_round(&app.state).await.unwrap();
+    let round = verify::check_round(&app.state).await.unwrap();
     assert_eq!((round.checked, round.invalidated), (1, 1), "{round:?}");
     assert_eq!(connection(&app, &id).await["status"], "invalid");
     let proxy = app.key("proxy").await;
     assert_eq!(common::error_code(proxied(&app, &proxy, &id).await).await.1, "connection_invalid");
-    assert_eq!(watch::check_round(&app.state).await.unwrap(), CheckReport::default(), "not due again yet");
+    assert_eq!(verify::check_round(&app.state).await.unwrap(), CheckReport::default(), "not due again yet");
 
     app.state.clock.advance(TimeDelta::hours(2));
-    let again = watch::check_round(&app.state).await.unwrap();
+    let again = verify::check_round(&app.state).await.unwrap();
     assert_eq!((again.checked, again.invalidated), (1, 0), "still refused: no second event");
 
     app.fake.reinstate_token(&token);
     app.state.clock.advance(TimeDelta::hours(2));
-    let back = watch::check_round(&app.state).await.unwrap();
+    let back = verify::check_round(&app.state).await.unwrap();
     assert_eq!((back.checked, back.reactivated), (1, 1), "{back:?}");
     let shown = connection(&app, &id).await;
     assert_eq!(shown["status"], "active");
@@ -222,12 +223,12 @@ async fn two_replicas_check_each_connection_once_per_round(backend: Backend) {
         connect_for(&app, &key, &format!("user{i}")).await;
     }
     let other = app.state_with(&[("HEXBROKER_VERIFY_CONCURRENCY", "3")]).await.unwrap();
-    assert_eq!(watch::check_round(&app.state).await.unwrap().scheduled, N);
+    assert_eq!(verify::check_round(&app.state).await.unwrap().scheduled, N);
     for round in 0..2 {
         app.state.clock.advance(TimeDelta::hours(2));
         other.clock.advance(TimeDelta::hours(2));
         app.fake.clear_requests();
-        let (a, b) = tokio::join!(watch::check_round(&app.state), watch::check_round(&other));
+        let (a, b) = tokio::join!(verify::check_round(&app.state), verify::check_round(&other));
         let (a, b) = (a.unwrap(), b.unwrap());
         assert_eq!(a.checked + b.checked, N, "round {round}: {a:?} {b:?}");
         assert_eq!(users_me(&app), N, "round {round}: each connection once");
@@ -239,14 +240,14 @@ async fn a_busy_connection_has_its_check_pushed_back_not_into_a_429(backend: Bac
         return;
     };
     let (id, _) = app.connected(&app.key("connect").await).await;
-    watch::check_round(&app.state).await.unwrap();
+    verify::check_round(&app.state).await.unwrap();
     app.state.clock.advance(TimeDelta::hours(2));
     let proxy = app.key("proxy").await;
     for _ in 0..20 {
         assert_eq!(proxied(&app, &proxy, &id).await.status(), 200);
     }
     app.fake.clear_requests();
-    let round = watch::check_round(&app.state).await.unwrap();
+    let round = verify::check_round(&app.state).await.unwrap();
     assert_eq!((round.checked, round.deferred), (0, 1), "{round:?}");
     assert_eq!(users_me(&app), 0, "Hex was not asked");
     let next: chrono::DateTime<chrono::Utc> =
@@ -259,11 +260,11 @@ async fn passing_trouble_changes_nothing_and_retries_sooner(backend: Backend) {
         return;
     };
     let (id, _) = app.connected(&app.key("connect").await).await;
-    watch::check_round(&app.state).await.unwrap();
+    verify::check_round(&app.state).await.unwrap();
     app.state.clock.advance(TimeDelta::hours(30));
     // users/me and the projects check it falls back to both answer 503.
     app.fake.fail_next(2, 503, None);
-    let round = watch::check_round(&app.state).await.unwrap();
+    let round = verify::check_round(&app.state).await.unwrap();
     assert_eq!((round.checked, round.trouble), (1, 1), "{round:?}");
     let shown = connection(&app, &id).await;
     assert_eq!(shown["status"], "active");
@@ -357,15 +358,19 @@ async fn a_token_replaced_while_a_call_with_the_old_one_was_in_flight_stays_acti
         nonce,
         token: token.to_owned().into(),
     };
-    let invalidated = watch::recheck_after_unauthorized(&app.state, call(old_nonce, &old_token)).await;
+    let invalidated =
+        hexbroker::proxy::recheck_after_unauthorized(&app.state.proxy, call(old_nonce, &old_token)).await;
     assert!(!invalidated.unwrap());
     assert_eq!(connection(&app, &id).await["status"], "active");
 
     // The same failure on the token it holds now does invalidate.
     app.fake.revoke_token(&new_token);
     let current = app.state.store.connection_with_token("default", uuid).await.unwrap().unwrap();
-    let invalidated =
-        watch::recheck_after_unauthorized(&app.state, call(current.1.nonce.clone(), &new_token)).await;
+    let invalidated = hexbroker::proxy::recheck_after_unauthorized(
+        &app.state.proxy,
+        call(current.1.nonce.clone(), &new_token),
+    )
+    .await;
     assert!(invalidated.unwrap());
     assert_eq!(connection(&app, &id).await["status"], "invalid");
     let kinds = events(&app, &id).await;
@@ -380,16 +385,16 @@ async fn last_used_at_appears_after_a_proxied_call_and_a_flush_kept_to_the_minut
     assert_eq!(proxied(&app, &proxy, &id).await.status(), 200);
     let called = app.state.clock.now();
     assert!(connection(&app, &id).await["last_used_at"].is_null(), "not written on the hot path");
-    assert_eq!(watch::flush_last_used(&app.state).await.unwrap(), 1);
+    assert_eq!(verify::flush_last_used(&app.state).await.unwrap(), 1);
     let used: chrono::DateTime<chrono::Utc> =
         connection(&app, &id).await["last_used_at"].as_str().unwrap().parse().unwrap();
     assert_eq!(used.timestamp() % 60, 0, "kept to the minute: {used}");
     assert!(used <= called && called - used < TimeDelta::minutes(1), "{used} vs {called}");
     assert_eq!(proxied(&app, &proxy, &id).await.status(), 200);
-    assert!(watch::flush_last_used(&app.state).await.unwrap() <= 1, "one write a minute at most");
+    assert!(verify::flush_last_used(&app.state).await.unwrap() <= 1, "one write a minute at most");
     app.state.clock.advance(TimeDelta::minutes(5));
     assert_eq!(proxied(&app, &proxy, &id).await.status(), 200);
-    assert_eq!(watch::flush_last_used(&app.state).await.unwrap(), 1);
+    assert_eq!(verify::flush_last_used(&app.state).await.unwrap(), 1);
     let later: chrono::DateTime<chrono::Utc> =
         connection(&app, &id).await["last_used_at"].as_str().unwrap().parse().unwrap();
     assert!(later - used >= TimeDelta::minutes(4), "{later} after {used}");

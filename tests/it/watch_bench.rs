@@ -20,8 +20,9 @@ use std::time::{Duration, Instant};
 use chrono::TimeDelta;
 use common::{Backend, TestApp};
 use fake_hex::RateLimits;
+use hexbroker::hex::TokenType;
 use hexbroker::store::{HexIdentity, NewConnection};
-use hexbroker::watch;
+use hexbroker::verify;
 use secrecy::SecretString;
 use serde_json::json;
 
@@ -51,7 +52,7 @@ async fn store_connections(app: &TestApp, n: usize) {
                     metadata: json!({}),
                     subdomain: "acme".into(),
                     hex_url: None,
-                    token_type: "personal",
+                    token_type: TokenType::Personal,
                     token_hint: hexbroker::hex::token_hint(&token),
                     token_fingerprint: state.hasher.token_fingerprint("acme", &token),
                     sealed: state.keyring.seal_token(
@@ -109,7 +110,7 @@ async fn bench(backend: Backend) {
     store_connections(&app, n).await;
     let (probe, _) = app.connected(&app.key("connect").await).await;
     let proxy = app.key("proxy").await;
-    let scheduled = watch::check_round(&app.state).await.unwrap().scheduled;
+    let scheduled = verify::check_round(&app.state).await.unwrap().scheduled;
     assert_eq!(scheduled, n + 1);
 
     for concurrency in &concurrencies {
@@ -117,7 +118,7 @@ async fn bench(backend: Backend) {
         app.state.clock.advance(TimeDelta::hours(2));
         state.clock.set(app.state.clock.now());
         let started = Instant::now();
-        let report = watch::check_round(&state).await.unwrap();
+        let report = verify::check_round(&state).await.unwrap();
         let took = started.elapsed().as_secs_f64();
         eprintln!(
             "{backend:?}: round over {} connections at concurrency {concurrency}: {took:.1}s ({:.0} checks/s; \
@@ -133,7 +134,7 @@ async fn bench(backend: Backend) {
     let state = app.state.clone();
     let round = tokio::spawn(async move {
         let started = Instant::now();
-        let report = watch::check_round(&state).await.unwrap();
+        let report = verify::check_round(&state).await.unwrap();
         (report, started.elapsed())
     });
     let during = proxy_rate(&app, &proxy, &probe, seconds).await;

@@ -255,7 +255,7 @@ pub struct TestApp {
     pub db: TestDb,
     pub env: HashMap<String, String>,
     /// The replica's background work (webhook delivery, pruning); `None` once stopped.
-    pub background: Option<hexbroker::app::Background>,
+    pub background: Option<hexbroker::background::Background>,
     /// The base URL of the metrics listener, when `HEXBROKER_METRICS_LISTEN` is set (the harness
     /// binds it on a port of its own).
     pub metrics_base: Option<String>,
@@ -287,7 +287,7 @@ impl TestApp {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let (tx, rx) = oneshot::channel();
-        let background = hexbroker::app::Background::spawn(&state).expect("start background work");
+        let background = hexbroker::background::Background::spawn(&state).expect("start background work");
         let metrics_listener = match state.config.metrics_listen {
             Some(_) => Some(tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap()),
             None => None,
@@ -389,7 +389,7 @@ impl Drop for TestApp {
 pub async fn serve_state(state: AppState) -> String {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());
-    let background = hexbroker::app::Background::spawn(&state).expect("start background work");
+    let background = hexbroker::background::Background::spawn(&state).expect("start background work");
     tokio::spawn(async move {
         let _background = background;
         hexbroker::app::serve_app(state, listener, None, std::future::pending()).await

@@ -1,7 +1,8 @@
-//! Checking stored tokens against Hex: the background round (§8) and the re-check after a Hex
-//! 401 through the proxy (§7). Both ask Hex as a connect does (`hex::verify`) and write only if
-//! the connection still holds the very token that was checked (its sealed nonce), so a token
-//! replaced meanwhile is never marked invalid for the old one's failure.
+//! Checking stored tokens against Hex: the background round (§8). It asks Hex as a connect does
+//! (`hex::verify`), as the re-check after a Hex 401 through the proxy does (§7,
+//! [`crate::proxy::after`]), and writes only if the connection still holds the very token that
+//! was checked (its sealed nonce), so a token replaced meanwhile is never marked invalid for the
+//! old one's failure.
 //!
 //! A check spends its token's Hex budget (about 30 calls a minute per token for `users/me`), the
 //! same budget the connection's proxied calls spend: a connection busy near that rate, or out of
@@ -11,17 +12,17 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
-use secrecy::SecretString;
 use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 use uuid::Uuid;
 
-use super::{after, jitter, minute_of, BATCH};
-use crate::app::AppState;
+use super::{after, jitter, BATCH};
 use crate::audit::{Action, AuditContext};
-use crate::crypto::TokenBinding;
+use crate::crypto::open_stored;
 use crate::hex::Rejection;
 use crate::lifecycle::{Change, Status};
+use crate::proxy::minute_of;
+use crate::state::AppState;
 use crate::store::{Applied, DueCheck, Expect, StoreResult};
 
 /// Proxied calls a minute past which a connection's check waits: Hex allows about 30 a minute
@@ -33,8 +34,6 @@ const BUSY_DELAY: Duration = Duration::from_secs(5 * 60);
 const TROUBLE_DELAY: Duration = Duration::from_secs(15 * 60);
 /// How long a claimed check is held: a replica that dies mid-check leaves it due again then.
 const LEASE: Duration = Duration::from_secs(10 * 60);
-/// A Hex 401 re-checks a connection's token at most this often (per replica).
-const RECHECK_EVERY: Duration = Duration::from_secs(60);
 
 /// What one background round did.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
@@ -127,12 +126,12 @@ async fn schedule_new(state: &AppState, interval: Duration) -> StoreResult<usize
 
 /// Whether `id`'s token is too busy for a check now.
 fn busy(state: &AppState, id: Uuid, rate_limit: Option<i32>, now: DateTime<Utc>) -> bool {
-    if state.usage.recent_calls(id, minute_of(now)) >= BUSY_CALLS {
+    if state.proxy.usage.recent_calls(id, minute_of(now)) >= BUSY_CALLS {
         return true;
     }
     // Under a per-connection limit the check takes a slot like any proxied call.
     let limit = rate_limit.and_then(|n| u32::try_from(n).ok()).or(state.config.proxy_rate_limit);
-    limit.is_some_and(|per_minute| state.limiter.acquire(id, per_minute, Instant::now()).is_err())
+    limit.is_some_and(|per_minute| state.proxy.limiter.acquire(id, per_minute, Instant::now()).is_err())
 }
 
 async fn check_one(state: &AppState, interval: Duration, due: DueCheck) -> StoreResult<CheckReport> {
@@ -145,17 +144,7 @@ async fn check_one(state: &AppState, interval: Duration, due: DueCheck) -> Store
         report.deferred = 1;
         return Ok(report);
     }
-    let binding = TokenBinding {
-        connection_id: id,
-        tenant: &connection.tenant,
-        subdomain: &connection.subdomain,
-        hex_url: connection.hex_url.as_deref(),
-    };
-    let opened = state.keyring.open_token(binding, &sealed).map_err(|e| e.to_string()).and_then(|token| {
-        let workspace = state.hex.stored_workspace(&connection.subdomain, connection.hex_url.as_deref());
-        workspace.map(|workspace| (workspace, token)).map_err(|e| e.to_string())
-    });
-    let (workspace, token) = match opened {
+    let (workspace, token) = match open_stored(&state.keyring, &state.hex, &connection, &sealed) {
         Ok(opened) => opened,
         Err(e) => {
             // A row edited outside hexbroker, an origin no longer listed (or a missing key) is
@@ -214,71 +203,4 @@ async fn check_one(state: &AppState, interval: Duration, due: DueCheck) -> Store
         },
     }
     Ok(report)
-}
-
-/// A proxied call that Hex answered 401: what it was sent with.
-#[derive(Debug)]
-pub struct Unauthorized {
-    /// The connection's tenant.
-    pub tenant: String,
-    /// The connection.
-    pub id: Uuid,
-    /// Its workspace.
-    pub subdomain: String,
-    /// Its own Hex origin, if it has one.
-    pub hex_url: Option<String>,
-    /// The nonce of the sealed token the call used (names that token).
-    pub nonce: Vec<u8>,
-    /// The token the call used.
-    pub token: SecretString,
-}
-
-/// Re-checks the token of a call Hex answered 401, beside the response (spawned; the caller gets
-/// Hex's answer whatever happens here), at most once a minute per connection.
-pub fn after_unauthorized(state: &AppState, call: Unauthorized) {
-    if !state.usage.may_recheck(call.id, Instant::now(), RECHECK_EVERY) {
-        return;
-    }
-    // Counted here, before the response goes back, so the decision is visible at once.
-    state.metrics.watched("recheck", 1);
-    let state = state.clone();
-    tokio::spawn(async move {
-        if let Err(e) = recheck_after_unauthorized(&state, call).await {
-            tracing::warn!(error = %e, "could not record the re-check after a Hex 401");
-        }
-    });
-}
-
-/// Asks Hex about the token a 401'd call used; marks the connection `invalid` only when Hex
-/// refuses it and the connection still holds that token and is still active. Returns whether
-/// it did.
-pub async fn recheck_after_unauthorized(state: &AppState, call: Unauthorized) -> StoreResult<bool> {
-    // Checked again as the proxy did: an origin taken off the list meanwhile is not called.
-    let Ok(workspace) = state.hex.stored_workspace(&call.subdomain, call.hex_url.as_deref()) else {
-        return Ok(false);
-    };
-    let rejection = match state.hex.verify(&workspace, &call.token).await {
-        Ok(_) => {
-            tracing::info!(connection_id = %call.id, "Hex answered 401 on one path but still accepts the token");
-            return Ok(false);
-        }
-        Err(rejection) => rejection,
-    };
-    let Some(reason) = rejection.invalidation_reason() else {
-        tracing::info!(connection_id = %call.id, ?rejection, "could not re-check the token after a Hex 401");
-        return Ok(false);
-    };
-    let expect = Expect { token_nonce: Some(call.nonce.clone()), status: Some(Status::Active) };
-    let audit = AuditContext::system(Action::StatusChange);
-    match state.store.apply(&call.tenant, call.id, &Change::Refused(reason), &audit, &expect).await? {
-        Applied::Done(_) => {
-            tracing::warn!(connection_id = %call.id, reason, "Hex refuses the token: connection marked invalid");
-            state.metrics.watched("invalidated", 1);
-            Ok(true)
-        }
-        _ => {
-            tracing::info!(connection_id = %call.id, "the token that failed was replaced (or the connection changed) meanwhile; left as is");
-            Ok(false)
-        }
-    }
 }

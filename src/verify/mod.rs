@@ -1,25 +1,25 @@
-//! The watchers: background work that keeps each connection's status true without waiting for a
-//! caller to trip over it (§7's 401 rule and §8 of the contract).
+//! Background token checks: the rounds that keep each connection's status true without waiting
+//! for a caller to trip over it (§8 of the contract; §7's 401 follow-up is the proxy's, in
+//! [`crate::proxy::after`], and asks Hex the same way).
 //!
 //! - [`expiry_round`]: `connection.expiring` once per token, `HEXBROKER_EXPIRY_WARNING` before
 //!   `token_expires_at`; at `token_expires_at` the connection becomes `expired` without asking Hex.
 //! - [`check_round`]: each connection's token is checked against Hex every
 //!   `HEXBROKER_VERIFY_INTERVAL` (jittered), claimed by one replica per round, with bounded
 //!   concurrency, and kept out of the way of a busy token's own calls.
-//! - [`after_unauthorized`]: a Hex 401 through the proxy re-checks the token beside the response,
-//!   at most once a minute per connection, and invalidates only the token that failed.
-//! - [`flush_last_used`]: writes the proxy's in-memory last-used marks ([`Usage`]) in batches.
+//! - [`flush_last_used`]: writes the proxy's in-memory last-used marks
+//!   ([`Usage`](crate::proxy::Usage)) in batches.
 //!
-//! Which replica does what is decided in the database by conditional updates (`store::watch`),
+//! Which replica does what is decided in the database by conditional updates (`store::verify`),
 //! and every status change (with its event and audit entry, actor `system`) goes through
-//! `Store::apply` inside one transaction; nothing here trusts a replica's memory for that. [`Watchers::spawn`] runs every round on
+//! `Store::apply` inside one transaction; nothing here trusts a replica's memory for that.
+//! [`Rounds::spawn`] runs every round on
 //! `HEXBROKER_WATCH_POLL`; each round logs its errors and is tried again on the next tick, and
 //! the rounds are public so that tests drive them with the [`Clock`](crate::clock::Clock) they
 //! control.
 
 mod check;
 mod expiry;
-mod usage;
 
 use std::future::Future;
 use std::time::Duration;
@@ -28,11 +28,11 @@ use chrono::{DateTime, TimeDelta, Utc};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
-use crate::app::AppState;
+use crate::proxy::minute_of;
+use crate::state::AppState;
 
-pub use check::{after_unauthorized, check_round, recheck_after_unauthorized, CheckReport, Unauthorized};
+pub use check::{check_round, CheckReport};
 pub use expiry::{expiry_round, ExpiryReport};
-pub use usage::{minute_of, Usage};
 
 /// Rows claimed per statement.
 const BATCH: u32 = 500;
@@ -54,25 +54,25 @@ fn after(at: DateTime<Utc>, span: Duration, factor: f64) -> DateTime<Utc> {
 /// Writes the proxy's last-used marks that are not in the database yet; a failed write keeps
 /// them for the next flush. Returns how many were written.
 pub async fn flush_last_used(state: &AppState) -> crate::store::StoreResult<usize> {
-    let marks = state.usage.take_unflushed(minute_of(state.clock.now()));
+    let marks = state.proxy.usage.take_unflushed(minute_of(state.clock.now()));
     for chunk in marks.chunks(BATCH as usize) {
         if let Err(e) = state.store.record_last_used(chunk).await {
-            state.usage.restore(chunk);
+            state.proxy.usage.restore(chunk);
             return Err(e);
         }
     }
     Ok(marks.len())
 }
 
-/// The background tasks of one replica; stop them with [`Watchers::stop`].
+/// The background tasks of one replica; stop them with [`Rounds::stop`].
 #[derive(Debug)]
-pub struct Watchers {
+pub struct Rounds {
     stop: watch::Sender<bool>,
     tasks: Vec<JoinHandle<()>>,
     state: AppState,
 }
 
-impl Watchers {
+impl Rounds {
     /// Starts the rounds on `state`, each every `HEXBROKER_WATCH_POLL`.
     pub fn spawn(state: &AppState) -> Self {
         let (stop, _) = watch::channel(false);
@@ -123,7 +123,7 @@ where
     let state = state.clone();
     tokio::spawn(async move {
         loop {
-            // The first round waits one period too: a replica starts serving before it watches.
+            // The first round waits one period too: a replica starts serving before it checks.
             tokio::select! {
                 () = tokio::time::sleep(poll) => {}
                 _ = stopped.wait_for(|s| *s) => break,

@@ -3,7 +3,8 @@
 //! busy token and stay out of its way), and when a Hex 401 last made it re-check the token.
 //!
 //! The hot path takes one short lock on one of [`SHARDS`] maps; nothing here touches the database.
-//! The watchers take the marks not yet written ([`Usage::take_unflushed`]) and write them in batches.
+//! The background rounds ([`crate::verify`]) take the marks not yet written
+//! ([`Usage::take_unflushed`]) and write them in batches.
 
 use std::collections::HashMap;
 use std::sync::Mutex;

@@ -5,9 +5,9 @@
 use chrono::{DateTime, TimeDelta, Utc};
 
 use super::{BATCH, MAX_BATCHES};
-use crate::app::AppState;
 use crate::audit::{Action, AuditContext};
 use crate::lifecycle::{Change, Status};
+use crate::state::AppState;
 use crate::store::{Applied, Expect, StoreResult};
 
 /// What one expiry round did.

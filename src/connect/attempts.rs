@@ -16,15 +16,28 @@ use std::net::{IpAddr, Ipv6Addr, SocketAddr};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use axum::http::StatusCode;
 use secrecy::SecretString;
 use uuid::Uuid;
 
-use super::gcra::KeyedGcra;
 use crate::config::AttemptLimit;
-use crate::error::ApiError;
+use crate::edge::gcra::KeyedGcra;
+use crate::edge::retry_after_seconds;
 use crate::hex::{HexClient, Rejection, Workspace};
 use crate::store::HexIdentity;
+
+/// Why a connect attempt got no identity from Hex.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum AttemptError {
+    /// An allowance of refusals is spent: Hex was not asked (429 `too_many_attempts`).
+    #[error("too many connect attempts were refused; retry after {retry_after} s")]
+    TooMany {
+        /// Whole seconds until a place frees up, at least one.
+        retry_after: u64,
+    },
+    /// Hex was asked, and did not accept the token.
+    #[error(transparent)]
+    Hex(#[from] Rejection),
+}
 
 /// Who is making a connect attempt; each has an allowance of its own.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -112,7 +125,7 @@ impl ConnectAttempts {
         from: Option<SocketAddr>,
         workspace: &Workspace,
         token: &SecretString,
-    ) -> Result<HexIdentity, ApiError> {
+    ) -> Result<HexIdentity, AttemptError> {
         let address = from.map(|a| address_key(a.ip()));
         let started = Instant::now();
         loop {
@@ -142,13 +155,8 @@ impl ConnectAttempts {
     }
 }
 
-fn too_many(wait: std::time::Duration) -> ApiError {
-    ApiError::new(
-        StatusCode::TOO_MANY_REQUESTS,
-        "too_many_attempts",
-        "Hex has refused too many connect attempts from here; wait before trying again.",
-    )
-    .with_retry_after(Some(super::retry_after_seconds(wait)))
+fn too_many(wait: std::time::Duration) -> AttemptError {
+    AttemptError::TooMany { retry_after: retry_after_seconds(wait) }
 }
 
 /// The address an allowance is kept for: IPv4 as it is (also when mapped into IPv6), IPv6 by /64.

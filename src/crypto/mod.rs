@@ -8,6 +8,8 @@
 //! the earlier way (version 1: the connection id alone) still open until `hexbroker reencrypt`
 //! re-seals them. Versions 1 and 2 bind no origin, so they open only on a row that names none.
 
+mod stored;
+
 use std::collections::HashMap;
 use std::fmt;
 
@@ -21,6 +23,8 @@ use secrecy::{ExposeSecret, SecretString};
 use sha2::Sha256;
 use uuid::Uuid;
 use zeroize::Zeroizing;
+
+pub use stored::open_stored;
 
 /// Length of an AES-256 key, and of the keyed-hash key.
 pub const KEY_LEN: usize = 32;

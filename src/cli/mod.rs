@@ -1,4 +1,7 @@
-//! The command line (§3 of the contract). Every command reads the same environment as `serve`.
+//! The command line (§3 of the contract). Every command reads the same environment as `serve`;
+//! `healthcheck` (the container probe) is in [`healthcheck`].
+
+pub mod healthcheck;
 
 use std::net::SocketAddr;
 use std::process::ExitCode;
@@ -8,12 +11,14 @@ use clap::{Parser, Subcommand};
 use secrecy::ExposeSecret;
 use uuid::Uuid;
 
-use crate::app::{self, AppState};
+use crate::app;
 use crate::auth::{self, Scopes};
+use crate::background::Background;
 use crate::config::{self, Config, LogFormat};
 use crate::crypto::Keyring;
+use crate::state::AppState;
 use crate::store::{self, ApiKey};
-use crate::{healthcheck, telemetry};
+use crate::telemetry;
 
 const ENVIRONMENT: &str = "\
 Configuration comes from the environment, for every command:
@@ -186,7 +191,7 @@ async fn run(command: Command, config: Config, format: LogFormat) -> anyhow::Res
     match command {
         Command::Serve => {
             // Signals first: whoever sees the server listening may stop it at once.
-            let shutdown = app::shutdown_signal();
+            let shutdown = crate::signals::shutdown_signal();
             let state = AppState::new(config).await?;
             let listener = tokio::net::TcpListener::bind(state.config.listen)
                 .await
@@ -194,7 +199,7 @@ async fn run(command: Command, config: Config, format: LogFormat) -> anyhow::Res
             let address = listener.local_addr()?;
             let url = browsable_url(address);
             tracing::info!(%address, %url, "hexbroker listening");
-            let background = app::Background::spawn(&state)?;
+            let background = Background::spawn(&state)?;
             let metrics = match state.config.metrics_listen {
                 Some(address) => {
                     let metrics = tokio::net::TcpListener::bind(address).await.map_err(|e| {
@@ -258,7 +263,7 @@ async fn banner(state: &AppState, url: &str) -> String {
     } else {
         format!("Postgres, {}", postgres_location(&config.database_url))
     };
-    let keys = match app::key_file_path(config) {
+    let keys = match crate::keyfile::key_file_path(config) {
         Some(file) => {
             let full = std::path::absolute(&file).unwrap_or(file);
             format!("key file {} (back it up, apart from the database)", full.display())
