@@ -16,7 +16,7 @@ use crate::crypto::{self, Hasher, Keyring, HASH_KEY_AAD, KEY_LEN};
 use crate::hex::HexClient;
 use crate::metrics::Metrics;
 use crate::proxy::{RateLimiter, RetryPolicy, Targets, Timeouts, Upstream};
-use crate::store::{self, Announcing, DynStore, Forget, Stale};
+use crate::store::{self, DynStore, Forget, Stale};
 use crate::watch::Usage;
 
 /// Everything a request needs, behind one `Arc`: axum clones the state for every extractor, and
@@ -83,7 +83,7 @@ impl AppState {
             callers: Arc::new(Callers::new(config.cache_ttl, config.cache_capacity)),
             targets: Arc::new(Targets::new(config.cache_ttl, config.cache_capacity)),
         });
-        let store: DynStore = Announcing::wrap(store, caches.clone()).await?;
+        store.announce_to(caches.clone()).await?;
         let holds_sealed = store.sealed_secret(HASH_KEY_NAME).await?.is_some();
         let keyring = resolve_keyring(&config, holds_sealed)?;
         let hasher = load_hash_key(&store, &keyring).await?;

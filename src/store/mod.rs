@@ -4,7 +4,7 @@
 //! Both backends share one set of SQL statements (see `sql.rs`): sqlx binds `$1`-style parameters
 //! on SQLite too, and the column types map to the same Rust types on both.
 
-mod announcing;
+mod effects;
 mod postgres;
 mod requestlog;
 mod sql;
@@ -24,7 +24,7 @@ use crate::events::{EventFilter, EventRecord};
 use crate::lifecycle::{Change, Status};
 use crate::scopes::Scopes;
 
-pub use announcing::{Announcing, Forget, Stale};
+pub use effects::{Forget, Stale};
 pub use postgres::PgStore;
 pub use requestlog::{
     id_at, id_bound, id_with, HourCount, RequestCounts, RequestFilter, RequestLogStore, RequestRecord,
@@ -85,9 +85,9 @@ pub fn now() -> DateTime<Utc> {
 /// and [`Store::complete_session`] for new connections and reconnects). In ONE transaction it
 /// locks the row, checks the caller's [`Expect`]ations, asks [`lifecycle::transition`] what the
 /// change does, writes the row, the outbox event(s) the table names, the audit entry (from the
-/// [`AuditContext`]), and (Postgres) the `pg_notify` that makes every replica drop its cached
-/// copy at commit. After the commit the local cache drops the entry and the delivery worker is
-/// woken. Background work passes `AuditContext::system(Action::StatusChange)`; a conditional
+/// [`AuditContext`]), and what it made stale: (Postgres) the `pg_notify` that makes every other
+/// replica drop its cached copy at commit; after the commit this replica's caches drop the entry
+/// and the delivery worker is woken (see `effects.rs`). Background work passes `AuditContext::system(Action::StatusChange)`; a conditional
 /// change (the proxy's 401 rule, a background check) passes `Expect { token_nonce, status }` and
 /// gets [`Applied::Unmet`] when the row moved on meanwhile, with nothing written.
 #[async_trait::async_trait]
@@ -182,13 +182,10 @@ pub trait Store: WatchStore + WebhookStore + RequestLogStore + Send + Sync + 'st
     /// all tenants.
     async fn count_connections_by_status(&self) -> StoreResult<Vec<(Status, i64)>>;
 
-    /// Messages other replicas published, as they arrive; a `None` says some may have been
-    /// missed (the listening connection was lost), so everything cached is suspect.
-    async fn subscribe_invalidations(
-        &self,
-    ) -> StoreResult<Option<tokio::sync::mpsc::Receiver<Option<String>>>> {
-        Ok(None)
-    }
+    /// From now on tells `forget` what each write of this store made stale (after its commit,
+    /// before it returns) and, on Postgres, what each other replica's did (as their notices
+    /// arrive; everything, after a lost listening connection). See `effects.rs`. Called once.
+    async fn announce_to(&self, forget: Arc<dyn Forget>) -> StoreResult<()>;
 
     /// Stores a new connect session, with its `session.create` audit entry.
     async fn insert_session(&self, new: &NewSession, audit: &AuditContext) -> StoreResult<Session>;

@@ -8,6 +8,7 @@ use std::str::FromStr as _;
 use sqlx::postgres::{PgConnectOptions, PgConnection, PgListener, PgPool, PgPoolOptions};
 use sqlx::Connection as _;
 
+use super::effects::{Hooks, Stale};
 use super::requestlog::{impl_request_log_store, request_columns};
 use super::sql::{
     api_key_columns, bind_new_connection, connection_columns, impl_store, insert_connection_sql,
@@ -22,8 +23,9 @@ use super::webhooks::{
 #[derive(Debug, Clone)]
 pub struct PgStore {
     pool: PgPool,
-    /// Woken when this replica commits an event, and (once listened for) when any replica does.
-    wake: Arc<tokio::sync::Notify>,
+    /// The delivery worker and the caches, told of each commit (see `effects.rs`); the worker also
+    /// when any replica commits an event (once listened for).
+    hooks: Arc<Hooks>,
 }
 
 impl PgStore {
@@ -60,7 +62,7 @@ impl PgStore {
             Err(e) => return Err(connect_error(&options, &e)),
         };
         sqlx::migrate!("migrations/postgres").run(&pool).await.context("applying Postgres migrations")?;
-        Ok(Self { pool, wake: Arc::default() })
+        Ok(Self { pool, hooks: Arc::default() })
     }
 
     /// The pool, for tests that read tables raw.
@@ -144,7 +146,7 @@ impl_store!(PgStore, sqlx::Postgres, notify: true, {
     async fn event_signal(&self) -> crate::store::StoreResult<Arc<tokio::sync::Notify>> {
         let mut listener = PgListener::connect_with(&self.pool).await?;
         listener.listen(EVENT_CHANNEL).await?;
-        let wake = Arc::downgrade(&self.wake);
+        let wake = Arc::downgrade(&self.hooks.wake);
         let pool = self.pool.clone();
         tokio::spawn(async move {
             loop {
@@ -169,40 +171,41 @@ impl_store!(PgStore, sqlx::Postgres, notify: true, {
                 }
             }
         });
-        Ok(self.wake.clone())
+        Ok(self.hooks.wake.clone())
     }
 
-    async fn subscribe_invalidations(
-        &self,
-    ) -> crate::store::StoreResult<Option<tokio::sync::mpsc::Receiver<Option<String>>>> {
+    async fn announce_to(&self, forget: Arc<dyn crate::store::Forget>) -> crate::store::StoreResult<()> {
+        if !self.hooks.announce_to(forget) {
+            tracing::warn!("the store tells its caches already; ignoring another");
+            return Ok(());
+        }
+        let Some(forget) = self.hooks.forget_weak() else { return Ok(()) };
         let mut listener = PgListener::connect_with(&self.pool).await?;
         listener.listen(INVALIDATION_CHANNEL).await?;
-        let (tx, rx) = tokio::sync::mpsc::channel(1024);
         let pool = self.pool.clone();
         tokio::spawn(async move {
             loop {
-                let message = match listener.try_recv().await {
-                    Ok(Some(notification)) => Some(notification.payload().to_owned()),
+                let stale = match listener.try_recv().await {
+                    Ok(Some(notification)) => Stale::parse(notification.payload()),
                     // The connection is lost. What is cached stays served meanwhile (while
                     // Postgres is away nothing can change, and the hot path needs no database);
-                    // once listening again, `None` says notices may have been missed, so the
-                    // caches are cleared then, after the gap, not before it.
+                    // once listening again, notices may have been missed, so the caches are
+                    // cleared then, after the gap, not before it.
                     Ok(None) | Err(_) => {
                         tracing::warn!("lost the invalidation listener; listening again");
-                        let Some(fresh) =
-                            relisten(&pool, INVALIDATION_CHANNEL, "invalidations", || tx.is_closed()).await
+                        let gone = || forget.strong_count() == 0;
+                        let Some(fresh) = relisten(&pool, INVALIDATION_CHANNEL, "invalidations", gone).await
                         else {
                             break;
                         };
                         listener = fresh;
-                        None
+                        Stale::Everything
                     }
                 };
-                if tx.send(message).await.is_err() {
-                    break;
-                }
+                let Some(forget) = forget.upgrade() else { break };
+                forget.forget(stale);
             }
         });
-        Ok(Some(rx))
+        Ok(())
     }
 });

@@ -97,21 +97,39 @@ pub(super) struct ConnectionWithToken {
 macro_rules! impl_store {
     ($store:ty, $db:ty, notify: $notify:expr $(, { $($extra:tt)* })?) => {
         impl $store {
-            /// Queues `message` for the other replicas' caches, delivered at commit (Postgres).
-            async fn notify_in(
-                tx: &mut sqlx::Transaction<'static, $db>,
-                channel: &str,
-                message: &str,
-            ) -> $crate::store::StoreResult<()> {
+            /// Starts a write; see [`Tx`](crate::store::effects::Tx).
+            async fn begin(&self) -> $crate::store::StoreResult<$crate::store::effects::Tx<$db>> {
+                Ok($crate::store::effects::Tx::new(self.pool.begin().await?))
+            }
+
+            /// Commits a write with its effects: the notices to the other replicas go out inside
+            /// the transaction (Postgres `NOTIFY`, delivered at commit), this replica's caches
+            /// and delivery worker hear after it.
+            async fn commit(&self, tx: $crate::store::effects::Tx<$db>) -> $crate::store::StoreResult<()> {
+                let (mut tx, effects) = tx.into_parts();
                 if $notify {
-                    sqlx::query("select pg_notify($1, $2)").bind(channel).bind(message).execute(&mut **tx).await?;
+                    for stale in &effects.stale {
+                        sqlx::query("select pg_notify($1, $2)")
+                            .bind($crate::store::sql::INVALIDATION_CHANNEL)
+                            .bind(stale.notice())
+                            .execute(&mut *tx)
+                            .await?;
+                    }
+                    if effects.events {
+                        sqlx::query("select pg_notify($1, '')")
+                            .bind($crate::store::sql::EVENT_CHANNEL)
+                            .execute(&mut *tx)
+                            .await?;
+                    }
                 }
+                tx.commit().await?;
+                self.hooks.committed(&effects);
                 Ok(())
             }
 
             /// Writes one audit entry inside `tx`.
             async fn audit_in(
-                tx: &mut sqlx::Transaction<'static, $db>,
+                tx: &mut $crate::store::effects::Tx<$db>,
                 tenant: &str,
                 connection_id: Option<uuid::Uuid>,
                 audit: &$crate::audit::AuditContext,
@@ -139,7 +157,7 @@ macro_rules! impl_store {
 
             /// Writes the outbox rows of `events` about `connection` inside `tx`.
             async fn events_in(
-                tx: &mut sqlx::Transaction<'static, $db>,
+                tx: &mut $crate::store::effects::Tx<$db>,
                 connection: &$crate::store::Connection,
                 events: &[$crate::lifecycle::EventType],
             ) -> $crate::store::StoreResult<()> {
@@ -162,19 +180,20 @@ macro_rules! impl_store {
                         .await?;
                     Self::fan_out_in(tx, &connection.tenant, event_id, event.as_str(), now).await?;
                 }
-                Self::notify_in(tx, $crate::store::sql::EVENT_CHANNEL, "").await
+                tx.recorded_events();
+                Ok(())
             }
 
             /// The heart of `Store::apply`, inside a transaction the caller commits (so that
             /// `complete_session` can claim its session in the same one).
             async fn apply_in(
-                tx: &mut sqlx::Transaction<'static, $db>,
+                tx: &mut $crate::store::effects::Tx<$db>,
                 tenant: &str,
                 id: uuid::Uuid,
                 change: &$crate::lifecycle::Change<'_>,
                 audit: &$crate::audit::AuditContext,
                 expect: &$crate::store::Expect,
-            ) -> $crate::store::StoreResult<($crate::store::Applied, usize)> {
+            ) -> $crate::store::StoreResult<$crate::store::Applied> {
                 use $crate::lifecycle::Change;
                 use $crate::store::Applied;
                 let now = $crate::store::now();
@@ -187,7 +206,7 @@ macro_rules! impl_store {
                     .await?
                     .rows_affected();
                 if locked == 0 {
-                    return Ok((Applied::Missing, 0));
+                    return Ok(Applied::Missing);
                 }
                 let row: $crate::store::sql::ConnectionWithToken = sqlx::query_as(concat!(
                     "select ",
@@ -204,11 +223,11 @@ macro_rules! impl_store {
                 if expect.token_nonce.as_ref().is_some_and(|n| *n != row.nonce)
                     || expect.status.is_some_and(|s| s != current)
                 {
-                    return Ok((Applied::Unmet(row.connection), 0));
+                    return Ok(Applied::Unmet(row.connection));
                 }
                 if let Change::Replaced(r) = change {
                     if !r.same_workspace(&row.connection) {
-                        return Ok((Applied::WorkspaceMismatch(row.connection), 0));
+                        return Ok(Applied::WorkspaceMismatch(row.connection));
                     }
                 }
                 let t = $crate::lifecycle::transition(current, change);
@@ -265,7 +284,7 @@ macro_rules! impl_store {
                         .await?
                         .rows_affected();
                         if marked == 0 {
-                            return Ok((Applied::Unmet(row.connection), 0));
+                            return Ok(Applied::Unmet(row.connection));
                         }
                         row.connection.clone()
                     }
@@ -297,7 +316,7 @@ macro_rules! impl_store {
                         match replaced {
                             Ok(c) => c,
                             Err(sqlx::Error::Database(e)) if e.is_unique_violation() => {
-                                return Ok((Applied::TokenTaken, 0))
+                                return Ok(Applied::TokenTaken)
                             }
                             Err(e) => return Err(e.into()),
                         }
@@ -329,8 +348,8 @@ macro_rules! impl_store {
                 Self::events_in(tx, &after, t.events).await?;
                 let detail = (t.status != current).then(|| format!("{current} -> {}", t.status));
                 Self::audit_in(tx, tenant, Some(id), audit, "ok", detail.as_deref()).await?;
-                Self::notify_in(tx, $crate::store::sql::INVALIDATION_CHANNEL, &format!("connection:{id}")).await?;
-                Ok((Applied::Done(after), t.events.len()))
+                tx.stale($crate::store::Stale::Connection(id));
+                Ok(Applied::Done(after))
             }
         }
 
@@ -436,8 +455,13 @@ macro_rules! impl_store {
                     .await?)
             }
 
+            /// No cache notice: a re-sealed token is the same token, and a cached entry sealed by
+            /// the older key still opens for as long as this process holds that key (dropping the
+            /// key from `HEXBROKER_ENCRYPTION_KEYS` means a restart, with empty caches). One notice
+            /// per row would be 100,000 notices for a big table, each emptying a cache entry on
+            /// every replica.
             async fn reseal_tokens(&self, batch: &[$crate::store::Reseal]) -> $crate::store::StoreResult<u64> {
-                let mut tx = self.pool.begin().await?;
+                let mut tx = self.begin().await?;
                 let mut done = 0;
                 for reseal in batch {
                     done += sqlx::query(
@@ -454,7 +478,7 @@ macro_rules! impl_store {
                     .await?
                     .rows_affected();
                 }
-                tx.commit().await?;
+                self.commit(tx).await?;
                 Ok(done)
             }
 
@@ -463,7 +487,7 @@ macro_rules! impl_store {
                 key: &$crate::store::NewApiKey,
                 audit: &$crate::audit::AuditContext,
             ) -> $crate::store::StoreResult<$crate::store::ApiKey> {
-                let mut tx = self.pool.begin().await?;
+                let mut tx = self.begin().await?;
                 let created: $crate::store::ApiKey = sqlx::query_as(concat!(
                     "insert into api_key (id, tenant, name, prefix, hash, scopes, connection_id, created_at, expires_at) \
                      values ($1, $2, $3, $4, $5, $6, $7, $8, $9) returning ",
@@ -482,7 +506,7 @@ macro_rules! impl_store {
                 .await?;
                 let detail = format!("key {}", created.id);
                 Self::audit_in(&mut tx, &key.tenant, key.connection_id, audit, "ok", Some(&detail)).await?;
-                tx.commit().await?;
+                self.commit(tx).await?;
                 Ok(created)
             }
 
@@ -504,7 +528,7 @@ macro_rules! impl_store {
                 id: uuid::Uuid,
                 audit: &$crate::audit::AuditContext,
             ) -> $crate::store::StoreResult<bool> {
-                let mut tx = self.pool.begin().await?;
+                let mut tx = self.begin().await?;
                 let revoked: Option<(String, Option<uuid::Uuid>)> = sqlx::query_as(
                     "update api_key set revoked_at = $2 where id = $1 and revoked_at is null                      returning tenant, connection_id",
                 )
@@ -512,11 +536,16 @@ macro_rules! impl_store {
                 .bind($crate::store::now())
                 .fetch_optional(&mut *tx)
                 .await?;
-                let Some((tenant, connection_id)) = revoked else { return Ok(false) };
+                let Some((tenant, connection_id)) = revoked else {
+                    // Revoked already, perhaps by another process (which cannot reach this one's
+                    // caches on SQLite): any copy here goes all the same.
+                    self.hooks.forget($crate::store::Stale::Key(id));
+                    return Ok(false);
+                };
+                tx.stale($crate::store::Stale::Key(id));
                 let detail = format!("key {id}");
                 Self::audit_in(&mut tx, &tenant, connection_id, audit, "ok", Some(&detail)).await?;
-                Self::notify_in(&mut tx, $crate::store::sql::INVALIDATION_CHANNEL, &format!("key:{id}")).await?;
-                tx.commit().await?;
+                self.commit(tx).await?;
                 Ok(true)
             }
 
@@ -527,7 +556,7 @@ macro_rules! impl_store {
                 key_id: uuid::Uuid,
                 audit: &$crate::audit::AuditContext,
             ) -> $crate::store::StoreResult<bool> {
-                let mut tx = self.pool.begin().await?;
+                let mut tx = self.begin().await?;
                 let done = sqlx::query(
                     "update api_key set revoked_at = $4 \
                      where id = $1 and tenant = $2 and connection_id = $3 and revoked_at is null",
@@ -539,12 +568,14 @@ macro_rules! impl_store {
                 .execute(&mut *tx)
                 .await?;
                 if done.rows_affected() != 1 {
+                    // As for `revoke_api_key`: any copy here goes all the same.
+                    self.hooks.forget($crate::store::Stale::Key(key_id));
                     return Ok(false);
                 }
+                tx.stale($crate::store::Stale::Key(key_id));
                 let detail = format!("key {key_id}");
                 Self::audit_in(&mut tx, tenant, Some(connection_id), audit, "ok", Some(&detail)).await?;
-                Self::notify_in(&mut tx, $crate::store::sql::INVALIDATION_CHANNEL, &format!("key:{key_id}")).await?;
-                tx.commit().await?;
+                self.commit(tx).await?;
                 Ok(true)
             }
 
@@ -554,7 +585,7 @@ macro_rules! impl_store {
                 audit: &$crate::audit::AuditContext,
             ) -> $crate::store::StoreResult<$crate::store::Inserted> {
                 let now = $crate::store::now();
-                let mut tx = self.pool.begin().await?;
+                let mut tx = self.begin().await?;
                 let created: Option<$crate::store::Connection> =
                     bind_new_connection!(sqlx::query_as(insert_connection_sql!()), new, now)
                         .fetch_optional(&mut *tx)
@@ -562,8 +593,7 @@ macro_rules! impl_store {
                 if let Some(connection) = created {
                     Self::events_in(&mut tx, &connection, $crate::lifecycle::CREATED.events).await?;
                     Self::audit_in(&mut tx, &new.tenant, Some(connection.id), audit, "ok", None).await?;
-                    tx.commit().await?;
-                    self.wake.notify_one();
+                    self.commit(tx).await?;
                     return Ok($crate::store::Inserted::Created(connection));
                 }
                 drop(tx);
@@ -665,13 +695,10 @@ macro_rules! impl_store {
                 audit: &$crate::audit::AuditContext,
                 expect: &$crate::store::Expect,
             ) -> $crate::store::StoreResult<$crate::store::Applied> {
-                let mut tx = self.pool.begin().await?;
-                let (applied, events) = Self::apply_in(&mut tx, tenant, id, change, audit, expect).await?;
+                let mut tx = self.begin().await?;
+                let applied = Self::apply_in(&mut tx, tenant, id, change, audit, expect).await?;
                 if matches!(applied, $crate::store::Applied::Done(_)) {
-                    tx.commit().await?;
-                    if events > 0 {
-                        self.wake.notify_one();
-                    }
+                    self.commit(tx).await?;
                 }
                 Ok(applied)
             }
@@ -683,9 +710,9 @@ macro_rules! impl_store {
                 audit: &$crate::audit::AuditContext,
                 outcome: &str,
             ) -> $crate::store::StoreResult<()> {
-                let mut tx = self.pool.begin().await?;
+                let mut tx = self.begin().await?;
                 Self::audit_in(&mut tx, tenant, connection_id, audit, outcome, None).await?;
-                tx.commit().await?;
+                self.commit(tx).await?;
                 Ok(())
             }
 
@@ -704,7 +731,7 @@ macro_rules! impl_store {
                 new: &$crate::store::NewSession,
                 audit: &$crate::audit::AuditContext,
             ) -> $crate::store::StoreResult<$crate::store::Session> {
-                let mut tx = self.pool.begin().await?;
+                let mut tx = self.begin().await?;
                 let session: $crate::store::Session = sqlx::query_as(concat!(
                     "insert into connect_session (id, tenant, token_hash, end_user_id, end_user_email, connection_id, \
                      created_by_key, expires_at, created_at) values ($1, $2, $3, $4, $5, $6, $7, $8, $9) returning ",
@@ -723,7 +750,7 @@ macro_rules! impl_store {
                 .await?;
                 let detail = format!("session {}", session.id);
                 Self::audit_in(&mut tx, &new.tenant, new.connection_id, audit, "ok", Some(&detail)).await?;
-                tx.commit().await?;
+                self.commit(tx).await?;
                 Ok(session)
             }
 
@@ -743,7 +770,7 @@ macro_rules! impl_store {
             ) -> $crate::store::StoreResult<$crate::store::SessionOutcome> {
                 use $crate::store::{SessionOutcome, SessionWrite};
                 let now = $crate::store::now();
-                let mut tx = self.pool.begin().await?;
+                let mut tx = self.begin().await?;
                 // The claim comes first, so the row lock (Postgres) or write lock (SQLite) it
                 // takes makes a racing request wait here and then find the session used.
                 let claimed = sqlx::query(
@@ -792,9 +819,9 @@ macro_rules! impl_store {
                         let change = $crate::lifecycle::Change::Replaced(r);
                         let expect = $crate::store::Expect::default();
                         match Self::apply_in(&mut tx, &session.tenant, r.id, &change, audit, &expect).await? {
-                            ($crate::store::Applied::Done(connection), _) => SessionOutcome::Replaced(connection),
-                            ($crate::store::Applied::TokenTaken, _) => return Ok(SessionOutcome::TokenTaken),
-                            ($crate::store::Applied::WorkspaceMismatch(_), _) => {
+                            $crate::store::Applied::Done(connection) => SessionOutcome::Replaced(connection),
+                            $crate::store::Applied::TokenTaken => return Ok(SessionOutcome::TokenTaken),
+                            $crate::store::Applied::WorkspaceMismatch(_) => {
                                 return Ok(SessionOutcome::WorkspaceMismatch)
                             }
                             _ => return Ok(SessionOutcome::ConnectionGone),
@@ -810,10 +837,7 @@ macro_rules! impl_store {
                     .bind(result_id)
                     .execute(&mut *tx)
                     .await?;
-                tx.commit().await?;
-                if !matches!(outcome, SessionOutcome::Existing(_)) {
-                    self.wake.notify_one();
-                }
+                self.commit(tx).await?;
                 Ok(outcome)
             }
 
@@ -845,7 +869,7 @@ macro_rules! impl_store {
                 audit: &$crate::audit::AuditContext,
             ) -> $crate::store::StoreResult<bool> {
                 let now = $crate::store::now();
-                let mut tx = self.pool.begin().await?;
+                let mut tx = self.begin().await?;
                 let queued: Option<(uuid::Uuid,)> = sqlx::query_as(
                     "update event set state = 'pending', attempts = 0, next_attempt_at = $3, queued_at = $3, \
                      locked_until = null where tenant = $1 and id = $2 returning connection_id",
@@ -867,9 +891,8 @@ macro_rules! impl_store {
                 let detail = format!("event {id}");
                 let connection_id = Some(connection_id).filter(|c| !c.is_nil());
                 Self::audit_in(&mut tx, tenant, connection_id, audit, "ok", Some(&detail)).await?;
-                Self::notify_in(&mut tx, $crate::store::sql::EVENT_CHANNEL, "").await?;
-                tx.commit().await?;
-                self.wake.notify_one();
+                tx.recorded_events();
+                self.commit(tx).await?;
                 Ok(true)
             }
 

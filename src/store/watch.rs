@@ -8,6 +8,9 @@
 //! claimed twice. On Postgres the inner select also skips rows another replica holds locked.
 //! Expiry needs no claim here: `Store::apply` decides it (and the warning mark) in the event's
 //! own transaction, so the lists below only say which rows to ask it about.
+//!
+//! No write here tells the caches (see `effects.rs`): what they change (schedules, identity,
+//! `last_used_at`, an invalid connection's reason) is not what the hot path reads.
 
 use chrono::{DateTime, Utc};
 use uuid::Uuid;
@@ -242,7 +245,7 @@ macro_rules! impl_watch_store {
                 marks: &[(uuid::Uuid, chrono::DateTime<chrono::Utc>)],
             ) -> $crate::store::StoreResult<()> {
                 // One transaction per batch: one commit (one fsync) for the lot.
-                let mut tx = self.pool.begin().await?;
+                let mut tx = self.begin().await?;
                 for (id, minute) in marks {
                     sqlx::query(
                         "update connection set last_used_at = $2 \
@@ -253,7 +256,7 @@ macro_rules! impl_watch_store {
                     .execute(&mut *tx)
                     .await?;
                 }
-                tx.commit().await?;
+                self.commit(tx).await?;
                 Ok(())
             }
         }

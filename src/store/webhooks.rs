@@ -6,6 +6,9 @@
 //! the lease (`locked_until`) keeps a delivery to one replica per attempt, and a crashed
 //! replica's lease lapses. On Postgres the inner select skips rows another replica holds locked;
 //! SQLite runs one writer at a time and re-checks the condition on the outer update.
+//!
+//! Endpoints and deliveries are not what the hot path caches: no write here tells the caches, and
+//! those that queue a delivery wake the delivery worker (`tx.recorded_events()`).
 
 use chrono::{DateTime, Utc};
 use uuid::Uuid;
@@ -168,7 +171,7 @@ macro_rules! impl_webhook_store {
             /// Writes an event's deliveries inside `tx`: the deployment-wide URL's (except for a
             /// test event) and one per enabled endpoint of `tenant` whose types match.
             async fn fan_out_in(
-                tx: &mut sqlx::Transaction<'static, $db>,
+                tx: &mut $crate::store::effects::Tx<$db>,
                 tenant: &str,
                 event_id: uuid::Uuid,
                 kind: &str,
@@ -194,7 +197,7 @@ macro_rules! impl_webhook_store {
 
             /// Writes one pending delivery, due at once.
             async fn delivery_in(
-                tx: &mut sqlx::Transaction<'static, $db>,
+                tx: &mut $crate::store::effects::Tx<$db>,
                 tenant: &str,
                 event_id: uuid::Uuid,
                 endpoint: Option<uuid::Uuid>,
@@ -216,7 +219,7 @@ macro_rules! impl_webhook_store {
 
             /// Writes an endpoint's audit entry inside `tx`.
             async fn endpoint_audit_in(
-                tx: &mut sqlx::Transaction<'static, $db>,
+                tx: &mut $crate::store::effects::Tx<$db>,
                 tenant: &str,
                 id: uuid::Uuid,
                 audit: &$crate::audit::AuditContext,
@@ -234,7 +237,7 @@ macro_rules! impl_webhook_store {
                 audit: &$crate::audit::AuditContext,
             ) -> $crate::store::StoreResult<$crate::events::endpoints::Endpoint> {
                 let now = $crate::store::now();
-                let mut tx = self.pool.begin().await?;
+                let mut tx = self.begin().await?;
                 let endpoint = sqlx::query_as(concat!(
                     "insert into webhook_endpoint (id, tenant, url, description, event_types, enabled, key_id, \
                      nonce, ciphertext, created_at, updated_at) values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $10) \
@@ -254,7 +257,7 @@ macro_rules! impl_webhook_store {
                 .fetch_one(&mut *tx)
                 .await?;
                 Self::endpoint_audit_in(&mut tx, &new.tenant, new.id, audit).await?;
-                tx.commit().await?;
+                self.commit(tx).await?;
                 Ok(endpoint)
             }
 
@@ -299,7 +302,7 @@ macro_rules! impl_webhook_store {
                 change: &$crate::events::endpoints::EndpointChange,
                 audit: &$crate::audit::AuditContext,
             ) -> $crate::store::StoreResult<Option<$crate::events::endpoints::Endpoint>> {
-                let mut tx = self.pool.begin().await?;
+                let mut tx = self.begin().await?;
                 let updated: Option<$crate::events::endpoints::Endpoint> = sqlx::query_as(concat!(
                     "update webhook_endpoint set url = coalesce($3, url), \
                      description = case when $4 then $5 else description end, \
@@ -319,7 +322,7 @@ macro_rules! impl_webhook_store {
                 .await?;
                 if updated.is_some() {
                     Self::endpoint_audit_in(&mut tx, tenant, id, audit).await?;
-                    tx.commit().await?;
+                    self.commit(tx).await?;
                 }
                 Ok(updated)
             }
@@ -330,7 +333,7 @@ macro_rules! impl_webhook_store {
                 id: uuid::Uuid,
                 audit: &$crate::audit::AuditContext,
             ) -> $crate::store::StoreResult<bool> {
-                let mut tx = self.pool.begin().await?;
+                let mut tx = self.begin().await?;
                 let found = sqlx::query("update webhook_endpoint set updated_at = updated_at where tenant = $1 and id = $2")
                     .bind(tenant)
                     .bind(id)
@@ -371,7 +374,7 @@ macro_rules! impl_webhook_store {
                         .await?;
                 }
                 Self::endpoint_audit_in(&mut tx, tenant, id, audit).await?;
-                tx.commit().await?;
+                self.commit(tx).await?;
                 Ok(true)
             }
 
@@ -383,7 +386,7 @@ macro_rules! impl_webhook_store {
                 previous_until: chrono::DateTime<chrono::Utc>,
                 audit: &$crate::audit::AuditContext,
             ) -> $crate::store::StoreResult<Option<$crate::events::endpoints::Endpoint>> {
-                let mut tx = self.pool.begin().await?;
+                let mut tx = self.begin().await?;
                 let rotated: Option<$crate::events::endpoints::Endpoint> = sqlx::query_as(concat!(
                     "update webhook_endpoint set previous_key_id = key_id, previous_nonce = nonce, \
                      previous_ciphertext = ciphertext, previous_until = $3, key_id = $4, nonce = $5, \
@@ -401,7 +404,7 @@ macro_rules! impl_webhook_store {
                 .await?;
                 if rotated.is_some() {
                     Self::endpoint_audit_in(&mut tx, tenant, id, audit).await?;
-                    tx.commit().await?;
+                    self.commit(tx).await?;
                 }
                 Ok(rotated)
             }
@@ -427,7 +430,7 @@ macro_rules! impl_webhook_store {
                 event_id: uuid::Uuid,
             ) -> $crate::store::StoreResult<bool> {
                 let now = $crate::store::now();
-                let mut tx = self.pool.begin().await?;
+                let mut tx = self.begin().await?;
                 // A no-op write first: it takes the write lock (SQLite) before anything is read,
                 // so the transaction never has to upgrade a read lock under a concurrent writer.
                 let found = sqlx::query("update webhook_endpoint set updated_at = updated_at where tenant = $1 and id = $2")
@@ -450,9 +453,8 @@ macro_rules! impl_webhook_store {
                     .execute(&mut *tx)
                     .await?;
                 Self::delivery_in(&mut tx, tenant, event_id, Some(endpoint_id), now).await?;
-                Self::notify_in(&mut tx, $crate::store::sql::EVENT_CHANNEL, "").await?;
-                tx.commit().await?;
-                self.wake.notify_one();
+                tx.recorded_events();
+                self.commit(tx).await?;
                 Ok(true)
             }
 
@@ -516,7 +518,7 @@ macro_rules! impl_webhook_store {
                 outcome: &$crate::events::endpoints::AttemptOutcome,
             ) -> $crate::store::StoreResult<()> {
                 let now = $crate::store::now();
-                let mut tx = self.pool.begin().await?;
+                let mut tx = self.begin().await?;
                 // The event's row lock first: two deliveries of one event finishing at once then
                 // summarise one after the other, the second seeing the first's commit (on
                 // Postgres each statement reads as of its start, so without the lock both could
@@ -584,7 +586,7 @@ macro_rules! impl_webhook_store {
                     .bind(now)
                     .execute(&mut *tx)
                     .await?;
-                tx.commit().await?;
+                self.commit(tx).await?;
                 Ok(())
             }
 
