@@ -1,9 +1,11 @@
 //! Storage: the [`Store`] trait and its two backends, Postgres (production) and SQLite (the
 //! embedded default). Plain data in, plain data out; no HTTP types.
 //!
-//! Both backends share one set of SQL statements (see `sql.rs`): sqlx binds `$1`-style parameters
-//! on SQLite too, and the column types map to the same Rust types on both.
+//! Both backends share one set of SQL statements, one module per table under `sql/`, and one
+//! implementation that runs them (`backend.rs`, `writes.rs`, `webhooks.rs`, `watch.rs`); what a
+//! write makes stale is said beside it (`effects.rs`).
 
+mod backend;
 mod effects;
 mod postgres;
 mod requestlog;
@@ -11,6 +13,7 @@ mod sql;
 mod sqlite;
 mod watch;
 mod webhooks;
+mod writes;
 
 use std::sync::Arc;
 

@@ -8,16 +8,13 @@ use std::str::FromStr as _;
 use sqlx::postgres::{PgConnectOptions, PgConnection, PgListener, PgPool, PgPoolOptions};
 use sqlx::Connection as _;
 
-use super::effects::{Hooks, Stale};
+use super::backend::impl_store;
+use super::effects::Hooks;
 use super::requestlog::{impl_request_log_store, request_columns};
-use super::sql::{
-    api_key_columns, bind_new_connection, connection_columns, impl_store, insert_connection_sql,
-    session_columns, EVENT_CHANNEL, INVALIDATION_CHANNEL,
-};
+use super::sql::{EVENT_CHANNEL, INVALIDATION_CHANNEL};
 use super::watch::impl_watch_store;
-use super::webhooks::{
-    endpoint_columns, endpoint_secret_columns, impl_webhook_store, CLAIM_DELIVERIES_POSTGRES,
-};
+use super::webhooks::impl_webhook_store;
+use super::writes::impl_writes;
 
 /// A [`Store`](super::Store) on Postgres.
 #[derive(Debug, Clone)]
@@ -137,12 +134,13 @@ fn connect_error(options: &PgConnectOptions, error: &sqlx::Error) -> anyhow::Err
     anyhow::anyhow!("connecting to Postgres (HEXBROKER_DATABASE_URL): {what}")
 }
 
-impl_webhook_store!(PgStore, sqlx::Postgres, claim: CLAIM_DELIVERIES_POSTGRES);
+impl_writes!(PgStore, sqlx::Postgres, notify: true);
+impl_webhook_store!(PgStore, sqlx::Postgres, claim: crate::store::sql::webhook::CLAIM_DELIVERIES_POSTGRES);
 impl_request_log_store!(PgStore, sqlx::Postgres);
 
-impl_watch_store!(PgStore, " for update skip locked");
+impl_watch_store!(PgStore, claim: crate::store::sql::verify::CLAIM_DUE_POSTGRES);
 
-impl_store!(PgStore, sqlx::Postgres, notify: true, {
+impl_store!(PgStore, {
     async fn event_signal(&self) -> crate::store::StoreResult<Arc<tokio::sync::Notify>> {
         let mut listener = PgListener::connect_with(&self.pool).await?;
         listener.listen(EVENT_CHANNEL).await?;
@@ -160,7 +158,8 @@ impl_store!(PgStore, sqlx::Postgres, notify: true, {
                     Ok(None) | Err(_) => {
                         drop(strong);
                         tracing::warn!("lost the event listener; listening again");
-                        let Some(fresh) = relisten(&pool, EVENT_CHANNEL, "events", || wake.strong_count() == 0).await
+                        let Some(fresh) =
+                            relisten(&pool, EVENT_CHANNEL, "events", || wake.strong_count() == 0).await
                         else {
                             break;
                         };

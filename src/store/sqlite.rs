@@ -8,16 +8,12 @@ use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
 };
 
+use super::backend::impl_store;
 use super::effects::Hooks;
 use super::requestlog::{impl_request_log_store, request_columns};
-use super::sql::{
-    api_key_columns, bind_new_connection, connection_columns, impl_store, insert_connection_sql,
-    session_columns,
-};
 use super::watch::impl_watch_store;
-use super::webhooks::{
-    endpoint_columns, endpoint_secret_columns, impl_webhook_store, CLAIM_DELIVERIES_SQLITE,
-};
+use super::webhooks::impl_webhook_store;
+use super::writes::impl_writes;
 
 /// A [`Store`](super::Store) on SQLite.
 #[derive(Debug, Clone)]
@@ -54,12 +50,13 @@ impl SqliteStore {
     }
 }
 
-impl_webhook_store!(SqliteStore, sqlx::Sqlite, claim: CLAIM_DELIVERIES_SQLITE);
+impl_writes!(SqliteStore, sqlx::Sqlite, notify: false);
+impl_webhook_store!(SqliteStore, sqlx::Sqlite, claim: crate::store::sql::webhook::CLAIM_DELIVERIES_SQLITE);
 impl_request_log_store!(SqliteStore, sqlx::Sqlite);
 
-impl_watch_store!(SqliteStore, "");
+impl_watch_store!(SqliteStore, claim: crate::store::sql::verify::CLAIM_DUE_SQLITE);
 
-impl_store!(SqliteStore, sqlx::Sqlite, notify: false, {
+impl_store!(SqliteStore, {
     async fn event_signal(&self) -> crate::store::StoreResult<Arc<tokio::sync::Notify>> {
         Ok(self.hooks.wake.clone())
     }
