@@ -2,7 +2,7 @@
 //! embedded default). Plain data in, plain data out; no HTTP types.
 //!
 //! Both backends share one set of SQL statements, one module per table under `sql/`, and one
-//! implementation that runs them (`backend.rs`, `writes.rs`, `webhooks.rs`, `watch.rs`); what a
+//! implementation that runs them (`backend.rs`, `writes.rs`, `webhooks.rs`, `verify.rs`); what a
 //! write makes stale is said beside it (`effects.rs`).
 
 mod backend;
@@ -11,7 +11,7 @@ mod postgres;
 mod requestlog;
 mod sql;
 mod sqlite;
-mod watch;
+mod verify;
 mod webhooks;
 mod writes;
 
@@ -34,7 +34,7 @@ pub use requestlog::{
     StatusFilter,
 };
 pub use sqlite::{database_file as sqlite_database_file, SqliteStore};
-pub use watch::{DueCheck, WatchStore, EXPIRED_REASON};
+pub use verify::{DueCheck, VerifyStore, EXPIRED_REASON};
 pub use webhooks::WebhookStore;
 
 /// A storage failure. Callers treat it as internal; its text may name tables, never values.
@@ -94,7 +94,7 @@ pub fn now() -> DateTime<Utc> {
 /// change (the proxy's 401 rule, a background check) passes `Expect { token_nonce, status }` and
 /// gets [`Applied::Unmet`] when the row moved on meanwhile, with nothing written.
 #[async_trait::async_trait]
-pub trait Store: WatchStore + WebhookStore + RequestLogStore + Send + Sync + 'static {
+pub trait Store: VerifyStore + WebhookStore + RequestLogStore + Send + Sync + 'static {
     /// Answers when the database does.
     async fn ping(&self) -> StoreResult<()>;
 

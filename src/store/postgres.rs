@@ -12,7 +12,7 @@ use super::backend::impl_store;
 use super::effects::Hooks;
 use super::requestlog::{impl_request_log_store, request_columns};
 use super::sql::{EVENT_CHANNEL, INVALIDATION_CHANNEL};
-use super::watch::impl_watch_store;
+use super::verify::impl_verify_store;
 use super::webhooks::impl_webhook_store;
 use super::writes::impl_writes;
 
@@ -138,7 +138,7 @@ impl_writes!(PgStore, sqlx::Postgres, notify: true);
 impl_webhook_store!(PgStore, sqlx::Postgres, claim: crate::store::sql::webhook::CLAIM_DELIVERIES_POSTGRES);
 impl_request_log_store!(PgStore, sqlx::Postgres);
 
-impl_watch_store!(PgStore, claim: crate::store::sql::verify::CLAIM_DUE_POSTGRES);
+impl_verify_store!(PgStore, claim: crate::store::sql::verify::CLAIM_DUE_POSTGRES);
 
 impl_store!(PgStore, {
     async fn event_signal(&self) -> crate::store::StoreResult<Arc<tokio::sync::Notify>> {

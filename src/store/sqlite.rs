@@ -11,7 +11,7 @@ use sqlx::sqlite::{
 use super::backend::impl_store;
 use super::effects::Hooks;
 use super::requestlog::{impl_request_log_store, request_columns};
-use super::watch::impl_watch_store;
+use super::verify::impl_verify_store;
 use super::webhooks::impl_webhook_store;
 use super::writes::impl_writes;
 
@@ -54,7 +54,7 @@ impl_writes!(SqliteStore, sqlx::Sqlite, notify: false);
 impl_webhook_store!(SqliteStore, sqlx::Sqlite, claim: crate::store::sql::webhook::CLAIM_DELIVERIES_SQLITE);
 impl_request_log_store!(SqliteStore, sqlx::Sqlite);
 
-impl_watch_store!(SqliteStore, claim: crate::store::sql::verify::CLAIM_DUE_SQLITE);
+impl_verify_store!(SqliteStore, claim: crate::store::sql::verify::CLAIM_DUE_SQLITE);
 
 impl_store!(SqliteStore, {
     async fn event_signal(&self) -> crate::store::StoreResult<Arc<tokio::sync::Notify>> {

@@ -5,7 +5,7 @@
 //! statement has a `_POSTGRES` and a `_SQLITE` form.
 //!
 //! The code that binds and runs them is written once for both backends (`store/backend.rs`,
-//! `store/writes.rs`, `store/webhooks.rs`, `store/watch.rs`), and `postgres.rs`/`sqlite.rs` only
+//! `store/writes.rs`, `store/webhooks.rs`, `store/verify.rs`), and `postgres.rs`/`sqlite.rs` only
 //! say which pool and which claims.
 
 pub mod api_key;

@@ -1,4 +1,4 @@
-//! The background checks' statements on the `connection` table (see `store/watch.rs`): finding
+//! The background checks' statements on the `connection` table (see `store/verify.rs`): finding
 //! and claiming due work, and a check's writes that change no status.
 
 use super::connection::{columns, token_columns};

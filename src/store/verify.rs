@@ -1,5 +1,5 @@
-//! The watchers' storage (see `src/watch`): finding and claiming due work, and the writes of a
-//! check that change no status (a status change, with its event and audit entry, goes through
+//! The background token checks' storage (see `src/verify`): finding and claiming due work, and
+//! the writes of a check that change no status (a status change, with its event and audit entry, goes through
 //! `Store::apply` like every other).
 //!
 //! A claim is one `update … where <still due> and id in (select … limit n) returning`: the outer
@@ -27,9 +27,9 @@ pub struct DueCheck {
     pub sealed: Sealed,
 }
 
-/// The watchers' operations, on either backend (a supertrait of [`super::Store`]).
+/// The background checks' operations, on either backend (a supertrait of [`super::Store`]).
 #[async_trait::async_trait]
-pub trait WatchStore: Send + Sync {
+pub trait VerifyStore: Send + Sync {
     /// Connections with no check scheduled yet (new, or from before checks existed), with the
     /// time their token was last known good (or the row was made): at most `limit`.
     async fn unscheduled_checks(&self, limit: u32) -> StoreResult<Vec<(Uuid, DateTime<Utc>)>>;
@@ -85,9 +85,9 @@ pub trait WatchStore: Send + Sync {
 /// Why a connection is `expired` when its token passed its expiry.
 pub const EXPIRED_REASON: &str = "The Hex token has passed its expiry date.";
 
-/// Writes the [`WatchStore`] implementation for a backend with `pool` and `hooks` fields (and the
+/// Writes the [`VerifyStore`] implementation for a backend with `pool` and `hooks` fields (and the
 /// steps of `impl_writes!`); `claim` is its due-check claim.
-macro_rules! impl_watch_store {
+macro_rules! impl_verify_store {
     ($store:ty, claim: $claim:expr) => {
         const _: () = {
             use chrono::{DateTime, Utc};
@@ -97,7 +97,7 @@ macro_rules! impl_watch_store {
             use crate::store::{Connection, DueCheck, HexIdentity, StoreResult};
 
             #[async_trait::async_trait]
-            impl crate::store::WatchStore for $store {
+            impl crate::store::VerifyStore for $store {
                 async fn unscheduled_checks(&self, limit: u32) -> StoreResult<Vec<(Uuid, DateTime<Utc>)>> {
                     Ok(sqlx::query_as(verify::UNSCHEDULED)
                         .bind(i64::from(limit))
@@ -216,4 +216,4 @@ macro_rules! impl_watch_store {
     };
 }
 
-pub(super) use impl_watch_store;
+pub(super) use impl_verify_store;
