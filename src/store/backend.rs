@@ -202,7 +202,12 @@ macro_rules! impl_store {
                     drop(tx);
                     // Lost a race with an identical connect, or a repeat: the row is there.
                     let existing = self
-                        .connection_by_fingerprint(&new.tenant, &new.end_user_id, &new.subdomain, &new.token_fingerprint)
+                        .connection_by_fingerprint(
+                            &new.tenant,
+                            &new.end_user_id,
+                            &new.credentials.subdomain,
+                            &new.credentials.token_fingerprint,
+                        )
                         .await?
                         .ok_or(sqlx::Error::RowNotFound)?;
                     Ok(Inserted::Existing(existing))
@@ -339,8 +344,8 @@ macro_rules! impl_store {
                                 sqlx::query_as(connection::BY_FINGERPRINT)
                                     .bind(&new.tenant)
                                     .bind(&new.end_user_id)
-                                    .bind(&new.subdomain)
-                                    .bind(&new.token_fingerprint)
+                                    .bind(&new.credentials.subdomain)
+                                    .bind(&new.credentials.token_fingerprint)
                                     .fetch_one(&mut *tx)
                                     .await?,
                             ),

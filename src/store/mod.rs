@@ -450,9 +450,18 @@ pub struct NewConnection {
     pub label: Option<String>,
     /// Its metadata.
     pub metadata: serde_json::Value,
-    /// Its workspace.
+    /// Its token, sealed for `id`.
+    pub credentials: Credentials,
+}
+
+/// A Hex token as a connection stores it, checked against Hex and sealed for the connection's
+/// id: what a connect writes, and what a reconnect replaces.
+#[derive(Debug, Clone)]
+pub struct Credentials {
+    /// The workspace (a person may reconnect to a renamed one).
     pub subdomain: String,
-    /// Its own Hex origin, if it is on one of `HEXBROKER_HEX_HOSTS`.
+    /// Its own Hex origin, if it is on one of `HEXBROKER_HEX_HOSTS` (a reconnect never moves a
+    /// connection to another origin).
     pub hex_url: Option<String>,
     /// `personal`, `workspace` or `unknown`.
     pub token_type: &'static str,
@@ -460,7 +469,7 @@ pub struct NewConnection {
     pub token_hint: String,
     /// Keyed hash of subdomain (or origin) and token.
     pub token_fingerprint: Vec<u8>,
-    /// The sealed token.
+    /// The sealed token, bound to the connection's id.
     pub sealed: Sealed,
     /// What Hex said.
     pub identity: HexIdentity,
@@ -546,20 +555,8 @@ pub enum SessionWrite {
 pub struct TokenReplacement {
     /// The connection.
     pub id: Uuid,
-    /// The workspace (a person may reconnect to a renamed one).
-    pub subdomain: String,
-    /// Its own Hex origin, if any: a reconnect never moves a connection to another origin.
-    pub hex_url: Option<String>,
-    /// `personal`, `workspace` or `unknown`.
-    pub token_type: &'static str,
-    /// Prefix and last four characters.
-    pub token_hint: String,
-    /// Keyed hash of subdomain and token.
-    pub token_fingerprint: Vec<u8>,
-    /// The sealed token, bound to `id`.
-    pub sealed: Sealed,
-    /// What Hex said.
-    pub identity: HexIdentity,
+    /// Its new token.
+    pub credentials: Credentials,
 }
 
 /// How completing a session ended.
@@ -587,12 +584,13 @@ impl TokenReplacement {
     /// origin (its own, or the template's), and then the same org id where both are known, else
     /// the same subdomain (§6 step 5).
     pub fn same_workspace(&self, current: &Connection) -> bool {
-        if current.hex_url != self.hex_url {
+        let new = &self.credentials;
+        if current.hex_url != new.hex_url {
             return false;
         }
-        match (&current.hex_org_id, &self.identity.org_id) {
+        match (&current.hex_org_id, &new.identity.org_id) {
             (Some(old), Some(new)) => old == new,
-            _ => current.subdomain == self.subdomain,
+            _ => current.subdomain == new.subdomain,
         }
     }
 
@@ -601,13 +599,15 @@ impl TokenReplacement {
     pub fn for_tests() -> Self {
         Self {
             id: Uuid::nil(),
-            subdomain: "acme".into(),
-            hex_url: None,
-            token_type: "personal",
-            token_hint: "hxtp_…abcd".into(),
-            token_fingerprint: vec![0; 32],
-            sealed: Sealed { key_id: "k".into(), nonce: vec![0; 12], ciphertext: vec![], version: 2 },
-            identity: HexIdentity::default(),
+            credentials: Credentials {
+                subdomain: "acme".into(),
+                hex_url: None,
+                token_type: "personal",
+                token_hint: "hxtp_…abcd".into(),
+                token_fingerprint: vec![0; 32],
+                sealed: Sealed { key_id: "k".into(), nonce: vec![0; 12], ciphertext: vec![], version: 2 },
+                identity: HexIdentity::default(),
+            },
         }
     }
 }

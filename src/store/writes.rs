@@ -113,7 +113,7 @@ macro_rules! impl_writes {
                     audit: &AuditContext,
                     now: chrono::DateTime<chrono::Utc>,
                 ) -> StoreResult<Option<Connection>> {
-                    let c = new;
+                    let c = &new.credentials;
                     let created: Option<Connection> = sqlx::query_as(connection::INSERT)
                         .bind(new.id)
                         .bind(&new.tenant)
@@ -231,7 +231,7 @@ macro_rules! impl_writes {
                         }
                         Change::Expired | Change::Expiring => row.connection.clone(),
                         Change::Replaced(r) => {
-                            let c = r;
+                            let c = &r.credentials;
                             let replaced: Result<Connection, sqlx::Error> =
                                 sqlx::query_as(connection::REPLACE_TOKEN)
                                     .bind(tenant)
