@@ -15,7 +15,7 @@ use futures_util::{stream, StreamExt as _};
 use hexbroker::audit::{Action, AuditContext};
 use hexbroker::config::Config;
 use hexbroker::crypto::{TokenBinding, SEAL_V2};
-use hexbroker::store::{HexIdentity, NewConnection};
+use hexbroker::store::{Credentials, HexIdentity, NewConnection};
 use hexbroker::AppState;
 use secrecy::{ExposeSecret, SecretString};
 use uuid::Uuid;
@@ -39,13 +39,15 @@ async fn seed(state: &AppState, n: u64) -> anyhow::Result<()> {
             end_user_email: None,
             label: None,
             metadata: serde_json::json!({}),
-            subdomain: SUBDOMAIN.to_owned(),
-            hex_url: None,
-            token_type: hexbroker::hex::TokenType::Personal,
-            token_hint: "hxtp_…seed".to_owned(),
-            token_fingerprint: state.hasher.token_fingerprint(SUBDOMAIN, &token),
-            sealed: state.keyring.seal_token(binding, &token),
-            identity: HexIdentity::default(),
+            credentials: Credentials {
+                subdomain: SUBDOMAIN.to_owned(),
+                hex_url: None,
+                token_type: hexbroker::hex::TokenType::Personal,
+                token_hint: "hxtp_…seed".to_owned(),
+                token_fingerprint: state.hasher.token_fingerprint(SUBDOMAIN, &token),
+                sealed: state.keyring.seal_token(binding, &token),
+                identity: HexIdentity::default(),
+            },
         };
         state.store.insert_connection(&new, &AuditContext::system(Action::Connect)).await.map(|_| ())
     });

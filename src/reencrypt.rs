@@ -5,7 +5,7 @@
 //! Tokens are re-sealed in short batches, one transaction each, every row by a conditional update,
 //! so the command can be killed at any point and run again, and replicas may keep serving (and
 //! replacing tokens) while it runs. A rate cap keeps it from crowding out the proxy. No cache
-//! notice is sent: a re-sealed token is the same token (see `store::Announcing::reseal_tokens`).
+//! notice is sent: a re-sealed token is the same token (see `Store::reseal_tokens` in `store/backend.rs`).
 
 use std::io::{IsTerminal, Write};
 use std::time::{Duration, Instant};

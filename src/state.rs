@@ -23,7 +23,7 @@ use crate::keyfile::{self, POSTGRES_NEEDS_KEYS};
 use crate::metrics::Metrics;
 use crate::proxy::{Proxy, RetryPolicy, Targets, Timeouts, Upstream};
 use crate::requestlog::RequestLog;
-use crate::store::{self, Announcing, DynStore, Forget, Stale};
+use crate::store::{self, DynStore, Forget, Stale};
 
 /// Everything a request needs, behind one `Arc`: axum clones the state for every extractor, and
 /// one reference count is cheaper than one per handle.
@@ -83,7 +83,7 @@ impl AppState {
             callers: Arc::new(Callers::new(config.cache_ttl, config.cache_capacity)),
             targets: Arc::new(Targets::new(config.cache_ttl, config.cache_capacity)),
         });
-        let store: DynStore = Announcing::wrap(store, caches.clone()).await?;
+        store.announce_to(caches.clone()).await?;
         let holds_sealed = store.sealed_secret(HASH_KEY_NAME).await?.is_some();
         let keyring = Arc::new(keyfile::resolve_keyring(&config, holds_sealed)?);
         let hasher = Arc::new(load_hash_key(&store, &keyring).await?);

@@ -20,7 +20,8 @@ use crate::input::{self, EndUserEmail, EndUserId, Label, Metadata};
 use crate::lifecycle::Change;
 use crate::state::AppState;
 use crate::store::{
-    Expect, HexIdentity, Inserted, NewConnection, Session, SessionOutcome, SessionWrite, TokenReplacement,
+    Credentials, Expect, HexIdentity, Inserted, NewConnection, Session, SessionOutcome, SessionWrite,
+    TokenReplacement,
 };
 
 /// The body of `POST /v1/connect`.
@@ -46,6 +47,26 @@ struct Submission {
 }
 
 impl Submission {
+    /// The credentials this submission carries, as Hex described them, its token sealed for
+    /// connection `id` of `tenant`.
+    fn credentials(&self, state: &AppState, id: Uuid, tenant: &str, identity: HexIdentity) -> Credentials {
+        let binding = TokenBinding {
+            connection_id: id,
+            tenant,
+            subdomain: self.workspace.subdomain(),
+            hex_url: self.workspace.hex_url(),
+        };
+        Credentials {
+            subdomain: self.workspace.subdomain().to_owned(),
+            hex_url: self.workspace.hex_url().map(str::to_owned),
+            token_type: hex::token_type(&self.token),
+            token_hint: hex::token_hint(&self.token),
+            token_fingerprint: state.hasher.token_fingerprint(self.workspace.fingerprint_key(), &self.token),
+            sealed: state.keyring.seal_token(binding, &self.token),
+            identity,
+        }
+    }
+
     /// The new connection this submission makes, its token sealed for a fresh id.
     fn into_connection(
         self,
@@ -54,16 +75,9 @@ impl Submission {
         end_user_id: String,
         end_user_email: Option<String>,
         identity: HexIdentity,
-        token_fingerprint: Vec<u8>,
     ) -> NewConnection {
         let id = Uuid::now_v7();
-        let binding = TokenBinding {
-            connection_id: id,
-            tenant: &tenant,
-            subdomain: self.workspace.subdomain(),
-            hex_url: self.workspace.hex_url(),
-        };
-        let sealed = state.keyring.seal_token(binding, &self.token);
+        let credentials = self.credentials(state, id, &tenant, identity);
         NewConnection {
             id,
             tenant,
@@ -71,13 +85,7 @@ impl Submission {
             end_user_email,
             label: self.label,
             metadata: self.metadata,
-            subdomain: self.workspace.subdomain().to_owned(),
-            hex_url: self.workspace.hex_url().map(str::to_owned),
-            token_type: hex::token_type(&self.token),
-            token_hint: hex::token_hint(&self.token),
-            token_fingerprint,
-            sealed,
-            identity,
+            credentials,
         }
     }
 }
@@ -145,23 +153,22 @@ async fn with_key(
     let audit = request.audit(caller.actor(), Action::Connect);
     let who = [Attempter::Key(caller.id)];
     let identity = state.attempts.verify(&state.hex, &who, s.from, &s.workspace, &s.token).await?;
-    let fingerprint = state.hasher.token_fingerprint(s.workspace.fingerprint_key(), &s.token);
+    let new = s.into_connection(state, caller.tenant.clone(), end_user_id, end_user_email, identity);
+    let c = &new.credentials;
     if let Some(existing) = state
         .store
-        .connection_by_fingerprint(&caller.tenant, &end_user_id, s.workspace.subdomain(), &fingerprint)
+        .connection_by_fingerprint(&caller.tenant, &new.end_user_id, &c.subdomain, &c.token_fingerprint)
         .await?
     {
         // The same token again: Hex has just vouched for it, so record that instead of a duplicate.
         let refreshed = state
             .store
-            .apply(&caller.tenant, existing.id, &Change::Verified(&identity), &audit, &Expect::default())
+            .apply(&caller.tenant, existing.id, &Change::Verified(&c.identity), &audit, &Expect::default())
             .await?
             .done()
             .unwrap_or(existing);
         return Ok((StatusCode::OK, Json(ConnectionView::load(state, refreshed).await?)));
     }
-    let new =
-        s.into_connection(state, caller.tenant.clone(), end_user_id, end_user_email, identity, fingerprint);
     match state.store.insert_connection(&new, &audit).await? {
         Inserted::Created(connection) => {
             tracing::info!(connection_id = %connection.id, "connection created");
@@ -203,25 +210,10 @@ async fn with_session(
         }
     }
     let identity = state.attempts.verify(&state.hex, &who, s.from, &s.workspace, &s.token).await?;
-    let fingerprint = state.hasher.token_fingerprint(s.workspace.fingerprint_key(), &s.token);
     let write = match session.connection_id {
         Some(id) => SessionWrite::Replace(TokenReplacement {
             id,
-            subdomain: s.workspace.subdomain().to_owned(),
-            hex_url: s.workspace.hex_url().map(str::to_owned),
-            token_type: hex::token_type(&s.token),
-            token_hint: hex::token_hint(&s.token),
-            token_fingerprint: fingerprint,
-            sealed: state.keyring.seal_token(
-                TokenBinding {
-                    connection_id: id,
-                    tenant: &session.tenant,
-                    subdomain: s.workspace.subdomain(),
-                    hex_url: s.workspace.hex_url(),
-                },
-                &s.token,
-            ),
-            identity,
+            credentials: s.credentials(state, id, &session.tenant, identity),
         }),
         None => SessionWrite::Create(s.into_connection(
             state,
@@ -229,7 +221,6 @@ async fn with_session(
             session.end_user_id.clone(),
             session.end_user_email.clone(),
             identity,
-            fingerprint,
         )),
     };
     let outcome = state.store.complete_session(&session, &write, origin.as_deref(), &audit).await?;

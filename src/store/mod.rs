@@ -1,16 +1,20 @@
 //! Storage: the [`Store`] trait and its two backends, Postgres (production) and SQLite (the
 //! embedded default). Plain data in, plain data out; no HTTP types.
 //!
-//! Both backends share one set of SQL statements (see `sql.rs`): sqlx binds `$1`-style parameters
-//! on SQLite too, and the column types map to the same Rust types on both.
+//! Both backends share one set of SQL statements, one module per table under `sql/`, and one
+//! implementation that runs them (`backend.rs`, `writes.rs`, `webhooks.rs`, `verify.rs`); what a
+//! write makes stale is said beside it (`effects.rs`).
 
-mod announcing;
+mod backend;
+mod effects;
 mod postgres;
 mod requestlog;
+mod session;
 mod sql;
 mod sqlite;
-mod watch;
+mod verify;
 mod webhooks;
+mod writes;
 
 use std::sync::Arc;
 
@@ -25,14 +29,15 @@ use crate::hex::TokenType;
 use crate::lifecycle::{Change, Status};
 use crate::scopes::Scopes;
 
-pub use announcing::{Announcing, Forget, Stale};
+pub use effects::{Forget, Stale};
 pub use postgres::PgStore;
 pub use requestlog::{
     id_at, id_bound, id_with, HourCount, RequestCounts, RequestFilter, RequestLogStore, RequestRecord,
     StatusFilter,
 };
+pub use session::{NewSession, Session, SessionOutcome, SessionWrite};
 pub use sqlite::{database_file as sqlite_database_file, SqliteStore};
-pub use watch::{DueCheck, WatchStore, EXPIRED_REASON};
+pub use verify::{DueCheck, VerifyStore, EXPIRED_REASON};
 pub use webhooks::WebhookStore;
 
 /// A storage failure. Callers treat it as internal; its text may name tables, never values.
@@ -86,13 +91,13 @@ pub fn now() -> DateTime<Utc> {
 /// and [`Store::complete_session`] for new connections and reconnects). In ONE transaction it
 /// locks the row, checks the caller's [`Expect`]ations, asks [`lifecycle::transition`] what the
 /// change does, writes the row, the outbox event(s) the table names, the audit entry (from the
-/// [`AuditContext`]), and (Postgres) the `pg_notify` that makes every replica drop its cached
-/// copy at commit. After the commit the local cache drops the entry and the delivery worker is
-/// woken. Background work passes `AuditContext::system(Action::StatusChange)`; a conditional
+/// [`AuditContext`]), and what it made stale: (Postgres) the `pg_notify` that makes every other
+/// replica drop its cached copy at commit; after the commit this replica's caches drop the entry
+/// and the delivery worker is woken (see `effects.rs`). Background work passes `AuditContext::system(Action::StatusChange)`; a conditional
 /// change (the proxy's 401 rule, a background check) passes `Expect { token_nonce, status }` and
 /// gets [`Applied::Unmet`] when the row moved on meanwhile, with nothing written.
 #[async_trait::async_trait]
-pub trait Store: WatchStore + WebhookStore + RequestLogStore + Send + Sync + 'static {
+pub trait Store: VerifyStore + WebhookStore + RequestLogStore + Send + Sync + 'static {
     /// Answers when the database does.
     async fn ping(&self) -> StoreResult<()>;
 
@@ -183,13 +188,10 @@ pub trait Store: WatchStore + WebhookStore + RequestLogStore + Send + Sync + 'st
     /// all tenants.
     async fn count_connections_by_status(&self) -> StoreResult<Vec<(Status, i64)>>;
 
-    /// Messages other replicas published, as they arrive; a `None` says some may have been
-    /// missed (the listening connection was lost), so everything cached is suspect.
-    async fn subscribe_invalidations(
-        &self,
-    ) -> StoreResult<Option<tokio::sync::mpsc::Receiver<Option<String>>>> {
-        Ok(None)
-    }
+    /// From now on tells `forget` what each write of this store made stale (after its commit,
+    /// before it returns) and, on Postgres, what each other replica's did (as their notices
+    /// arrive; everything, after a lost listening connection). See `effects.rs`. Called once.
+    async fn announce_to(&self, forget: Arc<dyn Forget>) -> StoreResult<()>;
 
     /// Stores a new connect session, with its `session.create` audit entry.
     async fn insert_session(&self, new: &NewSession, audit: &AuditContext) -> StoreResult<Session>;
@@ -451,9 +453,18 @@ pub struct NewConnection {
     pub label: Option<String>,
     /// Its metadata.
     pub metadata: serde_json::Value,
-    /// Its workspace.
+    /// Its token, sealed for `id`.
+    pub credentials: Credentials,
+}
+
+/// A Hex token as a connection stores it, checked against Hex and sealed for the connection's
+/// id: what a connect writes, and what a reconnect replaces.
+#[derive(Debug, Clone)]
+pub struct Credentials {
+    /// The workspace (a person may reconnect to a renamed one).
     pub subdomain: String,
-    /// Its own Hex origin, if it is on one of `HEXBROKER_HEX_HOSTS`.
+    /// Its own Hex origin, if it is on one of `HEXBROKER_HEX_HOSTS` (a reconnect never moves a
+    /// connection to another origin).
     pub hex_url: Option<String>,
     /// The kind of token.
     pub token_type: TokenType,
@@ -461,7 +472,7 @@ pub struct NewConnection {
     pub token_hint: String,
     /// Keyed hash of subdomain (or origin) and token.
     pub token_fingerprint: Vec<u8>,
-    /// The sealed token.
+    /// The sealed token, bound to the connection's id.
     pub sealed: Sealed,
     /// What Hex said.
     pub identity: HexIdentity,
@@ -491,96 +502,13 @@ pub struct ConnectionFilter {
     pub limit: u32,
 }
 
-/// A connect session (never its token).
-#[derive(Debug, Clone, sqlx::FromRow)]
-pub struct Session {
-    /// Its id.
-    pub id: Uuid,
-    /// The tenant it connects into.
-    pub tenant: String,
-    /// The end user it connects for.
-    pub end_user_id: String,
-    /// That person's email, if the app gave it.
-    pub end_user_email: Option<String>,
-    /// For a reconnect session: the connection whose token it replaces.
-    pub connection_id: Option<Uuid>,
-    /// When it stops working.
-    pub expires_at: DateTime<Utc>,
-    /// When it was used, if it was.
-    pub used_at: Option<DateTime<Utc>>,
-    /// When it was made.
-    pub created_at: DateTime<Utc>,
-}
-
-/// A session to store.
-#[derive(Debug, Clone)]
-pub struct NewSession {
-    /// Its id.
-    pub id: Uuid,
-    /// Its tenant.
-    pub tenant: String,
-    /// The keyed hash of its token.
-    pub token_hash: Vec<u8>,
-    /// The end user.
-    pub end_user_id: String,
-    /// The end user's email.
-    pub end_user_email: Option<String>,
-    /// For reconnects: the connection.
-    pub connection_id: Option<Uuid>,
-    /// The API key that made it.
-    pub created_by_key: Uuid,
-    /// When it expires.
-    pub expires_at: DateTime<Utc>,
-}
-
-/// What a completed session writes.
-#[derive(Debug)]
-pub enum SessionWrite {
-    /// A new connection (or, for a token already connected, the existing one).
-    Create(NewConnection),
-    /// New credentials for the session's connection.
-    Replace(TokenReplacement),
-}
-
 /// New credentials for an existing connection, checked against Hex and sealed for its id.
 #[derive(Debug)]
 pub struct TokenReplacement {
     /// The connection.
     pub id: Uuid,
-    /// The workspace (a person may reconnect to a renamed one).
-    pub subdomain: String,
-    /// Its own Hex origin, if any: a reconnect never moves a connection to another origin.
-    pub hex_url: Option<String>,
-    /// The kind of token.
-    pub token_type: TokenType,
-    /// Prefix and last four characters.
-    pub token_hint: String,
-    /// Keyed hash of subdomain and token.
-    pub token_fingerprint: Vec<u8>,
-    /// The sealed token, bound to `id`.
-    pub sealed: Sealed,
-    /// What Hex said.
-    pub identity: HexIdentity,
-}
-
-/// How completing a session ended.
-#[derive(Debug)]
-pub enum SessionOutcome {
-    /// A new connection.
-    Created(Connection),
-    /// The token was already connected for this end user; nothing new was stored.
-    Existing(Connection),
-    /// The connection's token was replaced.
-    Replaced(Connection),
-    /// Someone else used (or the clock expired) the session first; nothing was written.
-    Unavailable,
-    /// The reconnect target is gone; nothing was written.
-    ConnectionGone,
-    /// The new token is already another connection of this end user; nothing was written.
-    TokenTaken,
-    /// A reconnect to another Hex workspace (§6 step 5); nothing was written, and the session
-    /// stays usable so the person can paste the right token.
-    WorkspaceMismatch,
+    /// Its new token.
+    pub credentials: Credentials,
 }
 
 impl TokenReplacement {
@@ -588,12 +516,13 @@ impl TokenReplacement {
     /// origin (its own, or the template's), and then the same org id where both are known, else
     /// the same subdomain (§6 step 5).
     pub fn same_workspace(&self, current: &Connection) -> bool {
-        if current.hex_url != self.hex_url {
+        let new = &self.credentials;
+        if current.hex_url != new.hex_url {
             return false;
         }
-        match (&current.hex_org_id, &self.identity.org_id) {
+        match (&current.hex_org_id, &new.identity.org_id) {
             (Some(old), Some(new)) => old == new,
-            _ => current.subdomain == self.subdomain,
+            _ => current.subdomain == new.subdomain,
         }
     }
 
@@ -602,13 +531,15 @@ impl TokenReplacement {
     pub fn for_tests() -> Self {
         Self {
             id: Uuid::nil(),
-            subdomain: "acme".into(),
-            hex_url: None,
-            token_type: TokenType::Personal,
-            token_hint: "hxtp_…abcd".into(),
-            token_fingerprint: vec![0; 32],
-            sealed: Sealed { key_id: "k".into(), nonce: vec![0; 12], ciphertext: vec![], version: 2 },
-            identity: HexIdentity::default(),
+            credentials: Credentials {
+                subdomain: "acme".into(),
+                hex_url: None,
+                token_type: TokenType::Personal,
+                token_hint: "hxtp_…abcd".into(),
+                token_fingerprint: vec![0; 32],
+                sealed: Sealed { key_id: "k".into(), nonce: vec![0; 12], ciphertext: vec![], version: 2 },
+                identity: HexIdentity::default(),
+            },
         }
     }
 }

@@ -8,22 +8,21 @@ use std::str::FromStr as _;
 use sqlx::postgres::{PgConnectOptions, PgConnection, PgListener, PgPool, PgPoolOptions};
 use sqlx::Connection as _;
 
+use super::backend::impl_store;
+use super::effects::Hooks;
 use super::requestlog::{impl_request_log_store, request_columns};
-use super::sql::{
-    api_key_columns, bind_new_connection, connection_columns, impl_store, insert_connection_sql,
-    session_columns, EVENT_CHANNEL, INVALIDATION_CHANNEL,
-};
-use super::watch::impl_watch_store;
-use super::webhooks::{
-    endpoint_columns, endpoint_secret_columns, impl_webhook_store, CLAIM_DELIVERIES_POSTGRES,
-};
+use super::sql::{EVENT_CHANNEL, INVALIDATION_CHANNEL};
+use super::verify::impl_verify_store;
+use super::webhooks::impl_webhook_store;
+use super::writes::impl_writes;
 
 /// A [`Store`](super::Store) on Postgres.
 #[derive(Debug, Clone)]
 pub struct PgStore {
     pool: PgPool,
-    /// Woken when this replica commits an event, and (once listened for) when any replica does.
-    wake: Arc<tokio::sync::Notify>,
+    /// The delivery worker and the caches, told of each commit (see `effects.rs`); the worker also
+    /// when any replica commits an event (once listened for).
+    hooks: Arc<Hooks>,
 }
 
 impl PgStore {
@@ -60,7 +59,7 @@ impl PgStore {
             Err(e) => return Err(connect_error(&options, &e)),
         };
         sqlx::migrate!("migrations/postgres").run(&pool).await.context("applying Postgres migrations")?;
-        Ok(Self { pool, wake: Arc::default() })
+        Ok(Self { pool, hooks: Arc::default() })
     }
 
     /// The pool, for tests that read tables raw.
@@ -135,16 +134,17 @@ fn connect_error(options: &PgConnectOptions, error: &sqlx::Error) -> anyhow::Err
     anyhow::anyhow!("connecting to Postgres (HEXBROKER_DATABASE_URL): {what}")
 }
 
-impl_webhook_store!(PgStore, sqlx::Postgres, claim: CLAIM_DELIVERIES_POSTGRES);
+impl_writes!(PgStore, sqlx::Postgres, notify: true);
+impl_webhook_store!(PgStore, sqlx::Postgres, claim: crate::store::sql::webhook::CLAIM_DELIVERIES_POSTGRES);
 impl_request_log_store!(PgStore, sqlx::Postgres);
 
-impl_watch_store!(PgStore, " for update skip locked");
+impl_verify_store!(PgStore, claim: crate::store::sql::verify::CLAIM_DUE_POSTGRES);
 
-impl_store!(PgStore, sqlx::Postgres, notify: true, {
+impl_store!(PgStore, {
     async fn event_signal(&self) -> crate::store::StoreResult<Arc<tokio::sync::Notify>> {
         let mut listener = PgListener::connect_with(&self.pool).await?;
         listener.listen(EVENT_CHANNEL).await?;
-        let wake = Arc::downgrade(&self.wake);
+        let wake = Arc::downgrade(&self.hooks.wake);
         let pool = self.pool.clone();
         tokio::spawn(async move {
             loop {
@@ -158,7 +158,8 @@ impl_store!(PgStore, sqlx::Postgres, notify: true, {
                     Ok(None) | Err(_) => {
                         drop(strong);
                         tracing::warn!("lost the event listener; listening again");
-                        let Some(fresh) = relisten(&pool, EVENT_CHANNEL, "events", || wake.strong_count() == 0).await
+                        let Some(fresh) =
+                            relisten(&pool, EVENT_CHANNEL, "events", || wake.strong_count() == 0).await
                         else {
                             break;
                         };
@@ -169,40 +170,41 @@ impl_store!(PgStore, sqlx::Postgres, notify: true, {
                 }
             }
         });
-        Ok(self.wake.clone())
+        Ok(self.hooks.wake.clone())
     }
 
-    async fn subscribe_invalidations(
-        &self,
-    ) -> crate::store::StoreResult<Option<tokio::sync::mpsc::Receiver<Option<String>>>> {
+    async fn announce_to(&self, forget: Arc<dyn crate::store::Forget>) -> crate::store::StoreResult<()> {
+        if !self.hooks.announce_to(forget) {
+            tracing::warn!("the store tells its caches already; ignoring another");
+            return Ok(());
+        }
+        let Some(forget) = self.hooks.forget_weak() else { return Ok(()) };
         let mut listener = PgListener::connect_with(&self.pool).await?;
         listener.listen(INVALIDATION_CHANNEL).await?;
-        let (tx, rx) = tokio::sync::mpsc::channel(1024);
         let pool = self.pool.clone();
         tokio::spawn(async move {
             loop {
-                let message = match listener.try_recv().await {
-                    Ok(Some(notification)) => Some(notification.payload().to_owned()),
+                let stale = match listener.try_recv().await {
+                    Ok(Some(notification)) => Stale::parse(notification.payload()),
                     // The connection is lost. What is cached stays served meanwhile (while
                     // Postgres is away nothing can change, and the hot path needs no database);
-                    // once listening again, `None` says notices may have been missed, so the
-                    // caches are cleared then, after the gap, not before it.
+                    // once listening again, notices may have been missed, so the caches are
+                    // cleared then, after the gap, not before it.
                     Ok(None) | Err(_) => {
                         tracing::warn!("lost the invalidation listener; listening again");
-                        let Some(fresh) =
-                            relisten(&pool, INVALIDATION_CHANNEL, "invalidations", || tx.is_closed()).await
+                        let gone = || forget.strong_count() == 0;
+                        let Some(fresh) = relisten(&pool, INVALIDATION_CHANNEL, "invalidations", gone).await
                         else {
                             break;
                         };
                         listener = fresh;
-                        None
+                        Stale::Everything
                     }
                 };
-                if tx.send(message).await.is_err() {
-                    break;
-                }
+                let Some(forget) = forget.upgrade() else { break };
+                forget.forget(stale);
             }
         });
-        Ok(Some(rx))
+        Ok(())
     }
 });

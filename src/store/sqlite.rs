@@ -8,22 +8,19 @@ use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
 };
 
+use super::backend::impl_store;
+use super::effects::Hooks;
 use super::requestlog::{impl_request_log_store, request_columns};
-use super::sql::{
-    api_key_columns, bind_new_connection, connection_columns, impl_store, insert_connection_sql,
-    session_columns,
-};
-use super::watch::impl_watch_store;
-use super::webhooks::{
-    endpoint_columns, endpoint_secret_columns, impl_webhook_store, CLAIM_DELIVERIES_SQLITE,
-};
+use super::verify::impl_verify_store;
+use super::webhooks::impl_webhook_store;
+use super::writes::impl_writes;
 
 /// A [`Store`](super::Store) on SQLite.
 #[derive(Debug, Clone)]
 pub struct SqliteStore {
     pool: SqlitePool,
-    /// Woken when this process commits an event.
-    wake: Arc<tokio::sync::Notify>,
+    /// The delivery worker and the caches, told of each commit (see `effects.rs`).
+    hooks: Arc<Hooks>,
 }
 
 impl SqliteStore {
@@ -44,7 +41,7 @@ impl SqliteStore {
             .await
             .context("opening the SQLite database (HEXBROKER_DATABASE_URL)")?;
         sqlx::migrate!("migrations/sqlite").run(&pool).await.context("applying SQLite migrations")?;
-        Ok(Self { pool, wake: Arc::default() })
+        Ok(Self { pool, hooks: Arc::default() })
     }
 
     /// The pool, for tests that read tables raw.
@@ -53,14 +50,24 @@ impl SqliteStore {
     }
 }
 
-impl_webhook_store!(SqliteStore, sqlx::Sqlite, claim: CLAIM_DELIVERIES_SQLITE);
+impl_writes!(SqliteStore, sqlx::Sqlite, notify: false);
+impl_webhook_store!(SqliteStore, sqlx::Sqlite, claim: crate::store::sql::webhook::CLAIM_DELIVERIES_SQLITE);
 impl_request_log_store!(SqliteStore, sqlx::Sqlite);
 
-impl_watch_store!(SqliteStore, "");
+impl_verify_store!(SqliteStore, claim: crate::store::sql::verify::CLAIM_DUE_SQLITE);
 
-impl_store!(SqliteStore, sqlx::Sqlite, notify: false, {
+impl_store!(SqliteStore, {
     async fn event_signal(&self) -> crate::store::StoreResult<Arc<tokio::sync::Notify>> {
-        Ok(self.wake.clone())
+        Ok(self.hooks.wake.clone())
+    }
+
+    /// Only this process's writes: another process on the same file is not heard (the caches'
+    /// TTL covers it).
+    async fn announce_to(&self, forget: Arc<dyn crate::store::Forget>) -> crate::store::StoreResult<()> {
+        if !self.hooks.announce_to(forget) {
+            tracing::warn!("the store tells its caches already; ignoring another");
+        }
+        Ok(())
     }
 });
 

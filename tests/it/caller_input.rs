@@ -150,16 +150,7 @@ impl Probe {
     async fn rows(&self) -> i64 {
         let sql = "select (select count(*) from connection) + (select count(*) from connect_session) \
                    + (select count(*) from api_key) + (select count(*) from audit_event)";
-        match &self.app.db.sqlite_file {
-            Some(_) => {
-                let pool = sqlx::SqlitePool::connect(&self.app.db.url).await.unwrap();
-                sqlx::query_scalar(sql).fetch_one(&pool).await.unwrap()
-            }
-            None => {
-                let pool = sqlx::PgPool::connect(&self.app.db.url).await.unwrap();
-                sqlx::query_scalar(sql).fetch_one(&pool).await.unwrap()
-            }
-        }
+        self.app.db.count(sql).await
     }
 
     /// Sends `text` in `field` and checks the rule: never a 5xx; with a control character, 422

@@ -109,103 +109,30 @@ async fn each_refusal_has_its_code_and_stores_nothing(backend: Backend) {
     let other_workspace = app.fake.add_personal_token("other", "eve@example.com");
 
     let u = "u1";
-    refused(
-        &app,
-        json!({"subdomain": "evil.com", "token": good, "end_user_id": u}),
-        422,
-        "invalid_subdomain",
-    )
-    .await;
-    refused(
-        &app,
-        json!({"subdomain": "127.0.0.1", "token": good, "end_user_id": u}),
-        422,
-        "invalid_subdomain",
-    )
-    .await;
-    refused(&app, json!({"subdomain": "-acme", "token": good, "end_user_id": u}), 422, "invalid_subdomain")
-        .await;
-    refused(
-        &app,
-        json!({"subdomain": "acme", "token": "has space", "end_user_id": u}),
-        422,
-        "invalid_token_format",
-    )
-    .await;
-    refused(
-        &app,
-        json!({"subdomain": "acme", "token": "   ", "end_user_id": u}),
-        422,
-        "invalid_token_format",
-    )
-    .await;
-    refused(
-        &app,
-        json!({"subdomain": "acme", "token": "x".repeat(1025), "end_user_id": u}),
-        422,
-        "invalid_token_format",
-    )
-    .await;
-    refused(
-        &app,
-        json!({"subdomain": "acme", "token": "hxtp_unknown0000", "end_user_id": u}),
-        422,
-        "hex_token_rejected",
-    )
-    .await;
-    refused(
-        &app,
-        json!({"subdomain": "acme", "token": revoked, "end_user_id": u}),
-        422,
-        "hex_token_rejected",
-    )
-    .await;
-    refused(
-        &app,
-        json!({"subdomain": "acme", "token": expired, "end_user_id": u}),
-        422,
-        "hex_token_rejected",
-    )
-    .await;
-    refused(
-        &app,
-        json!({"subdomain": "acme", "token": other_workspace, "end_user_id": u}),
-        422,
-        "hex_token_rejected",
-    )
-    .await;
-    refused(
-        &app,
-        json!({"subdomain": "acme", "token": no_scopes, "end_user_id": u}),
-        422,
-        "hex_insufficient_scope",
-    )
-    .await;
-    refused(
-        &app,
-        json!({"subdomain": "nowhere", "token": good, "end_user_id": u}),
-        422,
-        "hex_workspace_not_found",
-    )
-    .await;
-    refused(&app, json!({"subdomain": "acme", "token": good}), 422, "invalid_request").await;
-    refused(&app, json!({"subdomain": "acme", "token": good, "end_user_id": ""}), 422, "invalid_request")
-        .await;
-    refused(
-        &app,
-        json!({"subdomain": "acme", "token": good, "end_user_id": u, "metadata": [1]}),
-        422,
-        "invalid_request",
-    )
-    .await;
-    refused(&app, json!({"subdomain": "acme", "token": 42, "end_user_id": u}), 422, "invalid_body").await;
-    refused(
-        &app,
-        json!({"subdomain": "acme", "token": good, "end_user_id": u, "surprise": 1}),
-        422,
-        "invalid_body",
-    )
-    .await;
+    let long = "x".repeat(1025);
+    // Each body, and the code it is refused with (422).
+    let table: &[(Value, &str)] = &[
+        (json!({"subdomain": "evil.com", "token": good, "end_user_id": u}), "invalid_subdomain"),
+        (json!({"subdomain": "127.0.0.1", "token": good, "end_user_id": u}), "invalid_subdomain"),
+        (json!({"subdomain": "-acme", "token": good, "end_user_id": u}), "invalid_subdomain"),
+        (json!({"subdomain": "acme", "token": "has space", "end_user_id": u}), "invalid_token_format"),
+        (json!({"subdomain": "acme", "token": "   ", "end_user_id": u}), "invalid_token_format"),
+        (json!({"subdomain": "acme", "token": long, "end_user_id": u}), "invalid_token_format"),
+        (json!({"subdomain": "acme", "token": "hxtp_unknown0000", "end_user_id": u}), "hex_token_rejected"),
+        (json!({"subdomain": "acme", "token": revoked, "end_user_id": u}), "hex_token_rejected"),
+        (json!({"subdomain": "acme", "token": expired, "end_user_id": u}), "hex_token_rejected"),
+        (json!({"subdomain": "acme", "token": other_workspace, "end_user_id": u}), "hex_token_rejected"),
+        (json!({"subdomain": "acme", "token": no_scopes, "end_user_id": u}), "hex_insufficient_scope"),
+        (json!({"subdomain": "nowhere", "token": good, "end_user_id": u}), "hex_workspace_not_found"),
+        (json!({"subdomain": "acme", "token": good}), "invalid_request"),
+        (json!({"subdomain": "acme", "token": good, "end_user_id": ""}), "invalid_request"),
+        (json!({"subdomain": "acme", "token": good, "end_user_id": u, "metadata": [1]}), "invalid_request"),
+        (json!({"subdomain": "acme", "token": 42, "end_user_id": u}), "invalid_body"),
+        (json!({"subdomain": "acme", "token": good, "end_user_id": u, "surprise": 1}), "invalid_body"),
+    ];
+    for (body, code) in table {
+        refused(&app, body.clone(), 422, code).await;
+    }
 
     app.fake.fail_next(1, 429, Some("7".into()));
     let headers =

@@ -518,15 +518,8 @@ async fn raw_rows(app: &TestApp) -> String {
                  from audit_event";
     let events = "select cast(payload as text) || ' ' || coalesce(last_error, '') from event";
     let mut rows: Vec<String> = Vec::new();
-    if app.db.sqlite_file.is_some() {
-        let pool = sqlx::SqlitePool::connect(&app.db.url).await.unwrap();
-        rows.extend(sqlx::query_scalar::<_, String>(query).fetch_all(&pool).await.unwrap());
-        rows.extend(sqlx::query_scalar::<_, String>(events).fetch_all(&pool).await.unwrap());
-    } else {
-        let pool = sqlx::PgPool::connect(&app.db.url).await.unwrap();
-        rows.extend(sqlx::query_scalar::<_, String>(query).fetch_all(&pool).await.unwrap());
-        rows.extend(sqlx::query_scalar::<_, String>(events).fetch_all(&pool).await.unwrap());
-    }
+    rows.extend(app.db.texts(query).await);
+    rows.extend(app.db.texts(events).await);
     assert!(rows.len() > 10, "the tables were read");
     rows.join("\n")
 }

@@ -17,7 +17,7 @@ use common::{Backend, TestApp};
 use hexbroker::audit::{Action, AuditContext};
 use hexbroker::crypto::Keyring;
 use hexbroker::hex::TokenType;
-use hexbroker::store::{HexIdentity, NewConnection};
+use hexbroker::store::{Credentials, HexIdentity, NewConnection};
 use secrecy::SecretString;
 use serde_json::{json, Value};
 use tokio::sync::Notify;
@@ -57,21 +57,23 @@ fn new_connection(keyring: &Keyring, n: u64) -> NewConnection {
         end_user_email: None,
         label: None,
         metadata: json!({}),
-        subdomain: "acme".into(),
-        hex_url: None,
-        token_type: TokenType::Personal,
-        token_hint: "hxtp_…abcd".into(),
-        token_fingerprint: n.to_le_bytes().repeat(4),
-        sealed: keyring.seal_token(
-            hexbroker::crypto::TokenBinding {
-                connection_id: id,
-                tenant: "default",
-                subdomain: "acme",
-                hex_url: None,
-            },
-            &SecretString::from(format!("hxtp_bench_{n}")),
-        ),
-        identity: HexIdentity::default(),
+        credentials: Credentials {
+            subdomain: "acme".into(),
+            hex_url: None,
+            token_type: TokenType::Personal,
+            token_hint: "hxtp_…abcd".into(),
+            token_fingerprint: n.to_le_bytes().repeat(4),
+            sealed: keyring.seal_token(
+                hexbroker::crypto::TokenBinding {
+                    connection_id: id,
+                    tenant: "default",
+                    subdomain: "acme",
+                    hex_url: None,
+                },
+                &SecretString::from(format!("hxtp_bench_{n}")),
+            ),
+            identity: HexIdentity::default(),
+        },
     }
 }
 

@@ -73,28 +73,6 @@ async fn shown(app: &TestApp, key: &str, id: &str) -> Value {
     get(app, key, &format!("/v1/connections/{id}"), None).await.json().await.unwrap()
 }
 
-/// Runs one statement on the app's database, read raw.
-async fn execute(app: &TestApp, sql: &str) {
-    match &app.db.sqlite_file {
-        Some(_) => {
-            let pool = sqlx::SqlitePool::connect(&app.db.url).await.unwrap();
-            sqlx::query(sql).execute(&pool).await.unwrap();
-        }
-        None => {
-            let pool = sqlx::PgPool::connect(&app.db.url).await.unwrap();
-            sqlx::query(sql).execute(&pool).await.unwrap();
-        }
-    }
-}
-
-/// `where id = …` for connection `id`, as the backend stores ids.
-fn row(app: &TestApp, id: &str) -> String {
-    match &app.db.sqlite_file {
-        Some(_) => format!("where id = x'{}'", uuid::Uuid::parse_str(id).unwrap().simple()),
-        None => format!("where id = '{id}'"),
-    }
-}
-
 /// A listener that counts the connections made to it and answers none of them.
 async fn counting_listener(ip: IpAddr) -> (SocketAddr, Arc<AtomicUsize>) {
     let listener = tokio::net::TcpListener::bind((ip, 0)).await.unwrap();
@@ -232,7 +210,8 @@ async fn an_edited_stored_origin_is_refused_and_its_token_goes_nowhere(backend: 
         "subdomain = 'evil'".to_owned(),
     ];
     for edit in &edits {
-        execute(&app, &format!("update connection set {edit} {}", row(&app, &id))).await;
+        let row = format!("where id = {}", app.db.id_literal(&id));
+        app.db.execute(&format!("update connection set {edit} {row}")).await;
         own.clear_requests();
         for path in ["/v1/proxy/v1/projects".to_owned()] {
             let response = get(&app, &key, &path, Some(&id)).await;
@@ -240,14 +219,11 @@ async fn an_edited_stored_origin_is_refused_and_its_token_goes_nowhere(backend: 
         }
         let verify = post(&app, &app.base, &key, &format!("/v1/connections/{id}/verify"), json!({})).await;
         assert_eq!(error_code(verify).await, (424, "connection_tampered".into()), "{edit}");
-        execute(
-            &app,
-            &format!(
-                "update connection set hex_url = 'http://{addr}', subdomain = '127.0.0.2' {}",
-                row(&app, &id)
-            ),
-        )
-        .await;
+        app.db
+            .execute(&format!(
+                "update connection set hex_url = 'http://{addr}', subdomain = '127.0.0.2' {row}"
+            ))
+            .await;
     }
     assert!(own.requests().is_empty() && second.requests().is_empty() && app.fake.requests().is_empty());
     assert_eq!(knocks.load(Ordering::SeqCst), 0, "an unlisted host was reached");

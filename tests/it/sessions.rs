@@ -100,24 +100,9 @@ async fn an_expired_session_is_refused(backend: Backend) {
     let Some(app) = TestApp::start(backend).await else { return };
     let session = new_session(&app, json!({"end_user_id": "late", "expires_in": 60})).await;
     let past = hexbroker::store::now() - chrono::Duration::seconds(1);
-    match &app.db.sqlite_file {
-        Some(_) => {
-            let pool = sqlx::SqlitePool::connect(&app.db.url).await.unwrap();
-            sqlx::query("update connect_session set expires_at = $1")
-                .bind(past)
-                .execute(&pool)
-                .await
-                .unwrap();
-        }
-        None => {
-            let pool = sqlx::PgPool::connect(&app.db.url).await.unwrap();
-            sqlx::query("update connect_session set expires_at = $1")
-                .bind(past)
-                .execute(&pool)
-                .await
-                .unwrap();
-        }
-    }
+    crate::raw!(app.db, |pool| {
+        sqlx::query("update connect_session set expires_at = $1").bind(past).execute(&pool).await.unwrap();
+    });
     let token = app.fake.add_personal_token("acme", "late@example.com");
     let response = submit(&app, session["token"].as_str().unwrap(), "acme", &token).await;
     assert_eq!(error_code(response).await, (401, "session_expired".into()));
@@ -268,24 +253,9 @@ async fn a_session_tells_its_state_without_being_used_up(backend: Backend) {
     let status = known_status(&app, reconnect_token).await;
     assert_eq!((status["state"].as_str(), status["reconnect"].as_bool()), (Some("usable"), Some(true)));
     let past = hexbroker::store::now() - chrono::Duration::seconds(1);
-    match &app.db.sqlite_file {
-        Some(_) => {
-            let pool = sqlx::SqlitePool::connect(&app.db.url).await.unwrap();
-            sqlx::query("update connect_session set expires_at = $1")
-                .bind(past)
-                .execute(&pool)
-                .await
-                .unwrap();
-        }
-        None => {
-            let pool = sqlx::PgPool::connect(&app.db.url).await.unwrap();
-            sqlx::query("update connect_session set expires_at = $1")
-                .bind(past)
-                .execute(&pool)
-                .await
-                .unwrap();
-        }
-    }
+    crate::raw!(app.db, |pool| {
+        sqlx::query("update connect_session set expires_at = $1").bind(past).execute(&pool).await.unwrap();
+    });
     assert_eq!(known_status(&app, reconnect_token).await["state"], "expired");
     assert_eq!(known_status(&app, token).await["state"], "used");
 

@@ -9,8 +9,8 @@ use hexbroker::crypto::{Keyring, Sealed, TokenBinding};
 use hexbroker::hex::TokenType;
 use hexbroker::lifecycle::{Change, Status};
 use hexbroker::store::{
-    self, Applied, ConnectionChange, ConnectionFilter, DynStore, Expect, HexIdentity, Inserted, NewApiKey,
-    NewConnection,
+    self, Applied, ConnectionChange, ConnectionFilter, Credentials, DynStore, Expect, HexIdentity, Inserted,
+    NewApiKey, NewConnection,
 };
 use secrecy::SecretString;
 use serde_json::json;
@@ -45,19 +45,21 @@ fn new_connection(tenant: &str, user: &str, fingerprint: u8) -> NewConnection {
         end_user_email: Some("ada@example.com".into()),
         label: Some("label".into()),
         metadata: json!({"k": "v"}),
-        subdomain: "acme".into(),
-        hex_url: None,
-        token_type: TokenType::Personal,
-        token_hint: "hxtp_…abcd".into(),
-        token_fingerprint: vec![fingerprint; 32],
-        sealed: keyring.seal_token(
-            TokenBinding { connection_id: id, tenant, subdomain: "acme", hex_url: None },
-            &SecretString::from("hxtp_secret"),
-        ),
-        identity: HexIdentity {
-            org_id: Some("org-1".into()),
-            user_email: Some("ada@hex".into()),
-            token_expires_at: Some(store::now() + chrono::Duration::days(30)),
+        credentials: Credentials {
+            subdomain: "acme".into(),
+            hex_url: None,
+            token_type: TokenType::Personal,
+            token_hint: "hxtp_…abcd".into(),
+            token_fingerprint: vec![fingerprint; 32],
+            sealed: keyring.seal_token(
+                TokenBinding { connection_id: id, tenant, subdomain: "acme", hex_url: None },
+                &SecretString::from("hxtp_secret"),
+            ),
+            identity: HexIdentity {
+                org_id: Some("org-1".into()),
+                user_email: Some("ada@hex".into()),
+                token_expires_at: Some(store::now() + chrono::Duration::days(30)),
+            },
         },
     }
 }
@@ -117,14 +119,14 @@ async fn connections_round_trip_every_field(backend: Backend) {
     assert_eq!(c.metadata, json!({"k": "v"}));
     assert_eq!(c.token_type, TokenType::Personal);
     assert_eq!(c.hex_org_id.as_deref(), Some("org-1"));
-    assert_eq!(c.token_expires_at, new.identity.token_expires_at);
+    assert_eq!(c.token_expires_at, new.credentials.identity.token_expires_at);
     assert_eq!(c.status, Status::Active);
     assert!(c.last_verified_at.is_some());
 
     let row = store.connection_with_token("t1", new.id).await.unwrap().unwrap();
     let (read, sealed) = &*row;
     assert_eq!(read.created_at, c.created_at);
-    assert_eq!(sealed, &new.sealed);
+    assert_eq!(sealed, &new.credentials.sealed);
     assert!(store.connection("t2", new.id).await.unwrap().is_none(), "tenants are walls");
     assert!(store.connection_with_token("t2", new.id).await.unwrap().is_none());
 }
@@ -153,7 +155,7 @@ async fn connections_page_and_filter(backend: Backend) {
     for i in 0..5u8 {
         let mut c = new_connection("t1", if i < 3 { "a" } else { "b" }, i);
         if i == 4 {
-            c.identity.token_expires_at = Some(store::now() - chrono::Duration::hours(1));
+            c.credentials.identity.token_expires_at = Some(store::now() - chrono::Duration::hours(1));
         }
         store.insert_connection(&c, &sys()).await.unwrap();
         ids.push(c.id);
@@ -256,7 +258,7 @@ async fn connections_are_verified_updated_and_deleted(backend: Backend) {
 async fn each_change_emits_its_events_once_and_conditions_hold(backend: Backend) {
     let Some((store, _db)) = open(backend).await else { return };
     let mut new = new_connection("t1", "u1", 5);
-    new.identity.token_expires_at = Some(store::now() - chrono::Duration::minutes(1));
+    new.credentials.identity.token_expires_at = Some(store::now() - chrono::Duration::minutes(1));
     store.insert_connection(&new, &sys()).await.unwrap();
     let events = |store: DynStore| async move {
         let filter = hexbroker::events::EventFilter { limit: 50, ..Default::default() };
@@ -278,7 +280,8 @@ async fn each_change_emits_its_events_once_and_conditions_hold(backend: Backend)
     assert!(matches!(apply(Change::Refused("revoked"), other_token).await, Applied::Unmet(_)));
     let was_active = Expect { token_nonce: None, status: Some(Status::Active) };
     assert!(matches!(apply(Change::Refused("revoked"), was_active).await, Applied::Unmet(_)));
-    let this_token = Expect { token_nonce: Some(new.sealed.nonce.clone()), status: Some(Status::Expired) };
+    let this_token =
+        Expect { token_nonce: Some(new.credentials.sealed.nonce.clone()), status: Some(Status::Expired) };
     static IDENTITY: HexIdentity = HexIdentity { org_id: None, user_email: None, token_expires_at: None };
     let Applied::Done(back) = apply(Change::Verified(&IDENTITY), this_token).await else { panic!("done") };
     assert_eq!(back.status, Status::Active);

@@ -12,40 +12,9 @@ use common::{error_code, Backend, TestApp};
 use hexbroker::crypto::Keyring;
 use secrecy::ExposeSecret;
 
-/// Runs one statement on the app's database, read raw.
-async fn execute(app: &TestApp, sql: &str) {
-    match &app.db.sqlite_file {
-        Some(_) => {
-            let pool = sqlx::SqlitePool::connect(&app.db.url).await.unwrap();
-            sqlx::query(sql).execute(&pool).await.unwrap();
-        }
-        None => {
-            let pool = sqlx::PgPool::connect(&app.db.url).await.unwrap();
-            sqlx::query(sql).execute(&pool).await.unwrap();
-        }
-    }
-}
-
-/// The id as the backend stores it, for a literal in raw SQL.
-fn id_literal(app: &TestApp, id: &str) -> String {
-    match &app.db.sqlite_file {
-        Some(_) => format!("x'{}'", uuid::Uuid::parse_str(id).unwrap().simple()),
-        None => format!("'{id}'"),
-    }
-}
-
 async fn seal_version(app: &TestApp, id: &str) -> i64 {
-    let sql = format!("select seal_version from connection where id = {}", id_literal(app, id));
-    match &app.db.sqlite_file {
-        Some(_) => {
-            let pool = sqlx::SqlitePool::connect(&app.db.url).await.unwrap();
-            sqlx::query_scalar(&sql).fetch_one(&pool).await.unwrap()
-        }
-        None => {
-            let pool = sqlx::PgPool::connect(&app.db.url).await.unwrap();
-            sqlx::query_scalar::<_, i16>(&sql).fetch_one(&pool).await.map(i64::from).unwrap()
-        }
-    }
+    let id = app.db.id_literal(id);
+    app.db.count(&format!("select cast(seal_version as bigint) from connection where id = {id}")).await
 }
 
 /// A listener that counts the connections made to it and answers none of them.
@@ -81,7 +50,8 @@ async fn a_row_edited_to_another_tenant_is_refused_and_its_token_goes_nowhere(ba
     let (id, _) = app.connected(&key).await;
     assert_eq!(proxied(&app, &app.base, &key, &id).await.status(), 200, "the row works as stored");
 
-    execute(&app, &format!("update connection set tenant = 'evil' where id = {}", id_literal(&app, &id)))
+    app.db
+        .execute(&format!("update connection set tenant = 'evil' where id = {}", app.db.id_literal(&id)))
         .await;
     app.fake.clear_requests();
     let thief = app.key_in("evil", "proxy,connections:write").await;
@@ -137,11 +107,12 @@ async fn a_row_edited_to_another_subdomain_is_refused_and_its_token_goes_nowhere
     let edits =
         ["evil".to_owned(), format!("127.0.0.1:{}", other.port()), "acme.evil.com".into(), "ACME".into()];
     for edited in &edits {
-        execute(
-            &app,
-            &format!("update connection set subdomain = '{edited}' where id = {}", id_literal(&app, &id)),
-        )
-        .await;
+        app.db
+            .execute(&format!(
+                "update connection set subdomain = '{edited}' where id = {}",
+                app.db.id_literal(&id)
+            ))
+            .await;
         app.fake.clear_requests();
         for base in [&app.base, &loose] {
             let response = proxied(&app, base, &key, &id).await;
@@ -182,7 +153,8 @@ async fn a_row_sealed_the_earlier_way_opens_until_reencrypt_reseals_it(backend: 
     assert_eq!(hexbroker::reencrypt::run(&app.state).await.unwrap().resealed, 0, "nothing left to do");
 
     // Once re-sealed, the row's tenant is bound: an edit no longer opens.
-    execute(&app, &format!("update connection set tenant = 'evil' where id = {}", id_literal(&app, &id)))
+    app.db
+        .execute(&format!("update connection set tenant = 'evil' where id = {}", app.db.id_literal(&id)))
         .await;
     let report = hexbroker::reencrypt::run(&app.state).await.unwrap();
     assert_eq!((report.resealed, report.tampered), (0, 0), "v2 under the active key is not revisited");
@@ -195,20 +167,14 @@ async fn reseal_the_earlier_way(app: &TestApp, id: &str, token: &str) {
     let mut aad = b"hexbroker/connection-token/v1/".to_vec();
     aad.extend_from_slice(uuid.as_bytes());
     let v1 = app.state.keyring.seal(&aad, token.as_bytes());
-    let bytes = |b: &[u8]| match &app.db.sqlite_file {
-        Some(_) => format!("x'{}'", hex::encode(b)),
-        None => format!("'\\x{}'::bytea", hex::encode(b)),
-    };
-    execute(
-        app,
-        &format!(
+    app.db
+        .execute(&format!(
             "update connection set nonce = {}, ciphertext = {}, seal_version = 1 where id = {}",
-            bytes(&v1.nonce),
-            bytes(&v1.ciphertext),
-            id_literal(app, id)
-        ),
-    )
-    .await;
+            app.db.bytes_literal(&v1.nonce),
+            app.db.bytes_literal(&v1.ciphertext),
+            app.db.id_literal(id)
+        ))
+        .await;
     assert_eq!(seal_version(app, id).await, 1);
 }
 
@@ -229,11 +195,9 @@ async fn a_v1_row_edited_to_another_host_is_refused_by_the_use_time_check(backen
         ])
         .await;
     for edited in [format!("127.0.0.1:{}", other.port()), "acme.evil.com".into(), "ACME".into()] {
-        execute(
-            &app,
-            &format!("update connection set subdomain = '{edited}' where id = {}", id_literal(&app, &id)),
-        )
-        .await;
+        app.db
+            .execute(&format!("update connection set subdomain = '{edited}' where id = {}", app.db.id_literal(&id)))
+            .await;
         app.fake.clear_requests();
         for base in [&app.base, &loose] {
             let response = proxied(&app, base, &key, &id).await;
@@ -256,11 +220,12 @@ async fn reencrypt_leaves_an_edited_row_alone_and_goes_on(backend: Backend) {
         .await
         .unwrap();
     let second = second["id"].as_str().unwrap().to_owned();
-    execute(
-        &app,
-        &format!("update connection set subdomain = 'evil' where id = {}", id_literal(&app, &first)),
-    )
-    .await;
+    app.db
+        .execute(&format!(
+            "update connection set subdomain = 'evil' where id = {}",
+            app.db.id_literal(&first)
+        ))
+        .await;
     let new = format!("rotated:{}", Keyring::generate_entry().split_once(':').unwrap().1);
     let rotating = app
         .state_with(&[(
@@ -291,21 +256,15 @@ async fn a_stored_token_that_cannot_be_a_header_has_its_own_error(backend: Backe
         hex_url: None,
     };
     let sealed = app.state.keyring.seal_token(binding, &secrecy::SecretString::from("hxtp_bad\nvalue"));
-    let bytes = |b: &[u8]| match &app.db.sqlite_file {
-        Some(_) => format!("x'{}'", hex::encode(b)),
-        None => format!("'\\x{}'::bytea", hex::encode(b)),
-    };
-    execute(
-        &app,
-        &format!(
+    app.db
+        .execute(&format!(
             "update connection set key_id = '{}', nonce = {}, ciphertext = {} where id = {}",
             sealed.key_id,
-            bytes(&sealed.nonce),
-            bytes(&sealed.ciphertext),
-            id_literal(&app, &id)
-        ),
-    )
-    .await;
+            app.db.bytes_literal(&sealed.nonce),
+            app.db.bytes_literal(&sealed.ciphertext),
+            app.db.id_literal(&id)
+        ))
+        .await;
     app.fake.clear_requests();
     let response = proxied(&app, &app.base, &key, &id).await;
     assert_eq!(error_code(response).await, (424, "connection_token_unusable".into()));

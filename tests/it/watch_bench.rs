@@ -21,7 +21,7 @@ use chrono::TimeDelta;
 use common::{Backend, TestApp};
 use fake_hex::RateLimits;
 use hexbroker::hex::TokenType;
-use hexbroker::store::{HexIdentity, NewConnection};
+use hexbroker::store::{Credentials, HexIdentity, NewConnection};
 use hexbroker::verify;
 use secrecy::SecretString;
 use serde_json::json;
@@ -50,21 +50,23 @@ async fn store_connections(app: &TestApp, n: usize) {
                     end_user_email: None,
                     label: None,
                     metadata: json!({}),
-                    subdomain: "acme".into(),
-                    hex_url: None,
-                    token_type: TokenType::Personal,
-                    token_hint: hexbroker::hex::token_hint(&token),
-                    token_fingerprint: state.hasher.token_fingerprint("acme", &token),
-                    sealed: state.keyring.seal_token(
-                        hexbroker::crypto::TokenBinding {
-                            connection_id: id,
-                            tenant: "default",
-                            subdomain: "acme",
-                            hex_url: None,
-                        },
-                        &token,
-                    ),
-                    identity: HexIdentity::default(),
+                    credentials: Credentials {
+                        subdomain: "acme".into(),
+                        hex_url: None,
+                        token_type: TokenType::Personal,
+                        token_hint: hexbroker::hex::token_hint(&token),
+                        token_fingerprint: state.hasher.token_fingerprint("acme", &token),
+                        sealed: state.keyring.seal_token(
+                            hexbroker::crypto::TokenBinding {
+                                connection_id: id,
+                                tenant: "default",
+                                subdomain: "acme",
+                                hex_url: None,
+                            },
+                            &token,
+                        ),
+                        identity: HexIdentity::default(),
+                    },
                 };
                 let audit = hexbroker::audit::AuditContext::system(hexbroker::audit::Action::Connect);
                 store.insert_connection(&new, &audit).await.unwrap();

@@ -225,6 +225,69 @@ impl TestDb {
     }
 }
 
+/// A pool on a test's database that goes past the store, for reading and tampering with tables
+/// raw; see [`raw!`](crate::raw).
+pub enum RawPool {
+    Sqlite(sqlx::SqlitePool),
+    Postgres(sqlx::PgPool),
+}
+
+/// Runs `body` with `pool` bound to a [`RawPool`]'s pool on `db` (a [`TestDb`]), whichever backend
+/// it is: the body is written once and compiled for both, e.g.
+/// `raw!(app.db, |pool| sqlx::query(sql).bind(past).execute(&pool).await.unwrap())`.
+#[macro_export]
+macro_rules! raw {
+    ($db:expr, |$pool:ident| $body:expr) => {
+        match $db.raw_pool().await {
+            $crate::common::RawPool::Sqlite($pool) => $body,
+            $crate::common::RawPool::Postgres($pool) => $body,
+        }
+    };
+}
+
+impl TestDb {
+    /// A fresh pool on this database, past the store.
+    pub async fn raw_pool(&self) -> RawPool {
+        match &self.sqlite_file {
+            Some(_) => RawPool::Sqlite(sqlx::SqlitePool::connect(&self.url).await.expect("open SQLite raw")),
+            None => RawPool::Postgres(sqlx::PgPool::connect(&self.url).await.expect("open Postgres raw")),
+        }
+    }
+
+    /// Runs one statement raw; returns the rows it touched.
+    pub async fn execute(&self, sql: &str) -> u64 {
+        crate::raw!(self, |pool| sqlx::query(sql).execute(&pool).await.expect(sql).rows_affected())
+    }
+
+    /// A `bigint`/`integer` (`count(*)` and the like) read raw.
+    pub async fn count(&self, sql: &str) -> i64 {
+        crate::raw!(self, |pool| sqlx::query_scalar(sql).fetch_one(&pool).await.expect(sql))
+    }
+
+    /// Text values read raw, one per row.
+    pub async fn texts(&self, sql: &str) -> Vec<String> {
+        crate::raw!(self, |pool| sqlx::query_scalar(sql).fetch_all(&pool).await.expect(sql))
+    }
+
+    /// An id as this backend stores it, for a literal in raw SQL.
+    pub fn id_literal(&self, id: &str) -> String {
+        let id = uuid::Uuid::parse_str(id).expect("an id");
+        match &self.sqlite_file {
+            Some(_) => format!("x'{}'", id.simple()),
+            None => format!("'{id}'"),
+        }
+    }
+
+    /// Bytes as this backend stores them, for a literal in raw SQL.
+    pub fn bytes_literal(&self, bytes: &[u8]) -> String {
+        let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+        match &self.sqlite_file {
+            Some(_) => format!("x'{hex}'"),
+            None => format!("'\\x{hex}'::bytea"),
+        }
+    }
+}
+
 impl Drop for TestDb {
     fn drop(&mut self) {
         if let Some((admin, name)) = self.postgres.take() {
@@ -363,16 +426,7 @@ impl TestApp {
 
     /// The number of stored connections, read raw.
     pub async fn connection_count(&self) -> i64 {
-        match &self.db.sqlite_file {
-            Some(_) => {
-                let pool = sqlx::SqlitePool::connect(&self.db.url).await.unwrap();
-                sqlx::query_scalar("select count(*) from connection").fetch_one(&pool).await.unwrap()
-            }
-            None => {
-                let pool = sqlx::PgPool::connect(&self.db.url).await.unwrap();
-                sqlx::query_scalar("select count(*) from connection").fetch_one(&pool).await.unwrap()
-            }
-        }
+        self.db.count("select count(*) from connection").await
     }
 }
 
