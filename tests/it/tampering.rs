@@ -196,7 +196,10 @@ async fn a_v1_row_edited_to_another_host_is_refused_by_the_use_time_check(backen
         .await;
     for edited in [format!("127.0.0.1:{}", other.port()), "acme.evil.com".into(), "ACME".into()] {
         app.db
-            .execute(&format!("update connection set subdomain = '{edited}' where id = {}", app.db.id_literal(&id)))
+            .execute(&format!(
+                "update connection set subdomain = '{edited}' where id = {}",
+                app.db.id_literal(&id)
+            ))
             .await;
         app.fake.clear_requests();
         for base in [&app.base, &loose] {
