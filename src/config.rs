@@ -92,6 +92,10 @@ pub struct Config {
     pub webhook_allow_hosts: Vec<String>,
     /// `HEXBROKER_AUDIT_RETENTION`: how long audit entries (and delivered events) are kept.
     pub audit_retention: Duration,
+    /// `HEXBROKER_CONSOLE_SESSION_TTL`: how long an operator console session lasts at most (§12).
+    pub console_session_ttl: Duration,
+    /// `HEXBROKER_CONSOLE_IDLE_TIMEOUT`: how long a console session lasts unused (at most its TTL).
+    pub console_idle_timeout: Duration,
     /// `HEXBROKER_LOG`: the log filter, checked (tracing's env-filter syntax).
     pub log_filter: String,
     /// The listener's limits against slow, idle and too many clients (`HEXBROKER_HEADER_READ_TIMEOUT`,
@@ -479,6 +483,14 @@ impl Config {
             webhook_poll: duration(&get, "HEXBROKER_WEBHOOK_POLL", Duration::from_secs(5))?,
             webhook_allow_hosts,
             audit_retention: duration(&get, "HEXBROKER_AUDIT_RETENTION", Duration::from_secs(90 * 86_400))?,
+            console_session_ttl: nonzero(
+                duration(&get, "HEXBROKER_CONSOLE_SESSION_TTL", Duration::from_secs(12 * 3600))?,
+                "HEXBROKER_CONSOLE_SESSION_TTL",
+            )?,
+            console_idle_timeout: nonzero(
+                duration(&get, "HEXBROKER_CONSOLE_IDLE_TIMEOUT", Duration::from_secs(3600))?,
+                "HEXBROKER_CONSOLE_IDLE_TIMEOUT",
+            )?,
             server,
             max_in_flight,
             workers,
@@ -518,6 +530,14 @@ impl Config {
     pub fn is_sqlite(&self) -> bool {
         self.database_url.starts_with("sqlite:")
     }
+}
+
+/// Refuses a zero duration for `var` (a console session that ends as it starts).
+fn nonzero(value: Duration, var: &'static str) -> Result<Duration, ConfigError> {
+    if value.is_zero() {
+        return Err(ConfigError::new(var, "must be longer than 0s".to_owned()));
+    }
+    Ok(value)
 }
 
 fn parse_bool(get: &impl Fn(&str) -> Option<String>, var: &'static str) -> Result<bool, ConfigError> {
@@ -862,6 +882,13 @@ mod tests {
         assert_eq!(c.webhook_secrets.len(), 2);
         assert!(!format!("{c:?}").contains("s3cret"), "Debug redacts webhook secrets");
         assert_eq!(config(&[]).unwrap().audit_retention, Duration::from_secs(90 * 86_400));
+        assert_eq!(config(&[]).unwrap().console_session_ttl, Duration::from_secs(12 * 3600));
+        assert_eq!(config(&[]).unwrap().console_idle_timeout, Duration::from_secs(3600));
+        assert_eq!(
+            config(&[("HEXBROKER_CONSOLE_SESSION_TTL", "30m")]).unwrap().console_session_ttl,
+            Duration::from_secs(1800)
+        );
+        assert!(config(&[("HEXBROKER_CONSOLE_SESSION_TTL", "0s")]).is_err());
     }
 
     #[test]

@@ -13,6 +13,7 @@ pub mod cache;
 pub mod cli;
 pub mod clock;
 pub mod config;
+mod console;
 pub mod crypto;
 pub mod edge;
 pub mod error;

@@ -62,6 +62,19 @@ impl Guards {
         }
     }
 
+    /// Takes a place for a console sign-in attempt from `from` (see
+    /// [`ConnectAttempts::sign_in_attempt`]); with the limit off, always allowed.
+    pub fn sign_in_attempt(&self, from: Option<SocketAddr>) -> Result<(), ApiError> {
+        self.attempts.as_ref().map_or(Ok(()), |a| a.sign_in_attempt(from))
+    }
+
+    /// Gives back a good sign-in's place.
+    pub fn sign_in_good(&self, from: Option<SocketAddr>) {
+        if let Some(attempts) = &self.attempts {
+            attempts.sign_in_good(from);
+        }
+    }
+
     /// Counts one request of API key `key` against its rate, if there is one.
     pub fn check_key_rate(&self, key: Uuid) -> Result<(), ApiError> {
         self.key_rate.as_ref().map_or(Ok(()), |rate| rate.check(key))

@@ -36,7 +36,16 @@ use crate::app::AppState;
 use crate::audit::RequestInfo;
 use crate::error::ApiError;
 pub(crate) use connections::connection_id;
+// The actions the operator console shares with the API: one code path each (§12).
+pub(crate) use connections::{delete_connection, verify_connection, ConnectionView};
+pub(crate) use events::redeliver_event;
+pub(crate) use keys::revoke_connection_key;
 pub(crate) use proxy::forward_tool_call;
+pub(crate) use requests::status as request_status_filter;
+pub(crate) use webhooks::{
+    create_endpoint, endpoint_id, queue_test_event, rotate_endpoint_secret, update_endpoint,
+    UpdateEndpointBody,
+};
 
 const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
@@ -60,6 +69,32 @@ fn browser_facing(state: &AppState) -> Router<AppState> {
             .expose_headers([REQUEST_ID])
             .max_age(Duration::from_secs(600)),
     )
+}
+
+/// The operator console (§12): server-rendered pages under `/console`, signed in with a console
+/// session (see `crate::console`); every POST is checked for its CSRF token and origin.
+fn console_routes() -> Router<AppState> {
+    use crate::console::{self as c, connections as cc, keys as ck, lists as cl, webhooks as cw};
+    Router::new()
+        .route("/console", get(c::sign_in_page).post(c::sign_in))
+        .route("/console/sign-out", post(c::sign_out))
+        .route("/console/app.css", get(c::style))
+        .route("/console/app.js", get(c::script))
+        .route("/console/connections", get(cc::list))
+        .route("/console/connections/{id}", get(cc::show))
+        .route("/console/connections/{id}/verify", post(cc::verify))
+        .route("/console/connections/{id}/delete", post(cc::delete))
+        .route("/console/connections/{id}/keys/{key_id}/revoke", post(cc::revoke_key))
+        .route("/console/events", get(cl::events))
+        .route("/console/events/{id}/redeliver", post(cl::redeliver))
+        .route("/console/audit", get(cl::audit))
+        .route("/console/keys", get(ck::list).post(ck::create))
+        .route("/console/keys/{id}/revoke", post(ck::revoke))
+        .route("/console/webhooks", get(cw::list).post(cw::create))
+        .route("/console/webhooks/{id}", get(cw::show))
+        .route("/console/webhooks/{id}/enabled", post(cw::set_enabled))
+        .route("/console/webhooks/{id}/rotate", post(cw::rotate))
+        .route("/console/webhooks/{id}/test", post(cw::test))
 }
 
 /// `/metrics`, when `here`: on the main listener unless `HEXBROKER_METRICS_LISTEN` gives it a
@@ -89,6 +124,7 @@ pub fn router(state: AppState) -> Router {
         .route("/connect/app.css", get(page::style))
         .route("/connect/sdk.js", get(page::sdk))
         .merge(browser_facing(&state))
+        .merge(console_routes())
         .route("/v1/connections", get(connections::list))
         .route(
             "/v1/connections/{id}",

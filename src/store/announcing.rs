@@ -18,6 +18,7 @@ use super::{
     NewApiKey, NewConnection, NewSession, Reseal, SealedToken, Session, SessionOutcome, SessionWrite, Store,
     StoreResult, WatchStore, WebhookStore,
 };
+use super::{ConsoleSession, ConsoleStore, NewConsoleSession};
 use super::{HourCount, RequestCounts, RequestFilter, RequestLogStore, RequestRecord};
 use crate::audit::{AuditContext, AuditEntry, AuditFilter};
 use crate::crypto::Sealed;
@@ -394,6 +395,37 @@ impl RequestLogStore for Announcing {
     }
     async fn prune_request_counts(&self, before: DateTime<Utc>) -> StoreResult<u64> {
         self.inner.prune_request_counts(before).await
+    }
+}
+
+/// Console sessions and the console's reads touch nothing the hot path caches: passed through.
+#[async_trait::async_trait]
+impl ConsoleStore for Announcing {
+    async fn insert_console_session(&self, new: &NewConsoleSession) -> StoreResult<()> {
+        self.inner.insert_console_session(new).await
+    }
+    async fn console_session_by_hash(&self, hash: &[u8]) -> StoreResult<Option<ConsoleSession>> {
+        self.inner.console_session_by_hash(hash).await
+    }
+    async fn touch_console_session(&self, id: Uuid, at: DateTime<Utc>) -> StoreResult<()> {
+        self.inner.touch_console_session(id, at).await
+    }
+    async fn delete_console_session(&self, id: Uuid) -> StoreResult<bool> {
+        self.inner.delete_console_session(id).await
+    }
+    async fn list_tenant_api_keys(
+        &self,
+        tenant: &str,
+        before_id: Option<Uuid>,
+        limit: u32,
+    ) -> StoreResult<Vec<ApiKey>> {
+        self.inner.list_tenant_api_keys(tenant, before_id, limit).await
+    }
+    async fn list_connection_keys(&self, tenant: &str, connection_id: Uuid) -> StoreResult<Vec<ApiKey>> {
+        self.inner.list_connection_keys(tenant, connection_id).await
+    }
+    async fn api_key_in_tenant(&self, tenant: &str, id: Uuid) -> StoreResult<Option<ApiKey>> {
+        self.inner.api_key_in_tenant(tenant, id).await
     }
 }
 

@@ -5,6 +5,7 @@
 //! on SQLite too, and the column types map to the same Rust types on both.
 
 mod announcing;
+mod console;
 mod postgres;
 mod requestlog;
 mod sql;
@@ -25,6 +26,7 @@ use crate::lifecycle::{Change, Status};
 use crate::scopes::Scopes;
 
 pub use announcing::{Announcing, Forget, Stale};
+pub use console::{ConsoleSession, ConsoleStore, NewConsoleSession};
 pub use postgres::PgStore;
 pub use requestlog::{
     id_at, id_bound, id_with, HourCount, RequestCounts, RequestFilter, RequestLogStore, RequestRecord,
@@ -91,7 +93,7 @@ pub fn now() -> DateTime<Utc> {
 /// change (the proxy's 401 rule, a background check) passes `Expect { token_nonce, status }` and
 /// gets [`Applied::Unmet`] when the row moved on meanwhile, with nothing written.
 #[async_trait::async_trait]
-pub trait Store: WatchStore + WebhookStore + RequestLogStore + Send + Sync + 'static {
+pub trait Store: WatchStore + WebhookStore + RequestLogStore + ConsoleStore + Send + Sync + 'static {
     /// Answers when the database does.
     async fn ping(&self) -> StoreResult<()>;
 

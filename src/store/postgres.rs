@@ -8,6 +8,7 @@ use std::str::FromStr as _;
 use sqlx::postgres::{PgConnectOptions, PgConnection, PgListener, PgPool, PgPoolOptions};
 use sqlx::Connection as _;
 
+use super::console::impl_console_store;
 use super::requestlog::{impl_request_log_store, request_columns};
 use super::sql::{
     api_key_columns, bind_new_connection, connection_columns, impl_store, insert_connection_sql,
@@ -136,6 +137,7 @@ fn connect_error(options: &PgConnectOptions, error: &sqlx::Error) -> anyhow::Err
 }
 
 impl_webhook_store!(PgStore, sqlx::Postgres, claim: CLAIM_DELIVERIES_POSTGRES);
+impl_console_store!(PgStore);
 impl_request_log_store!(PgStore, sqlx::Postgres);
 
 impl_watch_store!(PgStore, " for update skip locked");

@@ -8,6 +8,7 @@ use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
 };
 
+use super::console::impl_console_store;
 use super::requestlog::{impl_request_log_store, request_columns};
 use super::sql::{
     api_key_columns, bind_new_connection, connection_columns, impl_store, insert_connection_sql,
@@ -54,6 +55,7 @@ impl SqliteStore {
 }
 
 impl_webhook_store!(SqliteStore, sqlx::Sqlite, claim: CLAIM_DELIVERIES_SQLITE);
+impl_console_store!(SqliteStore);
 impl_request_log_store!(SqliteStore, sqlx::Sqlite);
 
 impl_watch_store!(SqliteStore, "");
