@@ -398,7 +398,51 @@ async fn another_tenants_addresses_are_404(backend: Backend) {
     assert_eq!(theirs_still.status(), 200);
 }
 
+async fn a_connection_key_revoked_in_the_console_stops_working(backend: Backend) {
+    let Some(app) = TestApp::start(backend).await else { return };
+    let admin = app.key("admin").await;
+    let (id, _) = app.connected(&app.key("connect").await).await;
+    let minted: Value = app
+        .http
+        .post(app.url(&format!("/v1/connections/{id}/keys")))
+        .bearer_auth(&admin)
+        .json(&json!({"scopes": ["proxy:read"], "name": "dashboards"}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let (key, minted_id) = (minted["key"].as_str().unwrap(), minted["id"].as_str().unwrap());
+    assert_eq!(
+        app.http.get(app.url("/api/v1/projects")).bearer_auth(key).send().await.unwrap().status(),
+        200
+    );
+    let signed = sign_in(&app, &admin).await;
+    let page =
+        get(&app.base, &signed.cookie, &format!("/console/connections/{id}")).await.text().await.unwrap();
+    assert!(page.contains("dashboards") && !page.contains(key), "listed by name, never by secret");
+    let revoke =
+        post(&app, &signed, &format!("/console/connections/{id}/keys/{minted_id}/revoke"), &[]).await;
+    assert_eq!(revoke.status(), 303);
+    assert_eq!(revoke.headers()[LOCATION], format!("/console/connections/{id}?done=key-revoked").as_str());
+    assert_eq!(
+        app.http.get(app.url("/api/v1/projects")).bearer_auth(key).send().await.unwrap().status(),
+        401
+    );
+    let entries = audit(&app, &admin, "action=key.revoke").await;
+    assert_eq!(entries[0]["actor_id"], key_id(&app, &admin).await.as_str());
+    // Revoked once; a second time there is none to revoke.
+    assert_eq!(
+        post(&app, &signed, &format!("/console/connections/{id}/keys/{minted_id}/revoke"), &[])
+            .await
+            .status(),
+        404
+    );
+}
+
 on_both_backends!(
+    a_connection_key_revoked_in_the_console_stops_working,
     signs_in_with_a_strict_cookie_and_signs_out_on_every_replica,
     sessions_end_when_idle_at_their_ttl_and_with_their_key,
     https_makes_the_cookie_secure_and_host_prefixed,
