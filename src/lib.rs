@@ -15,6 +15,7 @@ pub mod cli;
 pub mod clock;
 pub mod config;
 pub mod connect;
+mod console;
 pub mod crypto;
 pub mod edge;
 pub mod error;

@@ -103,6 +103,10 @@ pub struct Config {
     pub webhook_allow_hosts: Vec<String>,
     /// `HEXBROKER_AUDIT_RETENTION`: how long audit entries (and delivered events) are kept.
     pub audit_retention: Duration,
+    /// `HEXBROKER_CONSOLE_SESSION_TTL`: how long an operator console session lasts at most (§12).
+    pub console_session_ttl: Duration,
+    /// `HEXBROKER_CONSOLE_IDLE_TIMEOUT`: how long a console session lasts unused (at most its TTL).
+    pub console_idle_timeout: Duration,
     /// `HEXBROKER_LOG`: the log filter, checked (tracing's env-filter syntax).
     pub log_filter: String,
     /// The listener's limits against slow, idle and too many clients (`HEXBROKER_HEADER_READ_TIMEOUT`,
@@ -490,6 +494,17 @@ impl Config {
             webhook_poll: duration(&get, "HEXBROKER_WEBHOOK_POLL", Duration::from_secs(5))?,
             webhook_allow_hosts,
             audit_retention: duration(&get, "HEXBROKER_AUDIT_RETENTION", Duration::from_secs(90 * 86_400))?,
+            // A zero duration is refused (a session that ends as it starts).
+            console_session_ttl: duration(
+                &get,
+                "HEXBROKER_CONSOLE_SESSION_TTL",
+                Duration::from_secs(12 * 3600),
+            )?,
+            console_idle_timeout: duration(
+                &get,
+                "HEXBROKER_CONSOLE_IDLE_TIMEOUT",
+                Duration::from_secs(3600),
+            )?,
             server,
             max_in_flight,
             workers,

@@ -170,6 +170,13 @@ fn a_webhook_url_needs_a_secret_and_secrets_are_not_echoed() {
     assert_eq!(c.webhook_secrets.len(), 2);
     assert!(!format!("{c:?}").contains("s3cret"), "Debug redacts webhook secrets");
     assert_eq!(config(&[]).unwrap().audit_retention, Duration::from_secs(90 * 86_400));
+    assert_eq!(config(&[]).unwrap().console_session_ttl, Duration::from_secs(12 * 3600));
+    assert_eq!(config(&[]).unwrap().console_idle_timeout, Duration::from_secs(3600));
+    assert_eq!(
+        config(&[("HEXBROKER_CONSOLE_SESSION_TTL", "30m")]).unwrap().console_session_ttl,
+        Duration::from_secs(1800)
+    );
+    assert!(config(&[("HEXBROKER_CONSOLE_SESSION_TTL", "0s")]).is_err());
 }
 
 #[test]

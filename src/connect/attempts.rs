@@ -155,6 +155,24 @@ impl ConnectAttempts {
     }
 }
 
+impl ConnectAttempts {
+    /// Takes a place for an operator console sign-in from `from` in that address's allowance
+    /// (§12: sign-in attempts count against the same guessing limits), or refuses with 429.
+    /// A sign-in that turns out good gives its place back ([`ConnectAttempts::sign_in_good`]),
+    /// so only failures count.
+    pub fn sign_in_attempt(&self, from: Option<SocketAddr>) -> Result<(), AttemptError> {
+        let Some(address) = from.map(|a| address_key(a.ip())) else { return Ok(()) };
+        self.by_address.take(&address, Instant::now()).map_err(too_many)
+    }
+
+    /// Gives back the place a good sign-in from `from` took.
+    pub fn sign_in_good(&self, from: Option<SocketAddr>) {
+        if let Some(address) = from.map(|a| address_key(a.ip())) {
+            self.by_address.give_back(&address, Instant::now());
+        }
+    }
+}
+
 fn too_many(wait: std::time::Duration) -> AttemptError {
     AttemptError::TooMany { retry_after: retry_after_seconds(wait) }
 }

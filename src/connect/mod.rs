@@ -37,4 +37,17 @@ impl Attempts {
             None => Ok(hex.verify(workspace, token).await?),
         }
     }
+
+    /// Takes a place for an operator console sign-in from `from` in that address's allowance
+    /// (§12: sign-ins count against the same guessing limit); with the limit off, always allowed.
+    pub fn sign_in_attempt(&self, from: Option<SocketAddr>) -> Result<(), AttemptError> {
+        self.0.as_ref().map_or(Ok(()), |a| a.sign_in_attempt(from))
+    }
+
+    /// Gives back the place a good sign-in from `from` took.
+    pub fn sign_in_good(&self, from: Option<SocketAddr>) {
+        if let Some(attempts) = &self.0 {
+            attempts.sign_in_good(from);
+        }
+    }
 }

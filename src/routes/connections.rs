@@ -3,11 +3,12 @@
 use axum::extract::{Query, State};
 use axum::http::StatusCode;
 use serde::{Deserialize, Deserializer};
+use uuid::Uuid;
 
 use super::connection_id;
 use super::paging::{self, Page};
 use super::view::ConnectionView;
-use crate::audit::{Action, RequestInfo};
+use crate::audit::{Action, AuditContext, RequestInfo};
 use crate::auth::{Caller, Scope};
 use crate::crypto::open_stored;
 use crate::error::{ApiError, Code, Json, Path, Result};
@@ -15,7 +16,7 @@ use crate::hex::Subdomain;
 use crate::input::{self, Label, Metadata};
 use crate::lifecycle::{Change, Status};
 use crate::state::AppState;
-use crate::store::{self, ConnectionChange, ConnectionFilter, Expect};
+use crate::store::{self, Connection, ConnectionChange, ConnectionFilter, Expect};
 
 /// The query of `GET /v1/connections`.
 #[derive(Debug, Deserialize)]
@@ -133,11 +134,17 @@ pub async fn delete(
 ) -> Result<StatusCode> {
     caller.require(Scope::ConnectionsWrite)?;
     let id = connection_id(&id)?;
-    let audit = request.audit(caller.actor(), Action::Delete);
-    let applied = state.store.apply(&caller.tenant, id, &Change::Deleted, &audit, &Expect::default()).await?;
+    delete_connection(&state, &caller.tenant, id, &request.audit(caller.actor(), Action::Delete)).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Deletes connection `id` of `tenant` for good, audited as `audit` says (the API's delete and
+/// the console's); 404 when there is none.
+pub async fn delete_connection(state: &AppState, tenant: &str, id: Uuid, audit: &AuditContext) -> Result<()> {
+    let applied = state.store.apply(tenant, id, &Change::Deleted, audit, &Expect::default()).await?;
     if applied.done().is_some() {
         tracing::info!(connection_id = %id, "connection deleted");
-        Ok(StatusCode::NO_CONTENT)
+        Ok(())
     } else {
         Err(ApiError::not_found("connection"))
     }
@@ -153,35 +160,44 @@ pub async fn verify(
 ) -> Result<Json<ConnectionView>> {
     caller.require(Scope::ConnectionsWrite)?;
     let id = connection_id(&id)?;
+    let audit = request.audit(caller.actor(), Action::Verify);
+    let updated = verify_connection(&state, &caller.tenant, id, &audit).await?;
+    Ok(Json(ConnectionView::load(&state, updated).await?))
+}
+
+/// Checks connection `id` of `tenant` against Hex now and records the outcome, audited as
+/// `audit` says (the API's verify and the console's); the connection afterwards.
+pub async fn verify_connection(
+    state: &AppState,
+    tenant: &str,
+    id: Uuid,
+    audit: &AuditContext,
+) -> Result<Connection> {
     let row = state
         .store
-        .connection_with_token(&caller.tenant, id)
+        .connection_with_token(tenant, id)
         .await?
         .ok_or_else(|| ApiError::not_found("connection"))?;
     let (connection, sealed) = &*row;
     let (workspace, token) = open_stored(&state.keyring, &state.hex, connection, sealed)?;
-    let audit = request.audit(caller.actor(), Action::Verify);
     // Only the token that was checked may be judged: a reconnect meanwhile wins.
     let expect = Expect { token_nonce: Some(sealed.nonce.clone()), status: None };
     let applied = match state.hex.verify(&workspace, &token).await {
-        Ok(identity) => {
-            state.store.apply(&caller.tenant, id, &Change::Verified(&identity), &audit, &expect).await?
-        }
+        Ok(identity) => state.store.apply(tenant, id, &Change::Verified(&identity), audit, &expect).await?,
         Err(rejection) => match rejection.invalidation_reason() {
             Some(reason) => {
                 tracing::info!(connection_id = %id, reason, "connection invalidated by verify");
-                state.store.apply(&caller.tenant, id, &Change::Refused(reason), &audit, &expect).await?
+                state.store.apply(tenant, id, &Change::Refused(reason), audit, &expect).await?
             }
             None => {
                 let error = ApiError::from(rejection);
-                state.store.record_audit(&caller.tenant, Some(id), &audit, error.code().as_str()).await?;
+                state.store.record_audit(tenant, Some(id), audit, error.code().as_str()).await?;
                 return Err(error);
             }
         },
     };
-    let updated = match applied {
-        store::Applied::Done(c) | store::Applied::Unmet(c) => c,
-        _ => return Err(ApiError::not_found("connection")),
-    };
-    Ok(Json(ConnectionView::load(&state, updated).await?))
+    match applied {
+        store::Applied::Done(c) | store::Applied::Unmet(c) => Ok(c),
+        _ => Err(ApiError::not_found("connection")),
+    }
 }

@@ -7,7 +7,7 @@ use serde::Deserialize;
 use uuid::Uuid;
 
 use super::paging::{self, Page};
-use crate::audit::{Action, RequestInfo};
+use crate::audit::{Action, AuditContext, RequestInfo};
 use crate::auth::{Caller, Scope};
 use crate::error::{ApiError, Code, Json, Path, Result};
 use crate::events::{EventFilter, EventRecord, EventState};
@@ -67,9 +67,16 @@ pub async fn redeliver(
 ) -> Result<StatusCode> {
     caller.require(Scope::Admin)?;
     let id = crate::input::canonical_uuid(&id).ok_or_else(|| ApiError::not_found("event"))?;
-    let audit = request.audit(caller.actor(), Action::EventRedeliver);
-    if state.store.redeliver_event(&caller.tenant, id, &audit).await? {
-        Ok(StatusCode::ACCEPTED)
+    redeliver_event(&state, &caller.tenant, id, &request.audit(caller.actor(), Action::EventRedeliver))
+        .await?;
+    Ok(StatusCode::ACCEPTED)
+}
+
+/// Queues event `id` of `tenant` again, audited as `audit` says (the API's redeliver and the
+/// console's); 404 when there is none.
+pub async fn redeliver_event(state: &AppState, tenant: &str, id: Uuid, audit: &AuditContext) -> Result<()> {
+    if state.store.redeliver_event(tenant, id, audit).await? {
+        Ok(())
     } else {
         Err(ApiError::not_found("event"))
     }

@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use super::connection_id;
-use crate::audit::{Action, RequestInfo};
+use crate::audit::{Action, AuditContext, RequestInfo};
 use crate::auth::{self, Caller, KeySpec, Scope, Scopes};
 use crate::error::{ApiError, Code, Json, Path, Result};
 use crate::input::{canonical_uuid, KeyName};
@@ -111,10 +111,29 @@ pub async fn revoke(
     caller.require(Scope::ConnectionsWrite)?;
     let id = connection_id(&id)?;
     let key_id = canonical_uuid(&key_id).ok_or_else(|| ApiError::not_found("connection key"))?;
-    let audit = request.audit(caller.actor(), Action::KeyRevoke);
-    if state.store.revoke_connection_key(&caller.tenant, id, key_id, &audit).await? {
+    revoke_connection_key(
+        &state,
+        &caller.tenant,
+        id,
+        key_id,
+        &request.audit(caller.actor(), Action::KeyRevoke),
+    )
+    .await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Revokes connection key `key_id` of connection `id` in `tenant`, audited as `audit` says (the
+/// API's revoke and the console's); 404 when there is none to revoke.
+pub async fn revoke_connection_key(
+    state: &AppState,
+    tenant: &str,
+    id: Uuid,
+    key_id: Uuid,
+    audit: &AuditContext,
+) -> Result<()> {
+    if state.store.revoke_connection_key(tenant, id, key_id, audit).await? {
         tracing::info!(connection_id = %id, key_id = %key_id, "connection key revoked");
-        Ok(StatusCode::NO_CONTENT)
+        Ok(())
     } else {
         Err(ApiError::not_found("connection key"))
     }

@@ -41,6 +41,16 @@ use uuid::Uuid;
 use crate::audit::RequestInfo;
 use crate::error::{ApiError, Code};
 use crate::state::AppState;
+// The actions the operator console shares with the API: one code path each (§12).
+pub(crate) use connections::{delete_connection, verify_connection};
+pub(crate) use events::redeliver_event;
+pub(crate) use keys::revoke_connection_key;
+pub(crate) use requests::status as request_status_filter;
+pub(crate) use view::ConnectionView;
+pub(crate) use webhooks::{
+    create_endpoint, endpoint_id, queue_test_event, rotate_endpoint_secret, update_endpoint,
+    UpdateEndpointBody,
+};
 
 const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
@@ -129,6 +139,33 @@ fn browser_facing(origins: &[HeaderValue]) -> Routes {
     Routes { router: routes.router.layer(cors), served: routes.served }
 }
 
+/// The operator console (§12): server-rendered pages under `/console`, signed in with a console
+/// session (see `crate::console`); every POST is checked for its CSRF token and origin.
+fn console_routes() -> Routes {
+    use crate::console::{self as c, connections as cc, keys as ck, lists as cl, webhooks as cw};
+    use Method as M;
+    Routes::new()
+        .route("/console", [on(M::GET, c::sign_in_page), on(M::POST, c::sign_in)])
+        .route("/console/sign-out", [on(M::POST, c::sign_out)])
+        .route("/console/app.css", [on(M::GET, c::style)])
+        .route("/console/app.js", [on(M::GET, c::script)])
+        .route("/console/connections", [on(M::GET, cc::list)])
+        .route("/console/connections/{id}", [on(M::GET, cc::show)])
+        .route("/console/connections/{id}/verify", [on(M::POST, cc::verify)])
+        .route("/console/connections/{id}/delete", [on(M::POST, cc::delete)])
+        .route("/console/connections/{id}/keys/{key_id}/revoke", [on(M::POST, cc::revoke_key)])
+        .route("/console/events", [on(M::GET, cl::events)])
+        .route("/console/events/{id}/redeliver", [on(M::POST, cl::redeliver)])
+        .route("/console/audit", [on(M::GET, cl::audit)])
+        .route("/console/keys", [on(M::GET, ck::list), on(M::POST, ck::create)])
+        .route("/console/keys/{id}/revoke", [on(M::POST, ck::revoke)])
+        .route("/console/webhooks", [on(M::GET, cw::list), on(M::POST, cw::create)])
+        .route("/console/webhooks/{id}", [on(M::GET, cw::show)])
+        .route("/console/webhooks/{id}/enabled", [on(M::POST, cw::set_enabled)])
+        .route("/console/webhooks/{id}/rotate", [on(M::POST, cw::rotate)])
+        .route("/console/webhooks/{id}/test", [on(M::POST, cw::test)])
+}
+
 /// `/metrics`, when `here`: on the main listener unless `HEXBROKER_METRICS_LISTEN` gives it a
 /// listener of its own.
 fn metrics_routes(here: bool) -> Routes {
@@ -192,6 +229,7 @@ fn api(origins: &[HeaderValue], metrics_here: bool) -> Routes {
         // GET /mcp answers 405 (with `Allow`): hexbroker offers no server-to-client SSE stream, as
         // the Streamable HTTP transport allows.
         .route("/mcp", [on(M::POST, crate::mcp::post), on(M::DELETE, crate::mcp::delete)])
+        .merge(console_routes())
 }
 
 /// Every route hexbroker serves, with its middleware.

@@ -118,7 +118,7 @@ fn filter(params: &RequestParams) -> Result<(RequestFilter, u32)> {
 }
 
 /// `429` (one status) or `4xx` (a class).
-fn status(text: &str) -> Result<StatusFilter> {
+pub fn status(text: &str) -> Result<StatusFilter> {
     let bad = || invalid("status is a code like 429 or a class like 4xx.".into());
     let bytes = text.as_bytes();
     match bytes {

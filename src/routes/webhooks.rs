@@ -5,12 +5,12 @@
 use axum::extract::{Query, State};
 use axum::http::StatusCode;
 use chrono::{DateTime, Utc};
-use secrecy::ExposeSecret;
+use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Deserializer, Serialize};
 use uuid::Uuid;
 
 use super::paging::{self, Page};
-use crate::audit::{Action, RequestInfo};
+use crate::audit::{Action, AuditContext, RequestInfo};
 use crate::auth::{Caller, Scope};
 use crate::error::{ApiError, Code, Json, Path, Result};
 use crate::events::endpoints::{self, Attempt, Endpoint, EndpointChange, EventTypes, NewEndpoint};
@@ -35,11 +35,15 @@ pub struct CreateEndpointBody {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct UpdateEndpointBody {
-    url: Option<String>,
+    /// A new URL, checked as at registration.
+    pub url: Option<String>,
+    /// A new description; `null` clears it.
     #[serde(default, deserialize_with = "present")]
-    description: Option<Option<String>>,
-    event_types: Option<Vec<String>>,
-    enabled: Option<bool>,
+    pub description: Option<Option<String>>,
+    /// The event types it receives; empty: all.
+    pub event_types: Option<Vec<String>>,
+    /// Whether deliveries go to it.
+    pub enabled: Option<bool>,
 }
 
 /// Tells a field sent as `null` (`Some(None)`) from one left out (`None`).
@@ -86,23 +90,39 @@ pub async fn create(
     Json(body): Json<CreateEndpointBody>,
 ) -> Result<(StatusCode, Json<WithSecret>)> {
     caller.require(Scope::Admin)?;
-    check_description(body.description.as_deref())?;
-    let event_types = event_types(body.event_types)?;
-    let url = check_url(&state, &body.url).await?;
+    let audit = request.audit(caller.actor(), Action::WebhookEndpointCreate);
+    let (endpoint, secret) =
+        create_endpoint(&state, &caller.tenant, &body.url, body.description, body.event_types, &audit)
+            .await?;
+    Ok((StatusCode::CREATED, Json(WithSecret { endpoint, secret: secret.expose_secret().to_owned() })))
+}
+
+/// Registers an endpoint for `tenant` as §13 says (URL, description and types checked), audited
+/// as `audit` says (the API's create and the console's); the endpoint and its secret (show once).
+pub async fn create_endpoint(
+    state: &AppState,
+    tenant: &str,
+    url: &str,
+    description: Option<String>,
+    event_types: Option<Vec<String>>,
+    audit: &AuditContext,
+) -> Result<(Endpoint, SecretString)> {
+    check_description(description.as_deref())?;
+    let event_types = self::event_types(event_types)?;
+    let url = check_url(state, url).await?;
     let id = Uuid::now_v7();
     let secret = endpoints::new_secret();
     let new = NewEndpoint {
         id,
-        tenant: caller.tenant.clone(),
+        tenant: tenant.to_owned(),
         url,
-        description: body.description,
+        description,
         event_types,
-        sealed: endpoints::seal_secret(&state.keyring, id, &caller.tenant, &secret),
+        sealed: endpoints::seal_secret(&state.keyring, id, tenant, &secret),
     };
-    let audit = request.audit(caller.actor(), Action::WebhookEndpointCreate);
-    let endpoint = state.store.insert_endpoint(&new, &audit).await?;
+    let endpoint = state.store.insert_endpoint(&new, audit).await?;
     tracing::info!(endpoint_id = %id, "webhook endpoint created");
-    Ok((StatusCode::CREATED, Json(WithSecret { endpoint, secret: secret.expose_secret().to_owned() })))
+    Ok((endpoint, secret))
 }
 
 /// `GET /v1/webhook-endpoints`
@@ -137,22 +157,33 @@ pub async fn update(
 ) -> Result<Json<Endpoint>> {
     caller.require(Scope::Admin)?;
     let id = endpoint_id(&id)?;
+    let audit = request.audit(caller.actor(), Action::WebhookEndpointUpdate);
+    Ok(Json(update_endpoint(&state, &caller.tenant, id, body, &audit).await?))
+}
+
+/// Changes endpoint `id` of `tenant` as §13 says, audited as `audit` says (the API's PATCH and
+/// the console's enable and disable); 404 when there is none.
+pub async fn update_endpoint(
+    state: &AppState,
+    tenant: &str,
+    id: Uuid,
+    body: UpdateEndpointBody,
+    audit: &AuditContext,
+) -> Result<Endpoint> {
     if let Some(Some(description)) = &body.description {
         check_description(Some(description))?;
     }
     let event_types = body.event_types.map(|t| event_types(Some(t))).transpose()?;
     let url = match &body.url {
-        Some(url) => Some(check_url(&state, url).await?),
+        Some(url) => Some(check_url(state, url).await?),
         None => None,
     };
     let change = EndpointChange { url, description: body.description, event_types, enabled: body.enabled };
-    let audit = request.audit(caller.actor(), Action::WebhookEndpointUpdate);
-    let endpoint = state
+    state
         .store
-        .update_endpoint(&caller.tenant, id, &change, &audit)
+        .update_endpoint(tenant, id, &change, audit)
         .await?
-        .ok_or_else(|| ApiError::not_found("webhook endpoint"))?;
-    Ok(Json(endpoint))
+        .ok_or_else(|| ApiError::not_found("webhook endpoint"))
 }
 
 /// `DELETE /v1/webhook-endpoints/{id}`: 204; its pending deliveries and history go with it.
@@ -183,17 +214,29 @@ pub async fn rotate_secret(
 ) -> Result<Json<WithSecret>> {
     caller.require(Scope::Admin)?;
     let id = endpoint_id(&id)?;
-    let secret = endpoints::new_secret();
-    let sealed = endpoints::seal_secret(&state.keyring, id, &caller.tenant, &secret);
-    let until = store::now() + endpoints::PREVIOUS_SECRET_FOR;
     let audit = request.audit(caller.actor(), Action::WebhookEndpointRotateSecret);
+    let (endpoint, secret) = rotate_endpoint_secret(&state, &caller.tenant, id, &audit).await?;
+    Ok(Json(WithSecret { endpoint, secret: secret.expose_secret().to_owned() }))
+}
+
+/// Gives endpoint `id` of `tenant` a new secret (the previous one signs beside it for 24 hours),
+/// audited as `audit` says (the API's rotation and the console's); the new secret, to show once.
+pub async fn rotate_endpoint_secret(
+    state: &AppState,
+    tenant: &str,
+    id: Uuid,
+    audit: &AuditContext,
+) -> Result<(Endpoint, SecretString)> {
+    let secret = endpoints::new_secret();
+    let sealed = endpoints::seal_secret(&state.keyring, id, tenant, &secret);
+    let until = store::now() + endpoints::PREVIOUS_SECRET_FOR;
     let endpoint = state
         .store
-        .rotate_endpoint_secret(&caller.tenant, id, &sealed, until, &audit)
+        .rotate_endpoint_secret(tenant, id, &sealed, until, audit)
         .await?
         .ok_or_else(|| ApiError::not_found("webhook endpoint"))?;
     tracing::info!(endpoint_id = %id, "webhook endpoint secret rotated");
-    Ok(Json(WithSecret { endpoint, secret: secret.expose_secret().to_owned() }))
+    Ok((endpoint, secret))
 }
 
 /// The answer of `POST /v1/webhook-endpoints/{id}/test`.
@@ -211,9 +254,16 @@ pub async fn test(
 ) -> Result<(StatusCode, Json<TestQueued>)> {
     caller.require(Scope::Admin)?;
     let id = endpoint_id(&id)?;
+    let event_id = queue_test_event(&state, &caller.tenant, id).await?;
+    Ok((StatusCode::ACCEPTED, Json(TestQueued { event_id })))
+}
+
+/// Queues a `webhook.test` event to endpoint `id` of `tenant` alone (the API's test and the
+/// console's); the event's id, or 404 when there is no such endpoint.
+pub async fn queue_test_event(state: &AppState, tenant: &str, id: Uuid) -> Result<Uuid> {
     let event_id = Uuid::now_v7();
-    if state.store.queue_test_event(&caller.tenant, id, event_id).await? {
-        Ok((StatusCode::ACCEPTED, Json(TestQueued { event_id })))
+    if state.store.queue_test_event(tenant, id, event_id).await? {
+        Ok(event_id)
     } else {
         Err(ApiError::not_found("webhook endpoint"))
     }
@@ -251,7 +301,7 @@ fn page(
     Ok((paging::limit(params.limit)?, paging::cursor(params.cursor.as_deref())?))
 }
 
-fn endpoint_id(text: &str) -> Result<Uuid> {
+pub fn endpoint_id(text: &str) -> Result<Uuid> {
     Uuid::parse_str(text).map_err(|_| ApiError::not_found("webhook endpoint"))
 }
 

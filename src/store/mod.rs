@@ -6,6 +6,7 @@
 //! write makes stale is said beside it (`effects.rs`).
 
 mod backend;
+mod console;
 mod effects;
 mod postgres;
 mod requestlog;
@@ -29,6 +30,7 @@ use crate::hex::TokenType;
 use crate::lifecycle::{Change, Status};
 use crate::scopes::Scopes;
 
+pub use console::{ConsoleSession, ConsoleStore, NewConsoleSession};
 pub use effects::{Forget, Stale};
 pub use postgres::PgStore;
 pub use requestlog::{
@@ -97,7 +99,7 @@ pub fn now() -> DateTime<Utc> {
 /// change (the proxy's 401 rule, a background check) passes `Expect { token_nonce, status }` and
 /// gets [`Applied::Unmet`] when the row moved on meanwhile, with nothing written.
 #[async_trait::async_trait]
-pub trait Store: VerifyStore + WebhookStore + RequestLogStore + Send + Sync + 'static {
+pub trait Store: VerifyStore + WebhookStore + RequestLogStore + ConsoleStore + Send + Sync + 'static {
     /// Answers when the database does.
     async fn ping(&self) -> StoreResult<()>;
 

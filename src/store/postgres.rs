@@ -9,6 +9,7 @@ use sqlx::postgres::{PgConnectOptions, PgConnection, PgListener, PgPool, PgPoolO
 use sqlx::Connection as _;
 
 use super::backend::impl_store;
+use super::console::impl_console_store;
 use super::effects::Hooks;
 use super::requestlog::{impl_request_log_store, request_columns};
 use super::sql::{EVENT_CHANNEL, INVALIDATION_CHANNEL};
@@ -136,6 +137,7 @@ fn connect_error(options: &PgConnectOptions, error: &sqlx::Error) -> anyhow::Err
 
 impl_writes!(PgStore, sqlx::Postgres, notify: true);
 impl_webhook_store!(PgStore, sqlx::Postgres, claim: crate::store::sql::webhook::CLAIM_DELIVERIES_POSTGRES);
+impl_console_store!(PgStore);
 impl_request_log_store!(PgStore, sqlx::Postgres);
 
 impl_verify_store!(PgStore, claim: crate::store::sql::verify::CLAIM_DUE_POSTGRES);

@@ -9,6 +9,7 @@ use sqlx::sqlite::{
 };
 
 use super::backend::impl_store;
+use super::console::impl_console_store;
 use super::effects::Hooks;
 use super::requestlog::{impl_request_log_store, request_columns};
 use super::verify::impl_verify_store;
@@ -52,6 +53,7 @@ impl SqliteStore {
 
 impl_writes!(SqliteStore, sqlx::Sqlite, notify: false);
 impl_webhook_store!(SqliteStore, sqlx::Sqlite, claim: crate::store::sql::webhook::CLAIM_DELIVERIES_SQLITE);
+impl_console_store!(SqliteStore);
 impl_request_log_store!(SqliteStore, sqlx::Sqlite);
 
 impl_verify_store!(SqliteStore, claim: crate::store::sql::verify::CLAIM_DUE_SQLITE);

@@ -90,14 +90,14 @@ async fn the_page_and_its_assets_carry_a_strict_policy() {
 
 /// chromedriver on a port of its own, killed (with the browser it started) when dropped, panics
 /// included.
-struct Chromedriver {
+pub(crate) struct Chromedriver {
     child: Child,
     port: u16,
     profile: tempfile::TempDir,
 }
 
 impl Chromedriver {
-    async fn start(binary: &str) -> Self {
+    pub(crate) async fn start(binary: &str) -> Self {
         let port = free_port();
         let mut command = Command::new(binary);
         command
@@ -129,7 +129,7 @@ impl Chromedriver {
         driver
     }
 
-    async fn browser(&self) -> Client {
+    pub(crate) async fn browser(&self) -> Client {
         self.browser_with(false).await
     }
 

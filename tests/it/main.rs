@@ -13,6 +13,8 @@ mod caller_input;
 mod cli;
 mod connect;
 mod connections;
+mod console;
+mod console_browser;
 mod deploy;
 mod drop_in;
 mod edge;
