@@ -358,6 +358,26 @@ impl From<crate::edge::KeyRateLimited> for ApiError {
     }
 }
 
+/// §9: a stored connection that cannot be used (logged where it was found).
+impl From<crate::crypto::StoredError> for ApiError {
+    fn from(error: crate::crypto::StoredError) -> Self {
+        use crate::crypto::StoredError;
+        match error {
+            StoredError::Tampered => Self::new(
+                StatusCode::FAILED_DEPENDENCY,
+                Code::ConnectionTampered,
+                "This connection's stored record failed its integrity check, so hexbroker will not use it; reconnect it, and tell the operator (quote the x-request-id).",
+            ),
+            StoredError::HostNotListed => Self::new(
+                StatusCode::FAILED_DEPENDENCY,
+                Code::HexHostNotAllowed,
+                "This connection's Hex address is not one this deployment may call (HEXBROKER_HEX_HOSTS no longer lists it), so hexbroker will not use it; tell the operator (quote the x-request-id).",
+            ),
+            StoredError::Crypto(other) => Self::internal(other),
+        }
+    }
+}
+
 /// A caller's string that broke its kind's rule (§5): 422 `invalid_request`, naming the field.
 impl From<crate::input::Refused> for ApiError {
     fn from(refused: crate::input::Refused) -> Self {
@@ -599,6 +619,7 @@ mod tests {
     #[test]
     fn domain_errors_answer_as_before() {
         use crate::connect::AttemptError;
+        use crate::crypto::StoredError;
         use crate::edge::KeyRateLimited;
         use crate::hex::{InvalidSubdomain, InvalidTokenFormat, Rejection};
         use crate::proxy::{InvalidPath, ProxyError};
@@ -621,6 +642,8 @@ mod tests {
             (ProxyError::BadBody("x".into()).into(), 400, Code::InvalidBody, "The request body could not be read.", None),
             (ProxyError::BadUrl.into(), 400, Code::InvalidPath, "The path cannot be forwarded to Hex.", None),
             (ProxyError::BadToken.into(), 424, Code::ConnectionTokenUnusable, "This connection's Hex token cannot be sent in a header; reconnect it with a new token.", None),
+            (StoredError::Tampered.into(), 424, Code::ConnectionTampered, "This connection's stored record failed its integrity check, so hexbroker will not use it; reconnect it, and tell the operator (quote the x-request-id).", None),
+            (StoredError::HostNotListed.into(), 424, Code::HexHostNotAllowed, "This connection's Hex address is not one this deployment may call (HEXBROKER_HEX_HOSTS no longer lists it), so hexbroker will not use it; tell the operator (quote the x-request-id).", None),
             (ProxyError::Busy.into(), 503, Code::WorkspaceBusy, "This Hex workspace has as many calls in flight as hexbroker allows; try again shortly.", Some(1)),
         ];
         for (error, status, code, message, retry_after) in cases {
