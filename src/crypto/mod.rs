@@ -1,5 +1,6 @@
 //! Everything that touches key bytes: the AES-256-GCM keyring that seals Hex tokens (§9), the keyed
-//! hash for API keys, session tokens and token fingerprints, and random secrets.
+//! hash for API keys, session tokens and token fingerprints, and random secrets; and, beside the
+//! keyring, the one way a stored connection's token is opened for use ([`open_stored`]).
 //!
 //! A sealed token carries the id of the key that sealed it and binds its row in as associated
 //! data: the connection id, its tenant and its subdomain (seal version 2), and for a connection on

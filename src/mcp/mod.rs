@@ -92,7 +92,8 @@ async fn caller(state: &Mcp, parts: &Parts) -> Result<McpCaller, ApiError> {
             let id = id.to_str().map_err(|_| {
                 ApiError::bad_request(Code::InvalidConnectionId, "The Connection-Id header is not ASCII.")
             })?;
-            crate::routes::connection_id(id.trim())?
+            // As the routes read it: any other spelling names no connection.
+            crate::input::canonical_uuid(id.trim()).ok_or_else(|| ApiError::not_found("connection"))?
         }
     };
     Ok(McpCaller { connection_id, read_only, key })
