@@ -25,7 +25,7 @@ use sha2::Sha256;
 use uuid::Uuid;
 use zeroize::Zeroizing;
 
-pub use stored::open_stored;
+pub use stored::{open_stored, StoredError};
 
 /// Length of an AES-256 key, and of the keyed-hash key.
 pub const KEY_LEN: usize = 32;
