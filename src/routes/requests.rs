@@ -1,34 +1,31 @@
 //! The request log (§11): `GET /v1/connections/{id}/requests` (`connections:read`) and
 //! `GET /v1/requests` (`admin`), newest first, paged, with filters.
 
-use axum::extract::{Query, State};
+use axum::extract::{RawQuery, State};
 use chrono::{DateTime, Utc};
-use serde::Deserialize;
 use uuid::Uuid;
 
 use super::connection_id;
 use super::paging::{self, Page};
 use crate::auth::{Caller, Scope};
 use crate::error::{ApiError, Code, Json, Path, Result};
+use crate::input;
 use crate::requestlog::{AnsweredBy, Via};
 use crate::state::AppState;
 use crate::store::{self, RequestFilter, RequestRecord, StatusFilter};
 
-/// The query of both lists (`connection_id` only on `GET /v1/requests`).
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct RequestParams {
+/// The query of both lists (`connection_id` only on `GET /v1/requests`), as sent.
+#[derive(Debug, Default)]
+struct RequestParams {
     connection_id: Option<String>,
     status: Option<String>,
     answered_by: Option<String>,
     via: Option<String>,
     since: Option<String>,
     until: Option<String>,
-    limit: Option<u32>,
+    limit: Option<String>,
     cursor: Option<String>,
 }
-
-type Params = std::result::Result<Query<RequestParams>, axum::extract::rejection::QueryRejection>;
 
 const ACCEPTED: &str = "The query accepts status (a code like 429 or a class like 4xx), answered_by (hex or \
      hexbroker), via (proxy, api or mcp), since and until (RFC 3339 times), limit (1-200) and cursor";
@@ -38,14 +35,11 @@ pub async fn for_connection(
     State(state): State<AppState>,
     caller: Caller,
     Path(id): Path<String>,
-    query: Params,
+    RawQuery(query): RawQuery,
 ) -> Result<Json<Page<RequestRecord>>> {
     caller.require(Scope::ConnectionsRead)?;
     let id = connection_id(&id)?;
-    let Query(params) = query.map_err(|_| invalid(format!("{ACCEPTED}.")))?;
-    if params.connection_id.is_some() {
-        return Err(invalid(format!("{ACCEPTED}; the connection is the one in the path.")));
-    }
+    let params = params(query.as_deref(), false)?;
     let (mut filter, limit) = filter(&params)?;
     state.store.connection(&caller.tenant, id).await?.ok_or_else(|| ApiError::not_found("connection"))?;
     filter.connection_id = Some(id);
@@ -57,10 +51,10 @@ pub async fn for_connection(
 pub async fn list(
     State(state): State<AppState>,
     caller: Caller,
-    query: Params,
+    RawQuery(query): RawQuery,
 ) -> Result<Json<Page<RequestRecord>>> {
     caller.require(Scope::Admin)?;
-    let Query(params) = query.map_err(|_| invalid(format!("{ACCEPTED}, and connection_id.")))?;
+    let params = params(query.as_deref(), true)?;
     let (mut filter, limit) = filter(&params)?;
     if let Some(id) = &params.connection_id {
         filter.connection_id =
@@ -70,13 +64,71 @@ pub async fn list(
     Ok(Json(Page::cut(rows, limit, |r| r.id)))
 }
 
+/// A filter the request log cannot apply: 400 `invalid_query` (issue 19). A control character in
+/// a caller's string is a 422 instead, as everywhere (§5); see [`params`].
 fn invalid(message: String) -> ApiError {
-    ApiError::unprocessable(Code::InvalidQuery, message)
+    ApiError::bad_request(Code::InvalidQuery, message)
+}
+
+/// The query's parameters, read from its raw text. Any control character in a name or value is
+/// refused first with 422 (§5); then an unknown, repeated or (on the connection's list)
+/// `connection_id` parameter is a 400.
+fn params(query: Option<&str>, admin: bool) -> Result<RequestParams> {
+    let pairs: Vec<_> = url::form_urlencoded::parse(query.unwrap_or_default().as_bytes()).collect();
+    for (name, value) in &pairs {
+        let field = match name.as_ref() {
+            "connection_id" => "connection_id",
+            "status" => "status",
+            "answered_by" => "answered_by",
+            "via" => "via",
+            "since" => "since",
+            "until" => "until",
+            "limit" => "limit",
+            "cursor" => "cursor",
+            _ => "A query parameter",
+        };
+        if input::has_control(name) {
+            input::filter("A query parameter's name", Some(name.to_string()))
+                .map_err(ApiError::invalid_query)?;
+        }
+        if input::has_control(value) {
+            input::filter(field, Some(value.to_string())).map_err(ApiError::invalid_query)?;
+        }
+    }
+    let accepted = || {
+        if admin {
+            invalid(format!("{ACCEPTED}, and connection_id."))
+        } else {
+            invalid(format!("{ACCEPTED}; the connection is the one in the path."))
+        }
+    };
+    let mut params = RequestParams::default();
+    for (name, value) in pairs {
+        let slot = match name.as_ref() {
+            "connection_id" if admin => &mut params.connection_id,
+            "status" => &mut params.status,
+            "answered_by" => &mut params.answered_by,
+            "via" => &mut params.via,
+            "since" => &mut params.since,
+            "until" => &mut params.until,
+            "limit" => &mut params.limit,
+            "cursor" => &mut params.cursor,
+            _ => return Err(accepted()),
+        };
+        if slot.replace(value.into_owned()).is_some() {
+            return Err(invalid(format!("{name} is given more than once.")));
+        }
+    }
+    Ok(params)
 }
 
 /// The filter and page size `params` ask for, checked.
 fn filter(params: &RequestParams) -> Result<(RequestFilter, u32)> {
-    let limit = paging::limit(params.limit)?;
+    let limit = match params.limit.as_deref() {
+        None => None,
+        Some(text) => Some(text.parse::<u32>().map_err(|_| invalid("limit must be from 1 to 200.".into()))?),
+    };
+    let limit = paging::limit(limit).map_err(as_bad_request)?;
     let status = params.status.as_deref().map(status).transpose()?;
     let answered_by = match params.answered_by.as_deref() {
         None => None,
@@ -100,7 +152,7 @@ fn filter(params: &RequestParams) -> Result<(RequestFilter, u32)> {
     };
     let since = params.since.as_deref().map(|t| time("since", t)).transpose()?;
     let until = params.until.as_deref().map(|t| time("until", t)).transpose()?;
-    let cursor = paging::cursor(params.cursor.as_deref())?;
+    let cursor = paging::cursor(params.cursor.as_deref()).map_err(as_bad_request)?;
     let before_id = match (cursor, until.map(store::id_bound)) {
         (Some(a), Some(b)) => Some(a.min(b)),
         (a, b) => a.or(b),
@@ -115,6 +167,11 @@ fn filter(params: &RequestParams) -> Result<(RequestFilter, u32)> {
         limit: paging::fetch(limit),
     };
     Ok((filter, limit))
+}
+
+/// The shared paging's refusal (a 422 on the other lists), as this list's 400.
+fn as_bad_request(error: ApiError) -> ApiError {
+    invalid(error.message().to_owned())
 }
 
 /// `429` (one status) or `4xx` (a class).
