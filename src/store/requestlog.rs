@@ -153,10 +153,117 @@ macro_rules! request_columns {
     };
 }
 
+/// The statement that writes a batch of entries on Postgres: the batch as 15 arrays, one per
+/// column. Its text is the same for every batch size, so each pooled connection prepares it once,
+/// and the writer encodes 15 arrays instead of binding 15 parameters per row.
+const INSERT_ROWS_POSTGRES: &str = concat!(
+    "insert into request_log (",
+    request_columns!(),
+    ") select * from unnest($1::uuid[], $2::text[], $3::uuid[], $4::timestamptz[], $5::text[], \
+     $6::text[], $7::int4[], $8::text[], $9::text[], $10::int8[], $11::int8[], $12::int4[], \
+     $13::text[], $14::uuid[], $15::text[])"
+);
+
+/// Writes `entries` on Postgres in one statement (see [`INSERT_ROWS_POSTGRES`]).
+pub(super) async fn insert_rows_postgres(
+    connection: &mut sqlx::PgConnection,
+    entries: &[RequestRecord],
+) -> StoreResult<()> {
+    if entries.is_empty() {
+        return Ok(());
+    }
+    let n = entries.len();
+    let mut id = Vec::with_capacity(n);
+    let mut tenant = Vec::with_capacity(n);
+    let mut connection_id = Vec::with_capacity(n);
+    let mut at = Vec::with_capacity(n);
+    let mut method = Vec::with_capacity(n);
+    let mut path = Vec::with_capacity(n);
+    let mut status = Vec::with_capacity(n);
+    let mut answered_by = Vec::with_capacity(n);
+    let mut code = Vec::with_capacity(n);
+    let mut duration_ms = Vec::with_capacity(n);
+    let mut hex_duration_ms = Vec::with_capacity(n);
+    let mut retries = Vec::with_capacity(n);
+    let mut via = Vec::with_capacity(n);
+    let mut key_id = Vec::with_capacity(n);
+    let mut request_id = Vec::with_capacity(n);
+    for e in entries {
+        id.push(e.id);
+        tenant.push(e.tenant.as_str());
+        connection_id.push(e.connection_id);
+        at.push(e.at);
+        method.push(e.method.as_str());
+        path.push(e.path.as_str());
+        status.push(e.status);
+        answered_by.push(e.answered_by.as_str());
+        code.push(e.code.as_deref());
+        duration_ms.push(e.duration_ms);
+        hex_duration_ms.push(e.hex_duration_ms);
+        retries.push(e.retries);
+        via.push(e.via.as_str());
+        key_id.push(e.key_id);
+        request_id.push(e.request_id.as_deref());
+    }
+    sqlx::query(INSERT_ROWS_POSTGRES)
+        .bind(id)
+        .bind(tenant)
+        .bind(connection_id)
+        .bind(at)
+        .bind(method)
+        .bind(path)
+        .bind(status)
+        .bind(answered_by)
+        .bind(code)
+        .bind(duration_ms)
+        .bind(hex_duration_ms)
+        .bind(retries)
+        .bind(via)
+        .bind(key_id)
+        .bind(request_id)
+        .execute(connection)
+        .await?;
+    Ok(())
+}
+
+/// Writes `entries` on SQLite: multi-row inserts of 500 rows (SQLite has no arrays to bind).
+/// Not prepared for reuse: each batch size is another statement.
+pub(super) async fn insert_rows_sqlite(
+    connection: &mut sqlx::SqliteConnection,
+    entries: &[RequestRecord],
+) -> StoreResult<()> {
+    for chunk in entries.chunks(500) {
+        let mut q = sqlx::QueryBuilder::<sqlx::Sqlite>::new(concat!(
+            "insert into request_log (",
+            request_columns!(),
+            ") "
+        ));
+        q.push_values(chunk, |mut row, e| {
+            row.push_bind(e.id)
+                .push_bind(&e.tenant)
+                .push_bind(e.connection_id)
+                .push_bind(e.at)
+                .push_bind(&e.method)
+                .push_bind(&e.path)
+                .push_bind(e.status)
+                .push_bind(&e.answered_by)
+                .push_bind(&e.code)
+                .push_bind(e.duration_ms)
+                .push_bind(e.hex_duration_ms)
+                .push_bind(e.retries)
+                .push_bind(&e.via)
+                .push_bind(e.key_id)
+                .push_bind(&e.request_id);
+        });
+        q.build().persistent(false).execute(&mut *connection).await?;
+    }
+    Ok(())
+}
+
 /// Writes the [`RequestLogStore`] implementation for a backend with a `pool` field; `$db` is its
 /// sqlx database type.
 macro_rules! impl_request_log_store {
-    ($store:ty, $db:ty) => {
+    ($store:ty, $db:ty, rows: $insert_rows:path) => {
         #[async_trait::async_trait]
         impl $crate::store::RequestLogStore for $store {
             async fn insert_requests(
@@ -164,36 +271,10 @@ macro_rules! impl_request_log_store {
                 entries: &[$crate::store::RequestRecord],
                 counts: &[$crate::store::HourCount],
             ) -> $crate::store::StoreResult<()> {
-                // Both backends take well over 500 rows of 15 parameters in one statement. Not
-                // prepared for reuse: each batch size is another statement, and a cache of them
-                // would hold up to 100 large statements per pooled connection.
+                // Entries: one statement per batch (see `insert_rows`); counts: one per 500.
                 const ROWS: usize = 500;
                 let mut tx = self.pool.begin().await?;
-                for chunk in entries.chunks(ROWS) {
-                    let mut q = sqlx::QueryBuilder::<$db>::new(concat!(
-                        "insert into request_log (",
-                        request_columns!(),
-                        ") "
-                    ));
-                    q.push_values(chunk, |mut row, e| {
-                        row.push_bind(e.id)
-                            .push_bind(&e.tenant)
-                            .push_bind(e.connection_id)
-                            .push_bind(e.at)
-                            .push_bind(&e.method)
-                            .push_bind(&e.path)
-                            .push_bind(e.status)
-                            .push_bind(&e.answered_by)
-                            .push_bind(&e.code)
-                            .push_bind(e.duration_ms)
-                            .push_bind(e.hex_duration_ms)
-                            .push_bind(e.retries)
-                            .push_bind(&e.via)
-                            .push_bind(e.key_id)
-                            .push_bind(&e.request_id);
-                    });
-                    q.build().persistent(false).execute(&mut *tx).await?;
-                }
+                $insert_rows(&mut *tx, entries).await?;
                 for chunk in counts.chunks(ROWS) {
                     let mut q = sqlx::QueryBuilder::<$db>::new(
                         "insert into request_count (connection_id, hour, calls, errors, last_error_at) ",
