@@ -160,10 +160,19 @@ pub(crate) struct ShowQuery {
 /// `GET /console/connections/{id}`
 pub(crate) async fn show(
     State(state): State<AppState>,
-    console: Console,
+    console: Result<Console, Response>,
     Path(id): Path<String>,
     Query(q): Query<ShowQuery>,
 ) -> Response {
+    // An address that cannot be a connection is not found, with or without a session; only then
+    // does a missing session lead on to the sign-in page.
+    if let Err(error) = path_id(&id, "connection") {
+        return failure(&state, console.as_ref().ok(), error);
+    }
+    let console = match console {
+        Ok(console) => console,
+        Err(to_sign_in) => return to_sign_in,
+    };
     match show_page(&state, &console, &id, q).await {
         Ok(markup) => html_response(StatusCode::OK, markup),
         Err(error) => failure(&state, Some(&console), error),

@@ -183,10 +183,19 @@ pub(crate) struct ShowQuery {
 /// `GET /console/webhooks/{id}`
 pub(crate) async fn show(
     State(state): State<AppState>,
-    console: Console,
+    console: Result<Console, Response>,
     Path(id): Path<String>,
     Query(q): Query<ShowQuery>,
 ) -> Response {
+    // An address that cannot be an endpoint is not found, with or without a session; only then
+    // does a missing session lead on to the sign-in page.
+    if let Err(error) = super::path_id(&id, "webhook endpoint") {
+        return super::failure(&state, console.as_ref().ok(), error);
+    }
+    let console = match console {
+        Ok(console) => console,
+        Err(to_sign_in) => return to_sign_in,
+    };
     let notice = match q.done.as_deref() {
         Some("tested") => {
             Some("A webhook.test event was queued to this endpoint; its delivery appears below.")
