@@ -48,15 +48,10 @@ pub(crate) async fn list(
 }
 
 async fn list_page(state: &AppState, console: &Console, q: ListQuery) -> Result<Markup, ApiError> {
-    let status = match q.status.as_deref().filter(|s| !s.is_empty()) {
-        None => None,
-        Some("active") => Some(Status::Active),
-        Some("invalid") => Some(Status::Invalid),
-        Some("expired") => Some(Status::Expired),
-        Some(_) => {
-            return Err(ApiError::unprocessable(Code::InvalidQuery, "status is active, invalid or expired."));
-        }
-    };
+    let status =
+        q.status.as_deref().filter(|s| !s.is_empty()).map(str::parse::<Status>).transpose().map_err(
+            |_| ApiError::unprocessable(Code::InvalidQuery, "status is active, invalid or expired."),
+        )?;
     let end_user_id = input::filter("end_user_id", q.end_user_id.clone().filter(|s| !s.is_empty()))
         .map_err(ApiError::invalid_query)?;
     let subdomain = input::filter("subdomain", q.subdomain.clone().filter(|s| !s.is_empty()))

@@ -51,7 +51,7 @@ pub(crate) async fn events(
 async fn events_page(state: &AppState, console: &Console, q: EventsQuery) -> Result<Markup, ApiError> {
     let wanted = match q.state.as_deref().filter(|s| !s.is_empty()) {
         None => None,
-        Some(text) => Some(EventState::ALL.into_iter().find(|s| s.as_str() == text).ok_or_else(|| {
+        Some(text) => Some(text.parse::<EventState>().map_err(|_| {
             ApiError::unprocessable(Code::InvalidQuery, "state is pending, delivered or dead.")
         })?),
     };
