@@ -57,51 +57,63 @@ impl From<crate::hex::InvalidTokenFormat> for ApiError {
     }
 }
 
-/// How a proxied call that got no answer from Hex is answered; [`ProxyError::report`] logs it
-/// where it is handled.
+/// How a proxied call that got no answer from Hex is answered (status and code are the
+/// proxy's); [`ProxyError::report`] logs it where it is handled.
 ///
 /// [`ProxyError::report`]: crate::proxy::ProxyError::report
 impl From<crate::proxy::ProxyError> for ApiError {
     fn from(error: crate::proxy::ProxyError) -> Self {
         use crate::proxy::ProxyError;
-        match error {
-            ProxyError::Timeout(_) => ApiError::new(
-                StatusCode::GATEWAY_TIMEOUT,
-                Code::HexTimeout,
-                "Hex did not answer in time; try again shortly.",
-            ),
-            ProxyError::Unreachable(_) => ApiError::new(
-                StatusCode::BAD_GATEWAY,
-                Code::HexUnavailable,
-                "Hex could not be reached; try again shortly.",
-            ),
-            ProxyError::BrokenAnswer(_) => ApiError::new(
-                StatusCode::BAD_GATEWAY,
-                Code::HexUnavailable,
-                "Hex's answer broke off before it could be relayed; try again shortly.",
-            ),
-            ProxyError::BadBody(_) => {
-                ApiError::bad_request(Code::InvalidBody, "The request body could not be read.")
+        let message = match error {
+            ProxyError::Timeout(_) => "Hex did not answer in time; try again shortly.",
+            ProxyError::Unreachable(_) => "Hex could not be reached; try again shortly.",
+            ProxyError::BrokenAnswer(_) => {
+                "Hex's answer broke off before it could be relayed; try again shortly."
             }
-            ProxyError::BadUrl => {
-                ApiError::bad_request(Code::InvalidPath, "The path cannot be forwarded to Hex.")
+            ProxyError::BadBody(_) => "The request body could not be read.",
+            ProxyError::BadUrl => "The path cannot be forwarded to Hex.",
+            ProxyError::BadToken => {
+                "This connection's Hex token cannot be sent in a header; reconnect it with a new token."
             }
-            ProxyError::BadToken => ApiError::new(
-                StatusCode::FAILED_DEPENDENCY,
-                Code::ConnectionTokenUnusable,
-                "This connection's Hex token cannot be sent in a header; reconnect it with a new token.",
+            ProxyError::Busy => {
+                "This Hex workspace has as many calls in flight as hexbroker allows; try again shortly."
+            }
+            ProxyError::Upgrade => {
+                "Hex answered with a protocol switch, which hexbroker does not relay; try again shortly."
+            }
+        };
+        let retry_after = matches!(error, ProxyError::Busy).then_some(1);
+        ApiError::new(error.status(), error.code(), message).with_retry_after(retry_after)
+    }
+}
+
+/// How hexbroker's own answer to a proxied call reads (status and code are the proxy's).
+impl From<crate::proxy::Refusal> for ApiError {
+    fn from(refusal: crate::proxy::Refusal) -> Self {
+        use crate::proxy::Refusal;
+        let (status, code) = (refusal.status(), refusal.code());
+        match refusal {
+            Refusal::Path(invalid) => invalid.into(),
+            Refusal::NotFound => ApiError::not_found("connection"),
+            Refusal::Expired => ApiError::new(
+                status,
+                code,
+                "This connection's Hex token has expired; reconnect it with a new token.",
             ),
-            ProxyError::Busy => ApiError::new(
-                StatusCode::SERVICE_UNAVAILABLE,
-                Code::WorkspaceBusy,
-                "This Hex workspace has as many calls in flight as hexbroker allows; try again shortly.",
+            Refusal::Invalid => ApiError::new(
+                status,
+                code,
+                "Hex no longer accepts this connection's token; verify or reconnect it.",
+            ),
+            Refusal::RateLimited { per_minute, retry_after } => ApiError::new(
+                status,
+                code,
+                format!("This connection may send {per_minute} calls a minute to Hex; try again shortly."),
             )
-            .with_retry_after(Some(1)),
-            ProxyError::Upgrade => ApiError::new(
-                StatusCode::BAD_GATEWAY,
-                Code::HexUnavailable,
-                "Hex answered with a protocol switch, which hexbroker does not relay; try again shortly.",
-            ),
+            .with_retry_after(Some(retry_after)),
+            Refusal::Failed(error) => error.into(),
+            Refusal::Stored(error) => error.into(),
+            Refusal::Store(error) => error.into(),
         }
     }
 }
@@ -203,5 +215,45 @@ mod tests {
             let got = (error.status_code().as_u16(), error.code(), error.message(), error.retry_after());
             assert_eq!(got, (status, code, message, retry_after));
         }
+    }
+
+    /// What the request log records of a proxy refusal (its status and code) is what the caller
+    /// is answered with.
+    #[test]
+    fn a_refusal_is_recorded_as_it_is_answered() {
+        use crate::crypto::StoredError;
+        use crate::proxy::{InvalidPath, ProxyError, Refusal};
+        let refusals = || {
+            vec![
+                Refusal::Path(InvalidPath),
+                Refusal::NotFound,
+                Refusal::Expired,
+                Refusal::Invalid,
+                Refusal::RateLimited { per_minute: 5, retry_after: 3 },
+                Refusal::Failed(ProxyError::Timeout(std::time::Duration::from_secs(1))),
+                Refusal::Failed(ProxyError::BrokenAnswer("x".into())),
+                Refusal::Failed(ProxyError::Upgrade),
+                Refusal::Failed(ProxyError::BadBody("x".into())),
+                Refusal::Failed(ProxyError::BadUrl),
+                Refusal::Failed(ProxyError::BadToken),
+                Refusal::Failed(ProxyError::Busy),
+                Refusal::Stored(StoredError::Tampered),
+                Refusal::Stored(StoredError::HostNotListed),
+                Refusal::Store(crate::store::StoreError::from(sqlx::Error::PoolTimedOut)),
+                Refusal::Store(crate::store::StoreError::from(sqlx::Error::RowNotFound)),
+            ]
+        };
+        for refusal in refusals() {
+            let (status, code) = (refusal.status(), refusal.code());
+            let answer = ApiError::from(refusal);
+            assert_eq!((answer.status_code(), answer.code()), (status, code));
+        }
+        let limited = ApiError::from(Refusal::RateLimited { per_minute: 5, retry_after: 3 });
+        assert_eq!(
+            (limited.message(), limited.retry_after()),
+            ("This connection may send 5 calls a minute to Hex; try again shortly.", Some(3))
+        );
+        assert_eq!(ApiError::from(Refusal::Expired).status_code().as_u16(), 424);
+        assert_eq!(ApiError::from(Refusal::Invalid).code(), Code::ConnectionInvalid);
     }
 }

@@ -283,7 +283,8 @@ async fn send(state: &Mcp, caller: &McpCaller, tool: &Tool, call: Call) -> Value
     tracing::info!(tool = %tool.name, key_id = %caller.key.id, connection_id = %caller.connection_id, "MCP tool call");
     let via = crate::requestlog::Via::Mcp;
     match crate::proxy::forward(&state.proxy, &caller.key, caller.connection_id, via, request).await {
-        Err(error) => {
+        Err(refusal) => {
+            let error = ApiError::from(refusal);
             refused(error.status_code().as_u16(), error.code().as_str(), error.message(), error.retry_after())
         }
         Ok(response) => from_hex(response).await,

@@ -5,28 +5,18 @@
 
 use std::time::Duration;
 
-use axum::http::StatusCode;
 use chrono::{DateTime, Utc};
 
-use super::{OutboundLimit, Proxy, Target};
-use crate::error::{ApiError, Code};
+use super::{OutboundLimit, Proxy, Refusal, Target};
 use crate::lifecycle::Status;
 
 /// Refuses a call to a connection that is not active at `now`: an expired token, or one Hex no
 /// longer accepts, is never sent.
-pub fn usable(target: &Target, now: DateTime<Utc>) -> Result<(), ApiError> {
+pub fn usable(target: &Target, now: DateTime<Utc>) -> Result<(), Refusal> {
     match target.status(now) {
         Status::Active => Ok(()),
-        Status::Expired => Err(ApiError::new(
-            StatusCode::FAILED_DEPENDENCY,
-            Code::ConnectionExpired,
-            "This connection's Hex token has expired; reconnect it with a new token.",
-        )),
-        Status::Invalid => Err(ApiError::new(
-            StatusCode::FAILED_DEPENDENCY,
-            Code::ConnectionInvalid,
-            "Hex no longer accepts this connection's token; verify or reconnect it.",
-        )),
+        Status::Expired => Err(Refusal::Expired),
+        Status::Invalid => Err(Refusal::Invalid),
     }
 }
 
@@ -38,21 +28,16 @@ pub fn outbound_limit<'a>(proxy: &'a Proxy, target: &Target) -> Option<OutboundL
 
 /// Takes a slot under the connection's outbound limit, waiting for one within the retry budget;
 /// past the budget, hexbroker answers 429 itself and Hex never sees the call.
-pub async fn hold_for_slot(proxy: &Proxy, limit: OutboundLimit<'_>) -> Result<(), ApiError> {
+pub async fn hold_for_slot(proxy: &Proxy, limit: OutboundLimit<'_>) -> Result<(), Refusal> {
     match limit.reserve_within(Duration::ZERO, proxy.config.proxy_retry_budget) {
         Ok(wait) if wait.is_zero() => Ok(()),
         Ok(wait) => {
             tokio::time::sleep(wait).await;
             Ok(())
         }
-        Err(wait) => Err(ApiError::new(
-            StatusCode::TOO_MANY_REQUESTS,
-            Code::ConnectionRateLimited,
-            format!(
-                "This connection may send {} calls a minute to Hex; try again shortly.",
-                limit.per_minute
-            ),
-        )
-        .with_retry_after(Some(wait.as_secs_f64().ceil() as u64))),
+        Err(wait) => Err(Refusal::RateLimited {
+            per_minute: limit.per_minute,
+            retry_after: wait.as_secs_f64().ceil() as u64,
+        }),
     }
 }

@@ -10,9 +10,8 @@ use axum::http::Response;
 use secrecy::SecretString;
 use uuid::Uuid;
 
-use super::{Exchange, Proxy, Target};
+use super::{Exchange, Proxy, Refusal, Target};
 use crate::audit::{Action, AuditContext};
-use crate::error::{ApiError, Code};
 use crate::lifecycle::{Change, Status};
 use crate::requestlog::Call;
 use crate::store::{Applied, Expect, StoreResult};
@@ -22,16 +21,10 @@ const RECHECK_EVERY: Duration = Duration::from_secs(60);
 
 /// How a forwarded call ended, with what the request log wants to know of it.
 pub(super) struct Outcome {
-    pub(super) result: Result<Response<Body>, ApiError>,
+    pub(super) result: Result<Response<Body>, Refusal>,
     pub(super) exchange: Exchange,
     /// Whether the connection was found in the caller's tenant.
     pub(super) known: bool,
-}
-
-impl Outcome {
-    pub(super) fn refused(error: ApiError) -> Self {
-        Self { result: Err(error), exchange: Exchange::default(), known: false }
-    }
 }
 
 /// Records the call (when the log is on) and returns its answer. A refusal is recorded only when
@@ -42,21 +35,24 @@ pub(super) async fn record(
     id: Uuid,
     call: Option<Call>,
     outcome: Outcome,
-) -> Result<Response<Body>, ApiError> {
+) -> Result<Response<Body>, Refusal> {
     let Some(call) = call else { return outcome.result };
     match outcome.result {
         Ok(response) => Ok(call.answered(response, outcome.exchange)),
-        Err(error) => {
-            let known = outcome.known
-                || (error.code() != Code::NotFound
-                    && (proxy.targets.get(tenant, id).is_some()
-                        || matches!(proxy.store.connection(tenant, id).await, Ok(Some(_)))));
+        Err(refusal) => {
+            let known =
+                outcome.known || (!matches!(refusal, Refusal::NotFound) && known(proxy, tenant, id).await);
             if known {
-                call.refused(&error, outcome.exchange);
+                call.refused(refusal.status(), refusal.code(), outcome.exchange);
             }
-            Err(error)
+            Err(refusal)
         }
     }
+}
+
+/// Whether connection `id` is one of `tenant`'s (cached, else read).
+pub(super) async fn known(proxy: &Proxy, tenant: &str, id: Uuid) -> bool {
+    proxy.targets.get(tenant, id).is_some() || matches!(proxy.store.connection(tenant, id).await, Ok(Some(_)))
 }
 
 /// Follows up Hex's 401 to a call to `target`: the token is re-checked beside the response.

@@ -42,12 +42,12 @@ use uuid::Uuid;
 
 use crate::clock::Clock;
 use crate::config::Config;
-use crate::crypto::Keyring;
-use crate::error::ApiError;
+use crate::crypto::{Keyring, StoredError};
+use crate::error::Code;
 use crate::hex::HexClient;
 use crate::metrics::Metrics;
 use crate::requestlog::{RequestLog, Via};
-use crate::store::{ApiKey, DynStore};
+use crate::store::{ApiKey, DynStore, StoreError};
 pub use after::{recheck_after_unauthorized, Unauthorized};
 pub use limit::{OutboundLimit, RateLimiter};
 pub use links::{HexOrigin, Linked, Relink, MAX_LINKED_BODY};
@@ -153,6 +153,103 @@ impl ProxyError {
             ProxyError::BadBody(_) | ProxyError::BadUrl | ProxyError::BadToken => {}
         }
     }
+
+    /// The status hexbroker answers with (§7).
+    pub fn status(&self) -> StatusCode {
+        match self {
+            ProxyError::Timeout(_) => StatusCode::GATEWAY_TIMEOUT,
+            ProxyError::Unreachable(_) | ProxyError::BrokenAnswer(_) | ProxyError::Upgrade => {
+                StatusCode::BAD_GATEWAY
+            }
+            ProxyError::BadBody(_) | ProxyError::BadUrl => StatusCode::BAD_REQUEST,
+            ProxyError::BadToken => StatusCode::FAILED_DEPENDENCY,
+            ProxyError::Busy => StatusCode::SERVICE_UNAVAILABLE,
+        }
+    }
+
+    /// The code hexbroker answers with (§7).
+    pub fn code(&self) -> Code {
+        match self {
+            ProxyError::Timeout(_) => Code::HexTimeout,
+            ProxyError::Unreachable(_) | ProxyError::BrokenAnswer(_) | ProxyError::Upgrade => {
+                Code::HexUnavailable
+            }
+            ProxyError::BadBody(_) => Code::InvalidBody,
+            ProxyError::BadUrl => Code::InvalidPath,
+            ProxyError::BadToken => Code::ConnectionTokenUnusable,
+            ProxyError::Busy => Code::WorkspaceBusy,
+        }
+    }
+}
+
+/// Why hexbroker answered a proxied call itself instead of relaying Hex's answer. Each has the
+/// status and code the caller gets and the request log records (§7, §11); the words the caller
+/// reads are the error module's (`From<Refusal> for ApiError`).
+#[derive(Debug, thiserror::Error)]
+pub enum Refusal {
+    /// A path that could climb out of `/api` once normalised.
+    #[error("the path may not be forwarded to Hex")]
+    Path(#[from] InvalidPath),
+    /// No such connection in the caller's tenant.
+    #[error("no such connection")]
+    NotFound,
+    /// The connection's token has expired.
+    #[error("the connection's token has expired")]
+    Expired,
+    /// Hex no longer accepts the connection's token.
+    #[error("the connection's token is invalid")]
+    Invalid,
+    /// The connection's outbound limit has no slot within the retry budget.
+    #[error("the connection's outbound rate limit is reached")]
+    RateLimited {
+        /// The limit, calls a minute.
+        per_minute: u32,
+        /// Seconds until a slot frees.
+        retry_after: u64,
+    },
+    /// The call got no answer from Hex.
+    #[error(transparent)]
+    Failed(#[from] ProxyError),
+    /// The stored connection cannot be used.
+    #[error(transparent)]
+    Stored(#[from] StoredError),
+    /// The connection could not be read.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+impl Refusal {
+    /// The status hexbroker answers with.
+    pub fn status(&self) -> StatusCode {
+        match self {
+            Refusal::Path(_) => StatusCode::BAD_REQUEST,
+            Refusal::NotFound => StatusCode::NOT_FOUND,
+            Refusal::Expired | Refusal::Invalid => StatusCode::FAILED_DEPENDENCY,
+            Refusal::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
+            Refusal::Failed(e) => e.status(),
+            Refusal::Stored(StoredError::Crypto(_)) => StatusCode::INTERNAL_SERVER_ERROR,
+            Refusal::Stored(_) => StatusCode::FAILED_DEPENDENCY,
+            Refusal::Store(e) if e.is_unavailable() => StatusCode::SERVICE_UNAVAILABLE,
+            Refusal::Store(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    /// The code hexbroker answers with.
+    pub fn code(&self) -> Code {
+        match self {
+            Refusal::Path(_) => Code::InvalidPath,
+            Refusal::NotFound => Code::NotFound,
+            Refusal::Expired => Code::ConnectionExpired,
+            Refusal::Invalid => Code::ConnectionInvalid,
+            Refusal::RateLimited { .. } => Code::ConnectionRateLimited,
+            Refusal::Failed(e) => e.code(),
+            Refusal::Stored(StoredError::Tampered) => Code::ConnectionTampered,
+            Refusal::Stored(StoredError::HostNotListed) => Code::HexHostNotAllowed,
+            Refusal::Stored(StoredError::Crypto(_)) => Code::InternalError,
+            Refusal::Store(e) if e.is_unavailable() => Code::DatabaseUnavailable,
+            Refusal::Store(_) => Code::InternalError,
+        }
+    }
 }
 
 /// What a proxied exchange with Hex came to, for the request log.
@@ -172,26 +269,29 @@ pub async fn forward(
     id: Uuid,
     via: Via,
     request: Request<Body>,
-) -> Result<Response<Body>, ApiError> {
+) -> Result<Response<Body>, Refusal> {
     let call = proxy.request_log.begin(key, id, via, &request, proxy.clock.now());
     let (mut exchange, mut known) = (Exchange::default(), false);
     let result = phases(proxy, &key.tenant, id, via, request, &mut exchange, &mut known).await;
     after::record(proxy, &key.tenant, id, call, after::Outcome { result, exchange, known }).await
 }
 
-/// Refuses a call that named connection `id` before any phase ran (the caller lacks the scope),
-/// recording the refusal when the connection is one of the caller's tenant.
-pub async fn refuse<B>(
+/// Records a call that named connection `id` and was refused before any phase ran (the caller
+/// lacks the scope) with `status` and `code`, when the connection is one of the caller's tenant.
+pub async fn record_refusal<B>(
     proxy: &Proxy,
     key: &Arc<ApiKey>,
     id: Uuid,
     via: Via,
     request: Request<B>,
-    refusal: ApiError,
-) -> Result<Response<Body>, ApiError> {
+    (status, code): (StatusCode, Code),
+) {
     let call = proxy.request_log.begin(key, id, via, &request, proxy.clock.now());
     drop(request);
-    after::record(proxy, &key.tenant, id, call, after::Outcome::refused(refusal)).await
+    let Some(call) = call else { return };
+    if after::known(proxy, &key.tenant, id).await {
+        call.refused(status, code, Exchange::default());
+    }
 }
 
 /// The phases of one call, in order; `exchange` learns what Hex was asked, `known` whether the
@@ -204,7 +304,7 @@ async fn phases(
     mut request: Request<Body>,
     exchange: &mut Exchange,
     known: &mut bool,
-) -> Result<Response<Body>, ApiError> {
+) -> Result<Response<Body>, Refusal> {
     // Admit the path, find the target, admit the call to it.
     let prefix = via.prefix();
     let path = request.uri().path().strip_prefix(prefix).unwrap_or("/");

@@ -20,9 +20,8 @@ use secrecy::{ExposeSecret, SecretString};
 use uuid::Uuid;
 use zeroize::Zeroizing;
 
-use super::{OriginSlots, Origins, Proxy, ProxyError};
+use super::{OriginSlots, Origins, Proxy, ProxyError, Refusal};
 use crate::cache::{Cache, Fill};
-use crate::error::ApiError;
 use crate::lifecycle::Status;
 use crate::store::Connection;
 
@@ -30,16 +29,12 @@ const BEARER: &[u8] = b"Bearer ";
 
 /// Connection `id`'s prepared target: from the cache, or read from the store, opened and
 /// prepared (then cached, unless the connection changed meanwhile).
-pub async fn find(proxy: &Proxy, tenant: &str, id: Uuid) -> Result<Arc<Target>, ApiError> {
+pub async fn find(proxy: &Proxy, tenant: &str, id: Uuid) -> Result<Arc<Target>, Refusal> {
     if let Some(target) = proxy.targets.get(tenant, id) {
         return Ok(target);
     }
     let fill = proxy.targets.fill();
-    let row = proxy
-        .store
-        .connection_with_token(tenant, id)
-        .await?
-        .ok_or_else(|| ApiError::not_found("connection"))?;
+    let row = proxy.store.connection_with_token(tenant, id).await?.ok_or(Refusal::NotFound)?;
     let (connection, sealed) = &*row;
     let (workspace, token) = crate::crypto::open_stored(&proxy.keyring, &proxy.hex, connection, sealed)?;
     let origin = proxy.hex.origin(&workspace);

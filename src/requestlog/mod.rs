@@ -17,14 +17,14 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use axum::body::Body;
-use axum::http::{HeaderValue, Method, Response};
+use axum::http::{HeaderValue, Method, Response, StatusCode};
 use chrono::{DateTime, Utc};
 use tokio::sync::mpsc;
 use tower_http::request_id::RequestId;
 use uuid::Uuid;
 
 use crate::config::RequestLogConfig;
-use crate::error::ApiError;
+use crate::error::Code;
 use crate::metrics::Metrics;
 use crate::proxy::Exchange;
 use crate::store::ApiKey;
@@ -253,10 +253,10 @@ pub struct Call {
 
 impl Call {
     /// Records hexbroker's own refusal (or failure) of the call, now.
-    pub fn refused(mut self, error: &ApiError, exchange: Exchange) {
-        self.entry.status = error.status_code().as_u16();
+    pub fn refused(mut self, status: StatusCode, code: Code, exchange: Exchange) {
+        self.entry.status = status.as_u16();
         self.entry.answered_by = AnsweredBy::Hexbroker;
-        self.entry.code = Some(error.code().as_str());
+        self.entry.code = Some(code.as_str());
         self.with_exchange(exchange);
         self.finish();
     }

@@ -35,11 +35,13 @@ pub async fn proxy(State(proxy): State<Proxy>, caller: Caller, request: Request)
         // A caller without the scope is refused first, and recorded when it named a connection
         // of its tenant.
         (Err(refusal), Ok(id)) => {
-            return proxy::refuse(&proxy, caller.key(), id, Via::Proxy, request, refusal).await
+            let answer = (refusal.status_code(), refusal.code());
+            proxy::record_refusal(&proxy, caller.key(), id, Via::Proxy, request, answer).await;
+            return Err(refusal);
         }
         (Err(refusal), Err(_)) | (Ok(()), Err(refusal)) => return Err(refusal),
     };
-    proxy::forward(&proxy, caller.key(), id, Via::Proxy, request).await
+    Ok(proxy::forward(&proxy, caller.key(), id, Via::Proxy, request).await?)
 }
 
 /// The connection that `Connection-Id` names.
@@ -77,7 +79,9 @@ pub async fn drop_in(
             Code::ReadOnlyKey,
             "This connection key is read-only (proxy:read): it may send only GET and HEAD requests.",
         );
-        return proxy::refuse(&proxy, caller.key(), id, Via::Api, request, refusal).await;
+        let answer = (refusal.status_code(), refusal.code());
+        proxy::record_refusal(&proxy, caller.key(), id, Via::Api, request, answer).await;
+        return Err(refusal);
     }
-    proxy::forward(&proxy, caller.key(), id, Via::Api, request).await
+    Ok(proxy::forward(&proxy, caller.key(), id, Via::Api, request).await?)
 }
