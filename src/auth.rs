@@ -181,7 +181,10 @@ impl Callers {
         self.keys.get(hash)
     }
 
-    /// The key whose secret hashes to `hash`, from memory or else from the store.
+    /// The key whose secret hashes to `hash`, from memory or else from the store. A key is found
+    /// by the keyed digest of its secret (HMAC-SHA256 under a server-side key), never by comparing
+    /// secrets: a guess's timing can tell at most how its digest, which the guesser cannot steer,
+    /// compares with stored ones, so no constant-time comparison is needed here.
     pub async fn find(
         &self,
         store: &DynStore,

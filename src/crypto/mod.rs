@@ -469,17 +469,25 @@ mod tests {
     #[test]
     fn malformed_keyrings_are_refused_without_echoing_key_bytes() {
         let short = STANDARD.encode([7u8; 16]);
+        let good = STANDARD.encode([1u8; 32]);
+        let dup = entry("dup");
+        let dup_key = dup.split_once(':').unwrap().1.to_owned();
+        // Each case, the reason it is refused, and the key bytes in it that the reason must not
+        // repeat.
         let cases = [
-            String::new(),
-            "nokeyhere".to_owned(),
-            format!("k1:{short}"),
-            "k1:***".to_owned(),
-            format!("bad id:{}", STANDARD.encode([1u8; 32])),
-            format!("{},{}", entry("dup"), entry("dup")),
+            (String::new(), "no keys given", None),
+            ("nokeyhere".to_owned(), "entry 1 is not KID:BASE64", None),
+            (format!("k1:{short}"), "key `k1` is 16 bytes; AES-256 needs 32", Some(short.as_str())),
+            ("k1:***".to_owned(), "key `k1` is not valid base64", Some("***")),
+            (format!("bad id:{good}"), "entry 1: a key id is", Some(good.as_str())),
+            (format!("{dup},{dup}"), "key id `dup` appears twice", Some(dup_key.as_str())),
         ];
-        for case in cases {
+        for (case, reason, key) in cases {
             let err = Keyring::parse(&case).unwrap_err().to_string();
-            assert!(!err.contains(&short), "{err}");
+            assert!(err.contains(reason), "{case:?}: {err}");
+            if let Some(key) = key {
+                assert!(!err.contains(key), "{case:?} echoes its key bytes: {err}");
+            }
         }
     }
 

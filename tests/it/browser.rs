@@ -9,7 +9,6 @@
 
 use crate::common;
 
-use std::net::TcpListener as StdTcpListener;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
@@ -98,22 +97,42 @@ pub(crate) struct Chromedriver {
 
 impl Chromedriver {
     pub(crate) async fn start(binary: &str) -> Self {
-        let port = free_port();
+        // Port 0: chromedriver binds a free port itself and says which on stdout, so no port is
+        // picked here and taken by something else before chromedriver binds it.
         let mut command = Command::new(binary);
-        command
-            .arg(format!("--port={port}"))
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null());
+        command.arg("--port=0").stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::null());
         // A process group of its own, so that the browser it starts goes with it.
         #[cfg(unix)]
         std::os::unix::process::CommandExt::process_group(&mut command, 0);
-        let child = command.spawn().unwrap_or_else(|e| panic!("starting chromedriver {binary}: {e}"));
-        let mut driver = Self { child, port, profile: tempfile::tempdir().expect("temp dir") };
-
-        let status = format!("http://127.0.0.1:{port}/status");
-        let http = reqwest::Client::builder().timeout(Duration::from_secs(2)).build().unwrap();
+        let mut child = command.spawn().unwrap_or_else(|e| panic!("starting chromedriver {binary}: {e}"));
+        let stdout = child.stdout.take().expect("chromedriver's stdout");
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            use std::io::BufRead as _;
+            for line in std::io::BufReader::new(stdout).lines().map_while(Result::ok) {
+                let port = line
+                    .strip_prefix("ChromeDriver was started successfully on port ")
+                    .and_then(|rest| rest.trim_end_matches('.').parse::<u16>().ok());
+                if let Some(port) = port {
+                    let _ = tx.send(port);
+                }
+            }
+        });
+        let mut driver = Self { child, port: 0, profile: tempfile::tempdir().expect("temp dir") };
         let deadline = Instant::now() + WAIT;
+        driver.port = loop {
+            if let Ok(port) = rx.try_recv() {
+                break port;
+            }
+            if let Ok(Some(exit)) = driver.child.try_wait() {
+                panic!("chromedriver exited before saying where it listens: {exit}");
+            }
+            assert!(Instant::now() < deadline, "chromedriver did not start within {WAIT:?}");
+            tokio::time::sleep(POLL).await;
+        };
+
+        let status = format!("http://127.0.0.1:{}/status", driver.port);
+        let http = reqwest::Client::builder().timeout(Duration::from_secs(2)).build().unwrap();
         loop {
             if let Ok(response) = http.get(&status).send().await {
                 if response.status().is_success() {
@@ -179,10 +198,6 @@ impl Drop for Chromedriver {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
-}
-
-fn free_port() -> u16 {
-    StdTcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
 
 /// A fake Hex behind a gate: while the gate is shut, requests wait, so the page stays busy.

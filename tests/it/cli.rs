@@ -192,11 +192,6 @@ fn stderr_of(out: &std::process::Output) -> String {
     String::from_utf8_lossy(&out.stderr).into_owned()
 }
 
-/// A port nothing listens on (bound, read, released).
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
-}
-
 #[test]
 fn encryption_keys_made_in_the_same_second_have_different_ids() {
     let entries: Vec<String> = (0..3)
@@ -242,7 +237,9 @@ fn a_bad_log_filter_stops_the_process_with_one_line_naming_it() {
 #[test]
 fn a_refused_postgres_connection_is_reported_once_by_address() {
     let dir = tempfile::tempdir().unwrap();
-    let port = free_port();
+    // Bound and never listening, so nothing else takes the port while the test runs.
+    let (_held, address) = crate::common::refusing_address();
+    let port = address.port();
     for format in ["pretty", "json"] {
         let out = hexbroker(dir.path())
             .arg("migrate")
@@ -474,7 +471,8 @@ async fn a_terminal_start_on_postgres_names_it_and_never_shows_the_password() {
 #[test]
 fn healthcheck_says_whether_the_server_is_ready() {
     let dir = tempfile::tempdir().unwrap();
-    let nothing = free_port();
+    let (_held, nothing) = crate::common::refusing_address();
+    let nothing = nothing.port();
     let check = |port: u16| {
         hexbroker(dir.path())
             .args(["healthcheck", "--timeout", "2s"])
@@ -535,13 +533,24 @@ fn serving_with_a_request_in_progress(
     let (child, stderr, _, port) = serve_until(dir, &extra, |l| l.contains("hexbroker listening"));
     std::thread::spawn(move || stderr.lines().for_each(drop));
     let mut socket = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    // `Expect: 100-continue`: the server says `100 Continue` when the handler starts reading the
+    // body, so the request is known to be in progress once that is read back.
     let head = format!(
         "POST /v1/connect HTTP/1.1\r\nhost: x\r\nauthorization: Bearer {key}\r\n\
-         content-type: application/json\r\ncontent-length: 100\r\n\r\n{{\"subdomain\":"
+         content-type: application/json\r\ncontent-length: 100\r\nexpect: 100-continue\r\n\r\n"
     );
     socket.write_all(head.as_bytes()).unwrap();
-    // Time for the server to read the headers: the request is in progress from then on.
-    std::thread::sleep(std::time::Duration::from_millis(300));
+    socket.set_read_timeout(Some(std::time::Duration::from_secs(10))).unwrap();
+    let mut seen = Vec::new();
+    let mut byte = [0u8; 1];
+    while !seen.ends_with(b"\r\n\r\n") {
+        let n = std::io::Read::read(&mut socket, &mut byte).expect("the server answers 100 Continue");
+        assert_eq!(n, 1, "the server closed the connection: {}", String::from_utf8_lossy(&seen));
+        seen.push(byte[0]);
+    }
+    assert!(seen.starts_with(b"HTTP/1.1 100 Continue"), "{}", String::from_utf8_lossy(&seen));
+    socket.set_read_timeout(None).unwrap();
+    socket.write_all(b"{\"subdomain\":").unwrap();
     (child, socket)
 }
 

@@ -180,8 +180,15 @@ fn walkthrough_blocks(readme: &str) -> Vec<String> {
     blocks
 }
 
+/// A port that was free a moment ago: the walkthrough's servers bind the ports its variables
+/// name, so one of them may be taken meanwhile; the run is then tried again with new ports.
 fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+/// Whether a server of the run could not bind its port because something took it first.
+fn lost_a_port(logs: &str) -> bool {
+    logs.contains("Address already in use") || logs.contains("address already in use")
 }
 
 fn on_path(program: &str) -> bool {
@@ -214,46 +221,52 @@ fn the_readme_walkthrough_runs_as_pasted() {
         }
     }
 
-    let dir = tempfile::tempdir().unwrap();
-    let script = dir.path().join("walkthrough.sh");
-    std::fs::write(&script, format!("set -euo pipefail\n{}", blocks.join("\n"))).unwrap();
-    let listen = format!("127.0.0.1:{}", free_port());
     let path = format!("{}:{}", bin_dir.display(), std::env::var("PATH").unwrap_or_default());
-    let out = Command::new("timeout")
-        .args(["-k", "5", "120", "bash"])
-        .arg(&script)
-        .env_clear()
-        .env("PATH", path)
-        .env("HOME", dir.path())
-        .env("TMPDIR", dir.path())
-        .env("HEXBROKER_LISTEN", &listen)
-        .env("FAKE_HEX", format!("127.0.0.1:{}", free_port()))
-        .current_dir(dir.path())
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let logs = || {
-        let mut logs = String::new();
-        for entry in walk(dir.path()) {
-            if entry.extension().is_some_and(|e| e == "log") {
-                logs.push_str(&format!(
-                    "--- {}\n{}\n",
-                    entry.display(),
-                    std::fs::read_to_string(&entry).unwrap_or_default()
-                ));
+    for attempt in 1..=3 {
+        let dir = tempfile::tempdir().unwrap();
+        let script = dir.path().join("walkthrough.sh");
+        std::fs::write(&script, format!("set -euo pipefail\n{}", blocks.join("\n"))).unwrap();
+        let listen = format!("127.0.0.1:{}", free_port());
+        let out = Command::new("timeout")
+            .args(["-k", "5", "120", "bash"])
+            .arg(&script)
+            .env_clear()
+            .env("PATH", &path)
+            .env("HOME", dir.path())
+            .env("TMPDIR", dir.path())
+            .env("HEXBROKER_LISTEN", &listen)
+            .env("FAKE_HEX", format!("127.0.0.1:{}", free_port()))
+            .current_dir(dir.path())
+            .output()
+            .unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        let logs = {
+            let mut logs = String::new();
+            for entry in walk(dir.path()) {
+                if entry.extension().is_some_and(|e| e == "log") {
+                    logs.push_str(&format!(
+                        "--- {}\n{}\n",
+                        entry.display(),
+                        std::fs::read_to_string(&entry).unwrap_or_default()
+                    ));
+                }
             }
+            logs
+        };
+        if !out.status.success() && attempt < 3 && lost_a_port(&logs) {
+            eprintln!("the walkthrough lost a port to another process; again with new ports");
+            continue;
         }
-        logs
-    };
-    assert!(
-        out.status.success(),
-        "the walkthrough failed ({}):\n--- stdout\n{stdout}\n--- stderr\n{}\n{}",
-        out.status,
-        String::from_utf8_lossy(&out.stderr),
-        logs()
-    );
-    assert!(stdout.contains(&format!("hexbroker is ready at http://{listen}")), "{stdout}");
-    assert!(stdout.contains("409 session_used") && stdout.contains("403 "), "{stdout}");
+        assert!(
+            out.status.success(),
+            "the walkthrough failed ({}):\n--- stdout\n{stdout}\n--- stderr\n{}\n{logs}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr),
+        );
+        assert!(stdout.contains(&format!("hexbroker is ready at http://{listen}")), "{stdout}");
+        assert!(stdout.contains("409 session_used") && stdout.contains("403 "), "{stdout}");
+        return;
+    }
 }
 
 fn walk(dir: &Path) -> Vec<PathBuf> {
