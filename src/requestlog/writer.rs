@@ -14,7 +14,7 @@ use super::{AnsweredBy, Entry, RequestLog};
 use crate::clock::Clock;
 use crate::config::RequestLogConfig;
 use crate::metrics::Metrics;
-use crate::store::{self, DynStore, HourCount, RequestRecord, StoreResult};
+use crate::store::{self, DynStore, HourCount, NewRequest, StoreResult};
 
 /// The most entries written in one transaction.
 const BATCH: usize = 1_000;
@@ -101,26 +101,28 @@ async fn write(
 /// Writes `batch` (emptying it); a batch the database refuses is tried once more after a pause
 /// (unless `retry` is false), then dropped and counted.
 async fn write_batch(store: &DynStore, metrics: &Metrics, batch: &mut Vec<Entry>, retry: bool) {
-    let (rows, counts) = rows_of(batch);
     let n = batch.len() as u64;
-    batch.clear();
-    let mut outcome = store.insert_requests(&rows, &counts).await;
-    if outcome.is_err() && retry {
-        tokio::time::sleep(RETRY_AFTER).await;
-        outcome = store.insert_requests(&rows, &counts).await;
-    }
-    match outcome {
-        Ok(()) => metrics.request_log_written(n),
-        Err(e) => {
-            tracing::warn!(error = %e, entries = n, "could not write request log entries; dropped");
-            metrics.request_log_dropped(n);
+    {
+        let (rows, counts) = rows_of(batch);
+        let mut outcome = store.insert_requests(&rows, &counts).await;
+        if outcome.is_err() && retry {
+            tokio::time::sleep(RETRY_AFTER).await;
+            outcome = store.insert_requests(&rows, &counts).await;
+        }
+        match outcome {
+            Ok(()) => metrics.request_log_written(n),
+            Err(e) => {
+                tracing::warn!(error = %e, entries = n, "could not write request log entries; dropped");
+                metrics.request_log_dropped(n);
+            }
         }
     }
+    batch.clear();
 }
 
-/// The rows of `entries`, and what they add to each connection's hourly counts (in key order, so
-/// that two replicas' batches lock count rows in the same order).
-fn rows_of(entries: &[Entry]) -> (Vec<RequestRecord>, Vec<HourCount>) {
+/// The rows of `entries` (borrowed from them), and what they add to each connection's hourly
+/// counts (in key order, so that two replicas' batches lock count rows in the same order).
+fn rows_of(entries: &[Entry]) -> (Vec<NewRequest<'_>>, Vec<HourCount>) {
     let mut counts: BTreeMap<(Uuid, DateTime<Utc>), HourCount> = BTreeMap::new();
     // The random part of each id: one system call per batch, then splitmix64 (ids need to be
     // unique, not secret).
@@ -156,31 +158,31 @@ fn splitmix(mut z: u64) -> u64 {
     z ^ (z >> 31)
 }
 
-fn row_of(entry: &Entry, random: u64) -> RequestRecord {
+fn row_of(entry: &Entry, random: u64) -> NewRequest<'_> {
     let path = entry.path.as_str();
     let mut end = path.len().min(MAX_PATH);
     while !path.is_char_boundary(end) {
         end -= 1;
     }
-    RequestRecord {
+    NewRequest {
         id: store::id_with(entry.at, random),
-        tenant: entry.key.tenant.clone(),
+        tenant: &entry.key.tenant,
         connection_id: entry.connection_id,
         at: entry.at,
-        method: entry.method.as_str().to_owned(),
-        path: if path.is_empty() { "/".to_owned() } else { path[..end].to_owned() },
+        method: entry.method.as_str(),
+        path: if path.is_empty() { "/" } else { &path[..end] },
         status: i32::from(entry.status),
-        answered_by: entry.answered_by.as_str().to_owned(),
+        answered_by: entry.answered_by.as_str(),
         code: match entry.answered_by {
-            AnsweredBy::Hexbroker => entry.code.map(str::to_owned),
+            AnsweredBy::Hexbroker => entry.code,
             AnsweredBy::Hex => None,
         },
         duration_ms: millis(entry.duration),
         hex_duration_ms: entry.hex_duration.map(millis),
         retries: i32::try_from(entry.retries).unwrap_or(i32::MAX),
-        via: entry.via.as_str().to_owned(),
+        via: entry.via.as_str(),
         key_id: Some(entry.key.id),
-        request_id: entry.request_id.as_ref().and_then(|v| v.to_str().ok()).map(str::to_owned),
+        request_id: entry.request_id.as_ref().and_then(|v| v.to_str().ok()),
     }
 }
 

@@ -34,8 +34,8 @@ pub use console::{ConsoleSession, ConsoleStore, NewConsoleSession};
 pub use effects::{Forget, Stale};
 pub use postgres::PgStore;
 pub use requestlog::{
-    id_at, id_bound, id_with, HourCount, RequestCounts, RequestFilter, RequestLogStore, RequestRecord,
-    StatusFilter,
+    id_at, id_bound, id_with, HourCount, NewRequest, RequestCounts, RequestFilter, RequestLogStore,
+    RequestRecord, StatusFilter,
 };
 pub use session::{NewSession, Session, SessionOutcome, SessionWrite};
 pub use sqlite::{database_file as sqlite_database_file, SqliteStore};

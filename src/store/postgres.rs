@@ -138,7 +138,7 @@ fn connect_error(options: &PgConnectOptions, error: &sqlx::Error) -> anyhow::Err
 impl_writes!(PgStore, sqlx::Postgres, notify: true);
 impl_webhook_store!(PgStore, sqlx::Postgres, claim: crate::store::sql::webhook::CLAIM_DELIVERIES_POSTGRES);
 impl_console_store!(PgStore);
-impl_request_log_store!(PgStore, sqlx::Postgres, rows: super::requestlog::insert_rows_postgres);
+impl_request_log_store!(PgStore, sqlx::Postgres, batch: super::requestlog::insert_batch_postgres);
 
 impl_verify_store!(PgStore, claim: crate::store::sql::verify::CLAIM_DUE_POSTGRES);
 

@@ -48,6 +48,42 @@ pub struct RequestRecord {
     pub request_id: Option<String>,
 }
 
+/// One proxied call to write: a [`RequestRecord`] borrowed from the request log's queued entry,
+/// so the writer copies no string into a row of its own.
+#[derive(Debug, Clone, Copy)]
+pub struct NewRequest<'a> {
+    /// The entry's id (UUID v7 of `at`).
+    pub id: Uuid,
+    /// The tenant of the caller.
+    pub tenant: &'a str,
+    /// The connection called.
+    pub connection_id: Uuid,
+    /// When the call started.
+    pub at: DateTime<Utc>,
+    /// The HTTP method.
+    pub method: &'a str,
+    /// The Hex API path (below `/api`), without the query string.
+    pub path: &'a str,
+    /// The status the caller got.
+    pub status: i32,
+    /// `hex` or `hexbroker`.
+    pub answered_by: &'static str,
+    /// hexbroker's error code, when hexbroker answered.
+    pub code: Option<&'static str>,
+    /// From the start of the call to the end of the answer's body.
+    pub duration_ms: i64,
+    /// The time Hex took to send its response head, when Hex was reached.
+    pub hex_duration_ms: Option<i64>,
+    /// Retries the call made.
+    pub retries: i32,
+    /// `proxy`, `api` or `mcp`.
+    pub via: &'static str,
+    /// The id of the key used.
+    pub key_id: Option<Uuid>,
+    /// The `x-request-id` the caller got back.
+    pub request_id: Option<&'a str>,
+}
+
 /// What one connection's calls in one hour add to its counts.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct HourCount {
@@ -126,8 +162,8 @@ pub fn id_with(at: DateTime<Utc>, random: u64) -> Uuid {
 /// The request log's operations, on either backend (a supertrait of [`super::Store`]).
 #[async_trait::async_trait]
 pub trait RequestLogStore: Send + Sync {
-    /// Writes `entries` and adds `counts` to the hourly counts, in one transaction.
-    async fn insert_requests(&self, entries: &[RequestRecord], counts: &[HourCount]) -> StoreResult<()>;
+    /// Writes `entries` and adds `counts` to the hourly counts, atomically.
+    async fn insert_requests(&self, entries: &[NewRequest<'_>], counts: &[HourCount]) -> StoreResult<()>;
     /// A page of `tenant`'s entries, newest first.
     async fn list_requests(&self, tenant: &str, filter: &RequestFilter) -> StoreResult<Vec<RequestRecord>>;
     /// The counts of each of `ids` that has any, counting calls in hours from `since` on.
@@ -153,21 +189,39 @@ macro_rules! request_columns {
     };
 }
 
-/// The statement that writes a batch of entries on Postgres: the batch as 15 arrays, one per
-/// column. Its text is the same for every batch size, so each pooled connection prepares it once,
-/// and the writer encodes 15 arrays instead of binding 15 parameters per row.
-const INSERT_ROWS_POSTGRES: &str = concat!(
-    "insert into request_log (",
+/// What a batch adds to the hourly counts: calls and errors added, the later `last_error_at` kept.
+macro_rules! add_to_counts {
+    () => {
+        " on conflict (connection_id, hour) do update set \
+         calls = request_count.calls + excluded.calls, \
+         errors = request_count.errors + excluded.errors, \
+         last_error_at = case when request_count.last_error_at is null \
+         or request_count.last_error_at < excluded.last_error_at \
+         then excluded.last_error_at else request_count.last_error_at end"
+    };
+}
+
+/// The statement that writes a batch on Postgres: the entries as 15 arrays (one per column) and
+/// the counts they add as 5 more, in one statement (the entries' insert is a data-modifying
+/// `with`, which runs once whether or not it is read), so a batch is atomic without a
+/// transaction's `begin` and `commit` round trips. Its text is the same for every batch size, so
+/// each pooled connection prepares it once.
+const INSERT_BATCH_POSTGRES: &str = concat!(
+    "with logged as (insert into request_log (",
     request_columns!(),
     ") select * from unnest($1::uuid[], $2::text[], $3::uuid[], $4::timestamptz[], $5::text[], \
      $6::text[], $7::int4[], $8::text[], $9::text[], $10::int8[], $11::int8[], $12::int4[], \
-     $13::text[], $14::uuid[], $15::text[])"
+     $13::text[], $14::uuid[], $15::text[])) \
+     insert into request_count (connection_id, hour, calls, errors, last_error_at) \
+     select * from unnest($16::uuid[], $17::timestamptz[], $18::int8[], $19::int8[], $20::timestamptz[])",
+    add_to_counts!()
 );
 
-/// Writes `entries` on Postgres in one statement (see [`INSERT_ROWS_POSTGRES`]).
-pub(super) async fn insert_rows_postgres(
-    connection: &mut sqlx::PgConnection,
-    entries: &[RequestRecord],
+/// Writes a batch on Postgres in one statement (see [`INSERT_BATCH_POSTGRES`]).
+pub(super) async fn insert_batch_postgres(
+    pool: &sqlx::PgPool,
+    entries: &[NewRequest<'_>],
+    counts: &[HourCount],
 ) -> StoreResult<()> {
     if entries.is_empty() {
         return Ok(());
@@ -190,22 +244,37 @@ pub(super) async fn insert_rows_postgres(
     let mut request_id = Vec::with_capacity(n);
     for e in entries {
         id.push(e.id);
-        tenant.push(e.tenant.as_str());
+        tenant.push(e.tenant);
         connection_id.push(e.connection_id);
         at.push(e.at);
-        method.push(e.method.as_str());
-        path.push(e.path.as_str());
+        method.push(e.method);
+        path.push(e.path);
         status.push(e.status);
-        answered_by.push(e.answered_by.as_str());
-        code.push(e.code.as_deref());
+        answered_by.push(e.answered_by);
+        code.push(e.code);
         duration_ms.push(e.duration_ms);
         hex_duration_ms.push(e.hex_duration_ms);
         retries.push(e.retries);
-        via.push(e.via.as_str());
+        via.push(e.via);
         key_id.push(e.key_id);
-        request_id.push(e.request_id.as_deref());
+        request_id.push(e.request_id);
     }
-    sqlx::query(INSERT_ROWS_POSTGRES)
+    let m = counts.len();
+    let (mut count_id, mut hour, mut calls, mut errors, mut last_error_at) = (
+        Vec::with_capacity(m),
+        Vec::with_capacity(m),
+        Vec::with_capacity(m),
+        Vec::with_capacity(m),
+        Vec::with_capacity(m),
+    );
+    for c in counts {
+        count_id.push(c.connection_id);
+        hour.push(c.hour);
+        calls.push(c.calls);
+        errors.push(c.errors);
+        last_error_at.push(c.last_error_at);
+    }
+    sqlx::query(INSERT_BATCH_POSTGRES)
         .bind(id)
         .bind(tenant)
         .bind(connection_id)
@@ -221,18 +290,26 @@ pub(super) async fn insert_rows_postgres(
         .bind(via)
         .bind(key_id)
         .bind(request_id)
-        .execute(connection)
+        .bind(count_id)
+        .bind(hour)
+        .bind(calls)
+        .bind(errors)
+        .bind(last_error_at)
+        .execute(pool)
         .await?;
     Ok(())
 }
 
-/// Writes `entries` on SQLite: multi-row inserts of 500 rows (SQLite has no arrays to bind).
-/// Not prepared for reuse: each batch size is another statement.
-pub(super) async fn insert_rows_sqlite(
-    connection: &mut sqlx::SqliteConnection,
-    entries: &[RequestRecord],
+/// Writes a batch on SQLite in one transaction: multi-row inserts of 500 rows (SQLite has no
+/// arrays to bind), not prepared for reuse (each batch size is another statement).
+pub(super) async fn insert_batch_sqlite(
+    pool: &sqlx::SqlitePool,
+    entries: &[NewRequest<'_>],
+    counts: &[HourCount],
 ) -> StoreResult<()> {
-    for chunk in entries.chunks(500) {
+    const ROWS: usize = 500;
+    let mut tx = pool.begin().await?;
+    for chunk in entries.chunks(ROWS) {
         let mut q = sqlx::QueryBuilder::<sqlx::Sqlite>::new(concat!(
             "insert into request_log (",
             request_columns!(),
@@ -240,64 +317,53 @@ pub(super) async fn insert_rows_sqlite(
         ));
         q.push_values(chunk, |mut row, e| {
             row.push_bind(e.id)
-                .push_bind(&e.tenant)
+                .push_bind(e.tenant)
                 .push_bind(e.connection_id)
                 .push_bind(e.at)
-                .push_bind(&e.method)
-                .push_bind(&e.path)
+                .push_bind(e.method)
+                .push_bind(e.path)
                 .push_bind(e.status)
-                .push_bind(&e.answered_by)
-                .push_bind(&e.code)
+                .push_bind(e.answered_by)
+                .push_bind(e.code)
                 .push_bind(e.duration_ms)
                 .push_bind(e.hex_duration_ms)
                 .push_bind(e.retries)
-                .push_bind(&e.via)
+                .push_bind(e.via)
                 .push_bind(e.key_id)
-                .push_bind(&e.request_id);
+                .push_bind(e.request_id);
         });
-        q.build().persistent(false).execute(&mut *connection).await?;
+        q.build().persistent(false).execute(&mut *tx).await?;
     }
+    for chunk in counts.chunks(ROWS) {
+        let mut q = sqlx::QueryBuilder::<sqlx::Sqlite>::new(
+            "insert into request_count (connection_id, hour, calls, errors, last_error_at) ",
+        );
+        q.push_values(chunk, |mut row, c| {
+            row.push_bind(c.connection_id)
+                .push_bind(c.hour)
+                .push_bind(c.calls)
+                .push_bind(c.errors)
+                .push_bind(c.last_error_at);
+        });
+        q.push(add_to_counts!());
+        q.build().persistent(false).execute(&mut *tx).await?;
+    }
+    tx.commit().await?;
     Ok(())
 }
 
 /// Writes the [`RequestLogStore`] implementation for a backend with a `pool` field; `$db` is its
 /// sqlx database type.
 macro_rules! impl_request_log_store {
-    ($store:ty, $db:ty, rows: $insert_rows:path) => {
+    ($store:ty, $db:ty, batch: $insert_batch:path) => {
         #[async_trait::async_trait]
         impl $crate::store::RequestLogStore for $store {
             async fn insert_requests(
                 &self,
-                entries: &[$crate::store::RequestRecord],
+                entries: &[$crate::store::NewRequest<'_>],
                 counts: &[$crate::store::HourCount],
             ) -> $crate::store::StoreResult<()> {
-                // Entries: one statement per batch (see `insert_rows`); counts: one per 500.
-                const ROWS: usize = 500;
-                let mut tx = self.pool.begin().await?;
-                $insert_rows(&mut *tx, entries).await?;
-                for chunk in counts.chunks(ROWS) {
-                    let mut q = sqlx::QueryBuilder::<$db>::new(
-                        "insert into request_count (connection_id, hour, calls, errors, last_error_at) ",
-                    );
-                    q.push_values(chunk, |mut row, c| {
-                        row.push_bind(c.connection_id)
-                            .push_bind(c.hour)
-                            .push_bind(c.calls)
-                            .push_bind(c.errors)
-                            .push_bind(c.last_error_at);
-                    });
-                    q.push(
-                        " on conflict (connection_id, hour) do update set \
-                         calls = request_count.calls + excluded.calls, \
-                         errors = request_count.errors + excluded.errors, \
-                         last_error_at = case when request_count.last_error_at is null \
-                         or request_count.last_error_at < excluded.last_error_at \
-                         then excluded.last_error_at else request_count.last_error_at end",
-                    );
-                    q.build().persistent(false).execute(&mut *tx).await?;
-                }
-                tx.commit().await?;
-                Ok(())
+                $insert_batch(&self.pool, entries, counts).await
             }
 
             async fn list_requests(

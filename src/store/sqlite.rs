@@ -54,7 +54,7 @@ impl SqliteStore {
 impl_writes!(SqliteStore, sqlx::Sqlite, notify: false);
 impl_webhook_store!(SqliteStore, sqlx::Sqlite, claim: crate::store::sql::webhook::CLAIM_DELIVERIES_SQLITE);
 impl_console_store!(SqliteStore);
-impl_request_log_store!(SqliteStore, sqlx::Sqlite, rows: super::requestlog::insert_rows_sqlite);
+impl_request_log_store!(SqliteStore, sqlx::Sqlite, batch: super::requestlog::insert_batch_sqlite);
 
 impl_verify_store!(SqliteStore, claim: crate::store::sql::verify::CLAIM_DUE_SQLITE);
 
