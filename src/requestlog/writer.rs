@@ -22,8 +22,13 @@ const BATCH: usize = 1_000;
 const PRUNE_BATCH: u32 = 1_000;
 /// The longest path recorded (in bytes, cut at a character boundary).
 const MAX_PATH: usize = 2_048;
-/// How long the writer lets a short queue fill before writing it.
-const GATHER: Duration = Duration::from_millis(100);
+/// How long the writer lets a short queue fill before writing it: at most this, looking every
+/// [`GATHER_TICK`] whether a full batch is waiting. A long gather makes a quiet replica's batches
+/// larger (each batch's cost is mostly fixed: a round trip, a statement); the ticks keep a busy
+/// one's queue far from full.
+const GATHER: Duration = Duration::from_millis(500);
+/// How often a gathering writer looks whether a full batch is waiting.
+const GATHER_TICK: Duration = Duration::from_millis(100);
 /// How long the writer waits before trying a batch the database refused once more.
 const RETRY_AFTER: Duration = Duration::from_millis(500);
 
@@ -66,12 +71,16 @@ async fn write(
         // Let a short queue fill before taking it. A send wakes the writer only while it waits in
         // `recv`; waiting on a timer instead spares the proxy's hot path a cross-thread wake-up
         // per call, and the database many small transactions. A full batch is taken at once.
-        if queue.len() < BATCH {
+        let (mut gathered, mut stopping) = (Duration::ZERO, false);
+        while queue.len() < BATCH && gathered < GATHER && !stopping {
             tokio::select! {
                 biased;
-                _ = stop.changed() => break,
-                () = tokio::time::sleep(GATHER) => {}
+                _ = stop.changed() => stopping = true,
+                () = tokio::time::sleep(GATHER_TICK) => gathered += GATHER_TICK,
             }
+        }
+        if stopping {
+            break;
         }
         while batch.len() < BATCH {
             match queue.try_recv() {
