@@ -82,11 +82,12 @@ async fn write(
         if stopping {
             break;
         }
-        while batch.len() < BATCH {
-            match queue.try_recv() {
-                Ok(entry) => batch.push(entry),
-                Err(_) => break,
-            }
+        // What is queued, in one take: its queue slots are handed back at once, not one by one.
+        // (This task is the only receiver, so what `len` counts is there and the take does not
+        // wait.)
+        let queued = queue.len().min(BATCH.saturating_sub(batch.len()));
+        if queued > 0 {
+            queue.recv_many(&mut batch, queued).await;
         }
         metrics.request_log_queued(queue.len());
         write_batch(&store, &metrics, &mut batch, true).await;
