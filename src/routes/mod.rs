@@ -6,6 +6,7 @@ mod connections;
 mod events;
 mod health;
 mod keys;
+mod observe;
 mod page;
 mod proxy;
 mod requests;
@@ -22,19 +23,16 @@ use std::time::Duration;
 
 use std::net::SocketAddr;
 
-use axum::extract::{ConnectInfo, FromRequestParts, MatchedPath, Request};
+use axum::extract::{ConnectInfo, FromRequestParts, Request};
 use axum::handler::Handler;
 use axum::http::request::Parts;
 use axum::http::{header, HeaderName, HeaderValue, Method, StatusCode};
-use axum::response::Response;
 use axum::routing::{MethodFilter, MethodRouter};
 use axum::Router;
 use tower::ServiceBuilder;
 use tower_http::cors::{AllowOrigin, CorsLayer};
 use tower_http::request_id::{MakeRequestId, PropagateRequestIdLayer, RequestId, SetRequestIdLayer};
 use tower_http::sensitive_headers::SetSensitiveRequestHeadersLayer;
-use tower_http::trace::TraceLayer;
-use tracing::Span;
 
 use uuid::Uuid;
 
@@ -242,32 +240,9 @@ pub fn router(state: AppState) -> Router {
     with_middleware(routes, state)
 }
 
-/// Request ids, sensitive-header marking, the request span, metrics, and the in-flight cap.
+/// Request ids, sensitive-header marking, then (innermost, [`observe`]) the request span and
+/// access log line, metrics, and the in-flight cap.
 fn with_middleware(routes: Router, state: AppState) -> Router {
-    let trace = TraceLayer::new_for_http()
-        .make_span_with(|request: &Request| {
-            let route = request.extensions().get::<MatchedPath>().map_or("unmatched", MatchedPath::as_str);
-            let request_id =
-                request.extensions().get::<RequestId>().and_then(|id| id.header_value().to_str().ok());
-            let caller_request_id =
-                request.extensions().get::<CallerRequestId>().and_then(|id| id.0.to_str().ok());
-            tracing::info_span!(
-                "request",
-                method = %request.method(),
-                route,
-                request_id,
-                caller_request_id,
-                key_id = tracing::field::Empty,
-                status = tracing::field::Empty,
-            )
-        })
-        .on_request(())
-        .on_response(|response: &Response, latency: Duration, span: &Span| {
-            span.record("status", response.status().as_u16());
-            tracing::info!(latency_ms = latency.as_secs_f64() * 1000.0, "finished");
-        })
-        .on_failure(());
-
     routes.layer(
         ServiceBuilder::new()
             .layer(tower::util::MapRequestLayer::new(take_caller_request_id))
@@ -277,10 +252,8 @@ fn with_middleware(routes: Router, state: AppState) -> Router {
                 header::COOKIE,
                 header::PROXY_AUTHORIZATION,
             ]))
-            .layer(trace)
             .layer(PropagateRequestIdLayer::new(REQUEST_ID))
-            .layer(axum::middleware::from_fn_with_state(state.metrics.clone(), crate::metrics::track))
-            .layer(axum::middleware::from_fn_with_state(state.edge.clone(), crate::edge::shed)),
+            .layer(observe::ObserveLayer::new(state.metrics.clone(), state.edge.clone())),
     )
 }
 
