@@ -93,7 +93,7 @@ fn request_span(request: &Request, route: &Route) -> Span {
     tracing::info_span!(
         target: "hexbroker::routes",
         "request",
-        method = request.method().as_str(),
+        method = %request.method(),
         route = route.as_str(),
         request_id,
         caller_request_id,
