@@ -74,8 +74,9 @@ pub(super) async fn first_frame(
     body: hyper::body::Incoming,
     deadline: tokio::time::Instant,
 ) -> Result<Deadline, BoxError> {
-    let mut body =
-        Deadline { body, first: None, sleep: Box::pin(tokio::time::sleep_until(deadline)), done: false };
+    // The request's span, for the one line the body may log once its head has gone out.
+    let span = tracing::Span::current();
+    let mut body = Deadline { body, first: None, deadline, sleep: None, done: false, span };
     if !body.body.is_end_stream() {
         match body.frame().await {
             Some(Ok(frame)) => body.first = Some(frame),
@@ -89,14 +90,17 @@ pub(super) async fn first_frame(
 pub(super) type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
 /// Hex's body with a deadline: a Hex that trickles bytes cannot hold a connection of the
-/// broker's for longer than the exchange timeout. The timer is only armed when Hex makes the
+/// broker's for longer than the exchange timeout. The timer is only made when Hex makes the
 /// body wait, so a body that is already there costs no timer at all.
 pub(super) struct Deadline {
     body: hyper::body::Incoming,
     /// The frame read ahead by [`first_frame`], given out first.
     first: Option<http_body::Frame<bytes::Bytes>>,
-    sleep: std::pin::Pin<Box<tokio::time::Sleep>>,
+    deadline: tokio::time::Instant,
+    sleep: Option<std::pin::Pin<Box<tokio::time::Sleep>>>,
     done: bool,
+    /// The request's span, which the body outlives as it streams.
+    span: tracing::Span,
 }
 
 impl http_body::Body for Deadline {
@@ -122,12 +126,18 @@ impl http_body::Body for Deadline {
                 Poll::Ready(Some(Err(e.into())))
             }
             Poll::Ready(frame) => Poll::Ready(frame.map(|f| f.map_err(Into::into))),
-            Poll::Pending if this.sleep.as_mut().poll(cx).is_ready() => {
+            Poll::Pending => {
+                let deadline = this.deadline;
+                let sleep = this.sleep.get_or_insert_with(|| Box::pin(tokio::time::sleep_until(deadline)));
+                if sleep.as_mut().poll(cx).is_pending() {
+                    return Poll::Pending;
+                }
                 this.done = true;
-                tracing::warn!("Hex did not finish its body within the exchange timeout; cut off");
+                this.span.in_scope(|| {
+                    tracing::warn!("Hex did not finish its body within the exchange timeout; cut off");
+                });
                 Poll::Ready(Some(Err("Hex did not finish the body in time".into())))
             }
-            Poll::Pending => Poll::Pending,
         }
     }
 

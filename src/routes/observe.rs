@@ -12,7 +12,6 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{ready, Context, Poll};
 
-use axum::body::Body;
 use axum::extract::Request;
 use axum::response::{IntoResponse, Response};
 use tokio::time::Instant;
@@ -161,40 +160,9 @@ where
             answered(call, route, &response);
             response
         };
-        let Some(Call { span, .. }) = this.call.take() else { return Poll::Ready(Ok(response)) };
-        if span.is_disabled() {
-            return Poll::Ready(Ok(response));
-        }
-        // The body streams inside the span too: what is logged while it does (a body cut off at
-        // the exchange's deadline) carries the request's fields.
-        Poll::Ready(Ok(response.map(|body| Body::new(InSpan { body, span }))))
-    }
-}
-
-/// A response body polled inside its request's span; the span closes when the body is done.
-struct InSpan {
-    body: Body,
-    span: Span,
-}
-
-impl http_body::Body for InSpan {
-    type Data = bytes::Bytes;
-    type Error = axum::Error;
-
-    fn poll_frame(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<http_body::Frame<Self::Data>, Self::Error>>> {
-        let this = self.get_mut();
-        let _entered = this.span.enter();
-        Pin::new(&mut this.body).poll_frame(cx)
-    }
-
-    fn is_end_stream(&self) -> bool {
-        self.body.is_end_stream()
-    }
-
-    fn size_hint(&self) -> http_body::SizeHint {
-        self.body.size_hint()
+        // The span closes here, unless the body holds it: the proxy's does, for the line it
+        // logs should Hex not finish the body in time.
+        this.call.take();
+        Poll::Ready(Ok(response))
     }
 }
