@@ -279,27 +279,35 @@ fn take_caller_request_id(mut request: Request) -> Request {
 /// yet ids from different replicas and restarts do not collide.
 #[derive(Clone)]
 struct RequestIds {
-    prefix: Arc<str>,
+    /// The random bits, as 16 hex digits.
+    prefix: [u8; 16],
     next: Arc<AtomicU64>,
 }
 
 impl RequestIds {
     fn new() -> Self {
-        let prefix = hex::encode(crate::crypto::random_bytes::<8>());
-        Self { prefix: prefix.into(), next: Arc::new(AtomicU64::new(1)) }
+        let mut prefix = [0u8; 16];
+        prefix.copy_from_slice(hex::encode(crate::crypto::random_bytes::<8>()).as_bytes());
+        Self { prefix, next: Arc::new(AtomicU64::new(1)) }
+    }
+
+    /// `PREFIX-n`, `n` in lowercase hex: written on the stack, copied once.
+    fn id(&self, n: u64) -> Option<HeaderValue> {
+        const HEX: &[u8; 16] = b"0123456789abcdef";
+        let mut buf = [0u8; 33];
+        buf[..16].copy_from_slice(&self.prefix);
+        buf[16] = b'-';
+        let digits = (16 - n.leading_zeros() as usize / 4).max(1);
+        for (i, place) in buf[17..17 + digits].iter_mut().enumerate() {
+            *place = HEX[((n >> (4 * (digits - 1 - i))) & 0xf) as usize];
+        }
+        HeaderValue::from_bytes(&buf[..17 + digits]).ok()
     }
 }
 
 impl MakeRequestId for RequestIds {
     fn make_request_id<B>(&mut self, _: &axum::http::Request<B>) -> Option<RequestId> {
-        use std::io::Write as _;
-        let n = self.next.fetch_add(1, Ordering::Relaxed);
-        // 16 hex digits, a dash and at most 16 more: written on the stack, copied once.
-        let mut buf = [0u8; 40];
-        let mut cursor = std::io::Cursor::new(&mut buf[..]);
-        write!(cursor, "{}-{n:x}", self.prefix).ok()?;
-        let len = usize::try_from(cursor.position()).ok()?;
-        HeaderValue::from_bytes(buf.get(..len)?).ok().map(RequestId::new)
+        self.id(self.next.fetch_add(1, Ordering::Relaxed)).map(RequestId::new)
     }
 }
 
@@ -342,4 +350,19 @@ async fn method_not_allowed() -> ApiError {
         Code::MethodNotAllowed,
         "This route does not accept that method.",
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::RequestIds;
+
+    #[test]
+    fn request_ids_are_the_prefix_then_the_counter_in_hex() {
+        let ids = RequestIds::new();
+        let prefix = std::str::from_utf8(&ids.prefix).unwrap().to_owned();
+        assert!(prefix.bytes().all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase()), "{prefix}");
+        for n in [0, 1, 9, 10, 15, 16, 255, 256, 0xdead_beef, u64::MAX >> 4, u64::MAX] {
+            assert_eq!(ids.id(n).unwrap().to_str().unwrap(), format!("{prefix}-{n:x}"));
+        }
+    }
 }
