@@ -3,11 +3,9 @@
 //! Labels carry templates, methods, status codes and fixed words — never ids or secrets.
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use axum::extract::{MatchedPath, Request, State};
-use axum::middleware::Next;
-use axum::response::Response;
+use axum::extract::MatchedPath;
 use prometheus_client::encoding::{EncodeLabelSet, EncodeLabelValue, LabelValueEncoder};
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
@@ -30,7 +28,8 @@ impl Route {
         Self(request.extensions().get::<MatchedPath>().cloned())
     }
 
-    fn as_str(&self) -> &str {
+    /// The template, or `unmatched`.
+    pub fn as_str(&self) -> &str {
         self.0.as_ref().map_or("unmatched", MatchedPath::as_str)
     }
 }
@@ -306,16 +305,6 @@ impl Drop for ClientConnection {
     fn drop(&mut self) {
         self.0 .0.client_connections.dec();
     }
-}
-
-/// Middleware that counts and times every request by its route template.
-pub async fn track(State(metrics): State<Metrics>, request: Request, next: Next) -> Response {
-    let route = Route::of(&request);
-    let method = method_label(request.method());
-    let started = Instant::now();
-    let response = next.run(request).await;
-    metrics.observe_request(route, method, response.status().as_u16(), started.elapsed());
-    response
 }
 
 /// A method as a label: the standard ones by name, anything else as `other`, so that a caller

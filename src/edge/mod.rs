@@ -13,7 +13,7 @@ use std::time::Duration;
 use uuid::Uuid;
 
 use crate::config::Config;
-pub use overload::{shed, InFlight, KeyRate, KeyRateLimited};
+pub use overload::{InFlight, KeyRate, KeyRateLimited};
 pub use server::{serve_with, ClientAddr};
 pub use workers::serve_on_workers;
 

@@ -10,10 +10,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use axum::extract::{Request, State};
 use axum::http::StatusCode;
-use axum::middleware::Next;
-use axum::response::{IntoResponse, Response};
 use uuid::Uuid;
 
 use super::gcra::KeyedGcra;
@@ -42,6 +39,23 @@ impl InFlight {
         (before < self.max).then_some(slot)
     }
 
+    /// Admits a request for `path`: `Ok(None)` on a route the cap never refuses, a slot when one
+    /// is free, else 503 `overloaded` with `Retry-After`, at once.
+    pub fn admit(&self, path: &str) -> Result<Option<Slot>, ApiError> {
+        if EXEMPT.contains(&path) {
+            return Ok(None);
+        }
+        match self.try_enter() {
+            Some(slot) => Ok(Some(slot)),
+            None => Err(ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                Code::Overloaded,
+                "hexbroker is serving as many requests as it may at once; try again shortly.",
+            )
+            .with_retry_after(Some(1))),
+        }
+    }
+
     /// Requests being served now.
     pub fn current(&self) -> usize {
         self.count.load(Ordering::Acquire)
@@ -66,25 +80,6 @@ impl Drop for Slot {
     fn drop(&mut self) {
         self.0.fetch_sub(1, Ordering::AcqRel);
     }
-}
-
-/// Middleware: refuses a request at once when `HEXBROKER_MAX_IN_FLIGHT` requests are in progress.
-pub async fn shed(State(guards): State<Arc<super::Guards>>, request: Request, next: Next) -> Response {
-    if EXEMPT.contains(&request.uri().path()) {
-        return next.run(request).await;
-    }
-    let Some(slot) = guards.in_flight.try_enter() else {
-        return ApiError::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            Code::Overloaded,
-            "hexbroker is serving as many requests as it may at once; try again shortly.",
-        )
-        .with_retry_after(Some(1))
-        .into_response();
-    };
-    let mut response = next.run(request).await;
-    response.extensions_mut().insert(slot);
-    response
 }
 
 /// The per-key request rate (`HEXBROKER_KEY_RATE_LIMIT`).

@@ -187,8 +187,12 @@ async fn connection(
             request.extensions_mut().insert(ConnectInfo(peer));
             let request_held = InProgress::enter(&in_progress);
             let router = router.clone();
-            let body_due = later(Instant::now(), limits.body_read_timeout);
-            let request = request.map(|body| Body::new(Due { body, due: body_due, sleep: None }));
+            // A body already complete (none, or of length 0) never waits, so needs no deadline.
+            let body_due = (!http_body::Body::is_end_stream(request.body()))
+                .then(|| later(Instant::now(), limits.body_read_timeout));
+            let request = request.map(|body| {
+                Body::new(Due { body, due: body_due, wait: limits.body_read_timeout, sleep: None })
+            });
             async move {
                 let Ok(mut response) = router.oneshot(request).await;
                 // A request counts as served (for the in-flight limit and for shutdown) until
@@ -269,7 +273,10 @@ impl http_body::Body for Held {
 /// only when the body keeps the reader waiting, so a body already there costs none.
 struct Due {
     body: Incoming,
-    due: Instant,
+    /// `None` for a body complete from the start.
+    due: Option<Instant>,
+    /// `body_read_timeout`.
+    wait: Duration,
     sleep: Option<Pin<Box<tokio::time::Sleep>>>,
 }
 
@@ -285,7 +292,10 @@ impl http_body::Body for Due {
         match Pin::new(&mut this.body).poll_frame(cx) {
             Poll::Ready(frame) => Poll::Ready(frame.map(|f| f.map_err(Into::into))),
             Poll::Pending => {
-                let due = this.due;
+                // A complete body does not keep its reader waiting; should one, it has the
+                // whole time from now.
+                let wait = this.wait;
+                let due = *this.due.get_or_insert_with(|| later(Instant::now(), wait));
                 let sleep = this.sleep.get_or_insert_with(|| Box::pin(tokio::time::sleep_until(due.into())));
                 ready!(sleep.as_mut().poll(cx));
                 tracing::info!("the client did not send the request body in time");
@@ -333,12 +343,10 @@ impl ReadClock {
         (nanos != 0).then(|| self.epoch + Duration::from_nanos(nanos))
     }
 
-    /// hyper starts waiting for a head now.
-    fn start_waiting(&self) -> Instant {
-        let now = Instant::now();
+    /// hyper starts waiting for a head, at `now`.
+    fn start_waiting(&self, now: Instant) {
         self.waiting_since.store(self.nanos(now), Ordering::Relaxed);
         self.first_byte.store(0, Ordering::Relaxed);
-        now
     }
 
     /// Bytes arrived.
@@ -420,10 +428,8 @@ impl hyper::rt::Timer for HeadTimer {
         Box::pin(Plain { sleep: tokio::time::sleep(duration) })
     }
 
-    fn sleep_until(&self, _deadline: Instant) -> Pin<Box<dyn hyper::rt::Sleep>> {
-        let since = self.reads.start_waiting();
-        // A new connection has `header` for its first request; only a kept-alive one waits idle.
-        let idle = if self.reads.kept_alive.load(Ordering::Relaxed) { self.idle } else { self.header };
+    fn sleep_until(&self, deadline: Instant) -> Pin<Box<dyn hyper::rt::Sleep>> {
+        let (since, idle) = self.start_waiting(deadline);
         Box::pin(HeadWait {
             reads: self.reads.clone(),
             since,
@@ -431,6 +437,31 @@ impl hyper::rt::Timer for HeadTimer {
             idle,
             sleep: tokio::time::sleep_until(later(since, self.header.min(idle)).into()),
         })
+    }
+
+    /// For each request after a connection's first: the same wait, started again (no new timer).
+    fn reset(&self, sleep: &mut Pin<Box<dyn hyper::rt::Sleep>>, deadline: Instant) {
+        match sleep.as_mut().downcast_mut_pin::<HeadWait>() {
+            Some(wait) => {
+                let (since, idle) = self.start_waiting(deadline);
+                let this = wait.project();
+                (*this.since, *this.idle) = (since, idle);
+                this.sleep.reset(later(since, self.header.min(idle)).into());
+            }
+            None => *sleep = self.sleep_until(deadline),
+        }
+    }
+}
+
+impl HeadTimer {
+    /// hyper starts waiting for a head, with `deadline` its header-read timeout from now: when
+    /// the wait began (the clock hyper read), and how long it may stay idle.
+    fn start_waiting(&self, deadline: Instant) -> (Instant, Duration) {
+        let since = deadline.checked_sub(self.header).unwrap_or_else(Instant::now);
+        self.reads.start_waiting(since);
+        // A new connection has `header` for its first request; only a kept-alive one waits idle.
+        let idle = if self.reads.kept_alive.load(Ordering::Relaxed) { self.idle } else { self.header };
+        (since, idle)
     }
 }
 

@@ -3,7 +3,7 @@
 //! and retried by §7's rules while its body can be sent again. Hex's answer goes on to
 //! [`super::relay`] before the caller sees any of it.
 
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, SystemTime};
 
 use axum::body::Body;
 use axum::http::header::{self, HeaderMap, HeaderName, HeaderValue};
@@ -15,7 +15,7 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
 
-use super::relay::{first_frame, relay, remove_prefixed, strip_hop_by_hop};
+use super::relay::{first_frame, is_hop_by_hop, relay, strip};
 use super::{
     origins, retry_after, Attempt, Exchange, OriginSlots, Origins, OutboundLimit, ProxyError, RetryPolicy,
     CONNECTION_ID_HEADER,
@@ -162,11 +162,15 @@ impl Upstream {
             }
         };
 
-        let deadline = tokio::time::Instant::now()
-            .checked_add(self.exchange_timeout)
-            .unwrap_or_else(|| tokio::time::Instant::now() + Duration::from_secs(365 * 24 * 3600));
+        // One clock reading per attempt: it starts the attempt's timeout and its time to answer,
+        // and the first one the exchange's deadline.
+        let mut started = tokio::time::Instant::now();
+        let deadline = later(started, self.exchange_timeout);
         let (mut retries, mut waited) = (0, Duration::ZERO);
         loop {
+            if retries > 0 {
+                started = tokio::time::Instant::now();
+            }
             let body = match (&replay, streamed.take()) {
                 (Some(_), _) if bodiless => Body::empty(),
                 (Some(bytes), _) => Body::from(bytes.clone()),
@@ -179,10 +183,11 @@ impl Upstream {
             let last = replay.is_none() || retries >= self.retry.max_retries;
             *upstream.headers_mut() = if last { std::mem::take(&mut headers) } else { headers.clone() };
 
-            let started = Instant::now();
-            let outcome = tokio::time::timeout(self.timeout, self.client().request(upstream)).await;
+            let outcome =
+                tokio::time::timeout_at(later(started, self.timeout), self.client().request(upstream)).await;
+            let answered_in = matches!(outcome, Ok(Ok(_))).then(|| started.elapsed());
             exchange.retries = retries;
-            exchange.hex_time = matches!(outcome, Ok(Ok(_))).then(|| started.elapsed());
+            exchange.hex_time = answered_in;
             if let Ok(Err(e)) = &outcome {
                 if caller_body_failed(e) {
                     // The caller's body broke (a malformed chunk, a body that stopped coming):
@@ -206,8 +211,19 @@ impl Upstream {
                     (Attempt::Lost, None)
                 }
                 Ok(Ok(response)) => {
-                    self.metrics.observe_upstream(method_name, response.status().as_u16(), started.elapsed());
-                    (Attempt::Answered(response.status()), retry_after(response.headers(), SystemTime::now()))
+                    let status = response.status();
+                    self.metrics.observe_upstream(
+                        method_name,
+                        status.as_u16(),
+                        answered_in.unwrap_or_default(),
+                    );
+                    // The wall clock only for a `Retry-After` (which may be a date).
+                    let hint = response
+                        .headers()
+                        .contains_key(header::RETRY_AFTER)
+                        .then(|| retry_after(response.headers(), SystemTime::now()))
+                        .flatten();
+                    (Attempt::Answered(status), hint)
                 }
             };
             let wait = replay
@@ -252,6 +268,11 @@ impl Upstream {
     }
 }
 
+/// `by` after `at`, or a year after it when that is past what an instant can hold.
+fn later(at: tokio::time::Instant, by: Duration) -> tokio::time::Instant {
+    at.checked_add(by).unwrap_or_else(|| at + Duration::from_secs(365 * 24 * 3600))
+}
+
 /// Whether a failed exchange failed on the caller's side: the request body (an axum body, the
 /// caller's) returned an error while hyper sent it. Hex's failures never carry an axum error.
 fn caller_body_failed(error: &hyper_util::client::legacy::Error) -> bool {
@@ -268,11 +289,9 @@ fn caller_body_failed(error: &hyper_util::client::legacy::Error) -> bool {
 /// Removes what never reaches Hex from the caller's headers: hop-by-hop headers, the caller's
 /// credentials, and method-override, rewrite and forwarding headers.
 fn strip_caller_only(headers: &mut HeaderMap) {
-    strip_hop_by_hop(headers);
-    for name in &CALLER_ONLY {
-        headers.remove(name);
-    }
-    remove_prefixed(headers, FORWARDED_PREFIX);
+    strip(headers, |name| {
+        is_hop_by_hop(name) || CALLER_ONLY.contains(name) || name.as_str().starts_with(FORWARDED_PREFIX)
+    });
 }
 
 #[cfg(test)]
@@ -288,6 +307,9 @@ mod tests {
         }
         headers.insert("accept", HeaderValue::from_static("application/json"));
         headers.insert("x-forwardedness", HeaderValue::from_static("kept: not the prefix"));
+        headers.insert("connection", HeaderValue::from_static("x-private"));
+        headers.insert("x-private", HeaderValue::from_static("named by connection"));
+        headers.insert("te", HeaderValue::from_static("trailers"));
         strip_caller_only(&mut headers);
         let mut left: Vec<_> = headers.keys().map(|k| k.as_str()).collect();
         left.sort_unstable();

@@ -6,6 +6,7 @@ mod connections;
 mod events;
 mod health;
 mod keys;
+mod observe;
 mod page;
 mod proxy;
 mod requests;
@@ -22,19 +23,16 @@ use std::time::Duration;
 
 use std::net::SocketAddr;
 
-use axum::extract::{ConnectInfo, FromRequestParts, MatchedPath, Request};
+use axum::extract::{ConnectInfo, FromRequestParts, Request};
 use axum::handler::Handler;
 use axum::http::request::Parts;
 use axum::http::{header, HeaderName, HeaderValue, Method, StatusCode};
-use axum::response::Response;
 use axum::routing::{MethodFilter, MethodRouter};
 use axum::Router;
 use tower::ServiceBuilder;
 use tower_http::cors::{AllowOrigin, CorsLayer};
 use tower_http::request_id::{MakeRequestId, PropagateRequestIdLayer, RequestId, SetRequestIdLayer};
 use tower_http::sensitive_headers::SetSensitiveRequestHeadersLayer;
-use tower_http::trace::TraceLayer;
-use tracing::Span;
 
 use uuid::Uuid;
 
@@ -242,32 +240,9 @@ pub fn router(state: AppState) -> Router {
     with_middleware(routes, state)
 }
 
-/// Request ids, sensitive-header marking, the request span, metrics, and the in-flight cap.
+/// Request ids, sensitive-header marking, then (innermost, [`observe`]) the request span and
+/// access log line, metrics, and the in-flight cap.
 fn with_middleware(routes: Router, state: AppState) -> Router {
-    let trace = TraceLayer::new_for_http()
-        .make_span_with(|request: &Request| {
-            let route = request.extensions().get::<MatchedPath>().map_or("unmatched", MatchedPath::as_str);
-            let request_id =
-                request.extensions().get::<RequestId>().and_then(|id| id.header_value().to_str().ok());
-            let caller_request_id =
-                request.extensions().get::<CallerRequestId>().and_then(|id| id.0.to_str().ok());
-            tracing::info_span!(
-                "request",
-                method = %request.method(),
-                route,
-                request_id,
-                caller_request_id,
-                key_id = tracing::field::Empty,
-                status = tracing::field::Empty,
-            )
-        })
-        .on_request(())
-        .on_response(|response: &Response, latency: Duration, span: &Span| {
-            span.record("status", response.status().as_u16());
-            tracing::info!(latency_ms = latency.as_secs_f64() * 1000.0, "finished");
-        })
-        .on_failure(());
-
     routes.layer(
         ServiceBuilder::new()
             .layer(tower::util::MapRequestLayer::new(take_caller_request_id))
@@ -277,10 +252,8 @@ fn with_middleware(routes: Router, state: AppState) -> Router {
                 header::COOKIE,
                 header::PROXY_AUTHORIZATION,
             ]))
-            .layer(trace)
             .layer(PropagateRequestIdLayer::new(REQUEST_ID))
-            .layer(axum::middleware::from_fn_with_state(state.metrics.clone(), crate::metrics::track))
-            .layer(axum::middleware::from_fn_with_state(state.edge.clone(), crate::edge::shed)),
+            .layer(observe::ObserveLayer::new(state.metrics.clone(), state.edge.clone())),
     )
 }
 
@@ -306,27 +279,35 @@ fn take_caller_request_id(mut request: Request) -> Request {
 /// yet ids from different replicas and restarts do not collide.
 #[derive(Clone)]
 struct RequestIds {
-    prefix: Arc<str>,
+    /// The random bits, as 16 hex digits.
+    prefix: [u8; 16],
     next: Arc<AtomicU64>,
 }
 
 impl RequestIds {
     fn new() -> Self {
-        let prefix = hex::encode(crate::crypto::random_bytes::<8>());
-        Self { prefix: prefix.into(), next: Arc::new(AtomicU64::new(1)) }
+        let mut prefix = [0u8; 16];
+        prefix.copy_from_slice(hex::encode(crate::crypto::random_bytes::<8>()).as_bytes());
+        Self { prefix, next: Arc::new(AtomicU64::new(1)) }
+    }
+
+    /// `PREFIX-n`, `n` in lowercase hex: written on the stack, copied once.
+    fn id(&self, n: u64) -> Option<HeaderValue> {
+        const HEX: &[u8; 16] = b"0123456789abcdef";
+        let mut buf = [0u8; 33];
+        buf[..16].copy_from_slice(&self.prefix);
+        buf[16] = b'-';
+        let digits = (16 - n.leading_zeros() as usize / 4).max(1);
+        for (i, place) in buf[17..17 + digits].iter_mut().enumerate() {
+            *place = HEX[((n >> (4 * (digits - 1 - i))) & 0xf) as usize];
+        }
+        HeaderValue::from_bytes(&buf[..17 + digits]).ok()
     }
 }
 
 impl MakeRequestId for RequestIds {
     fn make_request_id<B>(&mut self, _: &axum::http::Request<B>) -> Option<RequestId> {
-        use std::io::Write as _;
-        let n = self.next.fetch_add(1, Ordering::Relaxed);
-        // 16 hex digits, a dash and at most 16 more: written on the stack, copied once.
-        let mut buf = [0u8; 40];
-        let mut cursor = std::io::Cursor::new(&mut buf[..]);
-        write!(cursor, "{}-{n:x}", self.prefix).ok()?;
-        let len = usize::try_from(cursor.position()).ok()?;
-        HeaderValue::from_bytes(buf.get(..len)?).ok().map(RequestId::new)
+        self.id(self.next.fetch_add(1, Ordering::Relaxed)).map(RequestId::new)
     }
 }
 
@@ -369,4 +350,19 @@ async fn method_not_allowed() -> ApiError {
         Code::MethodNotAllowed,
         "This route does not accept that method.",
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::RequestIds;
+
+    #[test]
+    fn request_ids_are_the_prefix_then_the_counter_in_hex() {
+        let ids = RequestIds::new();
+        let prefix = std::str::from_utf8(&ids.prefix).unwrap().to_owned();
+        assert!(prefix.bytes().all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase()), "{prefix}");
+        for n in [0, 1, 9, 10, 15, 16, 255, 256, 0xdead_beef, u64::MAX >> 4, u64::MAX] {
+            assert_eq!(ids.id(n).unwrap().to_str().unwrap(), format!("{prefix}-{n:x}"));
+        }
+    }
 }

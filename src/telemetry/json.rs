@@ -60,8 +60,10 @@ where
     ) -> fmt::Result {
         let meta = event.metadata();
         out.write_str("{\"timestamp\":\"")?;
-        write!(out, "{}", chrono::Utc::now().format_with_items(TIMESTAMP.iter()))?;
-        write!(out, "\",\"level\":\"{}\"", meta.level())?;
+        out.write_str(timestamp(std::time::SystemTime::now(), &mut [0; 27]))?;
+        out.write_str("\",\"level\":\"")?;
+        out.write_str(meta.level().as_str())?;
+        out.write_str("\"")?;
         let mut visitor = MemberWriter { out: out.by_ref(), first: false, result: Ok(()) };
         event.record(&mut visitor);
         visitor.result?;
@@ -73,19 +75,92 @@ where
             if let Some(fields) = extensions.get::<FormattedFields<N>>().filter(|f| !f.fields.is_empty()) {
                 // Written by `Members` when `N` is `Members`: JSON members, ready to copy.
                 out.write_str(&fields.fields)?;
-                out.write_char(',')?;
+                out.write_str(",")?;
             }
             out.write_str("\"name\":")?;
             string(&mut out, span.name())?;
-            out.write_char('}')?;
+            out.write_str("}")?;
         }
         out.write_str("}\n")
     }
 }
 
-/// `2026-12-07T12:00:00.123456Z`, parsed once.
-static TIMESTAMP: std::sync::LazyLock<Vec<chrono::format::Item<'static>>> =
-    std::sync::LazyLock::new(|| chrono::format::StrftimeItems::new("%Y-%m-%dT%H:%M:%S%.6fZ").collect());
+/// `at` as `2026-12-07T12:00:00.123456Z` (UTC, microseconds, truncated), written into `buf`.
+/// The date and time of day are worked out once per second and thread, not per line.
+fn timestamp(at: std::time::SystemTime, buf: &mut [u8; 27]) -> &str {
+    use std::cell::Cell;
+    thread_local! {
+        /// The second last written, and its first 19 bytes (`2026-12-07T12:00:00`).
+        static SECOND: Cell<(u64, [u8; 19])> = const { Cell::new((u64::MAX, [0; 19])) };
+    }
+    let since_epoch = at.duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+    let secs = since_epoch.as_secs();
+    let head = SECOND.with(|cached| {
+        let (second, head) = cached.get();
+        if second == secs {
+            return head;
+        }
+        let head = date_and_time(secs);
+        cached.set((secs, head));
+        head
+    });
+    buf[..19].copy_from_slice(&head);
+    buf[19] = b'.';
+    digits(&mut buf[20..26], u64::from(since_epoch.subsec_micros()));
+    buf[26] = b'Z';
+    std::str::from_utf8(buf).unwrap_or("1970-01-01T00:00:00.000000Z")
+}
+
+/// `secs` after the epoch as `YYYY-MM-DDTHH:MM:SS` (proleptic Gregorian calendar, UTC).
+fn date_and_time(secs: u64) -> [u8; 19] {
+    // Howard Hinnant's days-to-civil algorithm, for days since 1970-01-01.
+    let days = secs / 86_400;
+    let z = days + 719_468;
+    let era = z / 146_097;
+    let doe = z % 146_097;
+    let yoe = (doe - doe / 1_460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = (yoe + era * 400 + u64::from(month <= 2)).min(9_999);
+    let time = secs % 86_400;
+    let mut out = *b"0000-00-00T00:00:00";
+    digits(&mut out[0..4], year);
+    digits(&mut out[5..7], month);
+    digits(&mut out[8..10], day);
+    digits(&mut out[11..13], time / 3_600);
+    digits(&mut out[14..16], time / 60 % 60);
+    digits(&mut out[17..19], time % 60);
+    out
+}
+
+/// `n`'s last `out.len()` decimal digits, zero-padded.
+fn digits(out: &mut [u8], mut n: u64) {
+    for place in out.iter_mut().rev() {
+        *place = b'0' + (n % 10) as u8;
+        n /= 10;
+    }
+}
+
+/// `n` in decimal.
+fn integer(out: &mut Writer<'_>, negative: bool, mut n: u64) -> fmt::Result {
+    let mut buf = [0u8; 21];
+    let mut at = buf.len();
+    loop {
+        at -= 1;
+        buf[at] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    if negative {
+        at -= 1;
+        buf[at] = b'-';
+    }
+    out.write_str(std::str::from_utf8(&buf[at..]).map_err(|_| fmt::Error)?)
+}
 
 /// Writes each field as `"name":value`, with a comma before all but the first.
 struct MemberWriter<'w> {
@@ -100,11 +175,9 @@ impl MemberWriter<'_> {
             return;
         }
         self.result = (|| {
-            if !std::mem::take(&mut self.first) {
-                self.out.write_char(',')?;
-            }
-            string(&mut self.out, field.name())?;
-            self.out.write_char(':')?;
+            self.out.write_str(if std::mem::take(&mut self.first) { "\"" } else { ",\"" })?;
+            Escaped(&mut self.out).write_str(field.name())?;
+            self.out.write_str("\":")?;
             value(&mut self.out)
         })();
     }
@@ -116,15 +189,15 @@ impl Visit for MemberWriter<'_> {
     }
 
     fn record_i64(&mut self, field: &Field, value: i64) {
-        self.member(field, |out| write!(out, "{value}"));
+        self.member(field, |out| integer(out, value < 0, value.unsigned_abs()));
     }
 
     fn record_u64(&mut self, field: &Field, value: u64) {
-        self.member(field, |out| write!(out, "{value}"));
+        self.member(field, |out| integer(out, false, value));
     }
 
     fn record_bool(&mut self, field: &Field, value: bool) {
-        self.member(field, |out| write!(out, "{value}"));
+        self.member(field, |out| out.write_str(if value { "true" } else { "false" }));
     }
 
     fn record_f64(&mut self, field: &Field, value: f64) {
@@ -137,18 +210,18 @@ impl Visit for MemberWriter<'_> {
 
     fn record_debug(&mut self, field: &Field, value: &dyn fmt::Debug) {
         self.member(field, |out| {
-            out.write_char('"')?;
+            out.write_str("\"")?;
             write!(Escaped(out), "{value:?}")?;
-            out.write_char('"')
+            out.write_str("\"")
         });
     }
 }
 
 /// A JSON string.
 fn string(out: &mut Writer<'_>, text: &str) -> fmt::Result {
-    out.write_char('"')?;
+    out.write_str("\"")?;
     Escaped(out).write_str(text)?;
-    out.write_char('"')
+    out.write_str("\"")
 }
 
 /// Writes what it is given as the inside of a JSON string.
@@ -156,22 +229,63 @@ struct Escaped<'a, 'w>(&'a mut Writer<'w>);
 
 impl fmt::Write for Escaped<'_, '_> {
     fn write_str(&mut self, text: &str) -> fmt::Result {
-        let mut rest = text;
-        while let Some(at) = rest.find(|c: char| c == '"' || c == '\\' || c < ' ' || c == '\u{7f}') {
-            self.0.write_str(&rest[..at])?;
-            let c = rest[at..].chars().next().unwrap_or(' ');
-            match c {
-                '"' => self.0.write_str("\\\"")?,
-                '\\' => self.0.write_str("\\\\")?,
-                '\n' => self.0.write_str("\\n")?,
-                '\r' => self.0.write_str("\\r")?,
-                '\t' => self.0.write_str("\\t")?,
-                c => write!(self.0, "\\u{:04x}", u32::from(c))?,
-            }
-            rest = &rest[at + c.len_utf8()..];
+        let bytes = text.as_bytes();
+        let clean = clean_prefix(bytes);
+        if clean == bytes.len() {
+            return self.0.write_str(text);
         }
-        self.0.write_str(rest)
+        // Byte by byte from there: every character escaped is ASCII, so each cut falls between
+        // characters.
+        let mut from = 0;
+        for (at, &byte) in bytes.iter().enumerate().skip(clean) {
+            let escaped = match byte {
+                b'"' => "\\\"",
+                b'\\' => "\\\\",
+                b'\n' => "\\n",
+                b'\r' => "\\r",
+                b'\t' => "\\t",
+                0..=0x1f | 0x7f => "",
+                _ => continue,
+            };
+            self.0.write_str(&text[from..at])?;
+            if escaped.is_empty() {
+                write!(self.0, "\\u{:04x}", byte)?;
+            } else {
+                self.0.write_str(escaped)?;
+            }
+            from = at + 1;
+        }
+        self.0.write_str(&text[from..])
     }
+}
+
+/// How many of `bytes`' first bytes need no escaping, give or take: the bytes before the first
+/// one that does, rounded down to a multiple of eight. Eight bytes are looked at a time.
+fn clean_prefix(bytes: &[u8]) -> usize {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const HIGH: u64 = 0x8080_8080_8080_8080;
+    // Whether any byte of `word` is zero (exact for the word as a whole).
+    let any_zero = |word: u64| word.wrapping_sub(ONES) & !word & HIGH != 0;
+    let mut at = 0;
+    for chunk in bytes.chunks_exact(8) {
+        let mut word = [0u8; 8];
+        word.copy_from_slice(chunk);
+        let word = u64::from_le_bytes(word);
+        // A control character (below 0x20), a quote, a backslash or DEL.
+        let control = word.wrapping_sub(ONES * 0x20) & !word & HIGH != 0;
+        if control
+            || any_zero(word ^ (ONES * u64::from(b'"')))
+            || any_zero(word ^ (ONES * u64::from(b'\\')))
+            || any_zero(word ^ (ONES * 0x7f))
+        {
+            return at;
+        }
+        at += 8;
+    }
+    at + bytes[at..]
+        .iter()
+        .position(|&b| b < 0x20 || b == b'"' || b == b'\\' || b == 0x7f)
+        .unwrap_or(bytes.len() - at)
 }
 
 #[cfg(test)]
@@ -204,6 +318,40 @@ mod tests {
     }
 
     #[test]
+    fn strings_are_escaped_wherever_the_character_falls() {
+        for len in 0..40 {
+            for at in 0..len {
+                for odd in ['"', '\\', '\n', '\r', '\t', '\0', '\u{1f}', '\u{7f}', 'é', ' ', '~'] {
+                    let mut text: String = "abcdefghijklmnopqrstuvwxyz0123456789ABCD"[..len].to_owned();
+                    text.replace_range(at..=at, &odd.to_string());
+                    let mut out = String::new();
+                    Escaped(&mut Writer::new(&mut out)).write_str(&text).unwrap();
+                    let json = format!("\"{out}\"");
+                    let back: String = serde_json::from_str(&json).unwrap_or_else(|e| panic!("{e}: {json}"));
+                    assert_eq!(back, text);
+                    // As serde_json writes it, but for DEL, which it leaves as it is.
+                    assert_eq!(json, serde_json::to_string(&text).unwrap().replace('\u{7f}', "\\u007f"));
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn timestamps_read_as_chrono_writes_them() {
+        use std::time::{Duration, UNIX_EPOCH};
+        let mut seconds: Vec<u64> = vec![0, 59, 60, 86_399, 86_400, 951_782_400, 951_868_799, 4_107_542_400];
+        // Every day for 400 years from 1970 (leap years, century rules), at an odd time of day.
+        seconds.extend((0..146_097u64).map(|day| day * 86_400 + 45_296));
+        for secs in seconds {
+            for micros in [0u32, 7, 999_999] {
+                let at = UNIX_EPOCH + Duration::new(secs, micros * 1_000 + 999);
+                let expected = chrono::DateTime::<chrono::Utc>::from(at).format("%Y-%m-%dT%H:%M:%S%.6fZ");
+                assert_eq!(timestamp(at, &mut [0; 27]), expected.to_string(), "{secs}.{micros}");
+            }
+        }
+    }
+
+    #[test]
     fn lines_are_json_with_the_event_at_the_top_and_the_span_beside_it() {
         let captured = Captured::default();
         let subscriber = tracing_subscriber::fmt()
@@ -225,6 +373,9 @@ mod tests {
             span.record("key_id", "k-1");
             tracing::info!(
                 latency_ms = 0.25,
+                small = -3_i64,
+                big = u64::MAX,
+                flag = false,
                 odd = "quote \" backslash \\ newline \n nul \0 del \u{7f}",
                 "finished"
             );
@@ -248,6 +399,9 @@ mod tests {
         assert_eq!(first["message"], "finished");
         assert_eq!(first["level"], "INFO");
         assert_eq!(first["latency_ms"], 0.25);
+        assert_eq!(first["small"], -3);
+        assert_eq!(first["big"], u64::MAX);
+        assert_eq!(first["flag"], false);
         assert_eq!(first["odd"], "quote \" backslash \\ newline \n nul \0 del \u{7f}");
         assert_eq!(first["span"]["method"], "GET");
         assert_eq!(first["span"]["route"], "/v1/proxy/{*path}");
