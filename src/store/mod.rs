@@ -8,6 +8,7 @@
 mod backend;
 mod console;
 mod effects;
+mod pgarray;
 mod postgres;
 mod requestlog;
 mod session;

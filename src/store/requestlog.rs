@@ -226,53 +226,52 @@ pub(super) async fn insert_batch_postgres(
     if entries.is_empty() {
         return Ok(());
     }
+    use super::pgarray::{Element, PgArray};
     let n = entries.len();
-    let mut id = Vec::with_capacity(n);
-    let mut tenant = Vec::with_capacity(n);
-    let mut connection_id = Vec::with_capacity(n);
-    let mut at = Vec::with_capacity(n);
-    let mut method = Vec::with_capacity(n);
-    let mut path = Vec::with_capacity(n);
-    let mut status = Vec::with_capacity(n);
-    let mut answered_by = Vec::with_capacity(n);
-    let mut code = Vec::with_capacity(n);
-    let mut duration_ms = Vec::with_capacity(n);
-    let mut hex_duration_ms = Vec::with_capacity(n);
-    let mut retries = Vec::with_capacity(n);
-    let mut via = Vec::with_capacity(n);
-    let mut key_id = Vec::with_capacity(n);
-    let mut request_id = Vec::with_capacity(n);
+    let mut id = PgArray::new(Element::Uuid, n, 16);
+    let mut tenant = PgArray::new(Element::Text, n, 16);
+    let mut connection_id = PgArray::new(Element::Uuid, n, 16);
+    let mut at = PgArray::new(Element::Timestamptz, n, 8);
+    let mut method = PgArray::new(Element::Text, n, 6);
+    let mut path = PgArray::new(Element::Text, n, 64);
+    let mut status = PgArray::new(Element::Int4, n, 4);
+    let mut answered_by = PgArray::new(Element::Text, n, 9);
+    let mut code = PgArray::new(Element::Text, n, 0);
+    let mut duration_ms = PgArray::new(Element::Int8, n, 8);
+    let mut hex_duration_ms = PgArray::new(Element::Int8, n, 8);
+    let mut retries = PgArray::new(Element::Int4, n, 4);
+    let mut via = PgArray::new(Element::Text, n, 5);
+    let mut key_id = PgArray::new(Element::Uuid, n, 16);
+    let mut request_id = PgArray::new(Element::Text, n, 36);
     for e in entries {
-        id.push(e.id);
-        tenant.push(e.tenant);
-        connection_id.push(e.connection_id);
-        at.push(e.at);
-        method.push(e.method);
-        path.push(e.path);
-        status.push(e.status);
-        answered_by.push(e.answered_by);
-        code.push(e.code);
-        duration_ms.push(e.duration_ms);
-        hex_duration_ms.push(e.hex_duration_ms);
-        retries.push(e.retries);
-        via.push(e.via);
-        key_id.push(e.key_id);
-        request_id.push(e.request_id);
+        id.uuid(e.id);
+        tenant.text(e.tenant);
+        connection_id.uuid(e.connection_id);
+        at.timestamptz(e.at);
+        method.text(e.method);
+        path.text(e.path);
+        status.int4(e.status);
+        answered_by.text(e.answered_by);
+        code.or_null(e.code, PgArray::text);
+        duration_ms.int8(e.duration_ms);
+        hex_duration_ms.or_null(e.hex_duration_ms, PgArray::int8);
+        retries.int4(e.retries);
+        via.text(e.via);
+        key_id.or_null(e.key_id, PgArray::uuid);
+        request_id.or_null(e.request_id, PgArray::text);
     }
     let m = counts.len();
-    let (mut count_id, mut hour, mut calls, mut errors, mut last_error_at) = (
-        Vec::with_capacity(m),
-        Vec::with_capacity(m),
-        Vec::with_capacity(m),
-        Vec::with_capacity(m),
-        Vec::with_capacity(m),
-    );
+    let mut count_id = PgArray::new(Element::Uuid, m, 16);
+    let mut hour = PgArray::new(Element::Timestamptz, m, 8);
+    let mut calls = PgArray::new(Element::Int8, m, 8);
+    let mut errors = PgArray::new(Element::Int8, m, 8);
+    let mut last_error_at = PgArray::new(Element::Timestamptz, m, 8);
     for c in counts {
-        count_id.push(c.connection_id);
-        hour.push(c.hour);
-        calls.push(c.calls);
-        errors.push(c.errors);
-        last_error_at.push(c.last_error_at);
+        count_id.uuid(c.connection_id);
+        hour.timestamptz(c.hour);
+        calls.int8(c.calls);
+        errors.int8(c.errors);
+        last_error_at.or_null(c.last_error_at, PgArray::timestamptz);
     }
     sqlx::query(INSERT_BATCH_POSTGRES)
         .bind(id)

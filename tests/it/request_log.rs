@@ -733,6 +733,90 @@ async fn a_streamed_answer_is_recorded_when_its_body_ends(backend: Backend) {
     assert!(hex < held.as_millis() as i64, "{hex} ms to the head");
 }
 
+/// A batch written by the store reads back field for field, NULLs, non-ASCII paths, times before
+/// Postgres's epoch and the hourly counts included (on Postgres the writer encodes its arrays
+/// itself).
+async fn a_written_batch_reads_back_exactly(backend: Backend) {
+    use chrono::{DateTime, Utc};
+    use hexbroker::store::{HourCount, NewRequest, RequestFilter};
+    let Some(app) = TestApp::start(backend).await else { return };
+    let (id, _) = app.connected(&app.key("connect").await).await;
+    let connection_id: uuid::Uuid = id.parse().unwrap();
+    let at = |text: &str| DateTime::parse_from_rfc3339(text).unwrap().with_timezone(&Utc);
+    let (early, late) = (at("1999-12-31T23:59:59.123456Z"), at("2026-12-07T10:11:12.345678Z"));
+    let key_id = uuid::Uuid::now_v7();
+    let rows = [
+        NewRequest {
+            id: hexbroker::store::id_with(early, 1),
+            tenant: "default",
+            connection_id,
+            at: early,
+            method: "GET",
+            path: "/v1/projects/é ü",
+            status: 200,
+            answered_by: "hex",
+            code: None,
+            duration_ms: 0,
+            hex_duration_ms: None,
+            retries: 0,
+            via: "proxy",
+            key_id: None,
+            request_id: None,
+        },
+        NewRequest {
+            id: hexbroker::store::id_with(late, 2),
+            tenant: "default",
+            connection_id,
+            at: late,
+            method: "PATCH",
+            path: "/",
+            status: 429,
+            answered_by: "hexbroker",
+            code: Some("connection_rate_limited"),
+            duration_ms: i64::MAX,
+            hex_duration_ms: Some(-1),
+            retries: i32::MAX,
+            via: "mcp",
+            key_id: Some(key_id),
+            request_id: Some("req-1"),
+        },
+    ];
+    let hour = at("2026-12-07T10:00:00Z");
+    let counts = [HourCount { connection_id, hour, calls: 2, errors: 1, last_error_at: Some(late) }];
+    app.state.store.insert_requests(&rows, &counts).await.unwrap();
+    app.state.store.insert_requests(&rows[1..], &counts).await.unwrap_err(); // the same id twice
+    let filter = RequestFilter { connection_id: Some(connection_id), limit: 10, ..Default::default() };
+    let listed = app.state.store.list_requests("default", &filter).await.unwrap();
+    let got: Vec<_> = listed
+        .iter()
+        .map(|r| {
+            (
+                (r.id, r.tenant.as_str(), r.connection_id, r.at, r.method.as_str(), r.path.as_str()),
+                (r.status, r.answered_by.as_str(), r.code.as_deref(), r.duration_ms, r.hex_duration_ms),
+                (r.retries, r.via.as_str(), r.key_id, r.request_id.as_deref()),
+            )
+        })
+        .collect();
+    let want: Vec<_> = rows
+        .iter()
+        .rev()
+        .map(|r| {
+            (
+                (r.id, r.tenant, r.connection_id, r.at, r.method, r.path),
+                (r.status, r.answered_by, r.code, r.duration_ms, r.hex_duration_ms),
+                (r.retries, r.via, r.key_id, r.request_id),
+            )
+        })
+        .collect();
+    assert_eq!(got, want);
+    let counted = app.state.store.request_counts(&[connection_id], hour).await.unwrap();
+    assert_eq!(counted.len(), 1);
+    assert_eq!(
+        (counted[0].1.calls_24h, counted[0].1.errors_24h, counted[0].1.last_error_at),
+        (2, 1, Some(late))
+    );
+}
+
 on_both_backends!(
     each_surface_and_answer_kind_is_recorded_with_its_fields,
     hexbroker_refusals_are_recorded_with_their_codes,
@@ -744,4 +828,5 @@ on_both_backends!(
     shutdown_writes_what_is_queued,
     with_the_log_off_nothing_is_recorded,
     a_streamed_answer_is_recorded_when_its_body_ends,
+    a_written_batch_reads_back_exactly,
 );
