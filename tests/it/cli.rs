@@ -413,7 +413,12 @@ async fn a_terminal_start_on_postgres_names_it_and_never_shows_the_password() {
     url.set_password(Some("s3cretpw")).unwrap();
     let name = url.path().trim_start_matches('/').to_owned();
     let dir = tempfile::tempdir().unwrap();
-    let program = format!("exec '{}' serve", env!("CARGO_BIN_EXE_hexbroker"));
+    // The shell writes its pid (hexbroker's, after `exec`) so that the test can stop hexbroker
+    // itself: the hang-up that closing the terminal sends is ignored when the tests run under
+    // `nohup`, and the server would outlive them.
+    let pid_file = dir.path().join("hexbroker.pid");
+    let program =
+        format!("echo $$ > '{}'; exec '{}' serve", pid_file.display(), env!("CARGO_BIN_EXE_hexbroker"));
     let mut child = Command::new("script")
         .args(["-qfec", &program, "/dev/null"])
         .env_clear()
@@ -450,7 +455,9 @@ async fn a_terminal_start_on_postgres_names_it_and_never_shows_the_password() {
         let _ = tx.send(String::from_utf8_lossy(&seen).into_owned());
     });
     let seen = rx.recv_timeout(std::time::Duration::from_secs(60));
-    // Closing the terminal hangs up on hexbroker.
+    if let Ok(pid) = std::fs::read_to_string(&pid_file) {
+        let _ = Command::new("kill").args(["-KILL", pid.trim()]).status();
+    }
     let _ = child.kill();
     let _ = child.wait();
     let seen = seen.expect("the banner within a minute").replace('\r', "");
