@@ -23,8 +23,6 @@ const RECHECK_EVERY: Duration = Duration::from_secs(60);
 pub(super) struct Outcome {
     pub(super) result: Result<Response<Body>, Refusal>,
     pub(super) exchange: Exchange,
-    /// Whether the connection was found in the caller's tenant.
-    pub(super) known: bool,
 }
 
 /// Records the call (when the log is on) and returns its answer. A refusal is recorded only when
@@ -40,14 +38,20 @@ pub(super) async fn record(
     match outcome.result {
         Ok(response) => Ok(call.answered(response, outcome.exchange)),
         Err(refusal) => {
-            let known =
-                outcome.known || (!matches!(refusal, Refusal::NotFound) && known(proxy, tenant, id).await);
+            let known = found_first(&refusal)
+                || (!matches!(refusal, Refusal::NotFound) && known(proxy, tenant, id).await);
             if known {
                 call.refused(refusal.status(), refusal.code(), outcome.exchange);
             }
             Err(refusal)
         }
     }
+}
+
+/// Whether `refusal` came after the connection was found in the caller's tenant: every one but
+/// the path's (checked first) and those of finding the connection itself.
+fn found_first(refusal: &Refusal) -> bool {
+    !matches!(refusal, Refusal::Path(_) | Refusal::NotFound | Refusal::Stored(_) | Refusal::Store(_))
 }
 
 /// Whether connection `id` is one of `tenant`'s (cached, else read).

@@ -38,6 +38,7 @@ use std::time::Duration;
 
 use axum::body::Body;
 use axum::http::{header, Request, Response, StatusCode};
+use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
 use crate::clock::Clock;
@@ -270,10 +271,13 @@ pub async fn forward(
     via: Via,
     request: Request<Body>,
 ) -> Result<Response<Body>, Refusal> {
-    let call = proxy.request_log.begin(key, id, via, &request, proxy.clock.now());
-    let (mut exchange, mut known) = (Exchange::default(), false);
-    let result = phases(proxy, &key.tenant, id, via, request, &mut exchange, &mut known).await;
-    after::record(proxy, &key.tenant, id, call, after::Outcome { result, exchange, known }).await
+    // One reading of the wall clock: the call's start in the log, and the time its connection's
+    // status is judged at.
+    let now = proxy.clock.now();
+    let call = proxy.request_log.begin(key, id, via, &request, now);
+    let mut exchange = Exchange::default();
+    let result = phases(proxy, &key.tenant, id, via, now, request, &mut exchange).await;
+    after::record(proxy, &key.tenant, id, call, after::Outcome { result, exchange }).await
 }
 
 /// Records a call that named connection `id` and was refused before any phase ran (the caller
@@ -294,24 +298,21 @@ pub async fn record_refusal<B>(
     }
 }
 
-/// The phases of one call, in order; `exchange` learns what Hex was asked, `known` whether the
-/// connection was found in the caller's tenant.
+/// The phases of one call that started at `now`, in order; `exchange` learns what Hex was asked.
 async fn phases(
     proxy: &Proxy,
     tenant: &str,
     id: Uuid,
     via: Via,
+    now: DateTime<Utc>,
     mut request: Request<Body>,
     exchange: &mut Exchange,
-    known: &mut bool,
 ) -> Result<Response<Body>, Refusal> {
     // Admit the path, find the target, admit the call to it.
     let prefix = via.prefix();
     let path = request.uri().path().strip_prefix(prefix).unwrap_or("/");
     check_path(path)?;
     let target = target::find(proxy, tenant, id).await?;
-    *known = true;
-    let now = proxy.clock.now();
     admit::usable(&target, now)?;
     let limit = admit::outbound_limit(proxy, &target);
     if let Some(limit) = limit {
